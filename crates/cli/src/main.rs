@@ -1,0 +1,288 @@
+//! `medledger`: the command line.
+
+mod bench;
+mod receipt;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use medledger_formats::keys;
+use medledger_formats::tx::{Transaction, TxWire};
+use medledger_ledger::Ledger;
+use medledger_ledger::ledger::write_secret_file;
+use medledger_ledger::state::DEFAULT_MAX_SKEW_MS;
+use medledger_ledger::verify;
+use medledger_node::{Sequencer, SequencerConfig};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "medledger",
+    version,
+    about = "A tamper-evident, durable ledger of pseudonymized health data"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a ledger: node key, admin key (0600 files) and genesis block.
+    Init {
+        /// Data directory.
+        #[arg(long, default_value = "medledger-data")]
+        data_dir: PathBuf,
+        /// Checkpoint origin line (a schema-less URL), fixed for the ledger's life.
+        #[arg(long)]
+        origin: Option<String>,
+        /// Institution that runs this node.
+        #[arg(long, default_value = "medledger")]
+        institution: String,
+    },
+    /// Generate an Ed25519 key file (0600) and print its public key.
+    Keygen {
+        /// Where to write the key file; it must not exist.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Recompute every hash, root, link, signature and commitment in a data directory.
+    Verify {
+        /// Data directory.
+        #[arg(default_value = "medledger-data")]
+        dir: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Receipts (C2SP tlog-proof).
+    Receipt {
+        #[command(subcommand)]
+        command: receipt::ReceiptCommand,
+    },
+    /// Submit signed transactions (JSON lines) from a file or stdin to a local
+    /// ledger; prints one JSON result per line as each is acknowledged.
+    Import {
+        /// Data directory.
+        #[arg(long, default_value = "medledger-data")]
+        data_dir: PathBuf,
+        /// Input file of JSON lines; stdin if absent.
+        file: Option<PathBuf>,
+        /// Transactions per submission.
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        /// Directory to write each receipt into, as <id>.tlog-proof.
+        #[arg(long)]
+        receipts: Option<PathBuf>,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Init {
+            data_dir,
+            origin,
+            institution,
+        } => {
+            let origin = match origin {
+                Some(o) => o,
+                None => format!("medledger/{}", hex::encode(keys::random_bytes::<4>()?)),
+            };
+            let report = Ledger::init(&data_dir, &origin, &institution)?;
+            println!("initialised {}", data_dir.display());
+            println!("origin:     {}", report.origin);
+            println!("node vkey:  {}", report.vkey);
+            println!(
+                "admin key:  {} (keep it safe; mode 0600)",
+                report.admin_key.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keygen { out } => {
+            let key = keys::generate()?;
+            write_secret_file(&out, &keys::encode_key_file(&key))?;
+            println!("{}", keys::public_key(&key));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { dir, json } => verify_cmd(dir, json),
+        Command::Receipt { command } => receipt::run(command),
+        Command::Import {
+            data_dir,
+            file,
+            batch,
+            receipts,
+        } => import(data_dir, file, batch.max(1), receipts),
+        Command::Bench { command } => bench::run(command),
+    }
+}
+
+fn verify_cmd(dir: PathBuf, json: bool) -> Result<ExitCode> {
+    let total = verify::segment_bytes(&dir)?;
+    let bar = if std::io::stderr().is_terminal() && !json {
+        indicatif::ProgressBar::new(total)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let start = std::time::Instant::now();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let result = verify::verify_dir(&dir, DEFAULT_MAX_SKEW_MS, threads, |b| bar.set_position(b));
+    bar.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    match result {
+        Ok(r) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "ok": true,
+                        "blocks": r.blocks,
+                        "transactions": r.transactions,
+                        "bytes": r.bytes,
+                        "log_root": hex::encode(r.log_root),
+                        "seconds": secs,
+                        "tx_per_s": r.transactions as f64 / secs,
+                        "mb_per_s": r.bytes as f64 / secs / 1e6,
+                    })
+                );
+            } else {
+                println!(
+                    "ok: {} blocks, {} transactions, {:.1} MB in {:.2}s ({:.0} tx/s, {:.1} MB/s); log root {}",
+                    r.blocks,
+                    r.transactions,
+                    r.bytes as f64 / 1e6,
+                    secs,
+                    r.transactions as f64 / secs,
+                    r.bytes as f64 / secs / 1e6,
+                    hex::encode(r.log_root)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": false, "error": e.to_string()})
+                );
+            } else {
+                eprintln!("verification FAILED: {e}");
+            }
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn import(
+    data_dir: PathBuf,
+    file: Option<PathBuf>,
+    batch: usize,
+    receipts: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let input: Box<dyn BufRead> = match &file {
+        Some(f) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?,
+        )),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    if let Some(dir) = &receipts {
+        std::fs::create_dir_all(dir)?;
+    }
+    let ledger = Ledger::open(&data_dir)?;
+    let seq = Sequencer::start(ledger, SequencerConfig::default());
+    let mut out = std::io::stdout().lock();
+    let mut failures = 0u64;
+    let mut lines = input.lines().enumerate();
+    loop {
+        let mut txs = Vec::with_capacity(batch);
+        let mut line_nos = Vec::with_capacity(batch);
+        for (n, line) in lines.by_ref() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let parsed = serde_json::from_str::<TxWire>(&line)
+                .map_err(|e| e.to_string())
+                .and_then(|w| Transaction::from_wire(w).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(tx) => {
+                    txs.push(tx);
+                    line_nos.push(n + 1);
+                }
+                Err(e) => {
+                    failures += 1;
+                    writeln!(
+                        out,
+                        "{}",
+                        serde_json::json!({"line": n + 1, "error": "malformed", "detail": e})
+                    )?;
+                }
+            }
+            if txs.len() == batch {
+                break;
+            }
+        }
+        if txs.is_empty() {
+            break;
+        }
+        for (outcome, line) in seq.submit(txs).into_iter().zip(line_nos) {
+            match outcome {
+                Ok(r) => {
+                    if let Some(dir) = &receipts {
+                        let path = dir.join(format!("{}.tlog-proof", hex::encode(r.id)));
+                        std::fs::write(&path, r.proof.render())?;
+                    }
+                    writeln!(
+                        out,
+                        "{}",
+                        serde_json::json!({"line": line, "id": hex::encode(r.id), "index": r.leaf, "height": r.height})
+                    )?;
+                }
+                Err(e) => {
+                    failures += 1;
+                    writeln!(
+                        out,
+                        "{}",
+                        serde_json::json!({"line": line, "error": e.code(), "detail": e.to_string()})
+                    )?;
+                }
+            }
+        }
+        out.flush()?;
+    }
+    if let Err(e) = seq.shutdown() {
+        bail!("shutdown: {e}");
+    }
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

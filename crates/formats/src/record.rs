@@ -1,0 +1,194 @@
+//! Bodies of the two record kinds in a segment file. Framing (length,
+//! checksum) belongs to storage; this is what is inside. All integers are
+//! little-endian.
+//!
+//! ```text
+//! payloads record (kind 1):  height u64 | count u32 | count × (salt [16] | len u32 | JCS(payload))
+//! block record    (kind 2):  len u32 | JCS(block header) | proposer signature [64]
+//!                            | count u32 | count × (len u32 | JCS(tx header) | signature [64])
+//! ```
+//! A block's payloads record comes just before its block record. Payloads
+//! live in their own record so that one can be redacted in place while the
+//! block record, and every hash over it, stays unchanged.
+
+use crate::block::{Block, BlockError, SealedHeader};
+use crate::tx::{Transaction, TxError};
+
+/// Record kind: the payloads and salts of one block.
+pub const KIND_PAYLOADS: u8 = 1;
+/// Record kind: a block header and its transaction headers and signatures.
+pub const KIND_BLOCK: u8 = 2;
+
+/// Why a record body could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RecordError {
+    /// The body ends before a field it announces.
+    #[error("record is truncated")]
+    Truncated,
+    /// Bytes remain after the last field.
+    #[error("record has {0} trailing bytes")]
+    Trailing(usize),
+    /// The payloads record does not belong to this block.
+    #[error("payloads record is for height {payloads}, block is {block}")]
+    HeightMismatch {
+        /// Height in the payloads record.
+        payloads: u64,
+        /// Height in the block header.
+        block: u64,
+    },
+    /// The counts in the two records or the header disagree.
+    #[error(
+        "transaction count mismatch: header {header}, block record {block}, payloads record {payloads}"
+    )]
+    CountMismatch {
+        /// `tx_count` in the header.
+        header: u64,
+        /// Entries in the block record.
+        block: u64,
+        /// Entries in the payloads record.
+        payloads: u64,
+    },
+    /// The block header is invalid.
+    #[error("block header: {0}")]
+    Block(#[from] BlockError),
+    /// A transaction is invalid.
+    #[error("transaction {index} of the block: {error}")]
+    Tx {
+        /// Position in the block.
+        index: usize,
+        /// What is wrong.
+        error: TxError,
+    },
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
+        if self.0.len() < n {
+            return Err(RecordError::Truncated);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+    fn u32(&mut self) -> Result<u32, RecordError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Result<u64, RecordError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+    fn bytes(&mut self) -> Result<&'a [u8], RecordError> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    fn finish(&self) -> Result<(), RecordError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(RecordError::Trailing(self.0.len()))
+        }
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+/// Appends the payloads record body of `block`.
+pub fn encode_payloads(block: &Block, out: &mut Vec<u8>) {
+    out.extend_from_slice(&block.header.header().height.to_le_bytes());
+    out.extend_from_slice(&(block.txs.len() as u32).to_le_bytes());
+    for tx in &block.txs {
+        out.extend_from_slice(tx.salt());
+        put_bytes(out, tx.payload_jcs());
+    }
+}
+
+/// Appends the block record body of `block`.
+pub fn encode_block(block: &Block, out: &mut Vec<u8>) {
+    put_bytes(out, block.header.header_jcs());
+    out.extend_from_slice(block.header.signature());
+    out.extend_from_slice(&(block.txs.len() as u32).to_le_bytes());
+    for tx in &block.txs {
+        put_bytes(out, tx.header_jcs());
+        out.extend_from_slice(tx.signature());
+    }
+}
+
+/// Decodes only the sealed header of a block record (for fast scans).
+pub fn decode_block_header(body: &[u8]) -> Result<SealedHeader, RecordError> {
+    let mut r = Reader(body);
+    let jcs = r.bytes()?;
+    let sig = r.array::<64>()?;
+    Ok(SealedHeader::from_stored(jcs, sig)?)
+}
+
+/// The transaction ids of a block record, computed from the stored bytes
+/// without parsing them (for rebuilding the Merkle log quickly).
+pub fn block_tx_ids(body: &[u8]) -> Result<Vec<crate::merkle::Hash>, RecordError> {
+    let mut r = Reader(body);
+    r.bytes()?;
+    r.array::<64>()?;
+    let count = r.u32()? as usize;
+    let mut ids = Vec::with_capacity(count.min(body.len() / 68));
+    for _ in 0..count {
+        let header_jcs = r.bytes()?;
+        let signature = r.take(64)?;
+        ids.push(crate::merkle::leaf_hash_parts(&[header_jcs, signature]));
+    }
+    r.finish()?;
+    Ok(ids)
+}
+
+/// Decodes the height of a payloads record.
+pub fn decode_payloads_height(body: &[u8]) -> Result<u64, RecordError> {
+    Reader(body).u64()
+}
+
+/// Decodes a block from its block record and payloads record bodies,
+/// checking every transaction's canonical form and commitment (not signatures).
+pub fn decode_block(block_body: &[u8], payloads_body: &[u8]) -> Result<Block, RecordError> {
+    let mut r = Reader(block_body);
+    let jcs = r.bytes()?;
+    let sig = r.array::<64>()?;
+    let header = SealedHeader::from_stored(jcs, sig)?;
+    let count = r.u32()? as usize;
+
+    let mut p = Reader(payloads_body);
+    let height = p.u64()?;
+    if height != header.header().height {
+        return Err(RecordError::HeightMismatch {
+            payloads: height,
+            block: header.header().height,
+        });
+    }
+    let pcount = p.u32()? as usize;
+    if count != pcount || header.header().tx_count != count as u64 {
+        return Err(RecordError::CountMismatch {
+            header: header.header().tx_count,
+            block: count as u64,
+            payloads: pcount as u64,
+        });
+    }
+    // Counts come from disk; cap the reservation by what the bytes can hold.
+    let mut txs = Vec::with_capacity(count.min(block_body.len() / 68));
+    for index in 0..count {
+        let header_jcs = r.bytes()?;
+        let signature = r.array::<64>()?;
+        let salt = p.array::<16>()?;
+        let payload = p.bytes()?.to_vec();
+        let tx = Transaction::from_stored(header_jcs, signature, salt, payload)
+            .map_err(|error| RecordError::Tx { index, error })?;
+        txs.push(tx);
+    }
+    r.finish()?;
+    p.finish()?;
+    Ok(Block { header, txs })
+}

@@ -1,0 +1,797 @@
+//! The durable ledger: state machine plus storage.
+//!
+//! ```text
+//! DIR/ledger.json   origin and skew, written once by init
+//! DIR/node.key      node key (0600): proposes blocks, signs checkpoints
+//! DIR/admin.key     the first admin's key (0600), registered in genesis
+//! DIR/segments/     blocks, the source of truth
+//! DIR/merkle/       stored subtree hashes (derived)
+//! DIR/index.redb    indexes and participants (derived)
+//! DIR/LOCK          held while a process has the ledger open
+//! ```
+
+use crate::roles::kind;
+use crate::state::{BlockFault, GenesisPayload, LedgerState, Participant, Rejection, Seen, Tip};
+use ed25519_dalek::SigningKey;
+use medledger_formats::block::{Block, SealedHeader};
+use medledger_formats::checkpoint::Checkpoint;
+use medledger_formats::keys;
+use medledger_formats::merkle::{self, Frontier, Hash};
+use medledger_formats::note::{Note, NoteSigner, NoteVerifier};
+use medledger_formats::receipt::TlogProof;
+use medledger_formats::record::{self, RecordError};
+use medledger_formats::tx::Transaction;
+use medledger_store::index::{BlockEntry, BlockIndex, Index, IndexError, TxEntry};
+use medledger_store::merkle_store::MerkleStore;
+use medledger_store::segment::{
+    self, Location, SEGMENT_HEADER, SegmentError, SegmentLog, StoredBlock,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Make the index durable every this many blocks (and on close).
+const INDEX_FLUSH_EVERY: u64 = 128;
+
+/// Ledger failures.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The data directory is not a ledger.
+    #[error("{0} is not a medledger data directory (no ledger.json); run `medledger init` first")]
+    NotInitialized(PathBuf),
+    /// `init` on a directory that already holds a ledger.
+    #[error("{0} already holds a ledger")]
+    AlreadyInitialized(PathBuf),
+    /// Another process has the ledger open.
+    #[error("{0} is in use by another process")]
+    Locked(PathBuf),
+    /// A configuration or key file is wrong.
+    #[error("{path}: {what}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// Segment storage failed or is corrupt.
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    /// The index failed.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// A stored record does not decode.
+    #[error("block at {location:?}: {error}")]
+    Record {
+        /// Where.
+        location: Location,
+        /// What.
+        error: RecordError,
+    },
+    /// A stored block does not follow from the state.
+    #[error("block {height}: {fault}")]
+    Block {
+        /// Height.
+        height: u64,
+        /// What.
+        fault: BlockFault,
+    },
+    /// The stored Merkle tree disagrees with the blocks even after a rebuild.
+    #[error("Merkle tree does not match block {0}'s log_root")]
+    TreeMismatch(u64),
+    /// A transaction could not be admitted while building a block.
+    #[error("transaction rejected: {0}")]
+    Rejected(Rejection),
+    /// A format error (signing, sealing).
+    #[error("format: {0}")]
+    Format(String),
+    /// A requested item does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> LedgerError + '_ {
+    move |source| LedgerError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn fmt_err(e: impl std::fmt::Display) -> LedgerError {
+    LedgerError::Format(e.to_string())
+}
+
+/// `ledger.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerConfig {
+    /// Checkpoint origin line; also the node's note key name.
+    pub origin: String,
+    /// Allowed distance between a transaction's time and its block's.
+    pub max_skew_ms: u64,
+    /// Format version of the data directory.
+    pub v: u32,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Writes `text` to a new file readable only by its owner.
+pub fn write_secret_file(path: &Path, text: &str) -> Result<(), LedgerError> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_at(path))?;
+    f.write_all(text.as_bytes()).map_err(io_at(path))?;
+    f.sync_all().map_err(io_at(path))
+}
+
+/// Reads a key file.
+pub fn read_key_file(path: &Path) -> Result<SigningKey, LedgerError> {
+    let text = fs::read_to_string(path).map_err(io_at(path))?;
+    keys::decode_key_file(&text).map_err(|e| LedgerError::Config {
+        path: path.to_path_buf(),
+        what: e.to_string(),
+    })
+}
+
+/// What `init` created.
+#[derive(Clone, Debug)]
+pub struct InitReport {
+    /// The admin key file.
+    pub admin_key: PathBuf,
+    /// The node's C2SP verifier key.
+    pub vkey: String,
+    /// The origin line.
+    pub origin: String,
+}
+
+/// What committing one block produced.
+#[derive(Clone, Debug)]
+pub struct Committed {
+    /// The block header.
+    pub header: SealedHeader,
+    /// The signed checkpoint for the log after this block.
+    pub checkpoint: Note,
+}
+
+/// The storage half of a ledger: segments, subtree hashes, index, checkpoints.
+pub struct Store {
+    dir: PathBuf,
+    origin: String,
+    signer: NoteSigner,
+    segments: SegmentLog,
+    tree: MerkleStore,
+    index: Index,
+    last: Option<SealedHeader>,
+    checkpoint: Option<Note>,
+    _lock: File,
+}
+
+/// Ids of blocks sequenced but not yet in the index.
+#[derive(Default)]
+pub struct Pending(Mutex<HashSet<Hash>>);
+
+impl Pending {
+    /// Adds ids.
+    pub fn add(&self, ids: impl IntoIterator<Item = Hash>) {
+        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        set.extend(ids);
+    }
+    /// Removes ids once indexed.
+    pub fn remove<'a>(&self, ids: impl IntoIterator<Item = &'a Hash>) {
+        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for id in ids {
+            set.remove(id);
+        }
+    }
+    /// True if `id` is pending.
+    pub fn contains(&self, id: &Hash) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id)
+    }
+}
+
+/// Answers [`Seen`] from the index plus the pending ids.
+pub struct IndexSeen<'a> {
+    /// Committed and indexed.
+    pub index: &'a Index,
+    /// Sequenced but not yet indexed.
+    pub pending: &'a Pending,
+}
+
+impl Seen for IndexSeen<'_> {
+    fn seen(&self, id: &Hash) -> bool {
+        // An index read failure must not let a duplicate in; treat as seen.
+        self.pending.contains(id)
+            || self
+                .index
+                .leaves_of(&[id])
+                .map(|v| v[0].is_some())
+                .unwrap_or(true)
+    }
+}
+
+/// A durable ledger, opened by one process at a time.
+pub struct Ledger {
+    /// The storage half.
+    pub store: Store,
+    /// The state machine.
+    pub state: LedgerState,
+    /// The node key.
+    pub node_key: SigningKey,
+}
+
+fn block_index(
+    block: &Block,
+    location: Location,
+    participants: Vec<([u8; 32], Vec<u8>)>,
+) -> BlockIndex {
+    let h = block.header.header();
+    BlockIndex {
+        block: BlockEntry {
+            height: h.height,
+            location,
+            first_leaf: h.first_leaf,
+            tx_count: h.tx_count,
+        },
+        txs: block
+            .txs
+            .iter()
+            .enumerate()
+            .map(|(i, tx)| TxEntry {
+                id: *tx.id(),
+                leaf: h.first_leaf + i as u64,
+                author: tx.header().author.0,
+                kind: tx.header().kind.clone(),
+                patient: patient_of(tx),
+                time: tx.header().time,
+            })
+            .collect(),
+        participants,
+    }
+}
+
+/// The patient pseudonym a payload names, if any.
+fn patient_of(tx: &Transaction) -> Option<String> {
+    #[derive(Deserialize)]
+    struct P {
+        patient: Option<String>,
+    }
+    serde_json::from_slice::<P>(tx.payload_jcs())
+        .ok()
+        .and_then(|p| p.patient)
+}
+
+/// Participant records to index for the keys `txs` touched, as they stand in `state`.
+pub fn participant_records(state: &LedgerState, txs: &[Transaction]) -> Vec<([u8; 32], Vec<u8>)> {
+    LedgerState::touched_participants(txs)
+        .into_iter()
+        .filter_map(|k| state.participant(&k))
+        .filter_map(|p| serde_json::to_vec(p).ok().map(|v| (p.key.0, v)))
+        .collect()
+}
+
+impl Store {
+    /// The last committed block header.
+    pub fn last(&self) -> Option<&SealedHeader> {
+        self.last.as_ref()
+    }
+
+    /// The latest signed checkpoint.
+    pub fn checkpoint(&self) -> Option<&Note> {
+        self.checkpoint.as_ref()
+    }
+
+    /// The node's verifier key.
+    pub fn verifier(&self) -> NoteVerifier {
+        self.signer.verifier()
+    }
+
+    /// The origin line.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The stored subtree hashes.
+    pub fn tree(&self) -> &MerkleStore {
+        &self.tree
+    }
+
+    /// The index.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn sign_checkpoint(&self, size: u64, root: Hash) -> Result<Note, LedgerError> {
+        Checkpoint {
+            origin: self.origin.clone(),
+            size,
+            root,
+            extensions: Vec::new(),
+        }
+        .sign(&self.signer)
+        .map_err(fmt_err)
+    }
+
+    /// Writes a block and makes it durable (one fsync), then updates the
+    /// subtree hashes and the index. Returns once the block is durable.
+    pub fn commit(
+        &mut self,
+        block: &Block,
+        participants: Vec<([u8; 32], Vec<u8>)>,
+    ) -> Result<Committed, LedgerError> {
+        let h = block.header.header();
+        let mut payloads = Vec::new();
+        record::encode_payloads(block, &mut payloads);
+        let mut body = Vec::new();
+        record::encode_block(block, &mut body);
+        let location = self.segments.append(h.height, &payloads, &body)?;
+        self.segments.sync()?;
+        let ids: Vec<Hash> = block.txs.iter().map(|t| *t.id()).collect();
+        let tree_path = self.dir.join("merkle");
+        self.tree.append(&ids).map_err(io_at(&tree_path))?;
+        let durable = h.height % INDEX_FLUSH_EVERY == 0;
+        self.index
+            .apply(&[block_index(block, location, participants)], durable)?;
+        let checkpoint = self.sign_checkpoint(h.log_size, h.log_root.0)?;
+        self.last = Some(block.header.clone());
+        self.checkpoint = Some(checkpoint.clone());
+        Ok(Committed {
+            header: block.header.clone(),
+            checkpoint,
+        })
+    }
+
+    /// A receipt for log entry `leaf` against `checkpoint` (the latest if None).
+    pub fn receipt(&self, leaf: u64, checkpoint: Option<&Note>) -> Result<TlogProof, LedgerError> {
+        let note = match checkpoint.or(self.checkpoint.as_ref()) {
+            Some(n) => n.clone(),
+            None => return Err(LedgerError::NotFound("no checkpoint yet".into())),
+        };
+        let cp = Checkpoint::from_text(&note.text).map_err(fmt_err)?;
+        let proof = merkle::inclusion_proof(&self.tree, leaf, cp.size).map_err(fmt_err)?;
+        Ok(TlogProof {
+            extra: None,
+            index: leaf,
+            proof,
+            checkpoint: note,
+        })
+    }
+
+    /// A consistency proof between two log sizes.
+    pub fn consistency(&self, from: u64, to: u64) -> Result<Vec<Hash>, LedgerError> {
+        merkle::consistency_proof(&self.tree, from, to).map_err(fmt_err)
+    }
+
+    /// Reads and decodes the block at `height`.
+    pub fn block(&self, height: u64) -> Result<Block, LedgerError> {
+        let entry = self
+            .index
+            .block(height)?
+            .ok_or_else(|| LedgerError::NotFound(format!("block {height}")))?;
+        let stored = self.segments.read(entry.location)?;
+        record::decode_block(&stored.block, &stored.payloads).map_err(|error| LedgerError::Record {
+            location: entry.location,
+            error,
+        })
+    }
+
+    /// Finds a transaction by id: the transaction, its log index and block height.
+    pub fn transaction(&self, id: &Hash) -> Result<Option<(Transaction, u64, u64)>, LedgerError> {
+        let Some(leaf) = self.index.leaves_of(&[id])?[0] else {
+            return Ok(None);
+        };
+        let height = self
+            .index
+            .height_of_leaf(leaf)?
+            .ok_or_else(|| LedgerError::NotFound(format!("block of leaf {leaf}")))?;
+        let block = self.block(height)?;
+        let first = block.header.header().first_leaf;
+        let tx = block
+            .txs
+            .into_iter()
+            .nth((leaf - first) as usize)
+            .ok_or_else(|| LedgerError::NotFound(format!("leaf {leaf}")))?;
+        Ok(Some((tx, leaf, height)))
+    }
+
+    /// Makes the index and subtree files durable (on shutdown).
+    pub fn flush(&self) -> Result<(), LedgerError> {
+        self.index.flush()?;
+        self.tree.sync().map_err(io_at(&self.dir.join("merkle")))
+    }
+}
+
+/// Paths inside a data directory.
+fn paths(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    (
+        dir.join("ledger.json"),
+        dir.join("node.key"),
+        dir.join("admin.key"),
+    )
+}
+
+/// Extracts the ids of a block record body without parsing its JSON.
+fn block_ids(body: &[u8]) -> Result<(SealedHeader, Vec<Hash>), RecordError> {
+    let header = record::decode_block_header(body)?;
+    let ids = record::block_tx_ids(body)?;
+    Ok((header, ids))
+}
+
+impl Ledger {
+    /// Creates a new ledger in `dir`: node key, admin key, genesis block.
+    pub fn init(dir: &Path, origin: &str, institution: &str) -> Result<InitReport, LedgerError> {
+        let (config_path, node_path, admin_path) = paths(dir);
+        if config_path.exists() {
+            return Err(LedgerError::AlreadyInitialized(dir.to_path_buf()));
+        }
+        fs::create_dir_all(dir).map_err(io_at(dir))?;
+        // Validate the origin as a note key name before writing anything.
+        let node_key = keys::generate().map_err(fmt_err)?;
+        NoteSigner::new(origin, node_key.clone()).map_err(|e| LedgerError::Config {
+            path: config_path.clone(),
+            what: format!("origin {origin:?}: {e}"),
+        })?;
+        let admin_key = keys::generate().map_err(fmt_err)?;
+        write_secret_file(&node_path, &keys::encode_key_file(&node_key))?;
+        write_secret_file(&admin_path, &keys::encode_key_file(&admin_key))?;
+        let config = LedgerConfig {
+            origin: origin.to_owned(),
+            max_skew_ms: crate::state::DEFAULT_MAX_SKEW_MS,
+            v: 1,
+        };
+        let text = serde_json::to_string_pretty(&config).map_err(fmt_err)?;
+        let tmp = dir.join("ledger.json.tmp");
+        fs::write(&tmp, text + "\n").map_err(io_at(&tmp))?;
+        File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io_at(&tmp))?;
+        let mut ledger = Self::open_parts(dir, config.clone(), node_key.clone())?;
+        let time = now_ms();
+        let genesis = Transaction::sign(
+            &admin_key,
+            kind::GENESIS,
+            time,
+            &serde_json::to_value(GenesisPayload {
+                origin: origin.to_owned(),
+                admin: keys::public_key(&admin_key),
+                node: keys::public_key(&node_key),
+                institution: institution.to_owned(),
+            })
+            .map_err(fmt_err)?,
+        )
+        .map_err(fmt_err)?;
+        ledger
+            .state
+            .admit(&genesis, time, 0)
+            .map_err(LedgerError::Rejected)?;
+        let txs = vec![genesis];
+        let parts = participant_records(&ledger.state, &txs);
+        let block = ledger
+            .state
+            .seal_block(txs, time, &node_key)
+            .map_err(fmt_err)?;
+        ledger.store.commit(&block, parts)?;
+        ledger.store.flush()?;
+        // The config file appears last: a crash before this leaves no ledger.json
+        // and init can simply be run again after removing the directory.
+        fs::rename(&tmp, &config_path).map_err(io_at(&config_path))?;
+        medledger_store::backend::sync_dir(dir).map_err(io_at(dir))?;
+        Ok(InitReport {
+            admin_key: admin_path,
+            vkey: ledger.store.verifier().to_vkey(),
+            origin: origin.to_owned(),
+        })
+    }
+
+    /// Opens an existing ledger, repairing derived data from the segments.
+    pub fn open(dir: &Path) -> Result<Self, LedgerError> {
+        let (config_path, node_path, _) = paths(dir);
+        let text = match fs::read_to_string(&config_path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(LedgerError::NotInitialized(dir.to_path_buf()));
+            }
+            Err(e) => return Err(io_at(&config_path)(e)),
+        };
+        let config: LedgerConfig =
+            serde_json::from_str(&text).map_err(|e| LedgerError::Config {
+                path: config_path.clone(),
+                what: e.to_string(),
+            })?;
+        let node_key = read_key_file(&node_path)?;
+        Self::open_parts(dir, config, node_key)
+    }
+
+    fn open_parts(
+        dir: &Path,
+        config: LedgerConfig,
+        node_key: SigningKey,
+    ) -> Result<Self, LedgerError> {
+        let lock_path = dir.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_at(&lock_path))?;
+        if lock.try_lock().is_err() {
+            return Err(LedgerError::Locked(dir.to_path_buf()));
+        }
+        let signer =
+            NoteSigner::new(&config.origin, node_key.clone()).map_err(|e| LedgerError::Config {
+                path: dir.join("ledger.json"),
+                what: e.to_string(),
+            })?;
+        let opened = SegmentLog::open(&dir.join("segments"))?;
+        if opened.cut > 0 {
+            tracing::warn!(bytes = opened.cut, "cut a torn tail from the last segment");
+        }
+        let index_path = dir.join("index.redb");
+        let index = match Index::open(&index_path) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(error = %e, "index unreadable; rebuilding it from the segments");
+                fs::remove_file(&index_path).map_err(io_at(&index_path))?;
+                Index::open(&index_path)?
+            }
+        };
+        let tree_dir = dir.join("merkle");
+        let tree = MerkleStore::open(&tree_dir).map_err(io_at(&tree_dir))?;
+        let last = match &opened.last {
+            Some(s) => Some(record::decode_block_header(&s.block).map_err(|error| {
+                LedgerError::Record {
+                    location: s.location,
+                    error,
+                }
+            })?),
+            None => None,
+        };
+        let mut store = Store {
+            dir: dir.to_path_buf(),
+            origin: config.origin.clone(),
+            signer,
+            segments: opened.log,
+            tree,
+            index,
+            last,
+            checkpoint: None,
+            _lock: lock,
+        };
+        store.repair_tree()?;
+        let state = store.catch_up_index(config.max_skew_ms)?;
+        if let Some(last) = &store.last {
+            let h = last.header();
+            store.checkpoint = Some(store.sign_checkpoint(h.log_size, h.log_root.0)?);
+        }
+        Ok(Ledger {
+            store,
+            state,
+            node_key,
+        })
+    }
+}
+
+impl Store {
+    /// Walks stored blocks in order starting at segment `from.segment`,
+    /// offset `from.offset`, calling `visit` for each.
+    fn scan_from(
+        &self,
+        from: Option<Location>,
+        mut visit: impl FnMut(&StoredBlock) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
+        let starts = self.segments.segment_starts();
+        for first in starts {
+            if from.is_some_and(|l| first < l.segment) {
+                continue;
+            }
+            let path = self.segments.dir().join(segment::segment_name(first));
+            let data = segment::read_segment(&path, first)?;
+            let offset = match from {
+                Some(l) if l.segment == first => l.offset as usize,
+                _ => SEGMENT_HEADER as usize,
+            };
+            let mut result = Ok(());
+            let w = segment::walk(first, &data, offset, |p| {
+                if result.is_ok() {
+                    result = visit(&p.to_owned());
+                }
+            });
+            result?;
+            if let Some((offset, what, _)) = w.damage {
+                return Err(SegmentError::Corrupt {
+                    path,
+                    offset,
+                    what: what.into(),
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings the subtree files to the last block's log size and checks
+    /// their root, rebuilding them from the segments if they disagree.
+    fn repair_tree(&mut self) -> Result<(), LedgerError> {
+        let tree_dir = self.dir.join("merkle");
+        let Some(last) = self.last.clone() else {
+            self.tree.clear().map_err(io_at(&tree_dir))?;
+            return Ok(());
+        };
+        let h = last.header();
+        if self.tree.size() > h.log_size {
+            self.tree.truncate(h.log_size).map_err(io_at(&tree_dir))?;
+        }
+        for attempt in 0..2 {
+            if self.tree.size() < h.log_size {
+                let have = self.tree.size();
+                let from = if attempt == 0 {
+                    self.location_of_leaf(have)?
+                } else {
+                    None
+                };
+                let mut tree = std::mem::replace(
+                    &mut self.tree,
+                    MerkleStore::open(&tree_dir).map_err(io_at(&tree_dir))?,
+                );
+                self.scan_from(from, |b| {
+                    let (header, ids) =
+                        block_ids(&b.block).map_err(|error| LedgerError::Record {
+                            location: b.location,
+                            error,
+                        })?;
+                    let first = header.header().first_leaf;
+                    let skip = tree.size().saturating_sub(first) as usize;
+                    if skip < ids.len() {
+                        tree.append(&ids[skip..]).map_err(io_at(&tree_dir))?;
+                    }
+                    Ok(())
+                })?;
+                self.tree = tree;
+            }
+            if self.tree.size() == h.log_size && self.tree.root() == h.log_root.0 {
+                return Ok(());
+            }
+            tracing::warn!("stored Merkle subtrees disagree with the blocks; rebuilding them");
+            self.tree.clear().map_err(io_at(&tree_dir))?;
+        }
+        Err(LedgerError::TreeMismatch(h.height))
+    }
+
+    /// Location of the block holding `leaf`, from the index (None: scan all).
+    fn location_of_leaf(&self, leaf: u64) -> Result<Option<Location>, LedgerError> {
+        let Some(height) = self.index.height_of_leaf(leaf)? else {
+            return Ok(None);
+        };
+        Ok(self.index.block(height)?.map(|e| e.location))
+    }
+
+    /// Replays into the index every block it lacks, validating each through
+    /// the state machine, and returns the state at the last block.
+    fn catch_up_index(&mut self, max_skew_ms: u64) -> Result<LedgerState, LedgerError> {
+        let last_height = self.last.as_ref().map(|l| l.header().height);
+        let mut indexed = self.index.indexed_blocks()?;
+        if last_height.is_none_or(|h| indexed > h + 1) {
+            if indexed > 0 {
+                tracing::warn!("index is ahead of the segments; rebuilding it");
+                self.index.clear()?;
+            }
+            indexed = 0;
+        }
+        let participants: Vec<Participant> = self
+            .index
+            .participants()?
+            .into_iter()
+            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
+            .collect();
+        let (tip, from) = if indexed == 0 {
+            (Tip::default(), None)
+        } else {
+            let entry = self.index.block(indexed - 1)?.ok_or_else(|| {
+                LedgerError::NotFound(format!("index entry of block {}", indexed - 1))
+            })?;
+            let stored = self.segments.read(entry.location)?;
+            let header = record::decode_block_header(&stored.block).map_err(|error| {
+                LedgerError::Record {
+                    location: entry.location,
+                    error,
+                }
+            })?;
+            let h = header.header();
+            (
+                Tip {
+                    next_height: h.height + 1,
+                    prev_hash: *header.hash(),
+                    log: Frontier::from_source(&self.tree, h.log_size).map_err(fmt_err)?,
+                    time: h.time,
+                },
+                Some(entry.location),
+            )
+        };
+        let origin = if indexed == 0 {
+            None
+        } else {
+            Some(self.origin.clone())
+        };
+        let mut state = LedgerState::restore(max_skew_ms, participants, origin, tip);
+        if last_height.is_none_or(|h| indexed > h) {
+            return Ok(state);
+        }
+        let pending = Pending::default();
+        let mut batch: Vec<BlockIndex> = Vec::new();
+        let index = &self.index;
+        let flush = |batch: &mut Vec<BlockIndex>, pending: &Pending| -> Result<(), LedgerError> {
+            index.apply(batch, false)?;
+            for b in batch.iter() {
+                pending.remove(b.txs.iter().map(|t| &t.id));
+            }
+            batch.clear();
+            Ok(())
+        };
+        let origin = self.origin.clone();
+        self.scan_from(from, |b| {
+            let block = record::decode_block(&b.block, &b.payloads).map_err(|error| {
+                LedgerError::Record {
+                    location: b.location,
+                    error,
+                }
+            })?;
+            let height = block.header.header().height;
+            if height < indexed {
+                return Ok(());
+            }
+            state
+                .apply_block(
+                    &block,
+                    &IndexSeen {
+                        index,
+                        pending: &pending,
+                    },
+                )
+                .map_err(|fault| LedgerError::Block { height, fault })?;
+            if height == 0 && state.origin() != Some(origin.as_str()) {
+                return Err(LedgerError::Config {
+                    path: PathBuf::from("ledger.json"),
+                    what: "origin differs from the genesis block's".into(),
+                });
+            }
+            pending.add(block.txs.iter().map(|t| *t.id()));
+            let parts = participant_records(&state, &block.txs);
+            batch.push(block_index(&block, b.location, parts));
+            if batch.len() >= 256 {
+                flush(&mut batch, &pending)?;
+            }
+            Ok(())
+        })?;
+        flush(&mut batch, &pending)?;
+        self.index.flush()?;
+        Ok(state)
+    }
+}

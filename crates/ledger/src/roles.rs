@@ -1,0 +1,102 @@
+//! Roles, transaction kinds, and which role may submit which kind.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A participant's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A hospital, health centre or institute.
+    Institution,
+    /// A physician.
+    Doctor,
+    /// A wearable or gateway bound to one patient.
+    Device,
+    /// A public-health officer.
+    PublicHealth,
+    /// A researcher (reads de-identified data).
+    Researcher,
+    /// An auditor (reads proofs and blocks).
+    Auditor,
+    /// The pseudonymization authority.
+    PseudonymizationAuthority,
+    /// The data-protection officer.
+    DataProtectionOfficer,
+    /// Registers and revokes participants.
+    Admin,
+    /// A ledger node: proposes blocks and signs checkpoints.
+    Node,
+}
+
+impl Role {
+    /// Every role, for listings and tests.
+    pub const ALL: [Role; 10] = [
+        Role::Institution,
+        Role::Doctor,
+        Role::Device,
+        Role::PublicHealth,
+        Role::Researcher,
+        Role::Auditor,
+        Role::PseudonymizationAuthority,
+        Role::DataProtectionOfficer,
+        Role::Admin,
+        Role::Node,
+    ];
+
+    /// The name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Institution => "institution",
+            Role::Doctor => "doctor",
+            Role::Device => "device",
+            Role::PublicHealth => "public_health",
+            Role::Researcher => "researcher",
+            Role::Auditor => "auditor",
+            Role::PseudonymizationAuthority => "pseudonymization_authority",
+            Role::DataProtectionOfficer => "data_protection_officer",
+            Role::Admin => "admin",
+            Role::Node => "node",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Transaction kinds the ledger accepts.
+pub mod kind {
+    /// The first transaction of block 0: origin, admin key and node key.
+    pub const GENESIS: &str = "ledger.genesis";
+    /// Registers a participant.
+    pub const REGISTER: &str = "participant.register";
+    /// Revokes a participant.
+    pub const REVOKE: &str = "participant.revoke";
+    /// A doctor's medical report.
+    pub const MEDICAL_REPORT: &str = "medical_report";
+    /// Vital-sign readings.
+    pub const VITAL_SIGNS: &str = "vital_signs";
+    /// Daily epidemic counts.
+    pub const EPIDEMIC_REPORT: &str = "epidemic_report";
+    /// Vaccination counts.
+    pub const VACCINATION_REPORT: &str = "vaccination_report";
+    /// An organ-donor decision.
+    pub const ORGAN_DONOR_DECISION: &str = "organ_donor_decision";
+}
+
+/// Roles allowed to submit `kind`; `None` for an unknown kind.
+pub fn allowed_roles(kind: &str) -> Option<&'static [Role]> {
+    use Role::*;
+    Some(match kind {
+        kind::REGISTER | kind::REVOKE => &[Admin],
+        kind::MEDICAL_REPORT => &[Doctor],
+        kind::VITAL_SIGNS => &[Doctor, Device, Institution],
+        kind::EPIDEMIC_REPORT | kind::VACCINATION_REPORT => &[Institution, PublicHealth],
+        kind::ORGAN_DONOR_DECISION => &[Doctor],
+        // Genesis is admitted only by its own rule, never by role.
+        _ => return None,
+    })
+}

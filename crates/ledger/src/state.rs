@@ -1,0 +1,607 @@
+//! The deterministic state machine. Its state is a function of the ordered
+//! blocks alone: the same blocks give the same participants, log and tip on
+//! every node, whether they were sequenced here or received from a leader.
+//!
+//! It does no I/O. Whether a transaction id was already committed is asked
+//! through [`Seen`], which storage answers from its index.
+
+use crate::roles::{Role, allowed_roles, kind};
+use ed25519_dalek::SigningKey;
+use medledger_formats::block::{BLOCK_VERSION, Block, BlockHeader, SealedHeader};
+use medledger_formats::bytes::Bytes;
+use medledger_formats::keys::{self, PublicKey};
+use medledger_formats::merkle::{self, Frontier, Hash};
+use medledger_formats::tx::Transaction;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+
+/// Default tolerated difference between a transaction's time and its block's.
+pub const DEFAULT_MAX_SKEW_MS: u64 = 5 * 60 * 1000;
+
+/// A registered participant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Participant {
+    /// Public key (also the participant id).
+    pub key: PublicKey,
+    /// Role.
+    pub role: Role,
+    /// Institution it belongs to.
+    pub institution: String,
+    /// Human-readable label (never a patient's name).
+    #[serde(default)]
+    pub label: String,
+    /// Log index of the registering transaction.
+    pub registered_at: u64,
+    /// Log index of the revoking transaction, if revoked.
+    #[serde(default)]
+    pub revoked_at: Option<u64>,
+}
+
+/// Payload of `participant.register`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterPayload {
+    /// The new participant's public key.
+    pub key: PublicKey,
+    /// Its role.
+    pub role: Role,
+    /// Its institution.
+    pub institution: String,
+    /// Optional label.
+    #[serde(default)]
+    pub label: String,
+}
+
+/// Payload of `participant.revoke`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokePayload {
+    /// The participant to revoke.
+    pub key: PublicKey,
+    /// Why.
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Payload of `ledger.genesis`, the first transaction of block 0.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisPayload {
+    /// The checkpoint origin line.
+    pub origin: String,
+    /// The first admin's key; it also signs this transaction.
+    pub admin: PublicKey,
+    /// The node key that proposes blocks and signs checkpoints.
+    pub node: PublicKey,
+    /// The institution running the ledger.
+    pub institution: String,
+}
+
+/// Why a transaction is not admitted. Each has a stable code.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Rejection {
+    /// The author is not registered.
+    #[error("author is not a registered participant")]
+    UnknownAuthor,
+    /// The author was revoked.
+    #[error("author was revoked")]
+    RevokedAuthor,
+    /// The author's role may not submit this kind.
+    #[error("role {role} may not submit {kind}")]
+    RoleNotAllowed {
+        /// Author's role.
+        role: Role,
+        /// Transaction kind.
+        kind: String,
+    },
+    /// The kind is not one the ledger knows.
+    #[error("unknown transaction kind {0}")]
+    UnknownKind(String),
+    /// The id was already committed, or appears twice.
+    #[error("duplicate transaction")]
+    Duplicate,
+    /// Too far in the past.
+    #[error("transaction time is more than {max_skew_ms} ms before the ledger's clock")]
+    Stale {
+        /// Allowed skew.
+        max_skew_ms: u64,
+    },
+    /// Too far in the future.
+    #[error("transaction time is more than {max_skew_ms} ms after the ledger's clock")]
+    Future {
+        /// Allowed skew.
+        max_skew_ms: u64,
+    },
+    /// The payload does not fit the kind's schema.
+    #[error("invalid payload: {0}")]
+    Schema(String),
+    /// The signature does not verify.
+    #[error("signature does not verify")]
+    BadSignature,
+}
+
+impl Rejection {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::UnknownAuthor => "unknown_author",
+            Rejection::RevokedAuthor => "revoked_author",
+            Rejection::RoleNotAllowed { .. } => "role_not_allowed",
+            Rejection::UnknownKind(_) => "unknown_kind",
+            Rejection::Duplicate => "duplicate",
+            Rejection::Stale { .. } => "stale_time",
+            Rejection::Future { .. } => "future_time",
+            Rejection::Schema(_) => "schema_violation",
+            Rejection::BadSignature => "bad_signature",
+        }
+    }
+}
+
+/// Why a block does not follow from the state.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BlockFault {
+    /// Wrong height.
+    #[error("height {found}, expected {expected}")]
+    Height {
+        /// Next height.
+        expected: u64,
+        /// Height in the block.
+        found: u64,
+    },
+    /// `prev_hash` does not name the previous block.
+    #[error("prev_hash does not match the previous block's hash")]
+    PrevHash,
+    /// `first_leaf` or `log_size` is off.
+    #[error(
+        "log position mismatch: first_leaf {first_leaf}, log_size {log_size}, log had {expected} leaves"
+    )]
+    LogPosition {
+        /// Block's first leaf.
+        first_leaf: u64,
+        /// Block's log size.
+        log_size: u64,
+        /// Leaves before the block.
+        expected: u64,
+    },
+    /// `txs_root` does not match the transactions.
+    #[error("txs_root does not match the block's transactions")]
+    TxsRoot,
+    /// `log_root` does not match the log.
+    #[error("log_root does not match the log after this block")]
+    LogRoot,
+    /// Time went backwards.
+    #[error("block time goes backwards")]
+    Time,
+    /// The proposer is not a registered, active node.
+    #[error("proposer is not an active node")]
+    Proposer,
+    /// The proposer signature fails.
+    #[error("proposer signature does not verify")]
+    Signature,
+    /// Genesis is malformed.
+    #[error("invalid genesis: {0}")]
+    Genesis(String),
+    /// A transaction is not admissible.
+    #[error("transaction {index} ({id}): {rejection}")]
+    Tx {
+        /// Position in the block.
+        index: usize,
+        /// Its id, hex.
+        id: String,
+        /// Why.
+        rejection: Rejection,
+    },
+}
+
+/// Answers whether an id was already committed.
+pub trait Seen {
+    /// True if `id` is in the log.
+    fn seen(&self, id: &Hash) -> bool;
+}
+
+impl Seen for HashSet<Hash> {
+    fn seen(&self, id: &Hash) -> bool {
+        self.contains(id)
+    }
+}
+
+/// The end of the chain: what the next block must build on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tip {
+    /// Height of the next block.
+    pub next_height: u64,
+    /// Hash of the last block (zeros before genesis).
+    pub prev_hash: Hash,
+    /// The log's frontier.
+    pub log: Frontier,
+    /// Time of the last block.
+    pub time: u64,
+}
+
+impl Default for Tip {
+    fn default() -> Self {
+        Tip {
+            next_height: 0,
+            prev_hash: [0u8; 32],
+            log: Frontier::new(),
+            time: 0,
+        }
+    }
+}
+
+/// The ledger's state.
+#[derive(Clone, Debug, Default)]
+pub struct LedgerState {
+    participants: HashMap<PublicKey, Participant>,
+    origin: Option<String>,
+    tip: Tip,
+    max_skew_ms: u64,
+}
+
+/// What an admitted transaction changes.
+enum Effect {
+    None,
+    Genesis(GenesisPayload),
+    Register(RegisterPayload),
+    Revoke(PublicKey),
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(tx: &Transaction) -> Result<T, Rejection> {
+    serde_json::from_slice(tx.payload_jcs()).map_err(|e| Rejection::Schema(e.to_string()))
+}
+
+impl LedgerState {
+    /// An empty state (before genesis) with the given skew.
+    pub fn new(max_skew_ms: u64) -> Self {
+        Self {
+            max_skew_ms,
+            ..Self::default()
+        }
+    }
+
+    /// Restores a state from stored participants and tip, so opening a
+    /// ledger never replays it.
+    pub fn restore(
+        max_skew_ms: u64,
+        participants: Vec<Participant>,
+        origin: Option<String>,
+        tip: Tip,
+    ) -> Self {
+        Self {
+            participants: participants.into_iter().map(|p| (p.key, p)).collect(),
+            origin,
+            tip,
+            max_skew_ms,
+        }
+    }
+
+    /// The participant with `key`.
+    pub fn participant(&self, key: &PublicKey) -> Option<&Participant> {
+        self.participants.get(key)
+    }
+
+    /// All participants.
+    pub fn participants(&self) -> impl Iterator<Item = &Participant> {
+        self.participants.values()
+    }
+
+    /// The origin, once genesis is applied.
+    pub fn origin(&self) -> Option<&str> {
+        self.origin.as_deref()
+    }
+
+    /// The tip.
+    pub fn tip(&self) -> &Tip {
+        &self.tip
+    }
+
+    /// The allowed clock skew.
+    pub fn max_skew_ms(&self) -> u64 {
+        self.max_skew_ms
+    }
+
+    /// Checks one transaction against the state for a block at `block_time`
+    /// holding `leaf`. Does not check the signature or duplicates.
+    fn check(&self, tx: &Transaction, block_time: u64, leaf: u64) -> Result<Effect, Rejection> {
+        let h = tx.header();
+        if h.time + self.max_skew_ms < block_time {
+            return Err(Rejection::Stale {
+                max_skew_ms: self.max_skew_ms,
+            });
+        }
+        if h.time > block_time.saturating_add(self.max_skew_ms) {
+            return Err(Rejection::Future {
+                max_skew_ms: self.max_skew_ms,
+            });
+        }
+        if h.kind == kind::GENESIS {
+            if leaf != 0 {
+                return Err(Rejection::Schema(
+                    "genesis is only valid as the first transaction".into(),
+                ));
+            }
+            let g: GenesisPayload = parse(tx)?;
+            if g.admin != h.author {
+                return Err(Rejection::Schema(
+                    "genesis must be signed by its admin key".into(),
+                ));
+            }
+            if g.origin.is_empty()
+                || g.origin.contains(char::is_whitespace)
+                || g.origin.contains('+')
+            {
+                return Err(Rejection::Schema(
+                    "origin must be non-empty without spaces or '+'".into(),
+                ));
+            }
+            return Ok(Effect::Genesis(g));
+        }
+        let author = self
+            .participants
+            .get(&h.author)
+            .ok_or(Rejection::UnknownAuthor)?;
+        if author.revoked_at.is_some() {
+            return Err(Rejection::RevokedAuthor);
+        }
+        let roles = allowed_roles(&h.kind).ok_or_else(|| Rejection::UnknownKind(h.kind.clone()))?;
+        if !roles.contains(&author.role) {
+            return Err(Rejection::RoleNotAllowed {
+                role: author.role,
+                kind: h.kind.clone(),
+            });
+        }
+        match h.kind.as_str() {
+            kind::REGISTER => {
+                let r: RegisterPayload = parse(tx)?;
+                keys::verifying_key(&r.key).map_err(|_| {
+                    Rejection::Schema("key is not a valid Ed25519 public key".into())
+                })?;
+                if self.participants.contains_key(&r.key) {
+                    return Err(Rejection::Schema("key is already registered".into()));
+                }
+                if r.institution.is_empty() {
+                    return Err(Rejection::Schema("institution is required".into()));
+                }
+                Ok(Effect::Register(r))
+            }
+            kind::REVOKE => {
+                let r: RevokePayload = parse(tx)?;
+                match self.participants.get(&r.key) {
+                    None => Err(Rejection::Schema("key is not registered".into())),
+                    Some(p) if p.revoked_at.is_some() => {
+                        Err(Rejection::Schema("participant is already revoked".into()))
+                    }
+                    Some(_) => Ok(Effect::Revoke(r.key)),
+                }
+            }
+            _ => Ok(Effect::None),
+        }
+    }
+
+    fn apply(&mut self, effect: Effect, leaf: u64) {
+        match effect {
+            Effect::None => {}
+            Effect::Genesis(g) => {
+                self.origin = Some(g.origin);
+                for (key, role) in [(g.admin, Role::Admin), (g.node, Role::Node)] {
+                    self.participants.insert(
+                        key,
+                        Participant {
+                            key,
+                            role,
+                            institution: g.institution.clone(),
+                            label: role.as_str().into(),
+                            registered_at: leaf,
+                            revoked_at: None,
+                        },
+                    );
+                }
+            }
+            Effect::Register(r) => {
+                self.participants.insert(
+                    r.key,
+                    Participant {
+                        key: r.key,
+                        role: r.role,
+                        institution: r.institution,
+                        label: r.label,
+                        registered_at: leaf,
+                        revoked_at: None,
+                    },
+                );
+            }
+            Effect::Revoke(key) => {
+                if let Some(p) = self.participants.get_mut(&key) {
+                    p.revoked_at = Some(leaf);
+                }
+            }
+        }
+    }
+
+    /// Admits `tx` as log entry `leaf` of a block at `block_time` and applies
+    /// it. The signature must already have been checked.
+    pub fn admit(&mut self, tx: &Transaction, block_time: u64, leaf: u64) -> Result<(), Rejection> {
+        let effect = self.check(tx, block_time, leaf)?;
+        self.apply(effect, leaf);
+        Ok(())
+    }
+
+    /// Keys whose participant record changed through `txs` (for the index).
+    pub fn touched_participants(txs: &[Transaction]) -> Vec<PublicKey> {
+        let mut out = Vec::new();
+        for tx in txs {
+            match tx.header().kind.as_str() {
+                kind::GENESIS => {
+                    if let Ok(g) = parse::<GenesisPayload>(tx) {
+                        out.push(g.admin);
+                        out.push(g.node);
+                    }
+                }
+                kind::REGISTER => {
+                    if let Ok(r) = parse::<RegisterPayload>(tx) {
+                        out.push(r.key);
+                    }
+                }
+                kind::REVOKE => {
+                    if let Ok(r) = parse::<RevokePayload>(tx) {
+                        out.push(r.key);
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Seals a block of already admitted transactions on top of the tip and
+    /// advances the tip. `time` must be the time they were admitted against.
+    pub fn seal_block(
+        &mut self,
+        txs: Vec<Transaction>,
+        time: u64,
+        key: &SigningKey,
+    ) -> Result<Block, medledger_formats::block::BlockError> {
+        let ids: Vec<Hash> = txs.iter().map(|t| *t.id()).collect();
+        let first_leaf = self.tip.log.size();
+        let mut log = self.tip.log.clone();
+        for id in &ids {
+            log.push(*id, |_, _, _| {});
+        }
+        let header = BlockHeader {
+            first_leaf,
+            height: self.tip.next_height,
+            log_root: Bytes(log.root()),
+            log_size: log.size(),
+            prev_hash: Bytes(self.tip.prev_hash),
+            proposer: keys::public_key(key),
+            time,
+            tx_count: txs.len() as u64,
+            txs_root: Bytes(merkle::root(&ids)),
+            v: BLOCK_VERSION,
+        };
+        let sealed = SealedHeader::seal(header, key)?;
+        self.tip = Tip {
+            next_height: self.tip.next_height + 1,
+            prev_hash: *sealed.hash(),
+            log,
+            time,
+        };
+        Ok(Block {
+            header: sealed,
+            txs,
+        })
+    }
+
+    /// The time a new block would carry: the wall clock, never before the
+    /// last block.
+    pub fn block_time(&self, now_ms: u64) -> u64 {
+        now_ms.max(self.tip.time)
+    }
+
+    /// Validates `block` completely (header chain, roots, proposer,
+    /// signatures, admission rules, duplicates) and applies it.
+    /// On error the state is unchanged.
+    pub fn apply_block(&mut self, block: &Block, seen: &dyn Seen) -> Result<(), BlockFault> {
+        let refs: Vec<&Transaction> = block.txs.iter().collect();
+        for (index, result) in Transaction::verify_signatures(&refs)
+            .into_iter()
+            .enumerate()
+        {
+            if result.is_err() {
+                return Err(BlockFault::Tx {
+                    index,
+                    id: hex_id(block.txs[index].id()),
+                    rejection: Rejection::BadSignature,
+                });
+            }
+        }
+        self.apply_block_checked(block, seen)
+    }
+
+    /// [`Self::apply_block`] for a block whose transaction signatures the
+    /// caller has already verified (in parallel, say). Everything else is checked.
+    pub fn apply_block_checked(
+        &mut self,
+        block: &Block,
+        seen: &dyn Seen,
+    ) -> Result<(), BlockFault> {
+        let h = block.header.header();
+        if h.height != self.tip.next_height {
+            return Err(BlockFault::Height {
+                expected: self.tip.next_height,
+                found: h.height,
+            });
+        }
+        if h.prev_hash.0 != self.tip.prev_hash {
+            return Err(BlockFault::PrevHash);
+        }
+        let expected = self.tip.log.size();
+        if h.first_leaf != expected || h.log_size != expected + block.txs.len() as u64 {
+            return Err(BlockFault::LogPosition {
+                first_leaf: h.first_leaf,
+                log_size: h.log_size,
+                expected,
+            });
+        }
+        if h.time < self.tip.time {
+            return Err(BlockFault::Time);
+        }
+        let ids: Vec<Hash> = block.txs.iter().map(|t| *t.id()).collect();
+        if merkle::root(&ids) != h.txs_root.0 {
+            return Err(BlockFault::TxsRoot);
+        }
+        let mut log = self.tip.log.clone();
+        for id in &ids {
+            log.push(*id, |_, _, _| {});
+        }
+        if log.root() != h.log_root.0 {
+            return Err(BlockFault::LogRoot);
+        }
+        if h.height == 0 {
+            let first = block.txs.first().map(|t| t.header().kind.as_str());
+            if first != Some(kind::GENESIS) {
+                return Err(BlockFault::Genesis(
+                    "block 0 must start with ledger.genesis".into(),
+                ));
+            }
+        }
+
+        let mut next = self.clone();
+        let tx_fault = |index: usize, tx: &Transaction, rejection| BlockFault::Tx {
+            index,
+            id: hex_id(tx.id()),
+            rejection,
+        };
+        let mut in_block = HashSet::with_capacity(block.txs.len());
+        for (index, tx) in block.txs.iter().enumerate() {
+            if seen.seen(tx.id()) || !in_block.insert(*tx.id()) {
+                return Err(tx_fault(index, tx, Rejection::Duplicate));
+            }
+            next.admit(tx, h.time, h.first_leaf + index as u64)
+                .map_err(|r| tx_fault(index, tx, r))?;
+        }
+        // The proposer is judged after genesis registered the first node.
+        match next.participants.get(&h.proposer) {
+            Some(p) if p.role == Role::Node && p.revoked_at.is_none() => {}
+            _ => return Err(BlockFault::Proposer),
+        }
+        block
+            .header
+            .verify_signature()
+            .map_err(|_| BlockFault::Signature)?;
+        next.tip = Tip {
+            next_height: h.height + 1,
+            prev_hash: *block.header.hash(),
+            log,
+            time: h.time,
+        };
+        *self = next;
+        Ok(())
+    }
+}
+
+/// Lowercase hex of an id.
+pub fn hex_id(id: &Hash) -> String {
+    Bytes(*id).to_hex()
+}

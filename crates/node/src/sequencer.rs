@@ -1,0 +1,442 @@
+//! The sequencer: admits transactions from many concurrent callers and cuts
+//! blocks the way group commit does.
+//!
+//! ```text
+//! callers ──(signatures checked, in batches, on the caller's thread)──►
+//!   sequencer thread: dedupe, roles, skew → appends to the open block
+//!     ──(block cut when the committer is free, or at the size cap)──►
+//!   committer thread: write + fsync, subtree hashes, index, checkpoint,
+//!     receipts → callers
+//! ```
+//! While one block is being made durable the next one fills, so the fsync
+//! rate sets the block rate, not the transaction rate.
+
+use crossbeam_channel::{Receiver, Sender, bounded, select};
+use ed25519_dalek::SigningKey;
+use medledger_formats::merkle::Hash;
+use medledger_formats::receipt::TlogProof;
+use medledger_formats::tx::Transaction;
+use medledger_ledger::ledger::{Ledger, Pending, Store, now_ms, participant_records};
+use medledger_ledger::state::{LedgerState, Rejection};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+/// Sequencer tuning.
+#[derive(Clone, Debug)]
+pub struct SequencerConfig {
+    /// Most transactions in one block.
+    pub max_block_txs: usize,
+    /// Submissions that may wait for the sequencer thread.
+    pub queue: usize,
+}
+
+impl Default for SequencerConfig {
+    fn default() -> Self {
+        Self {
+            max_block_txs: 8192,
+            queue: 1024,
+        }
+    }
+}
+
+/// Why a submitted transaction was not committed.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SubmitError {
+    /// The ledger's rules refused it.
+    #[error("{0}")]
+    Rejected(#[from] Rejection),
+    /// Storage failed; the node stops accepting writes until restarted.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl SubmitError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SubmitError::Rejected(r) => r.code(),
+            SubmitError::Unavailable(_) => "storage_unavailable",
+        }
+    }
+}
+
+/// Proof that a transaction is in the log.
+#[derive(Clone, Debug)]
+pub struct Receipt {
+    /// Transaction id.
+    pub id: Hash,
+    /// Log index.
+    pub leaf: u64,
+    /// Block height.
+    pub height: u64,
+    /// The C2SP tlog-proof.
+    pub proof: TlogProof,
+}
+
+type Outcome = Result<Receipt, SubmitError>;
+
+/// Results of one submission, filled in as its transactions are committed.
+struct Collector {
+    slots: Mutex<(Vec<Option<Outcome>>, usize)>,
+    done: Sender<()>,
+}
+
+impl Collector {
+    fn set(&self, i: usize, outcome: Outcome) {
+        let mut g = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if g.0[i].is_none() {
+            g.0[i] = Some(outcome);
+            g.1 -= 1;
+            if g.1 == 0 {
+                let _ = self.done.try_send(());
+            }
+        }
+    }
+}
+
+struct Submission {
+    txs: Vec<(usize, Transaction)>,
+    collector: Arc<Collector>,
+}
+
+type Waiter = (Arc<Collector>, usize);
+
+struct Cut {
+    block: medledger_formats::block::Block,
+    participants: Vec<([u8; 32], Vec<u8>)>,
+    waiters: Vec<Waiter>,
+}
+
+/// A running sequencer over an open ledger.
+pub struct Sequencer {
+    submit: Option<Sender<Submission>>,
+    store: Arc<RwLock<Store>>,
+    failed: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+struct OpenBlock {
+    time: u64,
+    txs: Vec<Transaction>,
+    waiters: Vec<Waiter>,
+    ids: HashSet<Hash>,
+}
+
+impl Sequencer {
+    /// Starts the sequencer and committer threads.
+    pub fn start(ledger: Ledger, config: SequencerConfig) -> Self {
+        let Ledger {
+            store,
+            state,
+            node_key,
+        } = ledger;
+        let store = Arc::new(RwLock::new(store));
+        let pending = Arc::new(Pending::default());
+        let failed = Arc::new(AtomicBool::new(false));
+        let (submit_tx, submit_rx) = bounded::<Submission>(config.queue);
+        // The committer says when it is idle; only then is a block cut, so
+        // blocks grow while the previous one is being made durable.
+        let (ready_tx, ready_rx) = bounded::<()>(1);
+        let (cut_tx, cut_rx) = bounded::<Cut>(1);
+        let seq = SequencerThread {
+            state,
+            key: node_key,
+            config,
+            store: store.clone(),
+            pending: pending.clone(),
+            failed: failed.clone(),
+            open: None,
+        };
+        let seq = std::thread::Builder::new()
+            .name("sequencer".into())
+            .spawn(move || seq.run(submit_rx, ready_rx, cut_tx));
+        let com = {
+            let store = store.clone();
+            let failed = failed.clone();
+            std::thread::Builder::new()
+                .name("committer".into())
+                .spawn(move || commit(ready_tx, cut_rx, store, pending, failed))
+        };
+        let threads = [seq, com].into_iter().filter_map(Result::ok).collect();
+        Sequencer {
+            submit: Some(submit_tx),
+            store,
+            failed,
+            threads,
+        }
+    }
+
+    /// Shared access to the store, for reads.
+    pub fn store(&self) -> &Arc<RwLock<Store>> {
+        &self.store
+    }
+
+    /// True once storage has failed.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    /// Submits transactions and waits until each is committed or refused.
+    /// Signatures are checked here, on the caller's thread, in one batch.
+    pub fn submit(&self, txs: Vec<Transaction>) -> Vec<Outcome> {
+        let n = txs.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let refs: Vec<&Transaction> = txs.iter().collect();
+        let checks = Transaction::verify_signatures(&refs);
+        let (done_tx, done_rx) = bounded(1);
+        let collector = Arc::new(Collector {
+            slots: Mutex::new(((0..n).map(|_| None).collect(), n)),
+            done: done_tx,
+        });
+        let mut good = Vec::with_capacity(n);
+        for (i, (tx, check)) in txs.into_iter().zip(checks).enumerate() {
+            match check {
+                Ok(()) => good.push((i, tx)),
+                Err(_) => collector.set(i, Err(Rejection::BadSignature.into())),
+            }
+        }
+        if !good.is_empty() {
+            let sent = match &self.submit {
+                Some(s) if !self.failed() => s
+                    .send(Submission {
+                        txs: good,
+                        collector: collector.clone(),
+                    })
+                    .map_err(|e| e.into_inner().txs),
+                _ => Err(good),
+            };
+            if let Err(txs) = sent {
+                for (i, _) in txs {
+                    collector.set(i, Err(SubmitError::Unavailable("sequencer stopped".into())));
+                }
+            }
+        }
+        let _ = done_rx.recv();
+        let mut g = collector.slots.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut g.0)
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(SubmitError::Unavailable("lost".into()))))
+            .collect()
+    }
+
+    /// Stops accepting, commits everything admitted, flushes, and returns.
+    pub fn shutdown(mut self) -> Result<(), String> {
+        self.submit = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        let store = self
+            .store
+            .read()
+            .map_err(|_| "store lock poisoned".to_string())?;
+        store.flush().map_err(|e| e.to_string())
+    }
+}
+
+/// What the sequencer thread works with.
+struct SequencerThread {
+    state: LedgerState,
+    key: SigningKey,
+    config: SequencerConfig,
+    store: Arc<RwLock<Store>>,
+    pending: Arc<Pending>,
+    failed: Arc<AtomicBool>,
+    open: Option<OpenBlock>,
+}
+
+impl SequencerThread {
+    fn run(mut self, submissions: Receiver<Submission>, ready: Receiver<()>, cuts: Sender<Cut>) {
+        let mut committer_ready = false;
+        let mut closed = false;
+        loop {
+            let len = self.open.as_ref().map_or(0, |b| b.txs.len());
+            if len > 0 && committer_ready {
+                // Take whatever is already queued, up to the cap, then cut.
+                while self.open.as_ref().map_or(0, |b| b.txs.len()) < self.config.max_block_txs {
+                    match submissions.try_recv() {
+                        Ok(sub) => self.admit(sub),
+                        Err(_) => break,
+                    }
+                }
+                let Some(block) = self.open.take() else {
+                    continue;
+                };
+                committer_ready = false;
+                match seal(&mut self.state, &self.key, block) {
+                    Ok(cut) => {
+                        if cuts.send(cut).is_err() {
+                            return;
+                        }
+                    }
+                    Err((waiters, e)) => {
+                        self.failed.store(true, Ordering::SeqCst);
+                        for (c, i) in waiters {
+                            c.set(i, Err(SubmitError::Unavailable(e.clone())));
+                        }
+                    }
+                }
+                continue;
+            }
+            if len == 0 && closed {
+                return;
+            }
+            if len >= self.config.max_block_txs || (closed && len > 0) {
+                if ready.recv().is_err() {
+                    return;
+                }
+                committer_ready = true;
+                continue;
+            }
+            select! {
+                recv(submissions) -> sub => match sub {
+                    Ok(sub) => self.admit(sub),
+                    Err(_) => closed = true,
+                },
+                recv(ready) -> r => match r {
+                    Ok(()) => committer_ready = true,
+                    Err(_) => return,
+                },
+            }
+        }
+    }
+
+    fn admit(&mut self, sub: Submission) {
+        admit_submission(
+            &mut self.state,
+            &mut self.open,
+            sub,
+            &self.store,
+            &self.pending,
+            &self.failed,
+        );
+    }
+}
+
+fn seal(
+    state: &mut LedgerState,
+    key: &SigningKey,
+    block: OpenBlock,
+) -> Result<Cut, (Vec<Waiter>, String)> {
+    let participants = participant_records(state, &block.txs);
+    match state.seal_block(block.txs, block.time, key) {
+        Ok(b) => Ok(Cut {
+            block: b,
+            participants,
+            waiters: block.waiters,
+        }),
+        Err(e) => Err((block.waiters, e.to_string())),
+    }
+}
+
+fn admit_submission(
+    state: &mut LedgerState,
+    open: &mut Option<OpenBlock>,
+    sub: Submission,
+    store: &Arc<RwLock<Store>>,
+    pending: &Pending,
+    failed: &AtomicBool,
+) {
+    if failed.load(Ordering::SeqCst) {
+        for (i, _) in sub.txs {
+            sub.collector
+                .set(i, Err(SubmitError::Unavailable("storage failed".into())));
+        }
+        return;
+    }
+    let Ok(guard) = store.read() else {
+        for (i, _) in sub.txs {
+            sub.collector.set(
+                i,
+                Err(SubmitError::Unavailable("store lock poisoned".into())),
+            );
+        }
+        return;
+    };
+    let ids: Vec<&Hash> = sub.txs.iter().map(|(_, t)| t.id()).collect();
+    let known = guard.index().leaves_of(&ids);
+    drop(guard);
+    let block = open.get_or_insert_with(|| OpenBlock {
+        time: state.block_time(now_ms()),
+        txs: Vec::new(),
+        waiters: Vec::new(),
+        ids: HashSet::new(),
+    });
+    for (k, (i, tx)) in sub.txs.into_iter().enumerate() {
+        let dup = match &known {
+            Ok(v) => v[k].is_some(),
+            Err(_) => true,
+        } || block.ids.contains(tx.id())
+            || pending.contains(tx.id());
+        if dup {
+            sub.collector.set(i, Err(Rejection::Duplicate.into()));
+            continue;
+        }
+        let leaf = state.tip().log.size() + block.txs.len() as u64;
+        match state.admit(&tx, block.time, leaf) {
+            Ok(()) => {
+                block.ids.insert(*tx.id());
+                pending.add([*tx.id()]);
+                block.txs.push(tx);
+                block.waiters.push((sub.collector.clone(), i));
+            }
+            Err(r) => sub.collector.set(i, Err(r.into())),
+        }
+    }
+}
+
+fn commit(
+    ready: Sender<()>,
+    cuts: Receiver<Cut>,
+    store: Arc<RwLock<Store>>,
+    pending: Arc<Pending>,
+    failed: Arc<AtomicBool>,
+) {
+    loop {
+        if ready.send(()).is_err() {
+            return;
+        }
+        let Ok(cut) = cuts.recv() else { return };
+        let result = match store.write() {
+            Ok(mut s) => s
+                .commit(&cut.block, cut.participants)
+                .map_err(|e| e.to_string()),
+            Err(_) => Err("store lock poisoned".into()),
+        };
+        let committed = match result {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "commit failed; refusing further writes");
+                failed.store(true, Ordering::SeqCst);
+                for (c, i) in cut.waiters {
+                    c.set(i, Err(SubmitError::Unavailable(e.clone())));
+                }
+                continue;
+            }
+        };
+        let h = committed.header.header();
+        let Ok(s) = store.read() else { continue };
+        for (k, ((c, i), tx)) in cut.waiters.into_iter().zip(&cut.block.txs).enumerate() {
+            let leaf = h.first_leaf + k as u64;
+            let outcome = s
+                .receipt(leaf, Some(&committed.checkpoint))
+                .map(|mut proof| {
+                    proof.extra = Some(tx.leaf_preimage());
+                    proof
+                })
+                .map(|proof| Receipt {
+                    id: *tx.id(),
+                    leaf,
+                    height: h.height,
+                    proof,
+                })
+                .map_err(|e| SubmitError::Unavailable(e.to_string()));
+            c.set(i, outcome);
+        }
+        drop(s);
+        pending.remove(cut.block.txs.iter().map(|t| t.id()));
+    }
+}

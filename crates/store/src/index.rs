@@ -1,0 +1,311 @@
+//! redb indexes over the log: transaction id, author, kind, patient
+//! pseudonym and time, plus block locations and the participant registry.
+//! Everything here is derived from the segments and rebuilt from them when it
+//! is missing or behind.
+
+use crate::segment::Location;
+use medledger_formats::merkle::Hash;
+use redb::{
+    Database, Durability, MultimapTableDefinition, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, TableDefinition,
+};
+use std::path::Path;
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// height → (segment, offset, first_leaf, tx_count)
+const BLOCKS: TableDefinition<u64, (u64, u64, u64, u64)> = TableDefinition::new("blocks");
+/// first_leaf → height, for leaf → block lookups.
+const FIRST_LEAF: TableDefinition<u64, u64> = TableDefinition::new("first_leaf");
+const TX_ID: TableDefinition<&[u8; 32], u64> = TableDefinition::new("tx_id");
+const BY_AUTHOR: MultimapTableDefinition<&[u8; 32], u64> =
+    MultimapTableDefinition::new("by_author");
+const BY_KIND: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("by_kind");
+const BY_PATIENT: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("by_patient");
+const BY_TIME: MultimapTableDefinition<u64, u64> = MultimapTableDefinition::new("by_time");
+const PARTICIPANTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("participants");
+
+const INDEXED_BLOCKS: &str = "indexed_blocks";
+
+/// Index failures.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// redb reported an error.
+    #[error("index database: {0}")]
+    Db(String),
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for IndexError {
+            fn from(e: $t) -> Self {
+                IndexError::Db(e.to_string())
+            }
+        }
+    )*};
+}
+db_err!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+/// A block's entry in the index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockEntry {
+    /// Block height.
+    pub height: u64,
+    /// Where its records are.
+    pub location: Location,
+    /// Log index of its first transaction.
+    pub first_leaf: u64,
+    /// Number of transactions.
+    pub tx_count: u64,
+}
+
+/// A transaction's entries in the index.
+#[derive(Clone, Debug)]
+pub struct TxEntry {
+    /// Transaction id.
+    pub id: Hash,
+    /// Log index.
+    pub leaf: u64,
+    /// Author public key.
+    pub author: [u8; 32],
+    /// Kind.
+    pub kind: String,
+    /// Patient pseudonym, when the payload names one.
+    pub patient: Option<String>,
+    /// Author's timestamp, ms.
+    pub time: u64,
+}
+
+/// Everything one block adds to the index.
+#[derive(Clone, Debug)]
+pub struct BlockIndex {
+    /// The block.
+    pub block: BlockEntry,
+    /// Its transactions.
+    pub txs: Vec<TxEntry>,
+    /// Participant records it writes: public key → encoded record.
+    pub participants: Vec<([u8; 32], Vec<u8>)>,
+}
+
+/// A secondary index to query.
+#[derive(Clone, Copy, Debug)]
+pub enum By<'a> {
+    /// By author public key.
+    Author(&'a [u8; 32]),
+    /// By kind.
+    Kind(&'a str),
+    /// By patient pseudonym.
+    Patient(&'a str),
+}
+
+/// The index database.
+pub struct Index {
+    db: Database,
+}
+
+impl Index {
+    /// Opens or creates the index at `path`.
+    pub fn open(path: &Path) -> Result<Self, IndexError> {
+        let db = Database::create(path)?;
+        let w = db.begin_write()?;
+        Self::create_tables(&w)?;
+        w.commit()?;
+        Ok(Self { db })
+    }
+
+    /// Number of blocks indexed (heights `0..n`).
+    pub fn indexed_blocks(&self) -> Result<u64, IndexError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(META)?;
+        Ok(t.get(INDEXED_BLOCKS)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// Adds consecutive blocks. `durable` forces an fsync; otherwise the
+    /// write becomes durable with a later durable one, and a crash in between
+    /// only leaves the index behind, which opening repairs.
+    pub fn apply(&self, blocks: &[BlockIndex], durable: bool) -> Result<(), IndexError> {
+        let Some(last) = blocks.last() else {
+            return Ok(());
+        };
+        let mut w = self.db.begin_write()?;
+        w.set_durability(if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })?;
+        {
+            let mut meta = w.open_table(META)?;
+            let mut bl = w.open_table(BLOCKS)?;
+            let mut fl = w.open_table(FIRST_LEAF)?;
+            let mut ids = w.open_table(TX_ID)?;
+            let mut by_author = w.open_multimap_table(BY_AUTHOR)?;
+            let mut by_kind = w.open_multimap_table(BY_KIND)?;
+            let mut by_patient = w.open_multimap_table(BY_PATIENT)?;
+            let mut by_time = w.open_multimap_table(BY_TIME)?;
+            let mut parts = w.open_table(PARTICIPANTS)?;
+            for b in blocks {
+                let e = &b.block;
+                bl.insert(
+                    e.height,
+                    (
+                        e.location.segment,
+                        e.location.offset,
+                        e.first_leaf,
+                        e.tx_count,
+                    ),
+                )?;
+                if e.tx_count > 0 {
+                    fl.insert(e.first_leaf, e.height)?;
+                }
+                for tx in &b.txs {
+                    ids.insert(&tx.id, tx.leaf)?;
+                    by_author.insert(&tx.author, tx.leaf)?;
+                    by_kind.insert(tx.kind.as_str(), tx.leaf)?;
+                    if let Some(p) = &tx.patient {
+                        by_patient.insert(p.as_str(), tx.leaf)?;
+                    }
+                    by_time.insert(tx.time, tx.leaf)?;
+                }
+                for (key, rec) in &b.participants {
+                    parts.insert(key, rec.as_slice())?;
+                }
+            }
+            meta.insert(INDEXED_BLOCKS, last.block.height + 1)?;
+        }
+        w.commit()?;
+        Ok(())
+    }
+
+    /// Forces everything written so far to disk.
+    pub fn flush(&self) -> Result<(), IndexError> {
+        let mut w = self.db.begin_write()?;
+        w.set_durability(Durability::Immediate)?;
+        w.commit()?;
+        Ok(())
+    }
+
+    /// Removes every entry, before a rebuild.
+    pub fn clear(&self) -> Result<(), IndexError> {
+        let w = self.db.begin_write()?;
+        w.delete_table(META)?;
+        w.delete_table(BLOCKS)?;
+        w.delete_table(FIRST_LEAF)?;
+        w.delete_table(TX_ID)?;
+        w.delete_multimap_table(BY_AUTHOR)?;
+        w.delete_multimap_table(BY_KIND)?;
+        w.delete_multimap_table(BY_PATIENT)?;
+        w.delete_multimap_table(BY_TIME)?;
+        w.delete_table(PARTICIPANTS)?;
+        Self::create_tables(&w)?;
+        w.commit()?;
+        Ok(())
+    }
+
+    fn create_tables(w: &redb::WriteTransaction) -> Result<(), IndexError> {
+        w.open_table(META)?;
+        w.open_table(BLOCKS)?;
+        w.open_table(FIRST_LEAF)?;
+        w.open_table(TX_ID)?;
+        w.open_multimap_table(BY_AUTHOR)?;
+        w.open_multimap_table(BY_KIND)?;
+        w.open_multimap_table(BY_PATIENT)?;
+        w.open_multimap_table(BY_TIME)?;
+        w.open_table(PARTICIPANTS)?;
+        Ok(())
+    }
+
+    /// The log index of each id, or `None` where it is not indexed.
+    pub fn leaves_of(&self, ids: &[&Hash]) -> Result<Vec<Option<u64>>, IndexError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(TX_ID)?;
+        ids.iter()
+            .map(|id| Ok(t.get(*id)?.map(|v| v.value())))
+            .collect()
+    }
+
+    /// A block's entry.
+    pub fn block(&self, height: u64) -> Result<Option<BlockEntry>, IndexError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(BLOCKS)?;
+        Ok(t.get(height)?.map(|v| {
+            let (segment, offset, first_leaf, tx_count) = v.value();
+            BlockEntry {
+                height,
+                location: Location { segment, offset },
+                first_leaf,
+                tx_count,
+            }
+        }))
+    }
+
+    /// The height of the block holding `leaf`.
+    pub fn height_of_leaf(&self, leaf: u64) -> Result<Option<u64>, IndexError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(FIRST_LEAF)?;
+        let found = t.range(..=leaf)?.next_back().transpose()?;
+        Ok(found.map(|(_, h)| h.value()))
+    }
+
+    /// Every stored participant record.
+    pub fn participants(&self) -> Result<Vec<([u8; 32], Vec<u8>)>, IndexError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(PARTICIPANTS)?;
+        let mut out = Vec::with_capacity(t.len()? as usize);
+        for item in t.iter()? {
+            let (k, v) = item?;
+            out.push((*k.value(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Leaves matching `by`, ascending from `from`, at most `limit`.
+    pub fn leaves_by(&self, by: By<'_>, from: u64, limit: usize) -> Result<Vec<u64>, IndexError> {
+        let r = self.db.begin_read()?;
+        let collect = |vals: redb::MultimapValue<'_, u64>| -> Result<Vec<u64>, IndexError> {
+            let mut out = Vec::new();
+            for v in vals {
+                let v = v?.value();
+                if v >= from {
+                    out.push(v);
+                    if out.len() == limit {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        };
+        match by {
+            By::Author(a) => collect(r.open_multimap_table(BY_AUTHOR)?.get(a)?),
+            By::Kind(k) => collect(r.open_multimap_table(BY_KIND)?.get(k)?),
+            By::Patient(p) => collect(r.open_multimap_table(BY_PATIENT)?.get(p)?),
+        }
+    }
+
+    /// Leaves whose author time lies in `[from_ms, to_ms)`, at most `limit`.
+    pub fn leaves_in_time(
+        &self,
+        from_ms: u64,
+        to_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, IndexError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_multimap_table(BY_TIME)?;
+        let mut out = Vec::new();
+        for item in t.range(from_ms..to_ms)? {
+            let (_, vals) = item?;
+            for v in vals {
+                out.push(v?.value());
+                if out.len() == limit {
+                    return Ok(out);
+                }
+            }
+        }
+        Ok(out)
+    }
+}

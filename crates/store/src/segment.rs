@@ -1,0 +1,490 @@
+//! Append-only segment files of length-prefixed, checksummed records.
+//!
+//! ```text
+//! segment file = header | record*
+//! header       = "MLSEG\0\0\x01" | first_height u64 LE                 (16 bytes)
+//! record       = len u32 LE | kind u8 | crc32c u32 LE | body[len]
+//!                crc32c covers len, kind and body
+//! ```
+//! Each block is written as a payloads record followed by its block record,
+//! in one write, and acknowledged only after `fdatasync`. A crash can
+//! therefore only leave a partial last pair; opening cuts it off. Damage
+//! anywhere else is corruption and opening refuses instead of cutting.
+
+use crate::backend::{Backend, BackendFactory, FileFactory, sync_dir};
+use medledger_formats::record::{KIND_BLOCK, KIND_PAYLOADS};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Magic bytes at the start of every segment file (format version 1).
+pub const SEGMENT_MAGIC: &[u8; 8] = b"MLSEG\0\0\x01";
+/// Bytes in a segment file header.
+pub const SEGMENT_HEADER: u64 = 16;
+/// Bytes in a record header.
+pub const RECORD_HEADER: usize = 9;
+/// Largest record accepted (a block's payloads).
+pub const MAX_RECORD: usize = 256 << 20;
+/// A segment is closed once it grows past this size.
+pub const SEGMENT_TARGET: u64 = 128 << 20;
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    /// The file system failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// A record in the middle of the log is damaged.
+    #[error("segment {path} is corrupt at byte {offset}: {what}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Where the damage starts.
+        offset: u64,
+        /// What is wrong.
+        what: String,
+    },
+    /// A record is too large to write.
+    #[error("record of {0} bytes exceeds the {MAX_RECORD}-byte limit")]
+    TooLarge(usize),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SegmentError + '_ {
+    move |source| SegmentError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Where a block's record pair starts: segment (by first height) and byte offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// First height of the segment file.
+    pub segment: u64,
+    /// Offset of the payloads record.
+    pub offset: u64,
+}
+
+/// One block as stored: its location and both record bodies.
+#[derive(Clone, Debug)]
+pub struct StoredBlock {
+    /// Where it starts.
+    pub location: Location,
+    /// Payloads record body.
+    pub payloads: Vec<u8>,
+    /// Block record body.
+    pub block: Vec<u8>,
+}
+
+/// Frames one record into `out`.
+pub fn frame(kind: u8, body: &[u8], out: &mut Vec<u8>) -> Result<(), SegmentError> {
+    if body.len() > MAX_RECORD {
+        return Err(SegmentError::TooLarge(body.len()));
+    }
+    let len = (body.len() as u32).to_le_bytes();
+    let mut crc = crc32c::crc32c(&len);
+    crc = crc32c::crc32c_append(crc, &[kind]);
+    crc = crc32c::crc32c_append(crc, body);
+    out.extend_from_slice(&len);
+    out.push(kind);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(body);
+    Ok(())
+}
+
+/// A record parsed from a byte buffer.
+struct Parsed<'a> {
+    kind: u8,
+    body: &'a [u8],
+    end: usize,
+}
+
+/// Why a record could not be read at some offset.
+enum Bad {
+    /// The record extends past the end of the data.
+    Short,
+    /// The record is complete but wrong.
+    Invalid(&'static str),
+}
+
+fn parse_at(data: &[u8], at: usize) -> Result<Parsed<'_>, Bad> {
+    let head = data.get(at..at + RECORD_HEADER).ok_or(Bad::Short)?;
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let kind = head[4];
+    let crc = u32::from_le_bytes([head[5], head[6], head[7], head[8]]);
+    if kind != KIND_PAYLOADS && kind != KIND_BLOCK {
+        return Err(Bad::Invalid("unknown record kind"));
+    }
+    if len > MAX_RECORD {
+        return Err(Bad::Invalid("record length out of range"));
+    }
+    let end = at + RECORD_HEADER + len;
+    let body = data.get(at + RECORD_HEADER..end).ok_or(Bad::Short)?;
+    let mut c = crc32c::crc32c(&head[..5]);
+    c = crc32c::crc32c_append(c, body);
+    if c != crc {
+        return Err(Bad::Invalid("checksum mismatch"));
+    }
+    Ok(Parsed { kind, body, end })
+}
+
+/// Result of walking one segment's bytes pair by pair.
+pub struct Walk {
+    /// Offset just past the last complete pair.
+    pub good_end: u64,
+    /// The first problem after `good_end`, if any: (offset, what, whether a
+    /// valid record follows it, i.e. it is not a torn tail).
+    pub damage: Option<(u64, &'static str, bool)>,
+}
+
+/// A complete record pair seen by [`walk`].
+pub struct PairRef<'a> {
+    /// Where the pair starts.
+    pub location: Location,
+    /// Payloads record body.
+    pub payloads: &'a [u8],
+    /// Block record body.
+    pub block: &'a [u8],
+}
+
+impl PairRef<'_> {
+    /// An owned copy.
+    pub fn to_owned(&self) -> StoredBlock {
+        StoredBlock {
+            location: self.location,
+            payloads: self.payloads.to_vec(),
+            block: self.block.to_vec(),
+        }
+    }
+}
+
+/// Walks the records of a segment held in memory, starting at `from`,
+/// calling `visit` for each complete (payloads, block) pair.
+pub fn walk(segment: u64, data: &[u8], from: usize, mut visit: impl FnMut(PairRef<'_>)) -> Walk {
+    let mut at = from;
+    loop {
+        if at == data.len() {
+            return Walk {
+                good_end: at as u64,
+                damage: None,
+            };
+        }
+        let problem: Result<(), &'static str> = match parse_at(data, at) {
+            Ok(p) if p.kind != KIND_PAYLOADS => Err("block record without its payloads record"),
+            Ok(p) => match parse_at(data, p.end) {
+                Ok(b) if b.kind == KIND_BLOCK => {
+                    visit(PairRef {
+                        location: Location {
+                            segment,
+                            offset: at as u64,
+                        },
+                        payloads: p.body,
+                        block: b.body,
+                    });
+                    at = b.end;
+                    continue;
+                }
+                Ok(_) => Err("payloads record not followed by its block record"),
+                Err(Bad::Short) => Err("incomplete block record"),
+                Err(Bad::Invalid(w)) => Err(w),
+            },
+            Err(Bad::Short) => Err("incomplete record"),
+            Err(Bad::Invalid(w)) => Err(w),
+        };
+        let what = problem.err().unwrap_or("damaged record");
+        let followed = (at + 1..data.len()).any(|o| parse_at(data, o).is_ok());
+        return Walk {
+            good_end: at as u64,
+            damage: Some((at as u64, what, followed)),
+        };
+    }
+}
+
+/// Name of the segment file starting at `first_height`.
+pub fn segment_name(first_height: u64) -> String {
+    format!("{first_height:020}.seg")
+}
+
+/// Lists the segment files of `dir` by first height, ascending.
+pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SegmentError> {
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".seg")) else {
+            continue;
+        };
+        if let Ok(h) = stem.parse::<u64>() {
+            out.push((h, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Reads a whole segment file and checks its header.
+pub fn read_segment(path: &Path, first_height: u64) -> Result<Vec<u8>, SegmentError> {
+    let data = fs::read(path).map_err(io_err(path))?;
+    check_header(path, &data, first_height)?;
+    Ok(data)
+}
+
+fn check_header(path: &Path, data: &[u8], first_height: u64) -> Result<(), SegmentError> {
+    let corrupt = |what: &str| SegmentError::Corrupt {
+        path: path.to_path_buf(),
+        offset: 0,
+        what: what.into(),
+    };
+    if data.len() < SEGMENT_HEADER as usize || &data[..8] != SEGMENT_MAGIC {
+        return Err(corrupt("bad segment header"));
+    }
+    let mut h = [0u8; 8];
+    h.copy_from_slice(&data[8..16]);
+    if u64::from_le_bytes(h) != first_height {
+        return Err(corrupt("segment header names another first height"));
+    }
+    Ok(())
+}
+
+/// What opening the log found.
+pub struct Opened {
+    /// The log, ready to append.
+    pub log: SegmentLog,
+    /// The last stored block, if any.
+    pub last: Option<StoredBlock>,
+    /// Bytes of torn tail that were cut off.
+    pub cut: u64,
+}
+
+/// The segment log: closed segments plus one active segment for appends.
+pub struct SegmentLog {
+    dir: PathBuf,
+    factory: Arc<dyn BackendFactory>,
+    segments: Vec<(u64, Arc<dyn Backend>)>,
+}
+
+impl SegmentLog {
+    /// Opens (creating) the log in `dir` with real files.
+    pub fn open(dir: &Path) -> Result<Opened, SegmentError> {
+        Self::open_with(dir, Arc::new(FileFactory))
+    }
+
+    /// Opens the log with the given backend factory. Only the last segment is
+    /// read; its torn tail, if any, is cut back to the last whole block.
+    pub fn open_with(dir: &Path, factory: Arc<dyn BackendFactory>) -> Result<Opened, SegmentError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let listed = list_segments(dir)?;
+        let mut segments = Vec::with_capacity(listed.len());
+        for (h, path) in &listed {
+            segments.push((*h, factory.open(path, false).map_err(io_err(path))?));
+        }
+        let mut log = SegmentLog {
+            dir: dir.to_path_buf(),
+            factory,
+            segments,
+        };
+        let Some((first, backend)) = log.segments.last().cloned() else {
+            log.create_segment(0)?;
+            return Ok(Opened {
+                log,
+                last: None,
+                cut: 0,
+            });
+        };
+        let path = log.path(first);
+        let len = backend.len().map_err(io_err(&path))?;
+        let mut data = vec![0u8; len as usize];
+        backend.read_at(0, &mut data).map_err(io_err(&path))?;
+        if len < SEGMENT_HEADER && log.segments.len() > 1 {
+            // Crash while creating the segment: nothing was ever written to it.
+            log.segments.pop();
+            fs::remove_file(&path).map_err(io_err(&path))?;
+            sync_dir(dir).map_err(io_err(dir))?;
+            return Self::open_with(dir, log.factory);
+        }
+        if len < SEGMENT_HEADER {
+            backend.truncate(0).map_err(io_err(&path))?;
+            log.segments.clear();
+            fs::remove_file(&path).map_err(io_err(&path))?;
+            log.create_segment(0)?;
+            return Ok(Opened {
+                log,
+                last: None,
+                cut: len,
+            });
+        }
+        check_header(&path, &data, first)?;
+        let mut last = None;
+        let w = walk(first, &data, SEGMENT_HEADER as usize, |p| {
+            last = Some(p.location)
+        });
+        let mut last = last.map(|l| Self::pair_at(first, &data, l));
+        let mut cut = 0;
+        if let Some((offset, what, followed)) = w.damage {
+            if followed {
+                return Err(SegmentError::Corrupt {
+                    path,
+                    offset,
+                    what: what.into(),
+                });
+            }
+            cut = len - w.good_end;
+            backend.truncate(w.good_end).map_err(io_err(&path))?;
+        }
+        if last.is_none() && log.segments.len() > 1 {
+            // An empty newest segment: the previous one ends the log.
+            last = log.last_block_of(log.segments.len() - 2)?;
+        }
+        Ok(Opened { log, last, cut })
+    }
+
+    fn last_block_of(&self, i: usize) -> Result<Option<StoredBlock>, SegmentError> {
+        let (first, _) = self.segments[i];
+        let path = self.path(first);
+        let data = read_segment(&path, first)?;
+        let mut last = None;
+        let w = walk(first, &data, SEGMENT_HEADER as usize, |p| {
+            last = Some(p.location)
+        });
+        if let Some((offset, what, _)) = w.damage {
+            return Err(SegmentError::Corrupt {
+                path,
+                offset,
+                what: what.into(),
+            });
+        }
+        Ok(last.map(|l| Self::pair_at(first, &data, l)))
+    }
+
+    fn pair_at(segment: u64, data: &[u8], location: Location) -> StoredBlock {
+        let mut out = None;
+        walk(segment, data, location.offset as usize, |p| {
+            if out.is_none() {
+                out = Some(p.to_owned());
+            }
+        });
+        // The pair was just seen whole at this offset, so the walk yields it.
+        out.unwrap_or(StoredBlock {
+            location,
+            payloads: Vec::new(),
+            block: Vec::new(),
+        })
+    }
+
+    fn path(&self, first: u64) -> PathBuf {
+        self.dir.join(segment_name(first))
+    }
+
+    fn create_segment(&mut self, first_height: u64) -> Result<(), SegmentError> {
+        let path = self.path(first_height);
+        let backend = self.factory.open(&path, true).map_err(io_err(&path))?;
+        let mut header = Vec::with_capacity(SEGMENT_HEADER as usize);
+        header.extend_from_slice(SEGMENT_MAGIC);
+        header.extend_from_slice(&first_height.to_le_bytes());
+        backend.append(&header).map_err(io_err(&path))?;
+        backend.sync().map_err(io_err(&path))?;
+        sync_dir(&self.dir).map_err(io_err(&self.dir))?;
+        self.segments.push((first_height, backend));
+        Ok(())
+    }
+
+    /// Appends one block's record pair (not yet durable; call [`Self::sync`]).
+    /// Starts a new segment first when the active one is full.
+    pub fn append(
+        &mut self,
+        height: u64,
+        payloads: &[u8],
+        block: &[u8],
+    ) -> Result<Location, SegmentError> {
+        let full = match self.segments.last() {
+            Some((first, b)) => {
+                let len = b.len().map_err(io_err(&self.path(*first)))?;
+                len >= SEGMENT_TARGET && height > *first
+            }
+            None => true,
+        };
+        if full {
+            self.create_segment(height)?;
+        }
+        let Some((first, backend)) = self.segments.last() else {
+            return Err(io_err(&self.dir)(io::Error::other("no active segment")));
+        };
+        let path = self.path(*first);
+        let offset = backend.len().map_err(io_err(&path))?;
+        let mut buf = Vec::with_capacity(payloads.len() + block.len() + 2 * RECORD_HEADER);
+        frame(KIND_PAYLOADS, payloads, &mut buf)?;
+        frame(KIND_BLOCK, block, &mut buf)?;
+        backend.append(&buf).map_err(io_err(&path))?;
+        Ok(Location {
+            segment: *first,
+            offset,
+        })
+    }
+
+    /// Makes everything appended durable.
+    pub fn sync(&self) -> Result<(), SegmentError> {
+        if let Some((first, backend)) = self.segments.last() {
+            backend.sync().map_err(io_err(&self.path(*first)))?;
+        }
+        Ok(())
+    }
+
+    /// Reads the block stored at `location`.
+    pub fn read(&self, location: Location) -> Result<StoredBlock, SegmentError> {
+        let path = self.path(location.segment);
+        let Some((_, backend)) = self.segments.iter().find(|(f, _)| *f == location.segment) else {
+            return Err(io_err(&path)(io::Error::new(
+                io::ErrorKind::NotFound,
+                "no such segment",
+            )));
+        };
+        let corrupt = |what: &str| SegmentError::Corrupt {
+            path: path.clone(),
+            offset: location.offset,
+            what: what.into(),
+        };
+        let mut head = [0u8; RECORD_HEADER];
+        let mut read_record = |at: u64| -> Result<(Vec<u8>, u64), SegmentError> {
+            backend.read_at(at, &mut head).map_err(io_err(&path))?;
+            let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+            if len > MAX_RECORD {
+                return Err(corrupt("record length out of range"));
+            }
+            let mut rec = head.to_vec();
+            rec.resize(RECORD_HEADER + len, 0);
+            backend
+                .read_at(at + RECORD_HEADER as u64, &mut rec[RECORD_HEADER..])
+                .map_err(io_err(&path))?;
+            let p = parse_at(&rec, 0).map_err(|_| corrupt("damaged record"))?;
+            Ok((p.body.to_vec(), at + p.end as u64))
+        };
+        let (payloads, next) = read_record(location.offset)?;
+        let (block, _) = read_record(next)?;
+        Ok(StoredBlock {
+            location,
+            payloads,
+            block,
+        })
+    }
+
+    /// The directory holding the segments.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Segment first heights, ascending.
+    pub fn segment_starts(&self) -> Vec<u64> {
+        self.segments.iter().map(|(f, _)| *f).collect()
+    }
+}
