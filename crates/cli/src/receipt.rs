@@ -78,10 +78,8 @@ fn verify(
     let (header_jcs, sig) = extra.split_at(extra.len() - 64);
     let leaf = merkle::leaf_hash(extra);
     let id = hex::encode(leaf);
-    if let Some(want) = want_id {
-        if want != id {
-            anyhow::bail!("receipt is for transaction {id}, not {want}");
-        }
+    if let Some(want) = want_id.filter(|w| *w != id) {
+        anyhow::bail!("receipt is for transaction {id}, not {want}");
     }
     let checkpoint = proof.verify(&leaf, origin, verifiers)?;
     let header: TxHeader = serde_json::from_slice(header_jcs)

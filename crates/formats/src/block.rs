@@ -166,8 +166,14 @@ mod tests {
         };
         let sealed = SealedHeader::seal(header, &key).unwrap();
         sealed.verify_signature().unwrap();
-        assert_eq!(hex::encode(sealed.hash()), "PLACEHOLDER");
-        assert_eq!(hex::encode(sealed.signature()), "PLACEHOLDER");
+        assert_eq!(
+            hex::encode(sealed.hash()),
+            "57af2d7ba642cabcf51f2a0a055de895d00ed129320c308521da7dc05b93bfa5"
+        );
+        assert_eq!(
+            hex::encode(sealed.signature()),
+            "9dbd3176ff5a6447e3ab4143baed1d719f394165e9f102c1c79c5090a425a6af5e7822845bcdd7ac62793825192b37c46a84c2690dd29aa9a41c736b0e50be0e"
+        );
         let back = SealedHeader::from_stored(sealed.header_jcs(), *sealed.signature()).unwrap();
         assert_eq!(back, sealed);
         let mut sig = *sealed.signature();

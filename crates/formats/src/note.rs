@@ -540,8 +540,7 @@ impl Note {
     /// [`Note::sign`] or [`Note::add_signature`] the result parses back to
     /// an equal note. Use [`Note::validate`] for hand-built values.
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(self.text.len() + 1 + self.sigs.len() * 120);
-        out.push_str(&self.text);
+        let mut out = self.text.clone();
         out.push('\n');
         for sig in &self.sigs {
             out.push_str(&sig.to_line());
@@ -935,7 +934,8 @@ mod tests {
     #[test]
     fn malformed_notes_rejected() {
         let line = KAT_LINE;
-        let cases: Vec<(String, fn(&NoteError) -> bool)> = vec![
+        type Check = fn(&NoteError) -> bool;
+        let cases: Vec<(String, Check)> = vec![
             // No blank line between text and signatures.
             (format!("{KAT_TEXT}{line}"), |e| {
                 matches!(e, NoteError::MissingSignatureSeparator)

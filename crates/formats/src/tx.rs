@@ -328,12 +328,18 @@ mod tests {
             std::str::from_utf8(tx.header_jcs()).unwrap(),
             concat!(
                 r#"{"author":"8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c","#,
-                r#""commitment":"PLACEHOLDER","#,
+                r#""commitment":"b1ec1b44f68debd9276727e3c98b063a35ae760bb1af99e387cbcf85f21ca1a3","#,
                 r#""kind":"medical_report","nonce":"03030303030303030303030303030303","time":1700000000000,"v":1}"#
             )
         );
-        assert_eq!(hex::encode(tx.id()), "PLACEHOLDER");
-        assert_eq!(hex::encode(tx.signature()), "PLACEHOLDER");
+        assert_eq!(
+            hex::encode(tx.id()),
+            "563a41f2b17a4d658fe159f7942dabff16177228e45a8a519e1a2ea3b713da98"
+        );
+        assert_eq!(
+            hex::encode(tx.signature()),
+            "69b71797d4642181e85a84ecdbb57a7f8ce8de8555cf342a77510545e2096e0879bd323b90c41245d6d524e62ab5af64b02d968aec9ea2ba3b86b4a2a6a68b0b"
+        );
         tx.verify_signature().unwrap();
     }
 

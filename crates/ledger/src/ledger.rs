@@ -21,7 +21,9 @@ use medledger_formats::note::{Note, NoteSigner, NoteVerifier};
 use medledger_formats::receipt::TlogProof;
 use medledger_formats::record::{self, RecordError};
 use medledger_formats::tx::Transaction;
-use medledger_store::index::{BlockEntry, BlockIndex, Index, IndexError, TxEntry};
+use medledger_store::index::{
+    BlockEntry, BlockIndex, Index, IndexError, ParticipantRecord, TxEntry,
+};
 use medledger_store::merkle_store::MerkleStore;
 use medledger_store::segment::{
     self, Location, SEGMENT_HEADER, SegmentError, SegmentLog, StoredBlock,
@@ -246,7 +248,7 @@ pub struct Ledger {
 fn block_index(
     block: &Block,
     location: Location,
-    participants: Vec<([u8; 32], Vec<u8>)>,
+    participants: Vec<ParticipantRecord>,
 ) -> BlockIndex {
     let h = block.header.header();
     BlockIndex {
@@ -285,7 +287,7 @@ fn patient_of(tx: &Transaction) -> Option<String> {
 }
 
 /// Participant records to index for the keys `txs` touched, as they stand in `state`.
-pub fn participant_records(state: &LedgerState, txs: &[Transaction]) -> Vec<([u8; 32], Vec<u8>)> {
+pub fn participant_records(state: &LedgerState, txs: &[Transaction]) -> Vec<ParticipantRecord> {
     LedgerState::touched_participants(txs)
         .into_iter()
         .filter_map(|k| state.participant(&k))
@@ -345,7 +347,7 @@ impl Store {
     pub fn commit(
         &mut self,
         block: &Block,
-        participants: Vec<([u8; 32], Vec<u8>)>,
+        participants: Vec<ParticipantRecord>,
     ) -> Result<Committed, LedgerError> {
         let h = block.header.header();
         let mut payloads = Vec::new();
@@ -357,7 +359,7 @@ impl Store {
         let ids: Vec<Hash> = block.txs.iter().map(|t| *t.id()).collect();
         let tree_path = self.dir.join("merkle");
         self.tree.append(&ids).map_err(io_at(&tree_path))?;
-        let durable = h.height % INDEX_FLUSH_EVERY == 0;
+        let durable = h.height.is_multiple_of(INDEX_FLUSH_EVERY);
         self.index
             .apply(&[block_index(block, location, participants)], durable)?;
         let checkpoint = self.sign_checkpoint(h.log_size, h.log_root.0)?;

@@ -105,7 +105,7 @@ type Waiter = (Arc<Collector>, usize);
 
 struct Cut {
     block: medledger_formats::block::Block,
-    participants: Vec<([u8; 32], Vec<u8>)>,
+    participants: Vec<medledger_store::index::ParticipantRecord>,
     waiters: Vec<Waiter>,
 }
 

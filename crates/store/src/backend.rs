@@ -11,6 +11,10 @@ use std::sync::{Arc, Mutex};
 pub trait Backend: Send + Sync {
     /// Current length in bytes.
     fn len(&self) -> io::Result<u64>;
+    /// True if the file holds no bytes.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
     /// Reads exactly `buf.len()` bytes at `offset`.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
     /// Appends `data` at the end.

@@ -52,6 +52,9 @@ db_err!(
     redb::SetDurabilityError
 );
 
+/// A participant record: public key and its encoded record.
+pub type ParticipantRecord = ([u8; 32], Vec<u8>);
+
 /// A block's entry in the index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockEntry {
@@ -90,7 +93,7 @@ pub struct BlockIndex {
     /// Its transactions.
     pub txs: Vec<TxEntry>,
     /// Participant records it writes: public key → encoded record.
-    pub participants: Vec<([u8; 32], Vec<u8>)>,
+    pub participants: Vec<ParticipantRecord>,
 }
 
 /// A secondary index to query.
@@ -253,7 +256,7 @@ impl Index {
     }
 
     /// Every stored participant record.
-    pub fn participants(&self) -> Result<Vec<([u8; 32], Vec<u8>)>, IndexError> {
+    pub fn participants(&self) -> Result<Vec<ParticipantRecord>, IndexError> {
         let r = self.db.begin_read()?;
         let t = r.open_table(PARTICIPANTS)?;
         let mut out = Vec::with_capacity(t.len()? as usize);

@@ -74,12 +74,12 @@ impl MerkleStore {
         let size = counts[0];
         // Make level k hold exactly size >> k nodes, rebuilding short levels
         // from the one below.
-        for level in 1..LEVELS {
+        for (level, &have) in counts.iter().enumerate().skip(1) {
             let want = size >> level;
-            if counts[level] > want {
+            if have > want {
                 store.file(level)?.set_len(want * 32)?;
-            } else if counts[level] < want {
-                for i in counts[level]..want {
+            } else if have < want {
+                for i in have..want {
                     let l = store.read_node(level - 1, 2 * i)?;
                     let r = store.read_node(level - 1, 2 * i + 1)?;
                     store
@@ -257,10 +257,8 @@ impl SubtreeSource for MerkleStore {
             return Ok(self.high[l][index as usize]);
         }
         let (base, q) = &self.low[l];
-        if index >= *base {
-            if let Some(h) = q.get((index - base) as usize) {
-                return Ok(*h);
-            }
+        if let Some(h) = index.checked_sub(*base).and_then(|i| q.get(i as usize)) {
+            return Ok(*h);
         }
         self.read_node(l, index)
     }
