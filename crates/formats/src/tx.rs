@@ -237,9 +237,19 @@ impl Transaction {
     /// checked on its own to find the bad ones.
     pub fn verify_signatures(txs: &[&Transaction]) -> Vec<Result<(), TxError>> {
         if txs.len() >= 4 {
-            let keys: Result<Vec<_>, _> = txs
+            // Authors repeat within a batch; decompress each key once.
+            let mut cache = std::collections::HashMap::new();
+            let keys: Result<Vec<_>, KeyError> = txs
                 .iter()
-                .map(|t| keys::verifying_key(&t.header.author))
+                .map(|t| {
+                    let author = t.header.author;
+                    if let Some(k) = cache.get(&author) {
+                        return Ok(*k);
+                    }
+                    let k = keys::verifying_key(&author)?;
+                    cache.insert(author, k);
+                    Ok(k)
+                })
                 .collect();
             if let Ok(keys) = keys {
                 let msgs: Vec<&[u8]> = txs.iter().map(|t| t.message.as_slice()).collect();

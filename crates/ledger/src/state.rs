@@ -605,3 +605,295 @@ impl LedgerState {
 pub fn hex_id(id: &Hash) -> String {
     Bytes(*id).to_hex()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const T0: u64 = 1_700_000_000_000;
+
+    struct World {
+        state: LedgerState,
+        node: SigningKey,
+        admin: SigningKey,
+        seen: HashSet<Hash>,
+        blocks: Vec<Block>,
+    }
+
+    impl World {
+        fn new() -> Self {
+            let node = SigningKey::from_bytes(&[1; 32]);
+            let admin = SigningKey::from_bytes(&[2; 32]);
+            let mut w = World {
+                state: LedgerState::new(DEFAULT_MAX_SKEW_MS),
+                node,
+                admin,
+                seen: HashSet::new(),
+                blocks: Vec::new(),
+            };
+            let g = GenesisPayload {
+                origin: "example.org/test".into(),
+                admin: keys::public_key(&w.admin),
+                node: keys::public_key(&w.node),
+                institution: "Test".into(),
+            };
+            let tx = Transaction::sign(
+                &w.admin,
+                kind::GENESIS,
+                T0,
+                &serde_json::to_value(g).unwrap(),
+            )
+            .unwrap();
+            w.block(vec![tx], T0).unwrap();
+            w
+        }
+
+        /// Seals `txs` without admission, then validates the block as a follower would.
+        fn block(&mut self, txs: Vec<Transaction>, time: u64) -> Result<(), BlockFault> {
+            let mut sealer = self.state.clone();
+            let block = sealer.seal_block(txs, time, &self.node).unwrap();
+            self.state.apply_block(&block, &self.seen)?;
+            self.seen.extend(block.txs.iter().map(|t| *t.id()));
+            self.blocks.push(block);
+            Ok(())
+        }
+
+        fn register(&self, key: &SigningKey, role: Role) -> Transaction {
+            let p = RegisterPayload {
+                key: keys::public_key(key),
+                role,
+                institution: "Test".into(),
+                label: String::new(),
+            };
+            Transaction::sign(
+                &self.admin,
+                kind::REGISTER,
+                T0,
+                &serde_json::to_value(p).unwrap(),
+            )
+            .unwrap()
+        }
+    }
+
+    fn report(key: &SigningKey, time: u64) -> Transaction {
+        Transaction::sign(key, kind::MEDICAL_REPORT, time, &json!({"patient": "ABC"})).unwrap()
+    }
+
+    fn rejection(r: Result<(), BlockFault>) -> Rejection {
+        match r {
+            Err(BlockFault::Tx { rejection, .. }) => rejection,
+            other => panic!("expected a transaction fault, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn genesis_registers_admin_and_node() {
+        let w = World::new();
+        assert_eq!(w.state.origin(), Some("example.org/test"));
+        assert_eq!(
+            w.state
+                .participant(&keys::public_key(&w.admin))
+                .unwrap()
+                .role,
+            Role::Admin
+        );
+        assert_eq!(
+            w.state
+                .participant(&keys::public_key(&w.node))
+                .unwrap()
+                .role,
+            Role::Node
+        );
+        assert_eq!(w.state.tip().next_height, 1);
+        assert_eq!(w.state.tip().log.size(), 1);
+    }
+
+    #[test]
+    fn registered_doctor_may_report_in_the_same_block() {
+        let mut w = World::new();
+        let doc = SigningKey::from_bytes(&[3; 32]);
+        let txs = vec![w.register(&doc, Role::Doctor), report(&doc, T0)];
+        w.block(txs, T0).unwrap();
+        assert_eq!(w.state.tip().log.size(), 3);
+    }
+
+    #[test]
+    fn unknown_author_is_refused() {
+        let mut w = World::new();
+        let stranger = SigningKey::from_bytes(&[9; 32]);
+        assert_eq!(
+            rejection(w.block(vec![report(&stranger, T0)], T0)),
+            Rejection::UnknownAuthor
+        );
+    }
+
+    #[test]
+    fn role_must_allow_the_kind() {
+        let mut w = World::new();
+        let researcher = SigningKey::from_bytes(&[4; 32]);
+        w.block(vec![w.register(&researcher, Role::Researcher)], T0)
+            .unwrap();
+        assert!(matches!(
+            rejection(w.block(vec![report(&researcher, T0)], T0)),
+            Rejection::RoleNotAllowed {
+                role: Role::Researcher,
+                ..
+            }
+        ));
+        let tx = Transaction::sign(&researcher, "made_up", T0, &json!({})).unwrap();
+        assert_eq!(
+            rejection(w.block(vec![tx], T0)),
+            Rejection::UnknownKind("made_up".into())
+        );
+    }
+
+    #[test]
+    fn revoked_author_is_refused() {
+        let mut w = World::new();
+        let doc = SigningKey::from_bytes(&[3; 32]);
+        w.block(vec![w.register(&doc, Role::Doctor)], T0).unwrap();
+        let revoke = Transaction::sign(
+            &w.admin,
+            kind::REVOKE,
+            T0,
+            &serde_json::to_value(RevokePayload {
+                key: keys::public_key(&doc),
+                reason: "left".into(),
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        w.block(vec![revoke], T0).unwrap();
+        assert_eq!(
+            rejection(w.block(vec![report(&doc, T0)], T0)),
+            Rejection::RevokedAuthor
+        );
+    }
+
+    #[test]
+    fn time_outside_the_skew_is_refused() {
+        let mut w = World::new();
+        let doc = SigningKey::from_bytes(&[3; 32]);
+        w.block(vec![w.register(&doc, Role::Doctor)], T0).unwrap();
+        let skew = DEFAULT_MAX_SKEW_MS;
+        assert!(matches!(
+            rejection(w.block(vec![report(&doc, T0 - skew - 1)], T0)),
+            Rejection::Stale { .. }
+        ));
+        assert!(matches!(
+            rejection(w.block(vec![report(&doc, T0 + skew + 1)], T0)),
+            Rejection::Future { .. }
+        ));
+        w.block(vec![report(&doc, T0 - skew), report(&doc, T0 + skew)], T0)
+            .unwrap();
+    }
+
+    #[test]
+    fn duplicates_are_refused_within_and_across_blocks() {
+        let mut w = World::new();
+        let doc = SigningKey::from_bytes(&[3; 32]);
+        w.block(vec![w.register(&doc, Role::Doctor)], T0).unwrap();
+        let tx = report(&doc, T0);
+        assert_eq!(
+            rejection(w.block(vec![tx.clone(), tx.clone()], T0)),
+            Rejection::Duplicate
+        );
+        w.block(vec![tx.clone()], T0).unwrap();
+        assert_eq!(rejection(w.block(vec![tx], T0)), Rejection::Duplicate);
+    }
+
+    #[test]
+    fn a_failed_block_leaves_the_state_unchanged() {
+        let mut w = World::new();
+        let before = (w.state.tip().clone(), w.state.participants().count());
+        let doc = SigningKey::from_bytes(&[3; 32]);
+        let stranger = SigningKey::from_bytes(&[9; 32]);
+        let r = w.block(
+            vec![w.register(&doc, Role::Doctor), report(&stranger, T0)],
+            T0,
+        );
+        assert!(r.is_err());
+        assert_eq!(
+            (w.state.tip().clone(), w.state.participants().count()),
+            before
+        );
+    }
+
+    #[test]
+    fn tampered_headers_are_refused() {
+        let w = World::new();
+        let doc = SigningKey::from_bytes(&[3; 32]);
+        let mut sealer = w.state.clone();
+        let good = sealer
+            .seal_block(vec![w.register(&doc, Role::Doctor)], T0, &w.node)
+            .unwrap();
+
+        let reseal = |f: &dyn Fn(&mut BlockHeader), key: &SigningKey| {
+            let mut h = good.header.header().clone();
+            f(&mut h);
+            Block {
+                header: SealedHeader::seal(h, key).unwrap(),
+                txs: good.txs.clone(),
+            }
+        };
+        let check = |b: Block| w.state.clone().apply_block(&b, &w.seen);
+        assert!(check(good.clone()).is_ok());
+        assert!(matches!(
+            check(reseal(&|h| h.height += 1, &w.node)),
+            Err(BlockFault::Height { .. })
+        ));
+        assert_eq!(
+            check(reseal(&|h| h.prev_hash.0[0] ^= 1, &w.node)),
+            Err(BlockFault::PrevHash)
+        );
+        assert_eq!(
+            check(reseal(&|h| h.txs_root.0[0] ^= 1, &w.node)),
+            Err(BlockFault::TxsRoot)
+        );
+        assert_eq!(
+            check(reseal(&|h| h.log_root.0[0] ^= 1, &w.node)),
+            Err(BlockFault::LogRoot)
+        );
+        assert!(matches!(
+            check(reseal(&|h| h.first_leaf += 1, &w.node)),
+            Err(BlockFault::LogPosition { .. })
+        ));
+        assert_eq!(
+            check(reseal(&|h| h.time = 0, &w.node)),
+            Err(BlockFault::Time)
+        );
+        // Signed by a key that is not a node.
+        let rogue = SigningKey::from_bytes(&[7; 32]);
+        assert_eq!(
+            check(reseal(&|h| h.proposer = keys::public_key(&rogue), &rogue)),
+            Err(BlockFault::Proposer)
+        );
+        // Claims the node as proposer but signed by another key.
+        assert_eq!(check(reseal(&|_| {}, &rogue)), Err(BlockFault::Signature));
+    }
+
+    #[test]
+    fn same_blocks_give_the_same_state() {
+        let mut w = World::new();
+        let doc = SigningKey::from_bytes(&[3; 32]);
+        w.block(
+            vec![w.register(&doc, Role::Doctor), report(&doc, T0)],
+            T0 + 5,
+        )
+        .unwrap();
+        // Replay the sealed blocks on a fresh state, as another node would.
+        let mut replica = LedgerState::new(DEFAULT_MAX_SKEW_MS);
+        let mut seen = HashSet::new();
+        for b in &w.blocks {
+            replica.apply_block(b, &seen).unwrap();
+            seen.extend(b.txs.iter().map(|t| *t.id()));
+        }
+        assert_eq!(replica.tip(), w.state.tip());
+        let mut a: Vec<_> = replica.participants().cloned().collect();
+        let mut b: Vec<_> = w.state.participants().cloned().collect();
+        a.sort_by_key(|p| p.key);
+        b.sort_by_key(|p| p.key);
+        assert_eq!(a, b);
+    }
+}

@@ -116,33 +116,36 @@ impl MerkleStore {
         Ok(h)
     }
 
+    /// Nodes `[from, to)` of a level, in one read.
+    fn read_range(&self, level: usize, from: u64, to: u64) -> io::Result<Vec<Hash>> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let mut buf = vec![0u8; ((to - from) * 32) as usize];
+        self.files[level]
+            .as_ref()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "level file missing"))?
+            .read_exact_at(&mut buf, from * 32)?;
+        Ok(buf
+            .chunks_exact(32)
+            .map(|c| {
+                let mut h = [0u8; 32];
+                h.copy_from_slice(c);
+                h
+            })
+            .collect())
+    }
+
     fn load_memory(&mut self, size: u64) -> io::Result<()> {
         self.size = size;
         for level in MEM_LEVEL as usize..LEVELS {
             let n = size >> level;
-            let mut nodes = Vec::with_capacity(n as usize);
-            if n > 0 {
-                let mut buf = vec![0u8; (n * 32) as usize];
-                self.files[level]
-                    .as_ref()
-                    .ok_or_else(|| io::Error::other("level file missing"))?
-                    .read_exact_at(&mut buf, 0)?;
-                nodes.extend(buf.chunks_exact(32).map(|c| {
-                    let mut h = [0u8; 32];
-                    h.copy_from_slice(c);
-                    h
-                }));
-            }
-            self.high[level] = nodes;
+            self.high[level] = self.read_range(level, 0, n)?;
         }
         for level in 0..MEM_LEVEL as usize {
             let n = size >> level;
             let keep = (TAIL_LEAVES >> level).min(n);
-            let mut q = VecDeque::with_capacity(keep as usize);
-            for i in n - keep..n {
-                q.push_back(self.read_node(level, i)?);
-            }
-            self.low[level] = (n - keep, q);
+            self.low[level] = (n - keep, self.read_range(level, n - keep, n)?.into());
         }
         self.frontier = Frontier::from_source(&*self, size).map_err(|e| match e {
             ProofFetchError::Source(e) => e,
