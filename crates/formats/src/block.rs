@@ -81,7 +81,7 @@ fn hash_message(message: &[u8]) -> Hash {
 impl SealedHeader {
     /// Signs `header` with the proposer key.
     pub fn seal(header: BlockHeader, key: &SigningKey) -> Result<Self, BlockError> {
-        let message = canon::tagged(BLOCK_TAG, &header)?;
+        let message = canon::tagged_header(BLOCK_TAG, &header)?;
         let signature = key.sign(&message).to_bytes();
         Ok(Self {
             hash: hash_message(&message),
@@ -99,7 +99,7 @@ impl SealedHeader {
         if header.v != BLOCK_VERSION {
             return Err(BlockError::Version(header.v));
         }
-        let message = canon::tagged(BLOCK_TAG, &header)?;
+        let message = canon::tagged_header(BLOCK_TAG, &header)?;
         if &message[BLOCK_TAG.len()..] != header_jcs {
             return Err(BlockError::NotCanonical);
         }
@@ -173,6 +173,10 @@ mod tests {
         assert_eq!(
             hex::encode(sealed.signature()),
             "9dbd3176ff5a6447e3ab4143baed1d719f394165e9f102c1c79c5090a425a6af5e7822845bcdd7ac62793825192b37c46a84c2690dd29aa9a41c736b0e50be0e"
+        );
+        assert_eq!(
+            sealed.header_jcs(),
+            canon::jcs(sealed.header()).unwrap().as_slice()
         );
         let back = SealedHeader::from_stored(sealed.header_jcs(), *sealed.signature()).unwrap();
         assert_eq!(back, sealed);

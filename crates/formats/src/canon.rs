@@ -47,6 +47,18 @@ pub fn tagged<T: Serialize + ?Sized>(tag: &[u8], value: &T) -> Result<Vec<u8>, C
     Ok(out)
 }
 
+/// `tag || JCS(value)` for the fixed header structs, without the generic
+/// JCS serializer. Valid only for structs whose fields are declared in JCS
+/// (sorted) order and hold integers and strings that need no escaping (hex,
+/// and kinds restricted to `[a-z0-9_.]`): for those serde_json writes exactly
+/// the JCS bytes. Tests pin that equivalence for each header type.
+pub fn tagged_header<T: Serialize>(tag: &[u8], value: &T) -> Result<Vec<u8>, CanonError> {
+    let mut out = Vec::with_capacity(tag.len() + 320);
+    out.extend_from_slice(tag);
+    serde_json::to_writer(&mut out, value).map_err(|e| CanonError::Serialize(e.to_string()))?;
+    Ok(out)
+}
+
 /// Canonical bytes of a transaction payload.
 ///
 /// Refuses what another language's JCS could render differently: integers

@@ -4,12 +4,13 @@
 //! nothing derived (index, subtree files) and needs no secret key.
 
 use crate::state::{BlockFault, LedgerState};
+use crossbeam_channel::bounded;
 use medledger_formats::block::Block;
 use medledger_formats::merkle::Hash;
 use medledger_formats::record::{self, RecordError};
 use medledger_formats::tx::Transaction;
-use medledger_store::segment::{self, Location, SEGMENT_HEADER, SegmentError};
-use std::collections::HashSet;
+use medledger_store::segment::{self, Location, SEGMENT_HEADER, SegmentError, StoredBlock};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// What verification found wrong: the first failure, located.
@@ -109,7 +110,18 @@ fn decode_and_check(loc: Location, payloads: &[u8], block: &[u8]) -> Result<Bloc
     Ok(b)
 }
 
-/// Verifies the ledger in `dir`. `progress` receives the bytes verified so far.
+/// Work flowing from the reader through the checkers to the state machine.
+enum Item {
+    /// A segment starts: its first height and path.
+    Segment(u64, PathBuf),
+    /// A stored block, decoded and signature-checked by a worker.
+    Block(Box<Result<Block, VerifyError>>, u64),
+    /// Reading failed here.
+    Fail(VerifyError),
+}
+
+/// Verifies the ledger in `dir` with `threads` checking threads.
+/// `progress` receives the bytes verified so far.
 pub fn verify_dir(
     dir: &Path,
     max_skew_ms: u64,
@@ -121,75 +133,111 @@ pub fn verify_dir(
     let mut state = LedgerState::new(max_skew_ms);
     let mut seen: HashSet<Hash> = HashSet::new();
     let mut report = VerifyReport::default();
-    let threads = threads.max(1);
-    for (first, path) in segments {
-        let data = segment::read_segment(&path, first)?;
-        let mut pairs = Vec::new();
-        let walk = segment::walk(first, &data, SEGMENT_HEADER as usize, |p| {
-            pairs.push(p.to_owned());
+    std::thread::scope(|s| -> Result<(), VerifyError> {
+        // The reader walks segments in order; workers decode and check
+        // signatures in parallel; this thread applies blocks in order.
+        let (raw_tx, raw_rx) = bounded::<(u64, Result<StoredBlock, Item>)>(256);
+        let (done_tx, done_rx) = bounded::<(u64, Item)>(256);
+        s.spawn(move || {
+            let mut n = 0u64;
+            for (first, path) in segments {
+                let _ = raw_tx.send((n, Err(Item::Segment(first, path.clone()))));
+                n += 1;
+                let data = match segment::read_segment(&path, first) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        let _ = raw_tx.send((n, Err(Item::Fail(e.into()))));
+                        return;
+                    }
+                };
+                let walk = segment::walk(first, &data, SEGMENT_HEADER as usize, |p| {
+                    let _ = raw_tx.send((n, Ok(p.to_owned())));
+                    n += 1;
+                });
+                if let Some((offset, what, followed)) = walk.damage {
+                    let what = if followed {
+                        what.to_string()
+                    } else {
+                        format!("{what} (a torn tail: opening the ledger would cut it off)")
+                    };
+                    let e = SegmentError::Corrupt { path, offset, what };
+                    let _ = raw_tx.send((n, Err(Item::Fail(e.into()))));
+                    return;
+                }
+            }
         });
-        // Decode and check signatures in parallel, in chunks of blocks.
-        let chunk = 64;
-        for group in pairs.chunks(chunk * threads) {
-            let decoded: Vec<Result<Block, VerifyError>> = std::thread::scope(|s| {
-                let handles: Vec<_> = group
-                    .chunks(chunk)
-                    .map(|c| {
-                        s.spawn(move || {
-                            c.iter()
-                                .map(|b| decode_and_check(b.location, &b.payloads, &b.block))
-                                .collect::<Vec<_>>()
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .flat_map(|h| h.join().unwrap_or_default())
-                    .collect()
+        for _ in 0..threads.max(1) {
+            let raw_rx = raw_rx.clone();
+            let done_tx = done_tx.clone();
+            s.spawn(move || {
+                for (n, item) in raw_rx {
+                    let item = match item {
+                        Ok(b) => {
+                            let size =
+                                (b.payloads.len() + b.block.len() + 2 * segment::RECORD_HEADER)
+                                    as u64;
+                            Item::Block(
+                                Box::new(decode_and_check(b.location, &b.payloads, &b.block)),
+                                size,
+                            )
+                        }
+                        Err(other) => other,
+                    };
+                    if done_tx.send((n, item)).is_err() {
+                        return;
+                    }
+                }
             });
-            for (block, stored) in decoded.into_iter().zip(group) {
-                let block = block?;
-                let height = block.header.header().height;
-                if report.blocks == 0 && first != 0 {
-                    return Err(VerifyError::Layout {
-                        path: path.clone(),
-                        what: "the first segment must start at height 0".into(),
-                    });
+        }
+        drop(done_tx);
+        drop(raw_rx);
+        let mut waiting = BTreeMap::new();
+        let mut next = 0u64;
+        let mut segment: Option<(u64, PathBuf, bool)> = None;
+        for (n, item) in done_rx {
+            waiting.insert(n, item);
+            while let Some(item) = waiting.remove(&next) {
+                next += 1;
+                match item {
+                    Item::Fail(e) => return Err(e),
+                    Item::Segment(first, path) => {
+                        if report.blocks == 0 && first != 0 {
+                            return Err(VerifyError::Layout {
+                                path,
+                                what: "the first segment must start at height 0".into(),
+                            });
+                        }
+                        report.bytes += SEGMENT_HEADER;
+                        segment = Some((first, path, true));
+                    }
+                    Item::Block(block, size) => {
+                        let block = (*block)?;
+                        let height = block.header.header().height;
+                        if let Some((first, path, starting)) = &mut segment {
+                            if *starting && height != *first {
+                                return Err(VerifyError::Layout {
+                                    path: path.clone(),
+                                    what: format!(
+                                        "starts with block {height}, file name says {first}"
+                                    ),
+                                });
+                            }
+                            *starting = false;
+                        }
+                        state
+                            .apply_block_checked(&block, &seen)
+                            .map_err(|fault| VerifyError::Block { height, fault })?;
+                        seen.extend(block.txs.iter().map(|t| *t.id()));
+                        report.blocks += 1;
+                        report.transactions += block.txs.len() as u64;
+                        report.bytes += size;
+                        progress(report.bytes);
+                    }
                 }
-                if stored.location
-                    == (Location {
-                        segment: first,
-                        offset: SEGMENT_HEADER,
-                    })
-                    && height != first
-                {
-                    return Err(VerifyError::Layout {
-                        path: path.clone(),
-                        what: format!("starts with block {height}, file name says {first}"),
-                    });
-                }
-                state
-                    .apply_block_checked(&block, &seen)
-                    .map_err(|fault| VerifyError::Block { height, fault })?;
-                seen.extend(block.txs.iter().map(|t| *t.id()));
-                report.blocks += 1;
-                report.transactions += block.txs.len() as u64;
-                report.bytes += (stored.payloads.len()
-                    + stored.block.len()
-                    + 2 * segment::RECORD_HEADER) as u64;
-                progress(report.bytes);
             }
         }
-        if let Some((offset, what, followed)) = walk.damage {
-            let what = if followed {
-                what.to_string()
-            } else {
-                format!("{what} (a torn tail: opening the ledger would cut it off)")
-            };
-            return Err(SegmentError::Corrupt { path, offset, what }.into());
-        }
-        report.bytes += SEGMENT_HEADER;
-    }
+        Ok(())
+    })?;
     if report.blocks == 0 {
         return Err(VerifyError::Empty(dir.to_path_buf()));
     }
