@@ -6,10 +6,13 @@ mod receipt;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use medledger_formats::keys;
+use medledger_formats::keys::PublicKey;
 use medledger_formats::tx::{Transaction, TxWire};
 use medledger_ledger::Ledger;
-use medledger_ledger::ledger::write_secret_file;
+use medledger_ledger::ledger::{now_ms, read_key_file, write_secret_file};
+use medledger_ledger::roles::{Role, kind};
 use medledger_ledger::state::DEFAULT_MAX_SKEW_MS;
+use medledger_ledger::state::{RegisterPayload, RevokePayload};
 use medledger_ledger::verify;
 use medledger_node::{Sequencer, SequencerConfig};
 use std::io::{BufRead, IsTerminal, Write};
@@ -40,6 +43,12 @@ enum Command {
         /// Institution that runs this node.
         #[arg(long, default_value = "medledger")]
         institution: String,
+    },
+    /// Print a ledger's origin, node verifier key, height and latest signed checkpoint.
+    Info {
+        /// Data directory.
+        #[arg(long, default_value = "medledger-data")]
+        data_dir: PathBuf,
     },
     /// Generate an Ed25519 key file (0600) and print its public key.
     Keygen {
@@ -76,10 +85,61 @@ enum Command {
         #[arg(long)]
         receipts: Option<PathBuf>,
     },
+    /// Sign a transaction with a key file; prints it as one JSON line (for `import`).
+    Sign {
+        /// The author's key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Transaction kind, e.g. medical_report.
+        #[arg(long)]
+        kind: String,
+        /// JSON payload file; stdin if absent.
+        payload: Option<PathBuf>,
+    },
+    /// Build signed admin transactions that register or revoke participants.
+    Participant {
+        #[command(subcommand)]
+        command: ParticipantCommand,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
         command: bench::BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ParticipantCommand {
+    /// Register a participant (prints the signed transaction).
+    Register {
+        /// The admin's key file.
+        #[arg(long)]
+        admin_key: PathBuf,
+        /// The participant's public key (hex), as printed by `keygen`.
+        #[arg(long)]
+        key: String,
+        /// Role: institution, doctor, device, public_health, researcher, auditor,
+        /// pseudonymization_authority, data_protection_officer, admin or node.
+        #[arg(long)]
+        role: String,
+        /// Institution the participant belongs to.
+        #[arg(long)]
+        institution: String,
+        /// A label for people (never a patient's name).
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// Revoke a participant (prints the signed transaction).
+    Revoke {
+        /// The admin's key file.
+        #[arg(long)]
+        admin_key: PathBuf,
+        /// The participant's public key (hex).
+        #[arg(long)]
+        key: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
     },
 }
 
@@ -120,6 +180,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Info { data_dir } => {
+            let ledger = Ledger::open(&data_dir)?;
+            let tip = ledger.state.tip();
+            println!("origin:     {}", ledger.store.origin());
+            println!("node vkey:  {}", ledger.store.verifier().to_vkey());
+            println!("height:     {}", tip.next_height.saturating_sub(1));
+            println!("log size:   {}", tip.log.size());
+            println!("log root:   {}", hex::encode(tip.log.root()));
+            if let Some(cp) = ledger.store.checkpoint() {
+                print!("\n{}", cp.render());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Keygen { out } => {
             let key = keys::generate()?;
             write_secret_file(&out, &keys::encode_key_file(&key))?;
@@ -134,7 +207,64 @@ fn run(cli: Cli) -> Result<ExitCode> {
             batch,
             receipts,
         } => import(data_dir, file, batch.max(1), receipts),
+        Command::Sign { key, kind, payload } => {
+            let key = read_key_file(&key)?;
+            let text = match payload {
+                Some(p) => std::fs::read_to_string(&p)
+                    .with_context(|| format!("reading {}", p.display()))?,
+                None => std::io::read_to_string(std::io::stdin())?,
+            };
+            let payload: serde_json::Value =
+                serde_json::from_str(&text).context("payload is not JSON")?;
+            print_signed(&key, &kind, &payload)
+        }
+        Command::Participant { command } => participant(command),
         Command::Bench { command } => bench::run(command),
+    }
+}
+
+fn print_signed(
+    key: &ed25519_dalek::SigningKey,
+    kind: &str,
+    payload: &serde_json::Value,
+) -> Result<ExitCode> {
+    let tx = Transaction::sign(key, kind, now_ms(), payload)?;
+    println!("{}", serde_json::to_string(&tx.to_wire()?)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn participant(cmd: ParticipantCommand) -> Result<ExitCode> {
+    match cmd {
+        ParticipantCommand::Register {
+            admin_key,
+            key,
+            role,
+            institution,
+            label,
+        } => {
+            let admin = read_key_file(&admin_key)?;
+            let role: Role = serde_json::from_value(serde_json::Value::String(role.clone()))
+                .map_err(|_| anyhow::anyhow!("unknown role {role:?}"))?;
+            let payload = RegisterPayload {
+                key: PublicKey::parse_hex(&key).context("--key must be 64 lowercase hex digits")?,
+                role,
+                institution,
+                label,
+            };
+            print_signed(&admin, kind::REGISTER, &serde_json::to_value(payload)?)
+        }
+        ParticipantCommand::Revoke {
+            admin_key,
+            key,
+            reason,
+        } => {
+            let admin = read_key_file(&admin_key)?;
+            let payload = RevokePayload {
+                key: PublicKey::parse_hex(&key).context("--key must be 64 lowercase hex digits")?,
+                reason,
+            };
+            print_signed(&admin, kind::REVOKE, &serde_json::to_value(payload)?)
+        }
     }
 }
 
