@@ -99,6 +99,13 @@ impl SealedHeader {
         if header.v != BLOCK_VERSION {
             return Err(BlockError::Version(header.v));
         }
+        let h = &header;
+        if [h.first_leaf, h.height, h.log_size, h.time, h.tx_count]
+            .iter()
+            .any(|n| *n > canon::MAX_SAFE_INTEGER)
+        {
+            return Err(BlockError::Malformed("integer beyond 2^53-1".into()));
+        }
         let message = canon::tagged_header(BLOCK_TAG, &header)?;
         if &message[BLOCK_TAG.len()..] != header_jcs {
             return Err(BlockError::NotCanonical);

@@ -70,6 +70,9 @@ pub enum TxError {
     /// The commitment does not match salt and payload.
     #[error("payload does not match the header's commitment")]
     Commitment,
+    /// `time` beyond 2^53-1 has no exact JCS form.
+    #[error("time is beyond 2^53-1 ms")]
+    Time,
     /// The author field is not a usable public key.
     #[error("author is not a valid Ed25519 public key")]
     Author,
@@ -126,6 +129,9 @@ impl Transaction {
     /// Builds, signs and commits a new transaction (the client side).
     pub fn sign(key: &SigningKey, kind: &str, time: u64, payload: &Value) -> Result<Self, TxError> {
         check_kind(kind)?;
+        if time > canon::MAX_SAFE_INTEGER {
+            return Err(TxError::Time);
+        }
         let payload = canon::canonical_payload(payload)?;
         let salt = keys::random_bytes::<16>()?;
         let header = TxHeader {
@@ -164,6 +170,9 @@ impl Transaction {
             return Err(TxError::Version(header.v));
         }
         check_kind(&header.kind)?;
+        if header.time > canon::MAX_SAFE_INTEGER {
+            return Err(TxError::Time);
+        }
         if commitment(salt, payload) != header.commitment.0 {
             return Err(TxError::Commitment);
         }
@@ -384,6 +393,10 @@ mod tests {
         let mut w = wire.clone();
         w.header.kind = "Vital".into();
         assert_eq!(Transaction::from_wire(w), Err(TxError::Kind));
+
+        let mut w = wire.clone();
+        w.header.time = canon::MAX_SAFE_INTEGER + 1;
+        assert_eq!(Transaction::from_wire(w), Err(TxError::Time));
 
         let mut w = wire;
         w.header.v = 2;
