@@ -32,6 +32,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a node: the HTTP API over a ledger (created on first start).
+    Serve {
+        /// Data directory; created with a fresh ledger if it holds none.
+        #[arg(long, default_value = "medledger-data")]
+        data_dir: PathBuf,
+        /// Address to listen on (overrides the config file and MEDLEDGER_LISTEN).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// TOML config file (default: DATA_DIR/medledger.toml if present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Origin for a ledger created by this start.
+        #[arg(long)]
+        origin: Option<String>,
+    },
+    /// Bearer tokens for record-level reads.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Create a ledger: node key, admin key (0600 files) and genesis block.
     Init {
         /// Data directory.
@@ -109,6 +129,27 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum TokenCommand {
+    /// Issue a token bound to a registered participant; prints it once.
+    Issue {
+        /// Data directory.
+        #[arg(long, default_value = "medledger-data")]
+        data_dir: PathBuf,
+        /// The participant's public key (hex).
+        #[arg(long)]
+        participant: String,
+    },
+    /// Revoke a token (the token itself or its SHA-256 hex).
+    Revoke {
+        /// Data directory.
+        #[arg(long, default_value = "medledger-data")]
+        data_dir: PathBuf,
+        /// Token or hash.
+        token: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum ParticipantCommand {
     /// Register a participant (prints the signed transaction).
     Register {
@@ -144,13 +185,25 @@ enum ParticipantCommand {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The node logs at info by default; one-shot commands only warn.
+    let default_filter = match &cli.command {
+        Command::Serve { .. } => std::env::var("MEDLEDGER_LOG").unwrap_or_else(|_| "info".into()),
+        _ => "warn".into(),
+    };
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|f| !f.trim().is_empty())
+        .unwrap_or(default_filter);
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_new(&filter)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
-    match run(Cli::parse()) {
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -168,7 +221,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let origin = match origin {
                 Some(o) => o,
-                None => format!("medledger/{}", hex::encode(keys::random_bytes::<4>()?)),
+                None => default_origin()?,
             };
             let report = Ledger::init(&data_dir, &origin, &institution)?;
             println!("initialised {}", data_dir.display());
@@ -180,6 +233,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Serve {
+            data_dir,
+            listen,
+            config,
+            origin,
+        } => serve(data_dir, listen, config, origin),
+        Command::Token { command } => token(command),
         Command::Info { data_dir } => {
             let ledger = Ledger::open(&data_dir)?;
             let tip = ledger.state.tip();
@@ -220,6 +280,71 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Participant { command } => participant(command),
         Command::Bench { command } => bench::run(command),
+    }
+}
+
+fn default_origin() -> Result<String> {
+    Ok(format!(
+        "medledger/{}",
+        hex::encode(keys::random_bytes::<4>()?)
+    ))
+}
+
+fn serve(
+    data_dir: PathBuf,
+    listen: Option<std::net::SocketAddr>,
+    config: Option<PathBuf>,
+    origin: Option<String>,
+) -> Result<ExitCode> {
+    let mut cfg = medledger_node::config::NodeConfig::load(config.as_deref(), &data_dir)?;
+    if let Some(l) = listen {
+        cfg.listen = l;
+    }
+    let origin = match origin {
+        Some(o) => o,
+        None => default_origin()?,
+    };
+    let (ledger, created) = medledger_node::serve::open_or_init(&data_dir, &origin)?;
+    if let Some(admin) = created {
+        println!("created a new ledger in {}", data_dir.display());
+        println!("admin key: {} (mode 0600; keep it safe)", admin.display());
+    }
+    println!("origin:    {}", ledger.store.origin());
+    println!("node vkey: {}", ledger.store.verifier().to_vkey());
+    println!("listening: http://{}", cfg.listen);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(medledger_node::serve::serve(
+        &data_dir,
+        ledger,
+        cfg,
+        medledger_node::serve::shutdown_signal(),
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn token(cmd: TokenCommand) -> Result<ExitCode> {
+    match cmd {
+        TokenCommand::Issue {
+            data_dir,
+            participant,
+        } => {
+            anyhow::ensure!(
+                data_dir.join("ledger.json").exists(),
+                "{} holds no ledger",
+                data_dir.display()
+            );
+            let key = PublicKey::parse_hex(&participant)
+                .context("--participant must be 64 lowercase hex digits")?;
+            let token = medledger_node::tokens::issue(&data_dir, key, now_ms())?;
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        TokenCommand::Revoke { data_dir, token } => {
+            medledger_node::tokens::revoke(&data_dir, &token)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

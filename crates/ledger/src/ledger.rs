@@ -174,6 +174,8 @@ pub struct Committed {
     pub header: SealedHeader,
     /// The signed checkpoint for the log after this block.
     pub checkpoint: Note,
+    /// Time spent in fsync.
+    pub fsync: std::time::Duration,
 }
 
 /// The storage half of a ledger: segments, subtree hashes, index, checkpoints.
@@ -355,7 +357,9 @@ impl Store {
         let mut body = Vec::new();
         record::encode_block(block, &mut body);
         let location = self.segments.append(h.height, &payloads, &body)?;
+        let synced = std::time::Instant::now();
         self.segments.sync()?;
+        let fsync = synced.elapsed();
         let ids: Vec<Hash> = block.txs.iter().map(|t| *t.id()).collect();
         let tree_path = self.dir.join("merkle");
         self.tree.append(&ids).map_err(io_at(&tree_path))?;
@@ -368,6 +372,7 @@ impl Store {
         Ok(Committed {
             header: block.header.clone(),
             checkpoint,
+            fsync,
         })
     }
 

@@ -1,6 +1,11 @@
-//! medledger node: the sequencer (admission and group commit). The HTTP API
-//! and consensus glue build on it.
+//! medledger node: the sequencer (admission and group commit) and the HTTP
+//! API that institutions run.
 
+pub mod api;
+pub mod config;
+pub mod problem;
 pub mod sequencer;
+pub mod serve;
+pub mod tokens;
 
 pub use sequencer::{Receipt, Sequencer, SequencerConfig, SubmitError};

@@ -185,6 +185,7 @@ impl Sequencer {
         if n == 0 {
             return Vec::new();
         }
+        let started = std::time::Instant::now();
         let refs: Vec<&Transaction> = txs.iter().collect();
         let checks = Transaction::verify_signatures(&refs);
         let (done_tx, done_rx) = bounded(1);
@@ -217,10 +218,22 @@ impl Sequencer {
         }
         let _ = done_rx.recv();
         let mut g = collector.slots.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::take(&mut g.0)
+        let results: Vec<Outcome> = std::mem::take(&mut g.0)
             .into_iter()
             .map(|o| o.unwrap_or_else(|| Err(SubmitError::Unavailable("lost".into()))))
-            .collect()
+            .collect();
+        metrics::histogram!("medledger_commit_latency_seconds")
+            .record(started.elapsed().as_secs_f64());
+        for r in &results {
+            match r {
+                Ok(_) => metrics::counter!("medledger_transactions_accepted_total").increment(1),
+                Err(e) => {
+                    metrics::counter!("medledger_transactions_rejected_total", "reason" => e.code())
+                        .increment(1)
+                }
+            }
+        }
+        results
     }
 
     /// Stops accepting, commits everything admitted, flushes, and returns.
@@ -418,6 +431,10 @@ fn commit(
             }
         };
         let h = committed.header.header();
+        metrics::histogram!("medledger_fsync_seconds").record(committed.fsync.as_secs_f64());
+        metrics::gauge!("medledger_block_height").set(h.height as f64);
+        metrics::gauge!("medledger_log_size").set(h.log_size as f64);
+        metrics::histogram!("medledger_block_transactions").record(h.tx_count as f64);
         let Ok(s) = store.read() else { continue };
         for (k, ((c, i), tx)) in cut.waiters.into_iter().zip(&cut.block.txs).enumerate() {
             let leaf = h.first_leaf + k as u64;

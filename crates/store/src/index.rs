@@ -255,6 +255,13 @@ impl Index {
         Ok(found.map(|(_, h)| h.value()))
     }
 
+    /// One participant record.
+    pub fn participant(&self, key: &[u8; 32]) -> Result<Option<Vec<u8>>, IndexError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(PARTICIPANTS)?;
+        Ok(t.get(key)?.map(|v| v.value().to_vec()))
+    }
+
     /// Every stored participant record.
     pub fn participants(&self) -> Result<Vec<ParticipantRecord>, IndexError> {
         let r = self.db.begin_read()?;

@@ -606,7 +606,7 @@ mod tests {
                     .map(|_| next(&mut rng) as u8)
                     .collect();
                 let loc = log.append(height, &p, &b).unwrap();
-                if next(&mut rng) % 2 == 0 {
+                if next(&mut rng).is_multiple_of(2) {
                     log.sync().unwrap();
                     acked.push((loc, p, b));
                     height += 1;
@@ -619,10 +619,11 @@ mod tests {
             // An unacknowledged pair that happened to survive is acknowledged
             // by the next open; record what is there now.
             let reopened = SegmentLog::open_with(dir.path(), factory.clone()).unwrap();
-            if let Some(l) = reopened.last {
-                if acked.last().is_none_or(|a| a.0 != l.location) {
-                    acked.push((l.location, l.payloads, l.block));
-                }
+            if let Some(l) = reopened
+                .last
+                .filter(|l| acked.last().is_none_or(|a| a.0 != l.location))
+            {
+                acked.push((l.location, l.payloads, l.block));
             }
         }
         assert!(acked.len() > 100);

@@ -1,0 +1,527 @@
+//! The HTTP API under `/v1`, plus health, metrics and the OpenAPI document.
+//!
+//! Handlers never block the async runtime: ledger work runs on blocking
+//! threads. Client input never produces a 500: every failure is a
+//! [`Problem`] with a stable code.
+
+use crate::config::NodeConfig;
+use crate::problem::{Problem, submit_problem};
+use crate::tokens::Tokens;
+use crate::{Receipt, Sequencer};
+use axum::Router;
+use axum::body::Bytes;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use medledger_formats::bytes::Bytes as Hex;
+use medledger_formats::tx::{Transaction, TxWire};
+use medledger_ledger::ledger::Store;
+use medledger_ledger::roles::Role;
+use medledger_ledger::state::Participant;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tower::ServiceBuilder;
+
+/// Roles that may read record-level data (payloads).
+pub const RECORD_READERS: &[Role] = &[
+    Role::Doctor,
+    Role::Institution,
+    Role::PublicHealth,
+    Role::Researcher,
+    Role::Auditor,
+    Role::DataProtectionOfficer,
+    Role::Admin,
+];
+
+/// Roles that may list participants.
+pub const DIRECTORY_READERS: &[Role] = &[
+    Role::Doctor,
+    Role::Institution,
+    Role::PublicHealth,
+    Role::Researcher,
+    Role::Auditor,
+    Role::DataProtectionOfficer,
+    Role::Admin,
+    Role::PseudonymizationAuthority,
+    Role::Node,
+];
+
+/// Shared state of the API.
+pub struct AppState {
+    /// The sequencer (writes).
+    pub seq: Arc<Sequencer>,
+    /// Bearer tokens.
+    pub tokens: Tokens,
+    /// Settings.
+    pub config: NodeConfig,
+    /// Prometheus exporter, if installed.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+type Shared = Arc<AppState>;
+type ApiResult<T> = Result<T, Problem>;
+
+/// The OpenAPI document served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Builds the router.
+pub fn router(state: Shared) -> Router {
+    let max_body = state.config.max_body_bytes;
+    let max_concurrency = state.config.max_concurrency.max(1);
+    let api = Router::new()
+        .route("/v1/transactions", post(submit))
+        .route("/v1/transactions/{id}", get(get_transaction))
+        .route("/v1/transactions/{id}/receipt", get(get_receipt))
+        .route("/v1/checkpoint", get(checkpoint))
+        .route("/v1/proofs/consistency", get(consistency))
+        .route("/v1/blocks", get(blocks))
+        .route("/v1/blocks/{height}", get(block))
+        .route("/v1/status", get(status))
+        .route("/v1/participants", get(participants))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { Problem::not_found("no such endpoint") })
+        .with_state(state);
+    api.layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_requests",
+                    "the node is at its concurrency limit; retry later",
+                )
+            }))
+            .load_shed()
+            .concurrency_limit(max_concurrency)
+            .timeout(Duration::from_secs(60)),
+    )
+    .layer(DefaultBodyLimit::max(max_body))
+    .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+fn too_large(max: usize) -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("request body exceeds {max} bytes"),
+    )
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Problem::internal(format!("worker failed: {e}")))?
+}
+
+fn read_store(state: &AppState) -> ApiResult<std::sync::RwLockReadGuard<'_, Store>> {
+    state
+        .seq
+        .store()
+        .read()
+        .map_err(|_| Problem::unavailable("store lock poisoned"))
+}
+
+fn store_of(state: &Shared) -> Arc<RwLock<Store>> {
+    state.seq.store().clone()
+}
+
+fn ledger_err(e: medledger_ledger::LedgerError) -> Problem {
+    match e {
+        medledger_ledger::LedgerError::NotFound(what) => Problem::not_found(what),
+        other => Problem::unavailable(other.to_string()),
+    }
+}
+
+/// The participant behind the bearer token, if its role is in `roles`.
+fn authorize(state: &AppState, headers: &HeaderMap, roles: &[Role]) -> ApiResult<Participant> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| Problem::unauthorized("a bearer token is required"))?;
+    let key = state
+        .tokens
+        .lookup(token.trim())
+        .ok_or_else(|| Problem::unauthorized("unknown or revoked token"))?;
+    let store = read_store(state)?;
+    let record = store
+        .index()
+        .participant(&key.0)
+        .map_err(|e| Problem::unavailable(e.to_string()))?
+        .and_then(|bytes| serde_json::from_slice::<Participant>(&bytes).ok())
+        .ok_or_else(|| Problem::unauthorized("token's participant is not registered"))?;
+    if record.revoked_at.is_some() {
+        return Err(Problem::unauthorized("token's participant was revoked"));
+    }
+    if !roles.contains(&record.role) {
+        return Err(Problem::forbidden(format!(
+            "role {} may not read this",
+            record.role
+        )));
+    }
+    Ok(record)
+}
+
+fn require_json(headers: &HeaderMap) -> ApiResult<()> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if mime.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send transactions as application/json",
+        ))
+    }
+}
+
+fn receipt_json(r: &Receipt) -> Value {
+    json!({
+        "id": hex::encode(r.id),
+        "index": r.leaf,
+        "height": r.height,
+        "receipt": r.proof.render(),
+    })
+}
+
+fn parse_item(v: Value) -> Result<Transaction, Problem> {
+    let wire: TxWire = serde_json::from_value(v).map_err(|e| Problem::schema(e.to_string()))?;
+    Transaction::from_wire(wire).map_err(|e| Problem::schema(e.to_string()))
+}
+
+async fn submit(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<Response> {
+    require_json(&headers)?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large(state.config.max_body_bytes)
+        } else {
+            Problem::malformed(e.body_text())
+        }
+    })?;
+    let value: Value =
+        serde_json::from_slice(&body).map_err(|e| Problem::malformed(e.to_string()))?;
+    let (items, batch) = match value {
+        Value::Array(items) => (items, true),
+        other => (vec![other], false),
+    };
+    if items.is_empty() {
+        return Err(Problem::schema("empty batch"));
+    }
+    if items.len() > state.config.max_batch {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!(
+                "at most {} transactions per request",
+                state.config.max_batch
+            ),
+        ));
+    }
+    let seq = state.seq.clone();
+    let results = blocking(move || {
+        let mut slots: Vec<Option<Result<Receipt, Problem>>> = Vec::with_capacity(items.len());
+        let mut good = Vec::new();
+        let mut at = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            match parse_item(item) {
+                Ok(tx) => {
+                    good.push(tx);
+                    at.push(i);
+                    slots.push(None);
+                }
+                Err(p) => {
+                    metrics::counter!("medledger_transactions_rejected_total", "reason" => p.code)
+                        .increment(1);
+                    slots.push(Some(Err(p)));
+                }
+            }
+        }
+        for (i, outcome) in at.into_iter().zip(seq.submit(good)) {
+            slots[i] = Some(outcome.map_err(|e| submit_problem(&e)));
+        }
+        Ok(slots
+            .into_iter()
+            .map(|s| s.unwrap_or_else(|| Err(Problem::internal("missing result"))))
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    if !batch {
+        return match results.into_iter().next() {
+            Some(Ok(r)) => Ok((StatusCode::OK, axum::Json(receipt_json(&r))).into_response()),
+            Some(Err(p)) => Err(p),
+            None => Err(Problem::internal("missing result")),
+        };
+    }
+    let out: Vec<Value> = results
+        .iter()
+        .map(|r| match r {
+            Ok(r) => {
+                let mut v = receipt_json(r);
+                v["status"] = json!(200);
+                v
+            }
+            Err(p) => json!({"status": p.status, "problem": p}),
+        })
+        .collect();
+    Ok(axum::Json(json!({ "results": out })).into_response())
+}
+
+fn parse_id(id: &str) -> ApiResult<Hex<32>> {
+    Hex::<32>::parse_hex(id).map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad_id",
+            format!("transaction id: {e}"),
+        )
+    })
+}
+
+async fn get_transaction(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id = parse_id(&id)?;
+    let st = state.clone();
+    blocking(move || {
+        authorize(&st, &headers, RECORD_READERS)?;
+        let store = read_store(&st)?;
+        let (tx, leaf, height) = store
+            .transaction(&id.0)
+            .map_err(ledger_err)?
+            .ok_or_else(|| Problem::not_found(format!("transaction {id}")))?;
+        let mut proof = store.receipt(leaf, None).map_err(ledger_err)?;
+        proof.extra = Some(tx.leaf_preimage());
+        let wire = tx.to_wire().map_err(|e| Problem::internal(e.to_string()))?;
+        Ok(axum::Json(json!({
+            "id": id,
+            "index": leaf,
+            "height": height,
+            "transaction": wire,
+            "receipt": proof.render(),
+        }))
+        .into_response())
+    })
+    .await
+}
+
+fn text(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+async fn get_receipt(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
+    let id = parse_id(&id)?;
+    let store = store_of(&state);
+    blocking(move || {
+        let store = store
+            .read()
+            .map_err(|_| Problem::unavailable("store lock poisoned"))?;
+        let (tx, leaf, _) = store
+            .transaction(&id.0)
+            .map_err(ledger_err)?
+            .ok_or_else(|| Problem::not_found(format!("transaction {id}")))?;
+        let mut proof = store.receipt(leaf, None).map_err(ledger_err)?;
+        proof.extra = Some(tx.leaf_preimage());
+        Ok(text(proof.render()))
+    })
+    .await
+}
+
+async fn checkpoint(State(state): State<Shared>) -> ApiResult<Response> {
+    let store = read_store(&state)?;
+    let cp = store
+        .checkpoint()
+        .ok_or_else(|| Problem::unavailable("no checkpoint yet"))?;
+    Ok(text(cp.render()))
+}
+
+#[derive(Deserialize)]
+struct ConsistencyQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn parse_u64(name: &str, v: Option<&str>) -> ApiResult<Option<u64>> {
+    v.map(|s| {
+        s.parse::<u64>().map_err(|_| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                format!("{name} must be a non-negative integer"),
+            )
+        })
+    })
+    .transpose()
+}
+
+async fn consistency(
+    State(state): State<Shared>,
+    Query(q): Query<ConsistencyQuery>,
+) -> ApiResult<Response> {
+    let from = parse_u64("from", q.from.as_deref())?
+        .ok_or_else(|| Problem::new(StatusCode::BAD_REQUEST, "bad_query", "from is required"))?;
+    let to = parse_u64("to", q.to.as_deref())?;
+    let store = store_of(&state);
+    blocking(move || {
+        let store = store
+            .read()
+            .map_err(|_| Problem::unavailable("store lock poisoned"))?;
+        let size = store.last().map_or(0, |h| h.header().log_size);
+        let to = to.unwrap_or(size);
+        if from == 0 || from > to || to > size {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                format!("need 0 < from <= to <= {size} (the current log size)"),
+            ));
+        }
+        let proof = store.consistency(from, to).map_err(ledger_err)?;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        Ok(axum::Json(json!({
+            "from": from,
+            "to": to,
+            "proof": proof.iter().map(|h| b64.encode(h)).collect::<Vec<_>>(),
+        }))
+        .into_response())
+    })
+    .await
+}
+
+fn block_json(store: &Store, height: u64) -> ApiResult<Value> {
+    let b = store.block(height).map_err(ledger_err)?;
+    let txs: Vec<Value> = b
+        .txs
+        .iter()
+        .map(|t| {
+            json!({
+                "id": hex::encode(t.id()),
+                "header": t.header(),
+                "signature": hex::encode(t.signature()),
+            })
+        })
+        .collect();
+    Ok(json!({
+        "height": height,
+        "hash": hex::encode(b.header.hash()),
+        "header": b.header.header(),
+        "signature": hex::encode(b.header.signature()),
+        "transactions": txs,
+    }))
+}
+
+async fn block(State(state): State<Shared>, Path(height): Path<String>) -> ApiResult<Response> {
+    let height = parse_u64("height", Some(&height))?.unwrap_or(0);
+    let store = store_of(&state);
+    blocking(move || {
+        let store = store
+            .read()
+            .map_err(|_| Problem::unavailable("store lock poisoned"))?;
+        Ok(axum::Json(block_json(&store, height)?).into_response())
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct BlocksQuery {
+    from: Option<String>,
+    limit: Option<String>,
+}
+
+/// Most blocks returned by one `/v1/blocks` call.
+pub const MAX_BLOCKS_PAGE: u64 = 100;
+
+async fn blocks(State(state): State<Shared>, Query(q): Query<BlocksQuery>) -> ApiResult<Response> {
+    let from = parse_u64("from", q.from.as_deref())?.unwrap_or(0);
+    let limit = parse_u64("limit", q.limit.as_deref())?
+        .unwrap_or(20)
+        .clamp(1, MAX_BLOCKS_PAGE);
+    let store = store_of(&state);
+    blocking(move || {
+        let store = store
+            .read()
+            .map_err(|_| Problem::unavailable("store lock poisoned"))?;
+        let tip = store.last().map_or(0, |h| h.header().height + 1);
+        let end = from.saturating_add(limit).min(tip);
+        let list = (from..end)
+            .map(|h| block_json(&store, h))
+            .collect::<ApiResult<Vec<_>>>()?;
+        let next = (end < tip).then_some(end);
+        Ok(axum::Json(json!({ "blocks": list, "next": next })).into_response())
+    })
+    .await
+}
+
+async fn status(State(state): State<Shared>) -> ApiResult<Response> {
+    let store = read_store(&state)?;
+    let (height, size, root) = store.last().map_or((0, 0, String::new()), |h| {
+        let h = h.header();
+        (h.height, h.log_size, h.log_root.to_hex())
+    });
+    Ok(axum::Json(json!({
+        "origin": store.origin(),
+        "vkey": store.verifier().to_vkey(),
+        "height": height,
+        "log_size": size,
+        "log_root": root,
+        "checkpoint": store.checkpoint().map(|c| c.render()),
+        "writable": !state.seq.failed(),
+    }))
+    .into_response())
+}
+
+async fn participants(State(state): State<Shared>, headers: HeaderMap) -> ApiResult<Response> {
+    let st = state.clone();
+    blocking(move || {
+        authorize(&st, &headers, DIRECTORY_READERS)?;
+        let store = read_store(&st)?;
+        let list: Vec<Participant> = store
+            .index()
+            .participants()
+            .map_err(|e| Problem::unavailable(e.to_string()))?
+            .into_iter()
+            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
+            .collect();
+        Ok(axum::Json(json!({ "participants": list })).into_response())
+    })
+    .await
+}
+
+async fn metrics_text(State(state): State<Shared>) -> Response {
+    let body = state
+        .metrics
+        .as_ref()
+        .map(|h| h.render())
+        .unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn readyz(State(state): State<Shared>) -> ApiResult<&'static str> {
+    if state.seq.failed() {
+        Err(Problem::unavailable(
+            "storage failed; the node no longer accepts writes",
+        ))
+    } else {
+        Ok("ready")
+    }
+}

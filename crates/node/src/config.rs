@@ -1,0 +1,140 @@
+//! Node configuration: a TOML file, then `MEDLEDGER_*` environment overrides.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// Node settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// Requests served at once; more get 429.
+    pub max_concurrency: usize,
+    /// Most transactions in one POST.
+    pub max_batch: usize,
+    /// Most transactions in one block.
+    pub max_block_txs: usize,
+    /// Tracing filter, e.g. `info` or `medledger=debug`.
+    pub log: String,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            max_body_bytes: 16 << 20,
+            max_concurrency: 512,
+            max_batch: 10_000,
+            max_block_txs: 8192,
+            log: "info".into(),
+        }
+    }
+}
+
+/// Why configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The error.
+        source: toml::de::Error,
+    },
+    /// An environment override does not parse.
+    #[error("environment variable {name}: cannot parse {value:?}")]
+    Env {
+        /// Variable.
+        name: &'static str,
+        /// Value.
+        value: String,
+    },
+}
+
+impl NodeConfig {
+    /// Loads `file` if given (or `DIR/medledger.toml` if it exists), then
+    /// applies environment overrides.
+    pub fn load(file: Option<&Path>, data_dir: &Path) -> Result<Self, ConfigError> {
+        let default_file = data_dir.join("medledger.toml");
+        let path = match file {
+            Some(f) => Some(f.to_path_buf()),
+            None if default_file.exists() => Some(default_file),
+            None => None,
+        };
+        let mut cfg = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(&p).map_err(|source| ConfigError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: p.display().to_string(),
+                    source,
+                })?
+            }
+            None => NodeConfig::default(),
+        };
+        cfg.apply_env(|k| std::env::var(k).ok())?;
+        Ok(cfg)
+    }
+
+    fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(name: &'static str, v: String) -> Result<T, ConfigError> {
+            v.parse().map_err(|_| ConfigError::Env { name, value: v })
+        }
+        if let Some(v) = get("MEDLEDGER_LISTEN") {
+            self.listen = parse("MEDLEDGER_LISTEN", v)?;
+        }
+        if let Some(v) = get("MEDLEDGER_MAX_BODY_BYTES") {
+            self.max_body_bytes = parse("MEDLEDGER_MAX_BODY_BYTES", v)?;
+        }
+        if let Some(v) = get("MEDLEDGER_MAX_CONCURRENCY") {
+            self.max_concurrency = parse("MEDLEDGER_MAX_CONCURRENCY", v)?;
+        }
+        if let Some(v) = get("MEDLEDGER_MAX_BATCH") {
+            self.max_batch = parse("MEDLEDGER_MAX_BATCH", v)?;
+        }
+        if let Some(v) = get("MEDLEDGER_MAX_BLOCK_TXS") {
+            self.max_block_txs = parse("MEDLEDGER_MAX_BLOCK_TXS", v)?;
+        }
+        if let Some(v) = get("MEDLEDGER_LOG") {
+            self.log = v;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment() {
+        let mut cfg: NodeConfig =
+            toml::from_str("listen = \"0.0.0.0:9000\"\nmax_batch = 5\n").unwrap();
+        assert_eq!(cfg.max_batch, 5);
+        assert_eq!(cfg.max_concurrency, NodeConfig::default().max_concurrency);
+        cfg.apply_env(|k| (k == "MEDLEDGER_MAX_BATCH").then(|| "7".to_string()))
+            .unwrap();
+        assert_eq!(cfg.max_batch, 7);
+        assert_eq!(cfg.listen.port(), 9000);
+        assert!(
+            cfg.apply_env(|k| (k == "MEDLEDGER_LISTEN").then(|| "nope".into()))
+                .is_err()
+        );
+        assert!(toml::from_str::<NodeConfig>("bogus = 1").is_err());
+    }
+}

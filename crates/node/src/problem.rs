@@ -1,0 +1,103 @@
+//! RFC 9457 problem details (`application/problem+json`) with a stable
+//! `code` for every failure the API reports.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use medledger_ledger::state::Rejection;
+use serde::Serialize;
+
+use crate::SubmitError;
+
+/// A problem response.
+#[derive(Clone, Debug, Serialize)]
+pub struct Problem {
+    /// A URI naming the problem type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the problem type.
+    pub title: String,
+    /// HTTP status.
+    pub status: u16,
+    /// What happened in this case.
+    pub detail: String,
+    /// Stable machine-readable code.
+    pub code: &'static str,
+}
+
+impl Problem {
+    /// A problem with `status`, `code` and `detail`.
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Problem {
+            kind: format!("https://medledger.example/problems/{code}"),
+            title: status.canonical_reason().unwrap_or("error").to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            code,
+        }
+    }
+
+    /// 400 malformed_json.
+    pub fn malformed(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "malformed_json", detail)
+    }
+    /// 422 schema_violation.
+    pub fn schema(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "schema_violation", detail)
+    }
+    /// 404 not_found.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+    }
+    /// 401 unauthorized.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+    /// 403 forbidden.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+    /// 503 storage_unavailable.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            detail,
+        )
+    }
+    /// 500 internal, for the node's own failures (never for client input).
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)
+    }
+}
+
+/// The status for each admission outcome.
+pub fn submit_problem(e: &SubmitError) -> Problem {
+    let status = match e {
+        SubmitError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        SubmitError::Rejected(r) => match r {
+            Rejection::BadSignature => StatusCode::UNAUTHORIZED,
+            Rejection::UnknownAuthor
+            | Rejection::RevokedAuthor
+            | Rejection::RoleNotAllowed { .. } => StatusCode::FORBIDDEN,
+            Rejection::Duplicate => StatusCode::CONFLICT,
+            Rejection::Stale { .. }
+            | Rejection::Future { .. }
+            | Rejection::Schema(_)
+            | Rejection::UnknownKind(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        },
+    };
+    Problem::new(status, e.code(), e.to_string())
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut resp = (status, body).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        resp
+    }
+}

@@ -1,0 +1,120 @@
+//! `medledger serve`: open (or create) a ledger, run the sequencer and the
+//! HTTP API, and shut down gracefully on SIGTERM or Ctrl-C: in-flight
+//! requests finish, every admitted block is committed, everything is fsynced.
+
+use crate::api::{AppState, router};
+use crate::config::NodeConfig;
+use crate::tokens::Tokens;
+use crate::{Sequencer, SequencerConfig};
+use medledger_ledger::Ledger;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Why the node stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The ledger could not be opened or created.
+    #[error(transparent)]
+    Ledger(#[from] medledger_ledger::LedgerError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: std::net::SocketAddr,
+        /// Error.
+        source: std::io::Error,
+    },
+    /// The server failed.
+    #[error("server: {0}")]
+    Server(std::io::Error),
+    /// Final flush failed.
+    #[error("shutdown: {0}")]
+    Shutdown(String),
+}
+
+/// Installs the Prometheus recorder (once per process).
+pub fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&[
+            0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+        ])
+        .ok()?
+        .install_recorder()
+        .ok()
+}
+
+/// Opens the ledger in `dir`, creating it first if there is none.
+/// Returns the ledger and, if it was created, where the admin key is.
+pub fn open_or_init(
+    dir: &Path,
+    origin: &str,
+) -> Result<(Ledger, Option<std::path::PathBuf>), ServeError> {
+    if dir.join("ledger.json").exists() {
+        return Ok((Ledger::open(dir)?, None));
+    }
+    let report = Ledger::init(dir, origin, "medledger")?;
+    Ok((Ledger::open(dir)?, Some(report.admin_key)))
+}
+
+/// Runs the node until `shutdown` resolves.
+pub async fn serve(
+    dir: &Path,
+    ledger: Ledger,
+    config: NodeConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let seq = Arc::new(Sequencer::start(
+        ledger,
+        SequencerConfig {
+            max_block_txs: config.max_block_txs.max(1),
+            ..SequencerConfig::default()
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(ServeError::Server)?;
+    tracing::info!(%addr, dir = %dir.display(), "medledger node listening");
+    let state = Arc::new(AppState {
+        seq: seq.clone(),
+        tokens: Tokens::new(dir),
+        config,
+        metrics: install_metrics(),
+    });
+    let app = router(state.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(ServeError::Server)?;
+    drop(state);
+    tracing::info!("draining: committing admitted transactions");
+    let seq = Arc::try_unwrap(seq)
+        .map_err(|_| ServeError::Shutdown("requests still hold the sequencer".into()))?;
+    seq.shutdown().map_err(ServeError::Shutdown)?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}
