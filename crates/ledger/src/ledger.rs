@@ -34,7 +34,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Make the index durable every this many blocks (and on close).
@@ -184,11 +184,22 @@ pub struct Store {
     origin: String,
     signer: NoteSigner,
     segments: SegmentLog,
-    tree: MerkleStore,
+    /// Write-locked only while a committed block's leaves are appended.
+    tree: RwLock<MerkleStore>,
     index: Index,
-    last: Option<SealedHeader>,
-    checkpoint: Option<Note>,
+    last: RwLock<Option<SealedHeader>>,
+    checkpoint: RwLock<Option<Note>>,
     _lock: File,
+}
+
+/// Reads through a lock a panicking thread may have poisoned: the value is
+/// still the last one written.
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Ids of blocks sequenced but not yet in the index.
@@ -299,13 +310,13 @@ pub fn participant_records(state: &LedgerState, txs: &[Transaction]) -> Vec<Part
 
 impl Store {
     /// The last committed block header.
-    pub fn last(&self) -> Option<&SealedHeader> {
-        self.last.as_ref()
+    pub fn last(&self) -> Option<SealedHeader> {
+        read(&self.last).clone()
     }
 
     /// The latest signed checkpoint.
-    pub fn checkpoint(&self) -> Option<&Note> {
-        self.checkpoint.as_ref()
+    pub fn checkpoint(&self) -> Option<Note> {
+        read(&self.checkpoint).clone()
     }
 
     /// The node's verifier key.
@@ -319,8 +330,8 @@ impl Store {
     }
 
     /// The stored subtree hashes.
-    pub fn tree(&self) -> &MerkleStore {
-        &self.tree
+    pub fn tree(&self) -> RwLockReadGuard<'_, MerkleStore> {
+        read(&self.tree)
     }
 
     /// The index.
@@ -347,7 +358,7 @@ impl Store {
     /// Writes a block and makes it durable (one fsync), then updates the
     /// subtree hashes and the index. Returns once the block is durable.
     pub fn commit(
-        &mut self,
+        &self,
         block: &Block,
         participants: Vec<ParticipantRecord>,
     ) -> Result<Committed, LedgerError> {
@@ -362,13 +373,13 @@ impl Store {
         let fsync = synced.elapsed();
         let ids: Vec<Hash> = block.txs.iter().map(|t| *t.id()).collect();
         let tree_path = self.dir.join("merkle");
-        self.tree.append(&ids).map_err(io_at(&tree_path))?;
+        write(&self.tree).append(&ids).map_err(io_at(&tree_path))?;
         let durable = h.height.is_multiple_of(INDEX_FLUSH_EVERY);
         self.index
             .apply(&[block_index(block, location, participants)], durable)?;
         let checkpoint = self.sign_checkpoint(h.log_size, h.log_root.0)?;
-        self.last = Some(block.header.clone());
-        self.checkpoint = Some(checkpoint.clone());
+        *write(&self.last) = Some(block.header.clone());
+        *write(&self.checkpoint) = Some(checkpoint.clone());
         Ok(Committed {
             header: block.header.clone(),
             checkpoint,
@@ -378,12 +389,12 @@ impl Store {
 
     /// A receipt for log entry `leaf` against `checkpoint` (the latest if None).
     pub fn receipt(&self, leaf: u64, checkpoint: Option<&Note>) -> Result<TlogProof, LedgerError> {
-        let note = match checkpoint.or(self.checkpoint.as_ref()) {
-            Some(n) => n.clone(),
+        let note = match checkpoint.cloned().or_else(|| self.checkpoint()) {
+            Some(n) => n,
             None => return Err(LedgerError::NotFound("no checkpoint yet".into())),
         };
         let cp = Checkpoint::from_text(&note.text).map_err(fmt_err)?;
-        let proof = merkle::inclusion_proof(&self.tree, leaf, cp.size).map_err(fmt_err)?;
+        let proof = merkle::inclusion_proof(&*self.tree(), leaf, cp.size).map_err(fmt_err)?;
         Ok(TlogProof {
             extra: None,
             index: leaf,
@@ -394,7 +405,7 @@ impl Store {
 
     /// A consistency proof between two log sizes.
     pub fn consistency(&self, from: u64, to: u64) -> Result<Vec<Hash>, LedgerError> {
-        merkle::consistency_proof(&self.tree, from, to).map_err(fmt_err)
+        merkle::consistency_proof(&*self.tree(), from, to).map_err(fmt_err)
     }
 
     /// Reads and decodes the block at `height`.
@@ -432,7 +443,7 @@ impl Store {
     /// Makes the index and subtree files durable (on shutdown).
     pub fn flush(&self) -> Result<(), LedgerError> {
         self.index.flush()?;
-        self.tree.sync().map_err(io_at(&self.dir.join("merkle")))
+        self.tree().sync().map_err(io_at(&self.dir.join("merkle")))
     }
 }
 
@@ -586,17 +597,17 @@ impl Ledger {
             origin: config.origin.clone(),
             signer,
             segments: opened.log,
-            tree,
+            tree: RwLock::new(tree),
             index,
-            last,
-            checkpoint: None,
+            last: RwLock::new(last),
+            checkpoint: RwLock::new(None),
             _lock: lock,
         };
         store.repair_tree()?;
         let state = store.catch_up_index(config.max_skew_ms)?;
-        if let Some(last) = &store.last {
+        if let Some(last) = store.last() {
             let h = last.header();
-            store.checkpoint = Some(store.sign_checkpoint(h.log_size, h.log_root.0)?);
+            *write(&store.checkpoint) = Some(store.sign_checkpoint(h.log_size, h.log_root.0)?);
         }
         Ok(Ledger {
             store,
@@ -648,24 +659,30 @@ impl Store {
     /// their root, rebuilding them from the segments if they disagree.
     fn repair_tree(&mut self) -> Result<(), LedgerError> {
         let tree_dir = self.dir.join("merkle");
-        let Some(last) = self.last.clone() else {
-            self.tree.clear().map_err(io_at(&tree_dir))?;
+        let tree = self.tree.get_mut().unwrap_or_else(|e| e.into_inner());
+        let Some(last) = self
+            .last
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        else {
+            tree.clear().map_err(io_at(&tree_dir))?;
             return Ok(());
         };
         let h = last.header();
-        if self.tree.size() > h.log_size {
-            self.tree.truncate(h.log_size).map_err(io_at(&tree_dir))?;
+        if tree.size() > h.log_size {
+            tree.truncate(h.log_size).map_err(io_at(&tree_dir))?;
         }
         for attempt in 0..2 {
-            if self.tree.size() < h.log_size {
-                let have = self.tree.size();
+            let have = self.tree().size();
+            if have < h.log_size {
                 let from = if attempt == 0 {
                     self.location_of_leaf(have)?
                 } else {
                     None
                 };
                 let mut tree = std::mem::replace(
-                    &mut self.tree,
+                    &mut *write(&self.tree),
                     MerkleStore::open(&tree_dir).map_err(io_at(&tree_dir))?,
                 );
                 self.scan_from(from, |b| {
@@ -681,13 +698,15 @@ impl Store {
                     }
                     Ok(())
                 })?;
-                self.tree = tree;
+                *write(&self.tree) = tree;
             }
-            if self.tree.size() == h.log_size && self.tree.root() == h.log_root.0 {
+            let tree = self.tree();
+            if tree.size() == h.log_size && tree.root() == h.log_root.0 {
                 return Ok(());
             }
+            drop(tree);
             tracing::warn!("stored Merkle subtrees disagree with the blocks; rebuilding them");
-            self.tree.clear().map_err(io_at(&tree_dir))?;
+            write(&self.tree).clear().map_err(io_at(&tree_dir))?;
         }
         Err(LedgerError::TreeMismatch(h.height))
     }
@@ -703,7 +722,7 @@ impl Store {
     /// Replays into the index every block it lacks, validating each through
     /// the state machine, and returns the state at the last block.
     fn catch_up_index(&mut self, max_skew_ms: u64) -> Result<LedgerState, LedgerError> {
-        let last_height = self.last.as_ref().map(|l| l.header().height);
+        let last_height = self.last().map(|l| l.header().height);
         let mut indexed = self.index.indexed_blocks()?;
         if last_height.is_none_or(|h| indexed > h + 1) {
             if indexed > 0 {
@@ -736,7 +755,7 @@ impl Store {
                 Tip {
                     next_height: h.height + 1,
                     prev_hash: *header.hash(),
-                    log: Frontier::from_source(&self.tree, h.log_size).map_err(fmt_err)?,
+                    log: Frontier::from_source(&*self.tree(), h.log_size).map_err(fmt_err)?,
                     time: h.time,
                 },
                 Some(entry.location),

@@ -23,7 +23,7 @@ use medledger_ledger::roles::Role;
 use medledger_ledger::state::Participant;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceBuilder;
 
@@ -122,15 +122,11 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| Problem::internal(format!("worker failed: {e}")))?
 }
 
-fn read_store(state: &AppState) -> ApiResult<std::sync::RwLockReadGuard<'_, Store>> {
-    state
-        .seq
-        .store()
-        .read()
-        .map_err(|_| Problem::unavailable("store lock poisoned"))
+fn read_store(state: &AppState) -> ApiResult<&Store> {
+    Ok(state.seq.store())
 }
 
-fn store_of(state: &Shared) -> Arc<RwLock<Store>> {
+fn store_of(state: &Shared) -> Arc<Store> {
     state.seq.store().clone()
 }
 
@@ -330,9 +326,6 @@ async fn get_receipt(State(state): State<Shared>, Path(id): Path<String>) -> Api
     let id = parse_id(&id)?;
     let store = store_of(&state);
     blocking(move || {
-        let store = store
-            .read()
-            .map_err(|_| Problem::unavailable("store lock poisoned"))?;
         let (tx, leaf, _) = store
             .transaction(&id.0)
             .map_err(ledger_err)?
@@ -380,9 +373,6 @@ async fn consistency(
     let to = parse_u64("to", q.to.as_deref())?;
     let store = store_of(&state);
     blocking(move || {
-        let store = store
-            .read()
-            .map_err(|_| Problem::unavailable("store lock poisoned"))?;
         let size = store.last().map_or(0, |h| h.header().log_size);
         let to = to.unwrap_or(size);
         if from == 0 || from > to || to > size {
@@ -429,13 +419,7 @@ fn block_json(store: &Store, height: u64) -> ApiResult<Value> {
 async fn block(State(state): State<Shared>, Path(height): Path<String>) -> ApiResult<Response> {
     let height = parse_u64("height", Some(&height))?.unwrap_or(0);
     let store = store_of(&state);
-    blocking(move || {
-        let store = store
-            .read()
-            .map_err(|_| Problem::unavailable("store lock poisoned"))?;
-        Ok(axum::Json(block_json(&store, height)?).into_response())
-    })
-    .await
+    blocking(move || Ok(axum::Json(block_json(&store, height)?).into_response())).await
 }
 
 #[derive(Deserialize)]
@@ -454,9 +438,6 @@ async fn blocks(State(state): State<Shared>, Query(q): Query<BlocksQuery>) -> Ap
         .clamp(1, MAX_BLOCKS_PAGE);
     let store = store_of(&state);
     blocking(move || {
-        let store = store
-            .read()
-            .map_err(|_| Problem::unavailable("store lock poisoned"))?;
         let tip = store.last().map_or(0, |h| h.header().height + 1);
         let end = from.saturating_add(limit).min(tip);
         let list = (from..end)

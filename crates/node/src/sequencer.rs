@@ -20,7 +20,7 @@ use medledger_ledger::ledger::{Ledger, Pending, Store, now_ms, participant_recor
 use medledger_ledger::state::{LedgerState, Rejection};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// Sequencer tuning.
@@ -112,7 +112,7 @@ struct Cut {
 /// A running sequencer over an open ledger.
 pub struct Sequencer {
     submit: Option<Sender<Submission>>,
-    store: Arc<RwLock<Store>>,
+    store: Arc<Store>,
     failed: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -132,7 +132,7 @@ impl Sequencer {
             state,
             node_key,
         } = ledger;
-        let store = Arc::new(RwLock::new(store));
+        let store = Arc::new(store);
         let pending = Arc::new(Pending::default());
         let failed = Arc::new(AtomicBool::new(false));
         let (submit_tx, submit_rx) = bounded::<Submission>(config.queue);
@@ -168,8 +168,8 @@ impl Sequencer {
         }
     }
 
-    /// Shared access to the store, for reads.
-    pub fn store(&self) -> &Arc<RwLock<Store>> {
+    /// The store, for reads; it never waits for a commit's fsync.
+    pub fn store(&self) -> &Arc<Store> {
         &self.store
     }
 
@@ -242,11 +242,7 @@ impl Sequencer {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        let store = self
-            .store
-            .read()
-            .map_err(|_| "store lock poisoned".to_string())?;
-        store.flush().map_err(|e| e.to_string())
+        self.store.flush().map_err(|e| e.to_string())
     }
 }
 
@@ -255,7 +251,7 @@ struct SequencerThread {
     state: LedgerState,
     key: SigningKey,
     config: SequencerConfig,
-    store: Arc<RwLock<Store>>,
+    store: Arc<Store>,
     pending: Arc<Pending>,
     failed: Arc<AtomicBool>,
     open: Option<OpenBlock>,
@@ -349,7 +345,7 @@ fn admit_submission(
     state: &mut LedgerState,
     open: &mut Option<OpenBlock>,
     sub: Submission,
-    store: &Arc<RwLock<Store>>,
+    store: &Arc<Store>,
     pending: &Pending,
     failed: &AtomicBool,
 ) {
@@ -360,18 +356,8 @@ fn admit_submission(
         }
         return;
     }
-    let Ok(guard) = store.read() else {
-        for (i, _) in sub.txs {
-            sub.collector.set(
-                i,
-                Err(SubmitError::Unavailable("store lock poisoned".into())),
-            );
-        }
-        return;
-    };
     let ids: Vec<&Hash> = sub.txs.iter().map(|(_, t)| t.id()).collect();
-    let known = guard.index().leaves_of(&ids);
-    drop(guard);
+    let known = store.index().leaves_of(&ids);
     let block = open.get_or_insert_with(|| OpenBlock {
         time: state.block_time(now_ms()),
         txs: Vec::new(),
@@ -404,7 +390,7 @@ fn admit_submission(
 fn commit(
     ready: Sender<()>,
     cuts: Receiver<Cut>,
-    store: Arc<RwLock<Store>>,
+    store: Arc<Store>,
     pending: Arc<Pending>,
     failed: Arc<AtomicBool>,
 ) {
@@ -413,12 +399,9 @@ fn commit(
             return;
         }
         let Ok(cut) = cuts.recv() else { return };
-        let result = match store.write() {
-            Ok(mut s) => s
-                .commit(&cut.block, cut.participants)
-                .map_err(|e| e.to_string()),
-            Err(_) => Err("store lock poisoned".into()),
-        };
+        let result = store
+            .commit(&cut.block, cut.participants)
+            .map_err(|e| e.to_string());
         let committed = match result {
             Ok(c) => c,
             Err(e) => {
@@ -435,7 +418,7 @@ fn commit(
         metrics::gauge!("medledger_block_height").set(h.height as f64);
         metrics::gauge!("medledger_log_size").set(h.log_size as f64);
         metrics::histogram!("medledger_block_transactions").record(h.tx_count as f64);
-        let Ok(s) = store.read() else { continue };
+        let s = &store;
         for (k, ((c, i), tx)) in cut.waiters.into_iter().zip(&cut.block.txs).enumerate() {
             let leaf = h.first_leaf + k as u64;
             let outcome = s
@@ -453,7 +436,6 @@ fn commit(
                 .map_err(|e| SubmitError::Unavailable(e.to_string()));
             c.set(i, outcome);
         }
-        drop(s);
         pending.remove(cut.block.txs.iter().map(|t| t.id()));
     }
 }

@@ -58,7 +58,7 @@ fn report(key: &SigningKey, i: usize) -> Transaction {
 #[test]
 fn concurrent_submissions_all_get_verifying_receipts() {
     let (dir, seq, doctors) = setup();
-    let verifier = seq.store().read().unwrap().verifier();
+    let verifier = seq.store().verifier();
     let receipts: Vec<_> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8)
             .map(|t| {
@@ -102,7 +102,7 @@ fn concurrent_submissions_all_get_verifying_receipts() {
             .verify(&r.id, None, std::slice::from_ref(&verifier))
             .unwrap();
     }
-    let blocks = seq.store().read().unwrap().last().unwrap().header().height;
+    let blocks = seq.store().last().unwrap().header().height;
     assert!(
         blocks < 1600,
         "group commit should share blocks between transactions"

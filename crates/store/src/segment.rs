@@ -16,7 +16,7 @@ use medledger_formats::record::{KIND_BLOCK, KIND_PAYLOADS};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// Magic bytes at the start of every segment file (format version 1).
 pub const SEGMENT_MAGIC: &[u8; 8] = b"MLSEG\0\0\x01";
@@ -271,7 +271,8 @@ pub struct Opened {
 pub struct SegmentLog {
     dir: PathBuf,
     factory: Arc<dyn BackendFactory>,
-    segments: Vec<(u64, Arc<dyn Backend>)>,
+    /// Write-locked only to add a segment; appends and reads share it.
+    segments: RwLock<Vec<(u64, Arc<dyn Backend>)>>,
 }
 
 impl SegmentLog {
@@ -292,9 +293,9 @@ impl SegmentLog {
         let mut log = SegmentLog {
             dir: dir.to_path_buf(),
             factory,
-            segments,
+            segments: RwLock::new(segments),
         };
-        let Some((first, backend)) = log.segments.last().cloned() else {
+        let Some((first, backend)) = log.list().last().cloned() else {
             log.create_segment(0)?;
             return Ok(Opened {
                 log,
@@ -306,16 +307,22 @@ impl SegmentLog {
         let len = backend.len().map_err(io_err(&path))?;
         let mut data = vec![0u8; len as usize];
         backend.read_at(0, &mut data).map_err(io_err(&path))?;
-        if len < SEGMENT_HEADER && log.segments.len() > 1 {
+        if len < SEGMENT_HEADER && log.list().len() > 1 {
             // Crash while creating the segment: nothing was ever written to it.
-            log.segments.pop();
+            log.segments
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop();
             fs::remove_file(&path).map_err(io_err(&path))?;
             sync_dir(dir).map_err(io_err(dir))?;
             return Self::open_with(dir, log.factory);
         }
         if len < SEGMENT_HEADER {
             backend.truncate(0).map_err(io_err(&path))?;
-            log.segments.clear();
+            log.segments
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
             fs::remove_file(&path).map_err(io_err(&path))?;
             log.create_segment(0)?;
             return Ok(Opened {
@@ -342,15 +349,21 @@ impl SegmentLog {
             cut = len - w.good_end;
             backend.truncate(w.good_end).map_err(io_err(&path))?;
         }
-        if last.is_none() && log.segments.len() > 1 {
+        let count = log.list().len();
+        if last.is_none() && count > 1 {
             // An empty newest segment: the previous one ends the log.
-            last = log.last_block_of(log.segments.len() - 2)?;
+            last = log.last_block_of(count - 2)?;
         }
         Ok(Opened { log, last, cut })
     }
 
+    fn list(&self) -> std::sync::RwLockReadGuard<'_, Vec<(u64, Arc<dyn Backend>)>> {
+        // A poisoned list is still the list; the panic that poisoned it is reported elsewhere.
+        self.segments.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn last_block_of(&self, i: usize) -> Result<Option<StoredBlock>, SegmentError> {
-        let (first, _) = self.segments[i];
+        let first = self.list()[i].0;
         let path = self.path(first);
         let data = read_segment(&path, first)?;
         let mut last = None;
@@ -386,7 +399,7 @@ impl SegmentLog {
         self.dir.join(segment_name(first))
     }
 
-    fn create_segment(&mut self, first_height: u64) -> Result<(), SegmentError> {
+    fn create_segment(&self, first_height: u64) -> Result<(), SegmentError> {
         let path = self.path(first_height);
         let backend = self.factory.open(&path, true).map_err(io_err(&path))?;
         let mut header = Vec::with_capacity(SEGMENT_HEADER as usize);
@@ -395,19 +408,23 @@ impl SegmentLog {
         backend.append(&header).map_err(io_err(&path))?;
         backend.sync().map_err(io_err(&path))?;
         sync_dir(&self.dir).map_err(io_err(&self.dir))?;
-        self.segments.push((first_height, backend));
+        self.segments
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((first_height, backend));
         Ok(())
     }
 
     /// Appends one block's record pair (not yet durable; call [`Self::sync`]).
     /// Starts a new segment first when the active one is full.
     pub fn append(
-        &mut self,
+        &self,
         height: u64,
         payloads: &[u8],
         block: &[u8],
     ) -> Result<Location, SegmentError> {
-        let full = match self.segments.last() {
+        let active = self.list().last().cloned();
+        let full = match &active {
             Some((first, b)) => {
                 let len = b.len().map_err(io_err(&self.path(*first)))?;
                 len >= SEGMENT_TARGET && height > *first
@@ -417,25 +434,26 @@ impl SegmentLog {
         if full {
             self.create_segment(height)?;
         }
-        let Some((first, backend)) = self.segments.last() else {
+        let Some((first, backend)) = self.list().last().cloned() else {
             return Err(io_err(&self.dir)(io::Error::other("no active segment")));
         };
-        let path = self.path(*first);
+        let path = self.path(first);
         let offset = backend.len().map_err(io_err(&path))?;
         let mut buf = Vec::with_capacity(payloads.len() + block.len() + 2 * RECORD_HEADER);
         frame(KIND_PAYLOADS, payloads, &mut buf)?;
         frame(KIND_BLOCK, block, &mut buf)?;
         backend.append(&buf).map_err(io_err(&path))?;
         Ok(Location {
-            segment: *first,
+            segment: first,
             offset,
         })
     }
 
     /// Makes everything appended durable.
     pub fn sync(&self) -> Result<(), SegmentError> {
-        if let Some((first, backend)) = self.segments.last() {
-            backend.sync().map_err(io_err(&self.path(*first)))?;
+        let active = self.list().last().cloned();
+        if let Some((first, backend)) = active {
+            backend.sync().map_err(io_err(&self.path(first)))?;
         }
         Ok(())
     }
@@ -443,7 +461,12 @@ impl SegmentLog {
     /// Reads the block stored at `location`.
     pub fn read(&self, location: Location) -> Result<StoredBlock, SegmentError> {
         let path = self.path(location.segment);
-        let Some((_, backend)) = self.segments.iter().find(|(f, _)| *f == location.segment) else {
+        let found = self
+            .list()
+            .iter()
+            .find(|(f, _)| *f == location.segment)
+            .cloned();
+        let Some((_, backend)) = found else {
             return Err(io_err(&path)(io::Error::new(
                 io::ErrorKind::NotFound,
                 "no such segment",
@@ -485,7 +508,7 @@ impl SegmentLog {
 
     /// Segment first heights, ascending.
     pub fn segment_starts(&self) -> Vec<u64> {
-        self.segments.iter().map(|(f, _)| *f).collect()
+        self.list().iter().map(|(f, _)| *f).collect()
     }
 }
 
@@ -589,7 +612,7 @@ mod tests {
         let mut acked: Vec<(Location, Vec<u8>, Vec<u8>)> = Vec::new();
         for _round in 0..200 {
             let opened = SegmentLog::open_with(dir.path(), factory.clone()).unwrap();
-            let mut log = opened.log;
+            let log = opened.log;
             // Everything acknowledged is still there, byte for byte.
             for (loc, p, b) in &acked {
                 let s = log.read(*loc).unwrap();
@@ -632,7 +655,7 @@ mod tests {
     #[test]
     fn damage_before_the_tail_is_corruption_not_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = SegmentLog::open(dir.path()).unwrap().log;
+        let log = SegmentLog::open(dir.path()).unwrap().log;
         let mut locs = Vec::new();
         for h in 0..5u64 {
             locs.push(log.append(h, b"payload", &h.to_le_bytes()).unwrap());
@@ -653,7 +676,7 @@ mod tests {
     #[test]
     fn torn_tail_is_cut_back_to_the_last_whole_block() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = SegmentLog::open(dir.path()).unwrap().log;
+        let log = SegmentLog::open(dir.path()).unwrap().log;
         for h in 0..3u64 {
             log.append(h, b"payload", &h.to_le_bytes()).unwrap();
         }
