@@ -474,16 +474,18 @@ fn import(
     let seq = Sequencer::start(ledger, SequencerConfig::default());
     let mut out = std::io::stdout().lock();
     let mut failures = 0u64;
-    let mut lines = input.lines().enumerate();
+    // Lines are read as bytes: one that is not UTF-8 is a malformed line,
+    // not the end of the import.
+    let mut lines = input.split(b'\n').enumerate();
     loop {
         let mut txs = Vec::with_capacity(batch);
         let mut line_nos = Vec::with_capacity(batch);
         for (n, line) in lines.by_ref() {
             let line = line?;
-            if line.trim().is_empty() {
+            if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let parsed = serde_json::from_str::<TxWire>(&line)
+            let parsed = serde_json::from_slice::<TxWire>(&line)
                 .map_err(|e| e.to_string())
                 .and_then(|w| Transaction::from_wire(w).map_err(|e| e.to_string()));
             match parsed {

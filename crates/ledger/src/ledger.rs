@@ -10,7 +10,7 @@
 //! DIR/LOCK          held while a process has the ledger open
 //! ```
 
-use crate::roles::kind;
+use crate::roles::{Role, kind};
 use crate::state::{BlockFault, GenesisPayload, LedgerState, Participant, Rejection, Seen, Tip};
 use ed25519_dalek::SigningKey;
 use medledger_formats::block::{Block, SealedHeader};
@@ -394,13 +394,74 @@ impl Store {
             None => return Err(LedgerError::NotFound("no checkpoint yet".into())),
         };
         let cp = Checkpoint::from_text(&note.text).map_err(fmt_err)?;
-        let proof = merkle::inclusion_proof(&*self.tree(), leaf, cp.size).map_err(fmt_err)?;
+        let proof = self.checked_inclusion(leaf, cp.size, &cp.root)?;
         Ok(TlogProof {
             extra: None,
             index: leaf,
             proof,
             checkpoint: note,
         })
+    }
+
+    /// An inclusion proof, checked against `root` before it is handed out.
+    /// The subtree files are derived data on a disk that can rot; a proof
+    /// that does not reach the signed root means they are damaged, and they
+    /// are rebuilt from the segments once before giving up.
+    fn checked_inclusion(
+        &self,
+        leaf: u64,
+        size: u64,
+        root: &Hash,
+    ) -> Result<Vec<Hash>, LedgerError> {
+        for attempt in 0..2 {
+            {
+                let tree = self.tree();
+                let proof = merkle::inclusion_proof(&*tree, leaf, size).map_err(fmt_err)?;
+                let leaf_hash = merkle::SubtreeSource::subtree(&*tree, 0, leaf)
+                    .map_err(io_at(&self.dir.join("merkle")))?;
+                if merkle::root_from_inclusion(&leaf_hash, leaf, size, &proof).as_ref() == Ok(root)
+                {
+                    return Ok(proof);
+                }
+            }
+            if attempt == 0 {
+                tracing::error!(
+                    leaf,
+                    size,
+                    "stored subtree hashes are damaged; rebuilding them from the segments"
+                );
+                self.rebuild_tree()?;
+            }
+        }
+        Err(LedgerError::TreeMismatch(
+            self.last().map_or(0, |l| l.header().height),
+        ))
+    }
+
+    /// Rebuilds the subtree files from the segments, to the size they had.
+    fn rebuild_tree(&self) -> Result<(), LedgerError> {
+        let tree_dir = self.dir.join("merkle");
+        let mut tree = write(&self.tree);
+        let target = tree.size();
+        tree.clear().map_err(io_at(&tree_dir))?;
+        self.scan_from(None, |b| {
+            let (header, ids) = block_ids(&b.block).map_err(|error| LedgerError::Record {
+                location: b.location,
+                error,
+            })?;
+            let first = header.header().first_leaf;
+            let have = tree.size();
+            if first > have {
+                return Ok(());
+            }
+            let from = (have - first) as usize;
+            let to = (target.saturating_sub(first) as usize).min(ids.len());
+            if from < to {
+                tree.append(&ids[from..to]).map_err(io_at(&tree_dir))?;
+            }
+            Ok(())
+        })?;
+        Ok(())
     }
 
     /// A consistency proof between two log sizes.
@@ -605,6 +666,17 @@ impl Ledger {
         };
         store.repair_tree()?;
         let state = store.catch_up_index(config.max_skew_ms)?;
+        // A ledger past genesis must be driven by its own registered node key.
+        let node = keys::public_key(&node_key);
+        let active = state
+            .participant(&node)
+            .is_some_and(|p| p.role == Role::Node && p.revoked_at.is_none());
+        if state.tip().next_height > 0 && !active {
+            return Err(LedgerError::Config {
+                path: dir.join("node.key"),
+                what: format!("key {node} is not this ledger's active node key"),
+            });
+        }
         if let Some(last) = store.last() {
             let h = last.header();
             *write(&store.checkpoint) = Some(store.sign_checkpoint(h.log_size, h.log_root.0)?);
@@ -731,12 +803,21 @@ impl Store {
             }
             indexed = 0;
         }
-        let participants: Vec<Participant> = self
+        let participants: Result<Vec<Participant>, _> = self
             .index
             .participants()?
             .into_iter()
-            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
+            .map(|(_, v)| serde_json::from_slice(&v))
             .collect();
+        let participants = match participants {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "index holds a damaged participant record; rebuilding it");
+                self.index.clear()?;
+                indexed = 0;
+                Vec::new()
+            }
+        };
         let (tip, from) = if indexed == 0 {
             (Tip::default(), None)
         } else {

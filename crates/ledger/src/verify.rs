@@ -140,7 +140,8 @@ pub fn verify_dir(
         let (done_tx, done_rx) = bounded::<(u64, Item)>(256);
         s.spawn(move || {
             let mut n = 0u64;
-            for (first, path) in segments {
+            let count = segments.len();
+            for (i, (first, path)) in segments.into_iter().enumerate() {
                 let _ = raw_tx.send((n, Err(Item::Segment(first, path.clone()))));
                 n += 1;
                 let data = match segment::read_segment(&path, first) {
@@ -157,6 +158,8 @@ pub fn verify_dir(
                 if let Some((offset, what, followed)) = walk.damage {
                     let what = if followed {
                         what.to_string()
+                    } else if i + 1 < count {
+                        format!("{what} (at the end of a segment that is not the last: blocks are missing)")
                     } else {
                         format!("{what} (a torn tail: opening the ledger would cut it off)")
                     };

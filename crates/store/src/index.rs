@@ -32,6 +32,9 @@ pub enum IndexError {
     /// redb reported an error.
     #[error("index database: {0}")]
     Db(String),
+    /// Integrity check failed (redb repaired what it could; rebuild anyway).
+    #[error("index failed its integrity check")]
+    Damaged,
 }
 
 macro_rules! db_err {
@@ -113,9 +116,14 @@ pub struct Index {
 }
 
 impl Index {
-    /// Opens or creates the index at `path`.
+    /// Opens or creates the index at `path`, checking every page's checksum:
+    /// the index is derived data, and a damaged one must be rebuilt rather
+    /// than trusted.
     pub fn open(path: &Path) -> Result<Self, IndexError> {
-        let db = Database::create(path)?;
+        let mut db = Database::create(path)?;
+        if !db.check_integrity()? {
+            return Err(IndexError::Damaged);
+        }
         let w = db.begin_write()?;
         Self::create_tables(&w)?;
         w.commit()?;
