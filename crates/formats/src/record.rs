@@ -147,11 +147,6 @@ pub fn block_tx_ids(body: &[u8]) -> Result<Vec<crate::merkle::Hash>, RecordError
     Ok(ids)
 }
 
-/// Decodes the height of a payloads record.
-pub fn decode_payloads_height(body: &[u8]) -> Result<u64, RecordError> {
-    Reader(body).u64()
-}
-
 /// Decodes a block from its block record and payloads record bodies,
 /// checking every transaction's canonical form and commitment (not signatures).
 pub fn decode_block(block_body: &[u8], payloads_body: &[u8]) -> Result<Block, RecordError> {

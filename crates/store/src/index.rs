@@ -327,3 +327,84 @@ impl Index {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tx(leaf: u64, author: u8, kind: &str, patient: Option<&str>, time: u64) -> TxEntry {
+        TxEntry {
+            id: [leaf as u8; 32],
+            leaf,
+            author: [author; 32],
+            kind: kind.into(),
+            patient: patient.map(Into::into),
+            time,
+        }
+    }
+
+    #[test]
+    fn secondary_indexes_answer_by_author_kind_patient_and_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&dir.path().join("i.redb")).unwrap();
+        let block = |height, first_leaf, txs: Vec<TxEntry>| BlockIndex {
+            block: BlockEntry {
+                height,
+                location: Location {
+                    segment: 0,
+                    offset: 16 + height,
+                },
+                first_leaf,
+                tx_count: txs.len() as u64,
+            },
+            txs,
+            participants: vec![([9; 32], b"{}".to_vec())],
+        };
+        index
+            .apply(
+                &[
+                    block(
+                        0,
+                        0,
+                        vec![tx(0, 1, "a", Some("P"), 10), tx(1, 2, "b", None, 20)],
+                    ),
+                    block(
+                        1,
+                        2,
+                        vec![tx(2, 1, "b", Some("P"), 30), tx(3, 1, "a", Some("Q"), 40)],
+                    ),
+                ],
+                true,
+            )
+            .unwrap();
+        assert_eq!(index.indexed_blocks().unwrap(), 2);
+        assert_eq!(
+            index.leaves_by(By::Author(&[1; 32]), 0, 10).unwrap(),
+            vec![0, 2, 3]
+        );
+        assert_eq!(
+            index.leaves_by(By::Author(&[1; 32]), 1, 1).unwrap(),
+            vec![2]
+        );
+        assert_eq!(index.leaves_by(By::Kind("b"), 0, 10).unwrap(), vec![1, 2]);
+        assert_eq!(
+            index.leaves_by(By::Patient("P"), 0, 10).unwrap(),
+            vec![0, 2]
+        );
+        assert_eq!(index.leaves_in_time(20, 40, 10).unwrap(), vec![1, 2]);
+        assert_eq!(
+            index.leaves_of(&[&[3; 32], &[7; 32]]).unwrap(),
+            vec![Some(3), None]
+        );
+        assert_eq!(index.height_of_leaf(3).unwrap(), Some(1));
+        assert_eq!(index.height_of_leaf(1).unwrap(), Some(0));
+        assert_eq!(index.block(1).unwrap().unwrap().first_leaf, 2);
+        assert_eq!(index.participant(&[9; 32]).unwrap(), Some(b"{}".to_vec()));
+        index.clear().unwrap();
+        assert_eq!(index.indexed_blocks().unwrap(), 0);
+        assert_eq!(
+            index.leaves_by(By::Kind("a"), 0, 10).unwrap(),
+            Vec::<u64>::new()
+        );
+    }
+}
