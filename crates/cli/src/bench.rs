@@ -51,6 +51,9 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Load a running node over HTTP: signed before the clock starts, then C
+    /// clients with keep-alive connections send batches of B.
+    Http(crate::bench_http::HttpArgs),
     /// Inclusion proofs served from stored subtrees, per second.
     Proofs {
         /// Data directory.
@@ -83,6 +86,7 @@ pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
             batch.max(1),
             json,
         ),
+        BenchCommand::Http(args) => crate::bench_http::run(args),
         BenchCommand::Open { data_dir, json } => {
             let start = Instant::now();
             let ledger = Ledger::open(&data_dir)?;
@@ -152,7 +156,7 @@ fn report(json: bool, fields: &[(&str, f64)]) {
 }
 
 /// A medical report of about 300 bytes.
-fn report_payload(i: usize) -> serde_json::Value {
+pub(crate) fn report_payload(i: usize) -> serde_json::Value {
     json!({
         "patient": format!("P{:025}", i % 100_000),
         "institution": "Klinicki centar Nis",

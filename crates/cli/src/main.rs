@@ -1,7 +1,9 @@
 //! `medledger`: the command line.
 
 mod bench;
+mod bench_http;
 mod receipt;
+mod remote;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -11,7 +13,6 @@ use medledger_formats::tx::{Transaction, TxWire};
 use medledger_ledger::Ledger;
 use medledger_ledger::ledger::{now_ms, read_key_file, write_secret_file};
 use medledger_ledger::roles::{Role, kind};
-use medledger_ledger::state::DEFAULT_MAX_SKEW_MS;
 use medledger_ledger::state::{RegisterPayload, RevokePayload};
 use medledger_ledger::verify;
 use medledger_node::{Sequencer, SequencerConfig};
@@ -85,10 +86,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Receipts (C2SP tlog-proof).
+    /// Receipts (C2SP tlog-proof): verify offline, or fetch from a node.
     Receipt {
         #[command(subcommand)]
-        command: receipt::ReceiptCommand,
+        command: remote::ReceiptCommand,
+    },
+    /// Sign payloads (or take signed transactions) and submit them to a node;
+    /// prints one JSON line per verified result.
+    Submit(remote::SubmitArgs),
+    /// Read a transaction from a node with a bearer token; prints it with its verified receipt.
+    Get(remote::GetArgs),
+    /// Follow a node's signed checkpoints.
+    Checkpoint {
+        #[command(subcommand)]
+        command: remote::CheckpointCommand,
     },
     /// Submit signed transactions (JSON lines) from a file or stdin to a local
     /// ledger; prints one JSON result per line as each is acknowledged.
@@ -260,7 +271,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { dir, json } => verify_cmd(dir, json),
-        Command::Receipt { command } => receipt::run(command),
+        Command::Receipt { command } => remote::receipt(command),
+        Command::Submit(args) => remote::submit(args),
+        Command::Get(args) => remote::get(args),
+        Command::Checkpoint { command } => remote::checkpoint(command),
         Command::Import {
             data_dir,
             file,
@@ -408,7 +422,7 @@ fn verify_cmd(dir: PathBuf, json: bool) -> Result<ExitCode> {
     );
     let start = std::time::Instant::now();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let result = verify::verify_dir(&dir, DEFAULT_MAX_SKEW_MS, threads, |b| bar.set_position(b));
+    let result = verify::verify_dir(&dir, threads, |b| bar.set_position(b));
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
     match result {

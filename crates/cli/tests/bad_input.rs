@@ -112,7 +112,7 @@ fn assert_import_refused(dir: &Path, doctor: &SigningKey, needle: &str) -> Strin
 }
 
 #[test]
-fn truncated_segment_tail_is_cut_on_open() {
+fn truncated_acknowledged_tail_is_refused_then_cut_when_derived_files_are_removed() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let b = Built::new(tmp.path(), 5);
     let seg = b.segment();
@@ -127,6 +127,14 @@ fn truncated_segment_tail_is_cut_on_open() {
 
     let stderr = assert_verify_fails(&b.dir);
     assert!(stderr.contains("torn tail"), "{stderr}");
+
+    // The block was acknowledged, so the derived files remember it: opening
+    // refuses to cut it silently.
+    let e = open_err(&b.dir);
+    assert!(e.contains("acknowledged data is missing"), "{e}");
+    // An operator who accepts the loss removes the derived files.
+    fs::remove_file(b.dir.join("index.redb")).expect("remove index");
+    fs::remove_dir_all(b.dir.join("merkle")).expect("remove subtree files");
 
     let last = b.last_height();
     let ledger = Ledger::open(&b.dir).expect("open cuts the torn tail");

@@ -12,7 +12,6 @@ use medledger_formats::merkle;
 use medledger_formats::note::NoteVerifier;
 use medledger_ledger::Ledger;
 use medledger_ledger::roles::Role;
-use medledger_ledger::state::DEFAULT_MAX_SKEW_MS;
 use medledger_ledger::verify::{VerifyReport, verify_dir};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -57,7 +56,7 @@ fn build(root: &Path) -> Built {
         assert!(imp.output.status.success(), "{:?}", text(&imp.output));
         record(&imp);
     }
-    let report = verify_dir(&dir, DEFAULT_MAX_SKEW_MS, 2, |_| {}).expect("fresh ledger verifies");
+    let report = verify_dir(&dir, 2, |_| {}).expect("fresh ledger verifies");
     assert_eq!(report.blocks, 30);
     assert_eq!(report.transactions, acked.len() as u64 + 1);
     Built {
@@ -116,7 +115,7 @@ fn flipped_byte_is_reported_by_verify() {
             let name = path.file_name().and_then(|n| n.to_str()).expect("name");
             assert!(stderr.contains(name), "{ctx}: {stderr}");
         } else {
-            match verify_dir(&b.dir, DEFAULT_MAX_SKEW_MS, 2, |_| {}) {
+            match verify_dir(&b.dir, 2, |_| {}) {
                 Ok(r) => panic!("{ctx}: verify passed: {r:?}"),
                 Err(e) => assert!(e.to_string().contains(&expect), "{ctx}: {e}"),
             }
@@ -221,7 +220,7 @@ fn targeted_flips(b: &Built) -> Vec<Flip> {
 /// What a reopened ledger must answer despite the flip; the problems found.
 fn check_open(b: &Built, dir: &Path, verifier: &NoteVerifier, receipts: bool) -> Vec<String> {
     let mut bad = Vec::new();
-    match verify_dir(dir, DEFAULT_MAX_SKEW_MS, 2, |_| {}) {
+    match verify_dir(dir, 2, |_| {}) {
         Ok(r) if r == b.report => {}
         Ok(r) => bad.push(format!("verify reports {r:?}, not {:?}", b.report)),
         Err(e) => bad.push(format!("verify must ignore derived files: {e}")),

@@ -11,7 +11,9 @@
 //! ```
 
 use crate::roles::{Role, kind};
-use crate::state::{BlockFault, GenesisPayload, LedgerState, Participant, Rejection, Seen, Tip};
+use crate::state::{
+    BlockFault, DEFAULT_MAX_SKEW_MS, GenesisPayload, LedgerState, Participant, Rejection, Seen, Tip,
+};
 use ed25519_dalek::SigningKey;
 use medledger_formats::block::{Block, SealedHeader};
 use medledger_formats::checkpoint::Checkpoint;
@@ -90,6 +92,22 @@ pub enum LedgerError {
         /// What.
         fault: BlockFault,
     },
+    /// Derived files record more than the segments hold: blocks that were
+    /// acknowledged (their segment write was fsynced before anything else
+    /// was written) are missing from the segment tail.
+    #[error(
+        "acknowledged data is missing: the {what} records {recorded}, but the segments end at {found}; \
+         the end of the last segment was damaged or truncated. Run `medledger verify`; to accept the \
+         loss, remove index.redb and merkle/ and open again"
+    )]
+    AcknowledgedLost {
+        /// Which derived file noticed.
+        what: &'static str,
+        /// What it records.
+        recorded: u64,
+        /// What the segments hold.
+        found: u64,
+    },
     /// The stored Merkle tree disagrees with the blocks even after a rebuild.
     #[error("Merkle tree does not match block {0}'s log_root")]
     TreeMismatch(u64),
@@ -121,8 +139,6 @@ fn fmt_err(e: impl std::fmt::Display) -> LedgerError {
 pub struct LedgerConfig {
     /// Checkpoint origin line; also the node's note key name.
     pub origin: String,
-    /// Allowed distance between a transaction's time and its block's.
-    pub max_skew_ms: u64,
     /// Format version of the data directory.
     pub v: u32,
 }
@@ -363,6 +379,18 @@ impl Store {
         participants: Vec<ParticipantRecord>,
     ) -> Result<Committed, LedgerError> {
         let h = block.header.header();
+        // Only the block that follows the tip may be written: after a failed
+        // commit the sequencer's next block would chain to a missing one.
+        let follows = match self.last() {
+            Some(last) => h.height == last.header().height + 1 && h.prev_hash.0 == *last.hash(),
+            None => h.height == 0,
+        };
+        if !follows {
+            return Err(LedgerError::Format(format!(
+                "block {} does not follow the stored tip",
+                h.height
+            )));
+        }
         let mut payloads = Vec::new();
         record::encode_payloads(block, &mut payloads);
         let mut body = Vec::new();
@@ -374,12 +402,14 @@ impl Store {
         let ids: Vec<Hash> = block.txs.iter().map(|t| *t.id()).collect();
         let tree_path = self.dir.join("merkle");
         write(&self.tree).append(&ids).map_err(io_at(&tree_path))?;
-        let durable = h.height.is_multiple_of(INDEX_FLUSH_EVERY);
-        self.index
-            .apply(&[block_index(block, location, participants)], durable)?;
+        // The checkpoint moves before the index, so a transaction found
+        // through the index always has a checkpoint that covers it.
         let checkpoint = self.sign_checkpoint(h.log_size, h.log_root.0)?;
         *write(&self.last) = Some(block.header.clone());
         *write(&self.checkpoint) = Some(checkpoint.clone());
+        let durable = h.height.is_multiple_of(INDEX_FLUSH_EVERY);
+        self.index
+            .apply(&[block_index(block, location, participants)], durable)?;
         Ok(Committed {
             header: block.header.clone(),
             checkpoint,
@@ -464,9 +494,35 @@ impl Store {
         Ok(())
     }
 
-    /// A consistency proof between two log sizes.
+    /// A consistency proof between two log sizes, checked before it is
+    /// handed out (against the signed root when `to` is the current size),
+    /// so that damaged subtree files never pass for a forked history.
     pub fn consistency(&self, from: u64, to: u64) -> Result<Vec<Hash>, LedgerError> {
-        merkle::consistency_proof(&*self.tree(), from, to).map_err(fmt_err)
+        for attempt in 0..2 {
+            {
+                let tree = self.tree();
+                let proof = merkle::consistency_proof(&*tree, from, to).map_err(fmt_err)?;
+                let root1 = merkle::range_root(&*tree, from).map_err(fmt_err)?;
+                let root2 = match self.last() {
+                    Some(l) if l.header().log_size == to => l.header().log_root.0,
+                    _ => merkle::range_root(&*tree, to).map_err(fmt_err)?,
+                };
+                if merkle::verify_consistency(from, to, &proof, &root1, &root2).is_ok() {
+                    return Ok(proof);
+                }
+            }
+            if attempt == 0 {
+                tracing::error!(
+                    from,
+                    to,
+                    "stored subtree hashes are damaged; rebuilding them from the segments"
+                );
+                self.rebuild_tree()?;
+            }
+        }
+        Err(LedgerError::TreeMismatch(
+            self.last().map_or(0, |l| l.header().height),
+        ))
     }
 
     /// Reads and decodes the block at `height`.
@@ -543,7 +599,6 @@ impl Ledger {
         write_secret_file(&admin_path, &keys::encode_key_file(&admin_key))?;
         let config = LedgerConfig {
             origin: origin.to_owned(),
-            max_skew_ms: crate::state::DEFAULT_MAX_SKEW_MS,
             v: 1,
         };
         let text = serde_json::to_string_pretty(&config).map_err(fmt_err)?;
@@ -563,6 +618,7 @@ impl Ledger {
                 admin: keys::public_key(&admin_key),
                 node: keys::public_key(&node_key),
                 institution: institution.to_owned(),
+                max_skew_ms: DEFAULT_MAX_SKEW_MS,
             })
             .map_err(fmt_err)?,
         )
@@ -665,7 +721,7 @@ impl Ledger {
             _lock: lock,
         };
         store.repair_tree()?;
-        let state = store.catch_up_index(config.max_skew_ms)?;
+        let state = store.catch_up_index()?;
         // A ledger past genesis must be driven by its own registered node key.
         let node = keys::public_key(&node_key);
         let active = state
@@ -738,12 +794,22 @@ impl Store {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
         else {
-            tree.clear().map_err(io_at(&tree_dir))?;
+            if tree.size() > 0 {
+                return Err(LedgerError::AcknowledgedLost {
+                    what: "Merkle subtree store",
+                    recorded: tree.size(),
+                    found: 0,
+                });
+            }
             return Ok(());
         };
         let h = last.header();
         if tree.size() > h.log_size {
-            tree.truncate(h.log_size).map_err(io_at(&tree_dir))?;
+            return Err(LedgerError::AcknowledgedLost {
+                what: "Merkle subtree store",
+                recorded: tree.size(),
+                found: h.log_size,
+            });
         }
         for attempt in 0..2 {
             let have = self.tree().size();
@@ -793,15 +859,36 @@ impl Store {
 
     /// Replays into the index every block it lacks, validating each through
     /// the state machine, and returns the state at the last block.
-    fn catch_up_index(&mut self, max_skew_ms: u64) -> Result<LedgerState, LedgerError> {
+    /// The skew set by the genesis block (stored, so read without replaying).
+    fn genesis_skew(&self) -> Result<u64, LedgerError> {
+        let genesis = self.block(0)?;
+        let g: GenesisPayload = genesis
+            .txs
+            .first()
+            .and_then(|t| serde_json::from_slice(t.payload_jcs()).ok())
+            .ok_or_else(|| LedgerError::Format("block 0 holds no genesis transaction".into()))?;
+        if g.origin != self.origin {
+            return Err(LedgerError::Config {
+                path: self.dir.join("ledger.json"),
+                what: format!(
+                    "origin {:?} differs from the genesis block's {:?}",
+                    self.origin, g.origin
+                ),
+            });
+        }
+        Ok(g.max_skew_ms)
+    }
+
+    fn catch_up_index(&mut self) -> Result<LedgerState, LedgerError> {
         let last_height = self.last().map(|l| l.header().height);
         let mut indexed = self.index.indexed_blocks()?;
-        if last_height.is_none_or(|h| indexed > h + 1) {
-            if indexed > 0 {
-                tracing::warn!("index is ahead of the segments; rebuilding it");
-                self.index.clear()?;
-            }
-            indexed = 0;
+        let blocks = last_height.map_or(0, |h| h + 1);
+        if indexed > blocks {
+            return Err(LedgerError::AcknowledgedLost {
+                what: "index",
+                recorded: indexed,
+                found: blocks,
+            });
         }
         let participants: Result<Vec<Participant>, _> = self
             .index
@@ -846,6 +933,11 @@ impl Store {
             None
         } else {
             Some(self.origin.clone())
+        };
+        let max_skew_ms = if indexed == 0 {
+            DEFAULT_MAX_SKEW_MS
+        } else {
+            self.genesis_skew()?
         };
         let mut state = LedgerState::restore(max_skew_ms, participants, origin, tip);
         if last_height.is_none_or(|h| indexed > h) {

@@ -76,7 +76,14 @@ pub struct GenesisPayload {
     pub node: PublicKey,
     /// The institution running the ledger.
     pub institution: String,
+    /// Allowed distance between a transaction's time and its block's time.
+    /// A rule of the ledger, so it lives in genesis: every node and every
+    /// verifier judges the same blocks the same way.
+    pub max_skew_ms: u64,
 }
+
+/// Smallest and largest skew a genesis may set.
+pub const SKEW_RANGE_MS: std::ops::RangeInclusive<u64> = 1_000..=86_400_000;
 
 /// Why a transaction is not admitted. Each has a stable code.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
@@ -252,7 +259,8 @@ fn parse<T: for<'de> Deserialize<'de>>(tx: &Transaction) -> Result<T, Rejection>
 }
 
 impl LedgerState {
-    /// An empty state (before genesis) with the given skew.
+    /// An empty state before genesis; `max_skew_ms` judges only the genesis
+    /// transaction itself, which then sets the ledger's own skew.
     pub fn new(max_skew_ms: u64) -> Self {
         Self {
             max_skew_ms,
@@ -327,6 +335,11 @@ impl LedgerState {
                     "genesis must be signed by its admin key".into(),
                 ));
             }
+            if !SKEW_RANGE_MS.contains(&g.max_skew_ms) {
+                return Err(Rejection::Schema(format!(
+                    "max_skew_ms must lie in {SKEW_RANGE_MS:?}"
+                )));
+            }
             if g.origin.is_empty()
                 || g.origin.contains(char::is_whitespace)
                 || g.origin.contains('+')
@@ -372,6 +385,11 @@ impl LedgerState {
                     Some(p) if p.revoked_at.is_some() => {
                         Err(Rejection::Schema("participant is already revoked".into()))
                     }
+                    // Revoking the node that proposes blocks would leave no valid
+                    // proposer for the next block; node membership has its own rules.
+                    Some(p) if p.role == Role::Node => Err(Rejection::Schema(
+                        "a node key cannot be revoked by participant.revoke".into(),
+                    )),
                     Some(_) => Ok(Effect::Revoke(r.key)),
                 }
             }
@@ -384,6 +402,7 @@ impl LedgerState {
             Effect::None => {}
             Effect::Genesis(g) => {
                 self.origin = Some(g.origin);
+                self.max_skew_ms = g.max_skew_ms;
                 for (key, role) in [(g.admin, Role::Admin), (g.node, Role::Node)] {
                     self.participants.insert(
                         key,
@@ -637,6 +656,7 @@ mod tests {
                 admin: keys::public_key(&w.admin),
                 node: keys::public_key(&w.node),
                 institution: "Test".into(),
+                max_skew_ms: DEFAULT_MAX_SKEW_MS,
             };
             let tx = Transaction::sign(
                 &w.admin,
@@ -769,6 +789,38 @@ mod tests {
             rejection(w.block(vec![report(&doc, T0)], T0)),
             Rejection::RevokedAuthor
         );
+    }
+
+    #[test]
+    fn the_node_key_cannot_be_revoked() {
+        let mut w = World::new();
+        let revoke = Transaction::sign(
+            &w.admin,
+            kind::REVOKE,
+            T0,
+            &serde_json::to_value(RevokePayload {
+                key: keys::public_key(&w.node),
+                reason: "mistake".into(),
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(matches!(
+            rejection(w.block(vec![revoke], T0)),
+            Rejection::Schema(_)
+        ));
+        // The next block from the node is still valid.
+        let doc = SigningKey::from_bytes(&[3; 32]);
+        w.block(vec![w.register(&doc, Role::Doctor)], T0).unwrap();
+    }
+
+    #[test]
+    fn genesis_sets_the_skew_for_every_replica() {
+        let w = World::new();
+        // The replica starts with another local default; genesis decides.
+        let mut replica = LedgerState::new(1);
+        replica.apply_block(&w.blocks[0], &HashSet::new()).unwrap();
+        assert_eq!(replica.max_skew_ms(), DEFAULT_MAX_SKEW_MS);
     }
 
     #[test]

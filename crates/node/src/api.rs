@@ -11,6 +11,7 @@ use crate::{Receipt, Sequencer};
 use axum::Router;
 use axum::body::Bytes;
 use axum::error_handling::HandleErrorLayer;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +23,7 @@ use medledger_ledger::ledger::Store;
 use medledger_ledger::roles::Role;
 use medledger_ledger::state::Participant;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,18 +90,37 @@ pub fn router(state: Shared) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .fallback(|| async { Problem::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method (see Allow)",
+            )
+        })
         .with_state(state);
     api.layer(
         ServiceBuilder::new()
-            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-                Problem::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_requests",
-                    "the node is at its concurrency limit; retry later",
-                )
+            .layer(HandleErrorLayer::new(|e: tower::BoxError| async move {
+                if e.is::<tower::timeout::error::Elapsed>() {
+                    Problem::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "timeout",
+                        "the request took longer than 60 s; look a transaction up by id before resubmitting it",
+                    )
+                } else {
+                    Problem::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too_many_requests",
+                        "the node is at its concurrency limit; retry later",
+                    )
+                }
             }))
             .load_shed()
-            .concurrency_limit(max_concurrency)
+            // One semaphore for the whole node: `Router::layer` wraps each
+            // route separately, so a plain concurrency limit would be per route.
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                max_concurrency,
+            ))
             .timeout(Duration::from_secs(60)),
     )
     .layer(DefaultBodyLimit::max(max_body))
@@ -139,10 +160,13 @@ fn ledger_err(e: medledger_ledger::LedgerError) -> Problem {
 
 /// The participant behind the bearer token, if its role is in `roles`.
 fn authorize(state: &AppState, headers: &HeaderMap, roles: &[Role]) -> ApiResult<Participant> {
+    // The scheme name is case-insensitive (RFC 9110 section 11.1).
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token)
         .ok_or_else(|| Problem::unauthorized("a bearer token is required"))?;
     let key = state
         .tokens
@@ -193,9 +217,76 @@ fn receipt_json(r: &Receipt) -> Value {
     })
 }
 
-fn parse_item(v: Value) -> Result<Transaction, Problem> {
-    let wire: TxWire = serde_json::from_value(v).map_err(|e| Problem::schema(e.to_string()))?;
+fn parse_item(raw: &RawValue) -> Result<Transaction, Problem> {
+    let wire: TxWire =
+        serde_json::from_str(raw.get()).map_err(|e| Problem::schema(e.to_string()))?;
     Transaction::from_wire(wire).map_err(|e| Problem::schema(e.to_string()))
+}
+
+/// Reads a JSON array lazily, refusing it as soon as it holds more than
+/// `max` items, so a body of a million tiny items never becomes a million
+/// parsed values.
+struct CappedItems<'a> {
+    max: usize,
+    over: &'a std::cell::Cell<bool>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for CappedItems<'_> {
+    type Value = Vec<&'de RawValue>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for CappedItems<'_> {
+    type Value = Vec<&'de RawValue>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of transactions")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(item) = seq.next_element::<&'de RawValue>()? {
+            if out.len() == self.max {
+                self.over.set(true);
+                return Err(serde::de::Error::custom("too many items"));
+            }
+            out.push(item);
+        }
+        Ok(out)
+    }
+}
+
+/// Splits a body into its transactions: one object, or an array (a batch).
+fn split_items(body: &[u8], max_batch: usize) -> ApiResult<(Vec<&RawValue>, bool)> {
+    let batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    if !batch {
+        let item: &RawValue =
+            serde_json::from_slice(body).map_err(|e| Problem::malformed(e.to_string()))?;
+        return Ok((vec![item], false));
+    }
+    let over = std::cell::Cell::new(false);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let items = serde::de::DeserializeSeed::deserialize(
+        CappedItems {
+            max: max_batch,
+            over: &over,
+        },
+        &mut de,
+    )
+    .and_then(|items| de.end().map(|()| items));
+    match items {
+        Ok(items) if items.is_empty() => Err(Problem::schema("empty batch")),
+        Ok(items) => Ok((items, true)),
+        Err(_) if over.get() => Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!("at most {max_batch} transactions per request"),
+        )),
+        Err(e) => Err(Problem::malformed(e.to_string())),
+    }
 }
 
 async fn submit(
@@ -211,27 +302,10 @@ async fn submit(
             Problem::malformed(e.body_text())
         }
     })?;
-    let value: Value =
-        serde_json::from_slice(&body).map_err(|e| Problem::malformed(e.to_string()))?;
-    let (items, batch) = match value {
-        Value::Array(items) => (items, true),
-        other => (vec![other], false),
-    };
-    if items.is_empty() {
-        return Err(Problem::schema("empty batch"));
-    }
-    if items.len() > state.config.max_batch {
-        return Err(Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_large",
-            format!(
-                "at most {} transactions per request",
-                state.config.max_batch
-            ),
-        ));
-    }
+    let max_batch = state.config.max_batch;
     let seq = state.seq.clone();
-    let results = blocking(move || {
+    let (results, batch) = blocking(move || {
+        let (items, batch) = split_items(&body, max_batch)?;
         let mut slots: Vec<Option<Result<Receipt, Problem>>> = Vec::with_capacity(items.len());
         let mut good = Vec::new();
         let mut at = Vec::new();
@@ -252,10 +326,11 @@ async fn submit(
         for (i, outcome) in at.into_iter().zip(seq.submit(good)) {
             slots[i] = Some(outcome.map_err(|e| submit_problem(&e)));
         }
-        Ok(slots
+        let results = slots
             .into_iter()
             .map(|s| s.unwrap_or_else(|| Err(Problem::internal("missing result"))))
-            .collect::<Vec<_>>())
+            .collect::<Vec<_>>();
+        Ok((results, batch))
     })
     .await?;
     if !batch {
@@ -279,6 +354,18 @@ async fn submit(
     Ok(axum::Json(json!({ "results": out })).into_response())
 }
 
+/// A path parameter, or 400 `code` when it is not UTF-8 once percent-decoded.
+fn path_param(p: Result<Path<String>, PathRejection>, code: &'static str) -> ApiResult<String> {
+    p.map(|Path(v)| v)
+        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, code, e.body_text()))
+}
+
+/// Query parameters, or 400 bad_query (say, a parameter given twice).
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
+    q.map(|Query(v)| v)
+        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))
+}
+
 fn parse_id(id: &str) -> ApiResult<Hex<32>> {
     Hex::<32>::parse_hex(id).map_err(|e| {
         Problem::new(
@@ -292,9 +379,9 @@ fn parse_id(id: &str) -> ApiResult<Hex<32>> {
 async fn get_transaction(
     State(state): State<Shared>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
-    let id = parse_id(&id)?;
+    let id = parse_id(&path_param(id, "bad_id")?)?;
     let st = state.clone();
     blocking(move || {
         authorize(&st, &headers, RECORD_READERS)?;
@@ -322,8 +409,11 @@ fn text(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
 }
 
-async fn get_receipt(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
-    let id = parse_id(&id)?;
+async fn get_receipt(
+    State(state): State<Shared>,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let id = parse_id(&path_param(id, "bad_id")?)?;
     let store = store_of(&state);
     blocking(move || {
         let (tx, leaf, _) = store
@@ -366,8 +456,9 @@ fn parse_u64(name: &str, v: Option<&str>) -> ApiResult<Option<u64>> {
 
 async fn consistency(
     State(state): State<Shared>,
-    Query(q): Query<ConsistencyQuery>,
+    q: Result<Query<ConsistencyQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
+    let q = query(q)?;
     let from = parse_u64("from", q.from.as_deref())?
         .ok_or_else(|| Problem::new(StatusCode::BAD_REQUEST, "bad_query", "from is required"))?;
     let to = parse_u64("to", q.to.as_deref())?;
@@ -416,7 +507,11 @@ fn block_json(store: &Store, height: u64) -> ApiResult<Value> {
     }))
 }
 
-async fn block(State(state): State<Shared>, Path(height): Path<String>) -> ApiResult<Response> {
+async fn block(
+    State(state): State<Shared>,
+    height: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let height = path_param(height, "bad_query")?;
     let height = parse_u64("height", Some(&height))?.unwrap_or(0);
     let store = store_of(&state);
     blocking(move || Ok(axum::Json(block_json(&store, height)?).into_response())).await
@@ -431,7 +526,11 @@ struct BlocksQuery {
 /// Most blocks returned by one `/v1/blocks` call.
 pub const MAX_BLOCKS_PAGE: u64 = 100;
 
-async fn blocks(State(state): State<Shared>, Query(q): Query<BlocksQuery>) -> ApiResult<Response> {
+async fn blocks(
+    State(state): State<Shared>,
+    q: Result<Query<BlocksQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let q = query(q)?;
     let from = parse_u64("from", q.from.as_deref())?.unwrap_or(0);
     let limit = parse_u64("limit", q.limit.as_deref())?
         .unwrap_or(20)

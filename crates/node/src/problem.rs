@@ -98,6 +98,13 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        // RFC 9110 section 15.5.2: a 401 names the scheme that would work.
+        if self.code == "unauthorized" {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"medledger\""),
+            );
+        }
         resp
     }
 }

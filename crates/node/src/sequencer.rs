@@ -28,6 +28,8 @@ use std::thread::JoinHandle;
 pub struct SequencerConfig {
     /// Most transactions in one block.
     pub max_block_txs: usize,
+    /// Most payload and header bytes in one block.
+    pub max_block_bytes: usize,
     /// Submissions that may wait for the sequencer thread.
     pub queue: usize,
 }
@@ -36,6 +38,7 @@ impl Default for SequencerConfig {
     fn default() -> Self {
         Self {
             max_block_txs: 8192,
+            max_block_bytes: 64 << 20,
             queue: 1024,
         }
     }
@@ -77,9 +80,15 @@ pub struct Receipt {
 
 type Outcome = Result<Receipt, SubmitError>;
 
-/// Results of one submission, filled in as its transactions are committed.
+/// Outcome slots of one submission and how many are still empty.
+type Slots = Arc<Mutex<(Vec<Option<Outcome>>, usize)>>;
+
+/// Fills a submission's results as its transactions are committed. Only
+/// the sequencer side holds collectors: if its threads die, the last
+/// collector drops, the caller's wait ends and empty slots read as
+/// `Unavailable` instead of hanging forever.
 struct Collector {
-    slots: Mutex<(Vec<Option<Outcome>>, usize)>,
+    slots: Slots,
     done: Sender<()>,
 }
 
@@ -95,6 +104,10 @@ impl Collector {
         }
     }
 }
+
+/// Most transactions handed to the sequencer thread in one message, so that
+/// one huge call cannot make one huge block.
+const SUBMISSION_CHUNK: usize = 1024;
 
 struct Submission {
     txs: Vec<(usize, Transaction)>,
@@ -119,6 +132,7 @@ pub struct Sequencer {
 
 struct OpenBlock {
     time: u64,
+    bytes: usize,
     txs: Vec<Transaction>,
     waiters: Vec<Waiter>,
     ids: HashSet<Hash>,
@@ -189,8 +203,9 @@ impl Sequencer {
         let refs: Vec<&Transaction> = txs.iter().collect();
         let checks = Transaction::verify_signatures(&refs);
         let (done_tx, done_rx) = bounded(1);
+        let slots: Slots = Arc::new(Mutex::new(((0..n).map(|_| None).collect(), n)));
         let collector = Arc::new(Collector {
-            slots: Mutex::new(((0..n).map(|_| None).collect(), n)),
+            slots: slots.clone(),
             done: done_tx,
         });
         let mut good = Vec::with_capacity(n);
@@ -200,15 +215,17 @@ impl Sequencer {
                 Err(_) => collector.set(i, Err(Rejection::BadSignature.into())),
             }
         }
-        if !good.is_empty() {
+        let mut good = good.into_iter().peekable();
+        while good.peek().is_some() {
+            let chunk: Vec<_> = good.by_ref().take(SUBMISSION_CHUNK).collect();
             let sent = match &self.submit {
                 Some(s) if !self.failed() => s
                     .send(Submission {
-                        txs: good,
+                        txs: chunk,
                         collector: collector.clone(),
                     })
                     .map_err(|e| e.into_inner().txs),
-                _ => Err(good),
+                _ => Err(chunk),
             };
             if let Err(txs) = sent {
                 for (i, _) in txs {
@@ -216,8 +233,10 @@ impl Sequencer {
                 }
             }
         }
+        // From here on only the sequencer side holds the collector.
+        drop(collector);
         let _ = done_rx.recv();
-        let mut g = collector.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = slots.lock().unwrap_or_else(|e| e.into_inner());
         let results: Vec<Outcome> = std::mem::take(&mut g.0)
             .into_iter()
             .map(|o| o.unwrap_or_else(|| Err(SubmitError::Unavailable("lost".into()))))
@@ -258,6 +277,13 @@ struct SequencerThread {
 }
 
 impl SequencerThread {
+    /// True when the open block may take no more transactions.
+    fn full(&self) -> bool {
+        self.open.as_ref().is_some_and(|b| {
+            b.txs.len() >= self.config.max_block_txs || b.bytes >= self.config.max_block_bytes
+        })
+    }
+
     fn run(mut self, submissions: Receiver<Submission>, ready: Receiver<()>, cuts: Sender<Cut>) {
         let mut committer_ready = false;
         let mut closed = false;
@@ -265,7 +291,7 @@ impl SequencerThread {
             let len = self.open.as_ref().map_or(0, |b| b.txs.len());
             if len > 0 && committer_ready {
                 // Take whatever is already queued, up to the cap, then cut.
-                while self.open.as_ref().map_or(0, |b| b.txs.len()) < self.config.max_block_txs {
+                while !self.full() {
                     match submissions.try_recv() {
                         Ok(sub) => self.admit(sub),
                         Err(_) => break,
@@ -275,6 +301,13 @@ impl SequencerThread {
                     continue;
                 };
                 committer_ready = false;
+                if self.failed.load(Ordering::SeqCst) {
+                    // Storage failed: nothing more may be built on the tip.
+                    for (c, i) in block.waiters {
+                        c.set(i, Err(SubmitError::Unavailable("storage failed".into())));
+                    }
+                    continue;
+                }
                 match seal(&mut self.state, &self.key, block) {
                     Ok(cut) => {
                         if cuts.send(cut).is_err() {
@@ -293,7 +326,7 @@ impl SequencerThread {
             if len == 0 && closed {
                 return;
             }
-            if len >= self.config.max_block_txs || (closed && len > 0) {
+            if self.full() || (closed && len > 0) {
                 if ready.recv().is_err() {
                     return;
                 }
@@ -357,9 +390,13 @@ fn admit_submission(
         return;
     }
     let ids: Vec<&Hash> = sub.txs.iter().map(|(_, t)| t.id()).collect();
+    // Pending first, then the index: an id leaves `pending` only after it is
+    // indexed, so one of the two reads must see a committed duplicate.
+    let was_pending: Vec<bool> = ids.iter().map(|id| pending.contains(id)).collect();
     let known = store.index().leaves_of(&ids);
     let block = open.get_or_insert_with(|| OpenBlock {
         time: state.block_time(now_ms()),
+        bytes: 0,
         txs: Vec::new(),
         waiters: Vec::new(),
         ids: HashSet::new(),
@@ -369,7 +406,7 @@ fn admit_submission(
             Ok(v) => v[k].is_some(),
             Err(_) => true,
         } || block.ids.contains(tx.id())
-            || pending.contains(tx.id());
+            || was_pending[k];
         if dup {
             sub.collector.set(i, Err(Rejection::Duplicate.into()));
             continue;
@@ -378,6 +415,7 @@ fn admit_submission(
         match state.admit(&tx, block.time, leaf) {
             Ok(()) => {
                 block.ids.insert(*tx.id());
+                block.bytes += tx.payload_jcs().len() + tx.header_jcs().len() + 84;
                 pending.add([*tx.id()]);
                 block.txs.push(tx);
                 block.waiters.push((sub.collector.clone(), i));
@@ -399,6 +437,13 @@ fn commit(
             return;
         }
         let Ok(cut) = cuts.recv() else { return };
+        if failed.load(Ordering::SeqCst) {
+            // A block after a failed one would chain to a block that is not there.
+            for (c, i) in cut.waiters {
+                c.set(i, Err(SubmitError::Unavailable("storage failed".into())));
+            }
+            continue;
+        }
         let result = store
             .commit(&cut.block, cut.participants)
             .map_err(|e| e.to_string());

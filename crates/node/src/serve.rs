@@ -91,8 +91,25 @@ pub async fn serve(
         .map_err(ServeError::Server)?;
     drop(state);
     tracing::info!("draining: committing admitted transactions");
-    let seq = Arc::try_unwrap(seq)
-        .map_err(|_| ServeError::Shutdown("requests still hold the sequencer".into()))?;
+    // Connection tasks drop their router (and its clone of the state) just
+    // after axum stops waiting for them, and a submission whose client went
+    // away still runs on a blocking thread: wait for them, boundedly.
+    let mut seq = seq;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let seq = loop {
+        match Arc::try_unwrap(seq) {
+            Ok(s) => break s,
+            Err(still) if std::time::Instant::now() < deadline => {
+                seq = still;
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            Err(_) => {
+                return Err(ServeError::Shutdown(
+                    "requests still hold the sequencer after 30 s".into(),
+                ));
+            }
+        }
+    };
     seq.shutdown().map_err(ServeError::Shutdown)?;
     tracing::info!("stopped cleanly");
     Ok(())

@@ -169,12 +169,15 @@ impl MerkleStore {
         &self.frontier
     }
 
-    /// Appends leaves and every subtree they complete.
+    /// Appends leaves and every subtree they complete. The files are
+    /// written first; memory changes only once every write succeeded, so a
+    /// failed append leaves the store as it was.
     pub fn append(&mut self, leaves: &[Hash]) -> io::Result<()> {
         let mut added: Vec<Vec<u8>> = vec![Vec::new(); LEVELS];
         let mut firsts = [u64::MAX; LEVELS];
+        let mut frontier = self.frontier.clone();
         for leaf in leaves {
-            self.frontier.push(*leaf, |level, index, hash| {
+            frontier.push(*leaf, |level, index, hash| {
                 let l = level as usize;
                 if firsts[l] == u64::MAX {
                     firsts[l] = index;
@@ -182,13 +185,12 @@ impl MerkleStore {
                 added[l].extend_from_slice(hash);
             });
         }
-        self.size = self.frontier.size();
         for (level, bytes) in added.iter().enumerate() {
-            if bytes.is_empty() {
-                continue;
+            if !bytes.is_empty() {
+                self.file(level)?.write_all_at(bytes, firsts[level] * 32)?;
             }
-            let first = firsts[level];
-            self.file(level)?.write_all_at(bytes, first * 32)?;
+        }
+        for (level, bytes) in added.iter().enumerate() {
             for c in bytes.chunks_exact(32) {
                 let mut h = [0u8; 32];
                 h.copy_from_slice(c);
@@ -205,6 +207,8 @@ impl MerkleStore {
                 }
             }
         }
+        self.frontier = frontier;
+        self.size = self.frontier.size();
         Ok(())
     }
 

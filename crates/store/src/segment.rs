@@ -12,7 +12,7 @@
 //! anywhere else is corruption and opening refuses instead of cutting.
 
 use crate::backend::{Backend, BackendFactory, FileFactory, sync_dir};
-use medledger_formats::record::{KIND_BLOCK, KIND_PAYLOADS};
+use medledger_formats::record::{KIND_BLOCK, KIND_PAYLOADS, decode_block_header};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -168,6 +168,7 @@ impl PairRef<'_> {
 /// calling `visit` for each complete (payloads, block) pair.
 pub fn walk(segment: u64, data: &[u8], from: usize, mut visit: impl FnMut(PairRef<'_>)) -> Walk {
     let mut at = from;
+    let mut last_block: Option<&[u8]> = None;
     loop {
         if at == data.len() {
             return Walk {
@@ -179,6 +180,7 @@ pub fn walk(segment: u64, data: &[u8], from: usize, mut visit: impl FnMut(PairRe
             Ok(p) if p.kind != KIND_PAYLOADS => Err("block record without its payloads record"),
             Ok(p) => match parse_at(data, p.end) {
                 Ok(b) if b.kind == KIND_BLOCK => {
+                    last_block = Some(b.body);
                     visit(PairRef {
                         location: Location {
                             segment,
@@ -198,11 +200,35 @@ pub fn walk(segment: u64, data: &[u8], from: usize, mut visit: impl FnMut(PairRe
             Err(Bad::Invalid(w)) => Err(w),
         };
         let what = problem.err().unwrap_or("damaged record");
-        let followed = (at + 1..data.len()).any(|o| parse_at(data, o).is_ok());
+        // Damage followed by a later block is corruption; damage with nothing
+        // after it is a torn tail. Only a whole pair whose block header
+        // decodes and continues the chain counts as "a later block": a
+        // client-chosen salt or payload can imitate one record, not that.
+        let next_height = last_block
+            .and_then(|b| decode_block_header(b).ok())
+            .map_or(segment, |h| h.header().height + 1);
+        let followed = (at + 1..data.len()).any(|o| pair_at(data, o, next_height));
         return Walk {
             good_end: at as u64,
             damage: Some((at as u64, what, followed)),
         };
+    }
+}
+
+/// True if a whole (payloads, block) pair starts at `at` and its block
+/// header decodes with a height of at least `min_height`.
+fn pair_at(data: &[u8], at: usize, min_height: u64) -> bool {
+    let Ok(p) = parse_at(data, at) else {
+        return false;
+    };
+    if p.kind != KIND_PAYLOADS {
+        return false;
+    }
+    match parse_at(data, p.end) {
+        Ok(b) if b.kind == KIND_BLOCK => {
+            decode_block_header(b.body).is_ok_and(|h| h.header().height >= min_height)
+        }
+        _ => false,
     }
 }
 
@@ -652,13 +678,39 @@ mod tests {
         assert!(acked.len() > 100);
     }
 
+    /// A real, signed block record body with no transactions.
+    fn block_body(height: u64) -> Vec<u8> {
+        use medledger_formats::block::{Block, BlockHeader, SealedHeader};
+        use medledger_formats::bytes::Bytes;
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        let header = BlockHeader {
+            first_leaf: 0,
+            height,
+            log_root: Bytes([0; 32]),
+            log_size: 0,
+            prev_hash: Bytes([0; 32]),
+            proposer: medledger_formats::keys::public_key(&key),
+            time: 0,
+            tx_count: 0,
+            txs_root: Bytes([0; 32]),
+            v: 1,
+        };
+        let block = Block {
+            header: SealedHeader::seal(header, &key).unwrap(),
+            txs: Vec::new(),
+        };
+        let mut out = Vec::new();
+        medledger_formats::record::encode_block(&block, &mut out);
+        out
+    }
+
     #[test]
     fn damage_before_the_tail_is_corruption_not_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         let log = SegmentLog::open(dir.path()).unwrap().log;
         let mut locs = Vec::new();
         for h in 0..5u64 {
-            locs.push(log.append(h, b"payload", &h.to_le_bytes()).unwrap());
+            locs.push(log.append(h, b"payload", &block_body(h)).unwrap());
         }
         log.sync().unwrap();
         drop(log);
@@ -674,23 +726,45 @@ mod tests {
     }
 
     #[test]
+    fn records_hidden_in_client_bytes_do_not_make_a_torn_tail_look_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SegmentLog::open(dir.path()).unwrap().log;
+        log.append(0, b"payload", &block_body(0)).unwrap();
+        // A payload that carries whole, checksummed records of its own.
+        let mut hidden = Vec::new();
+        frame(KIND_PAYLOADS, b"", &mut hidden).unwrap();
+        frame(KIND_BLOCK, b"not a block header", &mut hidden).unwrap();
+        let last = log.append(1, &hidden, &block_body(1)).unwrap();
+        log.sync().unwrap();
+        drop(log);
+        // Tear the last pair inside its payloads record's header.
+        let path = dir.path().join(segment_name(0));
+        let mut data = fs::read(&path).unwrap();
+        data[last.offset as usize + 6] ^= 0xff;
+        fs::write(&path, &data).unwrap();
+        let opened = SegmentLog::open(dir.path()).unwrap();
+        assert_eq!(opened.last.unwrap().location.offset, SEGMENT_HEADER);
+        assert!(opened.cut > 0);
+    }
+
+    #[test]
     fn torn_tail_is_cut_back_to_the_last_whole_block() {
         let dir = tempfile::tempdir().unwrap();
         let log = SegmentLog::open(dir.path()).unwrap().log;
         for h in 0..3u64 {
-            log.append(h, b"payload", &h.to_le_bytes()).unwrap();
+            log.append(h, b"payload", &block_body(h)).unwrap();
         }
         log.sync().unwrap();
         drop(log);
         let path = dir.path().join(segment_name(0));
         let full = fs::read(&path).unwrap();
-        let pair = 2 * RECORD_HEADER + b"payload".len() + 8;
+        let pair = 2 * RECORD_HEADER + b"payload".len() + block_body(2).len();
         // Every cut inside the last pair drops exactly that pair.
         for cut in 1..pair {
             fs::write(&path, &full[..full.len() - cut]).unwrap();
             let opened = SegmentLog::open(dir.path()).unwrap();
             assert_eq!(opened.cut, (pair - cut) as u64);
-            assert_eq!(opened.last.unwrap().block, 1u64.to_le_bytes());
+            assert_eq!(opened.last.unwrap().block, block_body(1));
             assert_eq!(
                 fs::metadata(&path).unwrap().len() as usize,
                 full.len() - pair

@@ -1,0 +1,439 @@
+//! Commands that talk to a node over HTTP: `submit`, `get`, `receipt fetch`
+//! and `checkpoint watch`. Every receipt and checkpoint they print or store
+//! has been verified by `medledger-client` against the node's vkey.
+
+use crate::receipt;
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use medledger_client::{Client, Error as ClientError, SignedCheckpoint, Verdict, VerifiedReceipt};
+use medledger_formats::tx::{Transaction, TxWire};
+use medledger_ledger::ledger::{now_ms, read_key_file};
+use serde_json::{Value, json};
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Exit code of `checkpoint watch` when it finds a fork or rollback.
+pub const EXIT_INCONSISTENT: u8 = 3;
+
+/// `medledger submit`.
+#[derive(Args)]
+pub struct SubmitArgs {
+    /// Node URL, e.g. http://127.0.0.1:7878.
+    #[arg(long)]
+    url: String,
+    /// The author's key file (not needed with --signed).
+    #[arg(long, required_unless_present = "signed")]
+    key: Option<PathBuf>,
+    /// Transaction kind, e.g. medical_report (not needed with --signed).
+    #[arg(long, required_unless_present = "signed")]
+    kind: Option<String>,
+    /// Input: one JSON payload, or many as JSON lines; stdin if absent or `-`.
+    file: Option<PathBuf>,
+    /// Transactions per request; 1 sends single-transaction bodies.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// The node's verifier key; if absent, the key from /v1/status is
+    /// trusted on first use.
+    #[arg(long)]
+    vkey: Option<String>,
+    /// The input is already signed transactions (wire JSON, one a line), as
+    /// `medledger sign` or `medledger participant` print; send them as they are.
+    #[arg(long, conflicts_with_all = ["key", "kind"])]
+    signed: bool,
+    /// Directory to write each verified receipt into, as <id>.tlog-proof.
+    #[arg(long)]
+    receipts: Option<PathBuf>,
+}
+
+/// `medledger get`.
+#[derive(Args)]
+pub struct GetArgs {
+    /// Node URL.
+    #[arg(long)]
+    url: String,
+    /// Bearer token (from `medledger token issue`).
+    #[arg(long)]
+    token: String,
+    /// The node's verifier key.
+    #[arg(long)]
+    vkey: String,
+    /// Transaction id (hex).
+    id: String,
+}
+
+/// Receipt subcommands: the offline ones and `fetch`.
+#[derive(Subcommand)]
+pub enum ReceiptCommand {
+    #[command(flatten)]
+    Offline(receipt::ReceiptCommand),
+    /// Fetch a transaction's receipt from a node, verify it and write it.
+    Fetch {
+        /// Node URL.
+        #[arg(long)]
+        url: String,
+        /// Transaction id (hex).
+        id: String,
+        /// Where to write the .tlog-proof (default: <id>.tlog-proof; `-`: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The node's verifier key; if absent, trusted on first use from /v1/status.
+        #[arg(long)]
+        vkey: Option<String>,
+    },
+}
+
+/// Checkpoint subcommands.
+#[derive(Subcommand)]
+pub enum CheckpointCommand {
+    /// Follow a node's checkpoints and check each extends the last one seen.
+    /// Exits 3 with the evidence on a fork or rollback.
+    Watch {
+        /// Node URL.
+        url: String,
+        /// File holding the last verified checkpoint (signed note); created
+        /// on first use.
+        #[arg(long)]
+        state: PathBuf,
+        /// The node's verifier key.
+        #[arg(long)]
+        vkey: String,
+        /// Seconds between checks.
+        #[arg(long, default_value_t = 10)]
+        interval: u64,
+        /// Check once and exit: 0 if consistent.
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+/// A client for `url`: trusting `vkey`, or the node's own key on first use.
+fn connect(url: &str, vkey: Option<&str>) -> Result<Client> {
+    match vkey {
+        Some(v) => Client::from_vkey(url, v).context("--vkey"),
+        None => {
+            let (client, status) = Client::trust_on_first_use(url)
+                .context("reading the node's key from /v1/status")?;
+            eprintln!(
+                "warning: no --vkey given; trusting the key the node reports (trust on first use): {}",
+                status.vkey
+            );
+            Ok(client)
+        }
+    }
+}
+
+fn receipt_line(n: usize, r: &VerifiedReceipt) -> Value {
+    json!({
+        "n": n,
+        "status": 200,
+        "id": hex::encode(r.id),
+        "index": r.index,
+        "height": r.height,
+        "log_size": r.checkpoint.size,
+    })
+}
+
+/// One JSON line for an item that was not committed with a verified
+/// receipt; `Err` for failures of the request as a whole.
+fn failure_line(n: usize, e: ClientError) -> Result<Value> {
+    match e {
+        ClientError::Problem(p) => Ok(json!({
+            "n": n, "status": p.status, "code": p.code, "detail": p.detail,
+        })),
+        ClientError::Verify(v) => Ok(json!({
+            "n": n, "error": "verification_failed", "detail": v.to_string(),
+        })),
+        other => Err(anyhow::Error::new(other)),
+    }
+}
+
+struct Submitter<'a> {
+    client: &'a Client,
+    single: bool,
+    receipts: Option<&'a Path>,
+    failures: u64,
+    out: std::io::StdoutLock<'static>,
+}
+
+impl Submitter<'_> {
+    fn flush(&mut self, pending: &mut Vec<(usize, Transaction)>) -> Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let items: Vec<(usize, Result<VerifiedReceipt, ClientError>)> = if self.single {
+            pending
+                .iter()
+                .map(|(n, tx)| (*n, self.client.submit(tx)))
+                .collect()
+        } else {
+            let txs: Vec<Transaction> = pending.iter().map(|(_, t)| t.clone()).collect();
+            let results = self.client.submit_batch(&txs).map_err(|e| match e {
+                ClientError::Problem(p) => anyhow::anyhow!("the node refused the batch: {p}"),
+                other => anyhow::Error::new(other),
+            })?;
+            pending.iter().map(|(n, _)| *n).zip(results).collect()
+        };
+        pending.clear();
+        for (n, item) in items {
+            let line = match item {
+                Ok(r) => {
+                    if let Some(dir) = self.receipts {
+                        let path = dir.join(format!("{}.tlog-proof", hex::encode(r.id)));
+                        std::fs::write(&path, &r.text)
+                            .with_context(|| format!("writing {}", path.display()))?;
+                    }
+                    receipt_line(n, &r)
+                }
+                Err(e) => {
+                    self.failures += 1;
+                    failure_line(n, e)?
+                }
+            };
+            writeln!(self.out, "{line}")?;
+        }
+        self.out.flush()?;
+        Ok(())
+    }
+}
+
+/// `medledger submit`: sign (unless --signed) and send, in batches.
+pub fn submit(a: SubmitArgs) -> Result<ExitCode> {
+    let key = match &a.key {
+        Some(k) if !a.signed => Some(read_key_file(k)?),
+        _ => None,
+    };
+    let kind = a.kind.clone().unwrap_or_default();
+    let input: Box<dyn Read> = match &a.file {
+        Some(f) if f.as_os_str() != "-" => {
+            Box::new(std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?)
+        }
+        _ => Box::new(std::io::stdin().lock()),
+    };
+    if let Some(dir) = &a.receipts {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let client = connect(&a.url, a.vkey.as_deref())?;
+    let batch = a.batch.max(1);
+    let mut s = Submitter {
+        client: &client,
+        single: batch == 1,
+        receipts: a.receipts.as_deref(),
+        failures: 0,
+        out: std::io::stdout().lock(),
+    };
+    // A stream of JSON values: one pretty-printed object or JSON lines.
+    let values = serde_json::Deserializer::from_reader(BufReader::new(input)).into_iter::<Value>();
+    let mut pending = Vec::with_capacity(batch);
+    for (i, value) in values.enumerate() {
+        let n = i + 1;
+        let value = value.with_context(|| format!("input item {n} is not JSON"))?;
+        let tx = match &key {
+            Some(key) => Transaction::sign(key, &kind, now_ms(), &value).map_err(|e| e.to_string()),
+            None => serde_json::from_value::<TxWire>(value)
+                .map_err(|e| e.to_string())
+                .and_then(|w| Transaction::from_wire(w).map_err(|e| e.to_string())),
+        };
+        match tx {
+            Ok(tx) => pending.push((n, tx)),
+            Err(e) => {
+                s.failures += 1;
+                writeln!(
+                    s.out,
+                    "{}",
+                    json!({"n": n, "error": "malformed", "detail": e})
+                )?;
+            }
+        }
+        if pending.len() >= batch {
+            s.flush(&mut pending)?;
+        }
+    }
+    s.flush(&mut pending)?;
+    Ok(if s.failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `medledger get`: a transaction and its verified receipt, as JSON.
+pub fn get(a: GetArgs) -> Result<ExitCode> {
+    let client = Client::from_vkey(&a.url, &a.vkey).context("--vkey")?;
+    let id = parse_id(&a.id)?;
+    let got = client.transaction(&id, &a.token)?;
+    let out = json!({
+        "id": hex::encode(got.tx.id()),
+        "index": got.receipt.index,
+        "height": got.receipt.height,
+        "transaction": got.tx.to_wire()?,
+        "receipt": got.receipt.text,
+        "checkpoint": {
+            "origin": got.receipt.checkpoint.origin,
+            "size": got.receipt.checkpoint.size,
+            "root": hex::encode(got.receipt.checkpoint.root),
+        },
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_id(id: &str) -> Result<[u8; 32]> {
+    let bytes = hex::decode(id.trim()).context("the id must be hex")?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the id must be 32 bytes (64 hex digits)"))
+}
+
+/// `medledger receipt ...`.
+pub fn receipt(cmd: ReceiptCommand) -> Result<ExitCode> {
+    match cmd {
+        ReceiptCommand::Offline(c) => receipt::run(c),
+        ReceiptCommand::Fetch { url, id, out, vkey } => {
+            let id = parse_id(&id)?;
+            let client = connect(&url, vkey.as_deref())?;
+            let r = client.receipt(&id)?;
+            let summary = format!(
+                "verified: transaction {} is entry {} of {} at size {}",
+                hex::encode(r.id),
+                r.index,
+                r.checkpoint.origin,
+                r.checkpoint.size
+            );
+            match out {
+                Some(p) if p.as_os_str() == "-" => {
+                    print!("{}", r.text);
+                    eprintln!("{summary}");
+                }
+                other => {
+                    let path = other.unwrap_or_else(|| {
+                        PathBuf::from(format!("{}.tlog-proof", hex::encode(r.id)))
+                    });
+                    std::fs::write(&path, &r.text)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    println!("{summary}; wrote {}", path.display());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Replaces `path` with `text` atomically: temp file, fsync, rename, fsync dir.
+fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .context("--state must name a file")?
+        .to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    {
+        let mut f =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming onto {}", path.display()))?;
+    std::fs::File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))?;
+    Ok(())
+}
+
+/// The result of one watch step.
+enum Step {
+    /// The stored checkpoint is unchanged, extended, or was just trusted.
+    Ok(Value),
+    /// Fork or rollback, with the evidence.
+    Inconsistent(Box<medledger_client::Evidence>),
+}
+
+fn watch_step(
+    client: &Client,
+    state: &Path,
+    trusted: &mut Option<SignedCheckpoint>,
+) -> Result<Step> {
+    let new = client.checkpoint()?;
+    let Some(old) = trusted.as_ref() else {
+        write_atomic(state, &new.note)?;
+        let line = json!({
+            "status": "trusted_first",
+            "size": new.checkpoint.size,
+            "root": hex::encode(new.checkpoint.root),
+        });
+        eprintln!(
+            "note: {} held no checkpoint; trusting the node's current one (size {})",
+            state.display(),
+            new.checkpoint.size
+        );
+        *trusted = Some(new);
+        return Ok(Step::Ok(line));
+    };
+    match client.compare(old, &new)? {
+        Verdict::Unchanged => Ok(Step::Ok(json!({
+            "status": "unchanged",
+            "size": new.checkpoint.size,
+            "root": hex::encode(new.checkpoint.root),
+        }))),
+        Verdict::Extends(p) => {
+            write_atomic(state, &new.note)?;
+            let line = json!({
+                "status": "consistent",
+                "from": p.from,
+                "to": p.to,
+                "root": hex::encode(new.checkpoint.root),
+            });
+            *trusted = Some(new);
+            Ok(Step::Ok(line))
+        }
+        Verdict::Inconsistent(ev) => Ok(Step::Inconsistent(ev)),
+    }
+}
+
+/// `medledger checkpoint ...`.
+pub fn checkpoint(cmd: CheckpointCommand) -> Result<ExitCode> {
+    let CheckpointCommand::Watch {
+        url,
+        state,
+        vkey,
+        interval,
+        once,
+    } = cmd;
+    let client = Client::from_vkey(&url, &vkey).context("--vkey")?;
+    let mut trusted = match std::fs::read_to_string(&state) {
+        Ok(note) => Some(client.trust().checkpoint(&note).with_context(|| {
+            format!(
+                "{} does not hold a checkpoint signed by the --vkey key",
+                state.display()
+            )
+        })?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => bail!("reading {}: {e}", state.display()),
+    };
+    loop {
+        match watch_step(&client, &state, &mut trusted) {
+            Ok(Step::Ok(line)) => println!("{line}"),
+            Ok(Step::Inconsistent(ev)) => {
+                print!("{ev}");
+                let _ = std::io::stdout().flush();
+                eprintln!(
+                    "error: {} on {url}: {}; {} kept unchanged",
+                    ev.kind,
+                    ev.failed,
+                    state.display()
+                );
+                return Ok(ExitCode::from(EXIT_INCONSISTENT));
+            }
+            Err(e) if once => return Err(e),
+            Err(e) => eprintln!("warning: check failed, retrying: {e:#}"),
+        }
+        if once {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(Duration::from_secs(interval.max(1)));
+    }
+}

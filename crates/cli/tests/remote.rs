@@ -1,0 +1,444 @@
+//! The remote commands against a real `medledger serve`: submit, get,
+//! receipt fetch and checkpoint watch. Receipts under a wrong key are
+//! refused, and the watcher exits 3 with evidence when the node's history
+//! forks from the checkpoint it stored.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `medledger serve` child, killed when dropped.
+struct Served {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn healthy(url: &str) -> bool {
+    let Some(addr) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = String::new();
+    let _ = std::io::Read::read_to_string(&mut s, &mut buf);
+    buf.starts_with("HTTP/1.1 200")
+}
+
+/// Serves `dir` (an existing ledger) on a free port; waits for /healthz.
+fn serve(dir: &Path) -> Served {
+    for _ in 0..5 {
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let child = bin()
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn serve");
+        let mut served = Served { child, url };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if healthy(&served.url) {
+                return served;
+            }
+            if let Ok(Some(_)) = served.child.try_wait() {
+                break; // port taken in the meantime: try another
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = served.child.kill();
+    }
+    panic!("medledger serve did not become healthy");
+}
+
+fn run(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = bin();
+    cmd.args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn medledger");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("wait");
+    assert_no_panic(&out);
+    out
+}
+
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    text(out)
+        .0
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
+}
+
+/// A ledger with a registered doctor (key file written); returns the vkey
+/// and the doctor's key file.
+fn ledger_with_doctor(root: &Path, dir: &Path) -> (String, PathBuf, ed25519_dalek::SigningKey) {
+    let vkey = init(dir);
+    let doctor = medledger_formats::keys::generate().unwrap();
+    let key_file = root.join(format!(
+        "doctor-{}.key",
+        dir.file_name().unwrap().to_string_lossy()
+    ));
+    fs::write(&key_file, medledger_formats::keys::encode_key_file(&doctor)).unwrap();
+    let reg = register_tx(&admin_key(dir), &doctor);
+    let out = import(dir, &[line(&reg)], 1);
+    assert!(out.output.status.success());
+    (vkey, key_file, doctor)
+}
+
+#[test]
+fn submit_get_fetch_and_watch_against_a_served_node() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("data");
+    let (vkey, key_file, doctor) = ledger_with_doctor(root.path(), &dir);
+    let node = serve(&dir);
+    let url = node.url.as_str();
+    let key = key_file.to_str().unwrap();
+
+    // JSON lines, batched; one bad item is reported on its own line.
+    let input = "{\"patient\":\"A\"}\n{\"patient\":\"B\"}\n[1]\n{\"patient\":\"C\"}\n";
+    let receipts = root.path().join("receipts");
+    let out = run(
+        &[
+            "submit",
+            "--url",
+            url,
+            "--key",
+            key,
+            "--kind",
+            "medical_report",
+            "--vkey",
+            &vkey,
+            "--batch",
+            "2",
+            "--receipts",
+            receipts.to_str().unwrap(),
+            "-",
+        ],
+        Some(input),
+    );
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 4);
+    let ok: Vec<_> = lines.iter().filter(|l| l["status"] == 200).collect();
+    assert_eq!(ok.len(), 3);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["n"] == 3 && l["error"] == "malformed")
+    );
+    assert_eq!(fs::read_dir(&receipts).unwrap().count(), 3);
+
+    // One pretty-printed object, single-transaction body, key trusted on first use.
+    let one = root.path().join("one.json");
+    fs::write(
+        &one,
+        "{\n  \"patient\": \"D\",\n  \"diagnoses\": [\"J10.1\"]\n}\n",
+    )
+    .unwrap();
+    let out = run(
+        &[
+            "submit",
+            "--url",
+            url,
+            "--key",
+            key,
+            "--kind",
+            "medical_report",
+            "--batch",
+            "1",
+            one.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(text(&out).1.contains("trust on first use"));
+    let id = json_lines(&out)[0]["id"].as_str().unwrap().to_owned();
+
+    // Already signed lines are sent as they are; a duplicate is a 409 line.
+    let signed = line(&report_tx(&doctor, 7));
+    let out = run(
+        &["submit", "--url", url, "--vkey", &vkey, "--signed"],
+        Some(&format!("{signed}\n{signed}\n")),
+    );
+    let lines = json_lines(&out);
+    assert_eq!(lines[0]["status"], 200);
+    assert_eq!(
+        (lines[1]["status"].as_u64(), lines[1]["code"].as_str()),
+        (Some(409), Some("duplicate"))
+    );
+
+    // get: the transaction with its verified receipt.
+    let out = run(
+        &[
+            "token",
+            "issue",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--participant",
+            &medledger_formats::keys::public_key(&doctor).to_hex(),
+        ],
+        None,
+    );
+    let token = text(&out).0.trim().to_owned();
+    let out = run(
+        &["get", "--url", url, "--token", &token, "--vkey", &vkey, &id],
+        None,
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let got: serde_json::Value = serde_json::from_str(&text(&out).0).unwrap();
+    assert_eq!(got["id"], id.as_str());
+    assert_eq!(got["transaction"]["payload"]["patient"], "D");
+
+    // receipt fetch, then the offline verifier accepts what was written.
+    let proof = root.path().join("r.tlog-proof");
+    let out = run(
+        &[
+            "receipt",
+            "fetch",
+            "--url",
+            url,
+            "--vkey",
+            &vkey,
+            "--out",
+            proof.to_str().unwrap(),
+            &id,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let out = run(
+        &[
+            "receipt",
+            "verify",
+            proof.to_str().unwrap(),
+            "--key",
+            &vkey,
+            "--id",
+            &id,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+
+    // watch --once: trusts the first checkpoint, then checks growth.
+    let state = root.path().join("watch.state");
+    let watch = [
+        "checkpoint",
+        "watch",
+        url,
+        "--state",
+        state.to_str().unwrap(),
+        "--vkey",
+        &vkey,
+        "--once",
+    ];
+    let out = run(&watch, None);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(json_lines(&out)[0]["status"], "trusted_first");
+    let first = fs::read_to_string(&state).unwrap();
+    run(
+        &[
+            "submit",
+            "--url",
+            url,
+            "--key",
+            key,
+            "--kind",
+            "medical_report",
+            "--vkey",
+            &vkey,
+        ],
+        Some("{\"patient\":\"E\"}"),
+    );
+    let out = run(&watch, None);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(json_lines(&out)[0]["status"], "consistent");
+    assert_ne!(fs::read_to_string(&state).unwrap(), first, "state advanced");
+    let out = run(&watch, None);
+    assert_eq!(json_lines(&out)[0]["status"], "unchanged");
+}
+
+#[test]
+fn a_wrong_vkey_refuses_every_receipt_and_checkpoint() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("data");
+    let (_vkey, key_file, _) = ledger_with_doctor(root.path(), &dir);
+    // Another ledger with the same origin: same name, different node key.
+    let other_vkey = init(&root.path().join("other"));
+    let node = serve(&dir);
+    let url = node.url.as_str();
+    let out = run(
+        &[
+            "submit",
+            "--url",
+            url,
+            "--key",
+            key_file.to_str().unwrap(),
+            "--kind",
+            "medical_report",
+            "--vkey",
+            &other_vkey,
+        ],
+        Some("{\"patient\":\"A\"}"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let lines = json_lines(&out);
+    assert_eq!(lines[0]["error"], "verification_failed", "{lines:?}");
+    let id = "00".repeat(32);
+    let out = run(
+        &["receipt", "fetch", "--url", url, "--vkey", &other_vkey, &id],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let state = root.path().join("s");
+    let out = run(
+        &[
+            "checkpoint",
+            "watch",
+            url,
+            "--state",
+            state.to_str().unwrap(),
+            "--vkey",
+            &other_vkey,
+            "--once",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(text(&out).1.contains("verification failed"));
+    assert!(!state.exists(), "nothing unverified is stored");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn watcher_exits_3_with_evidence_when_the_node_forks() {
+    let root = tempfile::tempdir().unwrap();
+    let a = root.path().join("a");
+    let (vkey, _, doctor) = ledger_with_doctor(root.path(), &a);
+    // B starts as an exact copy: same origin, same node key, same history.
+    let b = root.path().join("b");
+    copy_dir(&a, &b);
+    let lines_a: Vec<String> = (0..2).map(|i| line(&report_tx(&doctor, i))).collect();
+    let lines_b: Vec<String> = (10..13).map(|i| line(&report_tx(&doctor, i))).collect();
+    assert!(import(&a, &lines_a, 8).output.status.success());
+    assert!(import(&b, &lines_b, 8).output.status.success());
+
+    let state = root.path().join("watch.state");
+    let watch = |url: &str| {
+        run(
+            &[
+                "checkpoint",
+                "watch",
+                url,
+                "--state",
+                state.to_str().unwrap(),
+                "--vkey",
+                &vkey,
+                "--once",
+            ],
+            None,
+        )
+    };
+    let trusted = {
+        let node_a = serve(&a);
+        let out = watch(&node_a.url);
+        assert!(out.status.success(), "{:?}", text(&out));
+        fs::read_to_string(&state).unwrap()
+    };
+    assert!(
+        trusted.contains("\n4\n"),
+        "A holds genesis, registration and 2 reports"
+    );
+
+    // B has 5 entries; its proof from 4 cannot reach A's root at 4.
+    let node_b = serve(&b);
+    let out = watch(&node_b.url);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(
+        stdout.starts_with("FORK DETECTED: consistency proof from 4 to 5 does not verify"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&trusted), "the trusted checkpoint in full");
+    assert!(
+        stdout.contains("\u{2014} medledger.test/log "),
+        "signed notes in full"
+    );
+    assert!(
+        stdout.contains("consistency proof from 4 to 5 ("),
+        "{stdout}"
+    );
+    assert!(stderr.contains("FORK"));
+    assert_eq!(fs::read_to_string(&state).unwrap(), trusted, "state kept");
+    drop(node_b);
+
+    // A node that lost entries (rolled back to a copy with fewer) cannot
+    // prove its smaller tree is a prefix of the trusted one.
+    let c = root.path().join("c");
+    copy_dir(&a, &c);
+    import(&a, &[line(&report_tx(&doctor, 20))], 1);
+    let node_a = serve(&a);
+    assert!(watch(&node_a.url).status.success());
+    drop(node_a);
+    let node_c = serve(&c);
+    let out = watch(&node_c.url);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(stdout.contains("the log shrank from 5 to 4"), "{stdout}");
+}

@@ -1,0 +1,479 @@
+//! The client against real nodes served in-process: every read is verified,
+//! and a tampered answer, a wrong key or a forked history is refused.
+
+use axum::Router;
+use axum::routing::get;
+use ed25519_dalek::SigningKey;
+use medledger_client::{Client, Error, Inconsistency, Trust, Verdict, VerifyError};
+use medledger_formats::keys;
+use medledger_formats::note::NoteSigner;
+use medledger_formats::receipt::TlogProof;
+use medledger_formats::tx::Transaction;
+use medledger_ledger::Ledger;
+use medledger_ledger::ledger::{now_ms, read_key_file};
+use medledger_ledger::roles::{Role, kind};
+use medledger_ledger::state::RegisterPayload;
+use medledger_node::api::{AppState, router};
+use medledger_node::config::NodeConfig;
+use medledger_node::tokens::{self, Tokens};
+use medledger_node::{Sequencer, SequencerConfig};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const ORIGIN: &str = "medledger.test/client";
+
+/// A node serving `dir` on an ephemeral port until dropped; dropping it
+/// stops the server, then shuts the sequencer down so the ledger is closed.
+struct Node {
+    url: String,
+    rt: Option<tokio::runtime::Runtime>,
+    seq: Option<Arc<Sequencer>>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(std::time::Duration::from_secs(10));
+        }
+        if let Some(seq) = self.seq.take().and_then(|s| Arc::try_unwrap(s).ok()) {
+            let _ = seq.shutdown();
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn serve_router(app: Router, seq: Option<Arc<Sequencer>>) -> Node {
+    let rt = runtime();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    rt.spawn(async move { axum::serve(listener, app).await });
+    Node {
+        url,
+        rt: Some(rt),
+        seq,
+    }
+}
+
+fn serve(dir: &Path) -> Node {
+    let seq = Arc::new(Sequencer::start(
+        Ledger::open(dir).unwrap(),
+        SequencerConfig::default(),
+    ));
+    let state = Arc::new(AppState {
+        seq: seq.clone(),
+        tokens: Tokens::new(dir),
+        config: NodeConfig::default(),
+        metrics: None,
+    });
+    serve_router(router(state), Some(seq))
+}
+
+/// A fresh ledger directory; returns it and the node's vkey.
+fn ledger() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let report = Ledger::init(dir.path(), ORIGIN, "Test").unwrap();
+    (dir, report.vkey)
+}
+
+fn admin(dir: &Path) -> SigningKey {
+    read_key_file(&dir.join("admin.key")).unwrap()
+}
+
+fn register(admin: &SigningKey, doctor: &SigningKey) -> Transaction {
+    let p = RegisterPayload {
+        key: keys::public_key(doctor),
+        role: Role::Doctor,
+        institution: "Test".into(),
+        label: String::new(),
+    };
+    Transaction::sign(
+        admin,
+        kind::REGISTER,
+        now_ms(),
+        &serde_json::to_value(p).unwrap(),
+    )
+    .unwrap()
+}
+
+fn report(doctor: &SigningKey, i: usize) -> Transaction {
+    Transaction::sign(
+        doctor,
+        kind::MEDICAL_REPORT,
+        now_ms(),
+        &json!({"patient": "MFRGGZDFMZTWQ2LK", "diagnoses": ["J10.1"], "i": i}),
+    )
+    .unwrap()
+}
+
+/// A node with one registered doctor; returns the client, doctor and dir.
+fn node_with_doctor() -> (tempfile::TempDir, Node, Client, SigningKey) {
+    let (dir, vkey) = ledger();
+    let node = serve(dir.path());
+    let client = Client::from_vkey(&node.url, &vkey).unwrap();
+    let doctor = keys::generate().unwrap();
+    client
+        .submit(&register(&admin(dir.path()), &doctor))
+        .unwrap();
+    (dir, node, client, doctor)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target: PathBuf = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn submitted_transactions_come_back_with_verified_receipts() {
+    let (_dir, _node, client, doctor) = node_with_doctor();
+    let tx = report(&doctor, 0);
+    let r = client.submit(&tx).unwrap();
+    assert_eq!(r.id, *tx.id());
+    assert_eq!(r.index, 2, "genesis and the registration come first");
+    assert!(r.height.is_some());
+    assert!(r.index < r.checkpoint.size);
+
+    // A batch: two new transactions and one already logged.
+    let batch = vec![report(&doctor, 1), tx.clone(), report(&doctor, 2)];
+    let results = client.submit_batch(&batch).unwrap();
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0].as_ref().unwrap().id, *batch[0].id());
+    let dup = results[1].as_ref().unwrap_err().problem().unwrap();
+    assert_eq!((dup.status, dup.code.as_str()), (409, "duplicate"));
+    assert_eq!(results[2].as_ref().unwrap().id, *batch[2].id());
+
+    // A single refused transaction is a typed problem, not a transport error.
+    let stranger = keys::generate().unwrap();
+    let err = client.submit(&report(&stranger, 3)).unwrap_err();
+    let p = err.problem().expect("a problem");
+    assert_eq!(p.status, 403);
+    assert!(!p.code.is_empty() && !p.detail.is_empty());
+}
+
+#[test]
+fn reads_are_verified_transaction_receipt_checkpoint_blocks() {
+    let (dir, _node, client, doctor) = node_with_doctor();
+    let tx = report(&doctor, 0);
+    client.submit(&tx).unwrap();
+    let token = tokens::issue(dir.path(), keys::public_key(&doctor), now_ms()).unwrap();
+
+    let got = client.transaction(tx.id(), &token).unwrap();
+    assert_eq!(got.tx, tx);
+    assert_eq!(got.receipt.id, *tx.id());
+    let err = client.transaction(tx.id(), "mlt_nope").unwrap_err();
+    assert_eq!(err.problem().map(|p| p.status), Some(401));
+
+    let r = client.receipt(tx.id()).unwrap();
+    assert_eq!(r.index, got.receipt.index);
+    let missing = client.receipt(&[0x42; 32]).unwrap_err();
+    assert_eq!(missing.problem().map(|p| p.status), Some(404));
+
+    let cp = client.checkpoint().unwrap();
+    assert_eq!(cp.checkpoint.size, 3);
+    assert_eq!(client.status().unwrap().log_size, 3);
+
+    let page = client.blocks(0, 100).unwrap();
+    let txs: usize = page.blocks.iter().map(|(b, _)| b.transactions.len()).sum();
+    assert_eq!(txs, 3);
+    assert_eq!(page.next, None);
+    let (b, sealed) = client.block(0).unwrap();
+    assert_eq!(b.height, 0);
+    assert_eq!(sealed.header().log_size, 1);
+
+    let people = client.participants(&token).unwrap();
+    assert!(people.iter().any(|p| p.key == keys::public_key(&doctor)));
+}
+
+#[test]
+fn trust_on_first_use_takes_the_status_key() {
+    let (_dir, vkey) = ledger();
+    let dir = _dir;
+    let node = serve(dir.path());
+    let (client, status) = Client::trust_on_first_use(&node.url).unwrap();
+    assert_eq!(status.vkey, vkey);
+    assert_eq!(client.trust().origin(), ORIGIN);
+    client.checkpoint().unwrap();
+}
+
+#[test]
+fn a_wrong_vkey_is_refused() {
+    let (dir, _vkey) = ledger();
+    let node = serve(dir.path());
+    // Same origin name, another key.
+    let impostor = NoteSigner::new(ORIGIN, SigningKey::from_bytes(&[7; 32])).unwrap();
+    let client = Client::new(&node.url, Trust::new(ORIGIN, vec![impostor.verifier()])).unwrap();
+    assert!(matches!(client.checkpoint(), Err(Error::Verify(_))));
+    assert!(matches!(client.status(), Err(Error::Verify(_))));
+    let doctor = keys::generate().unwrap();
+    let err = client
+        .submit(&register(&admin(dir.path()), &doctor))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Verify(VerifyError::Receipt(_))),
+        "{err}"
+    );
+    // And a client trusting another origin refuses the right key's notes too.
+    let real = Trust::from_vkey(&_vkey).unwrap();
+    let other = Client::new(
+        &node.url,
+        Trust::new("medledger.test/other", real.verifiers().to_vec()),
+    )
+    .unwrap();
+    assert!(matches!(other.checkpoint(), Err(Error::Verify(_))));
+}
+
+/// Serves canned bodies for one transaction's receipt and record.
+fn fake_node(receipt: String, record: serde_json::Value) -> Node {
+    let app = Router::new()
+        .route(
+            "/v1/transactions/{id}/receipt",
+            get(move || {
+                let r = receipt.clone();
+                async move { r }
+            }),
+        )
+        .route(
+            "/v1/transactions/{id}",
+            get(move || {
+                let v = record.clone();
+                async move { axum::Json(v) }
+            }),
+        );
+    serve_router(app, None)
+}
+
+#[test]
+fn a_tampered_receipt_or_record_is_refused() {
+    let (dir, _node, client, doctor) = node_with_doctor();
+    let tx = report(&doctor, 0);
+    let other = report(&doctor, 1);
+    let good = client.submit(&tx).unwrap();
+    client.submit(&other).unwrap();
+    let token = tokens::issue(dir.path(), keys::public_key(&doctor), now_ms()).unwrap();
+    let record = client
+        .get_record_json(&tx, &token)
+        .expect("record of the real node");
+    let trust = client.trust().clone();
+
+    let parsed = TlogProof::parse(&good.text).unwrap();
+    let mut tampered = Vec::new();
+    let mut p = parsed.clone();
+    p.proof[0][0] ^= 1;
+    tampered.push(("flipped proof hash", p.render()));
+    let mut p = parsed.clone();
+    p.index += 1;
+    tampered.push(("moved index", p.render()));
+    let mut p = parsed.clone();
+    p.extra = Some(other.leaf_preimage());
+    tampered.push(("another transaction's extra", p.render()));
+    let mut p = parsed.clone();
+    p.extra = None;
+    tampered.push(("no extra", p.render()));
+    tampered.push((
+        "checkpoint signature changed",
+        good.text.replacen(
+            "\u{2014} medledger.test/client ",
+            "\u{2014} medledger.test/client AAAA",
+            1,
+        ),
+    ));
+
+    for (what, text) in tampered {
+        let fake = fake_node(text.clone(), record.clone());
+        let c = Client::new(&fake.url, trust.clone()).unwrap();
+        let err = c.receipt(tx.id()).unwrap_err();
+        assert!(matches!(err, Error::Verify(_)), "{what}: {err}");
+        let mut rec = record.clone();
+        rec["receipt"] = json!(text);
+        let fake = fake_node(String::new(), rec);
+        let c = Client::new(&fake.url, trust.clone()).unwrap();
+        let err = c.transaction(tx.id(), &token).unwrap_err();
+        assert!(matches!(err, Error::Verify(_)), "{what}: {err}");
+    }
+
+    // The payload changed: the commitment no longer matches.
+    let mut rec = record.clone();
+    rec["transaction"]["payload"]["i"] = json!(99);
+    let fake = fake_node(String::new(), rec);
+    let err = Client::new(&fake.url, trust.clone())
+        .unwrap()
+        .transaction(tx.id(), &token)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Verify(VerifyError::Transaction(_))),
+        "{err}"
+    );
+
+    // Another (genuine, verifiable) transaction served for the id asked.
+    let mut rec = client.get_record_json(&other, &token).unwrap();
+    rec["id"] = json!(hex::encode(tx.id()));
+    let fake = fake_node(String::new(), rec);
+    let err = Client::new(&fake.url, trust.clone())
+        .unwrap()
+        .transaction(tx.id(), &token)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Verify(VerifyError::IdMismatch { .. })),
+        "{err}"
+    );
+
+    // The untouched record verifies through the fake node too.
+    let fake = fake_node(good.text.clone(), record);
+    let c = Client::new(&fake.url, trust).unwrap();
+    c.receipt(tx.id()).unwrap();
+    c.transaction(tx.id(), &token).unwrap();
+}
+
+/// Raw JSON of `GET /v1/transactions/{id}` for building fakes.
+trait RawRecord {
+    fn get_record_json(&self, tx: &Transaction, token: &str) -> Option<serde_json::Value>;
+}
+
+impl RawRecord for Client {
+    fn get_record_json(&self, tx: &Transaction, token: &str) -> Option<serde_json::Value> {
+        reqwest::blocking::Client::new()
+            .get(format!(
+                "{}/v1/transactions/{}",
+                self.url(),
+                hex::encode(tx.id())
+            ))
+            .bearer_auth(token)
+            .send()
+            .ok()?
+            .json()
+            .ok()
+    }
+}
+
+#[test]
+fn checkpoints_that_extend_pass_and_forks_are_caught_with_evidence() {
+    let (dir_a, vkey) = ledger();
+    let doctor = keys::generate().unwrap();
+    let reg = register(&admin(dir_a.path()), &doctor);
+    {
+        // Both copies share genesis and the registration.
+        let node = serve(dir_a.path());
+        Client::from_vkey(&node.url, &vkey)
+            .unwrap()
+            .submit(&reg)
+            .unwrap();
+    }
+    let dir_b = tempfile::tempdir().unwrap();
+    copy_dir(dir_a.path(), dir_b.path());
+    let a = serve(dir_a.path());
+    let b = serve(dir_b.path());
+    let ca = Client::from_vkey(&a.url, &vkey).unwrap();
+    let cb = Client::from_vkey(&b.url, &vkey).unwrap();
+
+    let base = ca.checkpoint().unwrap();
+    assert_eq!(base.checkpoint.size, 2);
+    assert!(matches!(
+        ca.compare(&base, &base).unwrap(),
+        Verdict::Unchanged
+    ));
+
+    ca.submit(&report(&doctor, 1)).unwrap();
+    let a3 = ca.checkpoint().unwrap();
+    match ca.compare(&base, &a3).unwrap() {
+        Verdict::Extends(p) => assert_eq!((p.from, p.to), (2, 3)),
+        other => panic!("expected Extends, got {other:?}"),
+    }
+
+    // B writes different transactions: same size, different root.
+    cb.submit(&report(&doctor, 2)).unwrap();
+    let b3 = cb.checkpoint().unwrap();
+    let Verdict::Inconsistent(ev) = cb.compare(&a3, &b3).unwrap() else {
+        panic!("equal sizes, different roots must be a fork");
+    };
+    assert_eq!(ev.kind, Inconsistency::Fork);
+    assert!(ev.proof.is_none());
+
+    // B grows past A: its proof from 3 cannot match A's root at 3.
+    cb.submit(&report(&doctor, 3)).unwrap();
+    let b4 = cb.checkpoint().unwrap();
+    let Verdict::Inconsistent(ev) = cb.compare(&a3, &b4).unwrap() else {
+        panic!("a longer fork must be caught");
+    };
+    assert_eq!(ev.kind, Inconsistency::Fork);
+    let shown = ev.to_string();
+    assert!(shown.starts_with("FORK DETECTED: consistency proof from 3 to 4 does not verify"));
+    assert!(shown.contains(&a3.note) && shown.contains(&b4.note));
+    assert!(ev.proof.as_ref().is_some_and(|p| !p.proof.is_empty()));
+
+    // A node that went back in time cannot prove its tree is a prefix.
+    let Verdict::Inconsistent(ev) = ca.compare(&b4, &a3).unwrap() else {
+        panic!("a shrunken log must be caught");
+    };
+    assert_eq!(ev.kind, Inconsistency::Fork);
+    assert_eq!(ev.asked, Some((3, 4)));
+}
+
+#[test]
+fn a_proven_rollback_is_reported_as_rollback_and_a_bad_proof_as_fork() {
+    use base64::Engine as _;
+    use medledger_formats::checkpoint::Checkpoint;
+    use medledger_formats::merkle::{self, MemTree};
+    let log = NoteSigner::new(ORIGIN, SigningKey::from_bytes(&[3; 32])).unwrap();
+    let trust = Trust::new(ORIGIN, vec![log.verifier()]);
+    let leaves: Vec<_> = (0..5u8).map(|i| merkle::leaf_hash(&[i])).collect();
+    let signed = |n: usize| {
+        let cp = Checkpoint {
+            origin: ORIGIN.into(),
+            size: n as u64,
+            root: MemTree::from_leaves(&leaves[..n]).root(),
+            extensions: vec![],
+        };
+        trust.checkpoint(&cp.sign(&log).unwrap().render()).unwrap()
+    };
+    let (old, new) = (signed(5), signed(3));
+    let proof = merkle::consistency_proof(&MemTree::from_leaves(&leaves), 3, 5).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let serve_proof = |hashes: Vec<String>| {
+        let body = json!({"from": 3, "to": 5, "proof": hashes});
+        serve_router(
+            Router::new().route(
+                "/v1/proofs/consistency",
+                get(move || {
+                    let b = body.clone();
+                    async move { axum::Json(b) }
+                }),
+            ),
+            None,
+        )
+    };
+
+    let good = serve_proof(proof.iter().map(|h| b64.encode(h)).collect());
+    let c = Client::new(&good.url, trust.clone()).unwrap();
+    let Verdict::Inconsistent(ev) = c.compare(&old, &new).unwrap() else {
+        panic!("a smaller tree is never consistent progress");
+    };
+    assert_eq!(ev.kind, Inconsistency::Rollback);
+    assert!(ev.to_string().starts_with("ROLLBACK DETECTED"));
+
+    let mut bad = proof.clone();
+    bad[0][0] ^= 1;
+    let forged = serve_proof(bad.iter().map(|h| b64.encode(h)).collect());
+    let c = Client::new(&forged.url, trust).unwrap();
+    let Verdict::Inconsistent(ev) = c.compare(&old, &new).unwrap() else {
+        panic!("a bad proof must be caught");
+    };
+    assert_eq!(ev.kind, Inconsistency::Fork);
+    assert!(ev.failed.contains("does not verify"), "{}", ev.failed);
+}

@@ -1,0 +1,1841 @@
+//! The HTTP API in process, through `router()` with tower's `oneshot`:
+//!
+//! - the role matrix of `docs/ROLES.md`, parsed from the file and walked cell
+//!   by cell, so the document and the code cannot drift apart;
+//! - conformance with `openapi.json`: every route is documented and every
+//!   documented path exists, and *every* response any test here observes is
+//!   checked against the document (status, content type, body schema, problem
+//!   code) as it arrives;
+//! - every error a client can provoke, each with its status and stable code,
+//!   and never a 500.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, header};
+use ed25519_dalek::SigningKey;
+use medledger_formats::checkpoint::Checkpoint;
+use medledger_formats::keys;
+use medledger_formats::note::{Note, NoteVerifier};
+use medledger_formats::receipt::TlogProof;
+use medledger_formats::tx::Transaction;
+use medledger_ledger::Ledger;
+use medledger_ledger::ledger::{now_ms, read_key_file};
+use medledger_ledger::roles::{Role, allowed_roles, kind};
+use medledger_ledger::state::{DEFAULT_MAX_SKEW_MS, Rejection};
+use medledger_node::api::{AppState, DIRECTORY_READERS, OPENAPI, RECORD_READERS, router};
+use medledger_node::config::NodeConfig;
+use medledger_node::tokens::{self, Tokens};
+use medledger_node::{Sequencer, SequencerConfig};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::{Arc, LazyLock};
+use std::task::Poll;
+use tower::ServiceExt;
+
+const ROLES_MD: &str = include_str!("../../../docs/ROLES.md");
+const API_SOURCE: &str = include_str!("../src/api.rs");
+const ORIGIN: &str = "medledger.test/api";
+
+// ---- a node in process ------------------------------------------------------
+
+struct Node {
+    dir: tempfile::TempDir,
+    app: Router,
+    admin: SigningKey,
+    node_key: SigningKey,
+}
+
+fn start() -> Node {
+    start_with(NodeConfig::default())
+}
+
+fn start_with(config: NodeConfig) -> Node {
+    let dir = tempfile::tempdir().expect("tempdir");
+    Ledger::init(dir.path(), ORIGIN, "Test").expect("init");
+    let admin = read_key_file(&dir.path().join("admin.key")).expect("admin key");
+    let node_key = read_key_file(&dir.path().join("node.key")).expect("node key");
+    let seq = Sequencer::start(
+        Ledger::open(dir.path()).expect("open"),
+        SequencerConfig::default(),
+    );
+    let state = Arc::new(AppState {
+        seq: Arc::new(seq),
+        tokens: Tokens::new(dir.path()),
+        config,
+        metrics: None,
+    });
+    Node {
+        app: router(state),
+        dir,
+        admin,
+        node_key,
+    }
+}
+
+/// A response, with its body read.
+struct Resp {
+    status: u16,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "status {}: body is not JSON ({e}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+    fn code(&self) -> String {
+        serde_json::from_slice::<Value>(&self.body)
+            .ok()
+            .and_then(|v| v["code"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+    fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).expect("UTF-8 body")
+    }
+    fn content_type(&self) -> &str {
+        self.headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+    /// Requires `status` and, for a problem, `code`.
+    fn expect(&self, status: u16, code: &str) -> &Self {
+        assert_eq!(
+            (
+                self.status,
+                if status >= 400 {
+                    self.code()
+                } else {
+                    String::new()
+                }
+            ),
+            (status, code.to_owned()),
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        self
+    }
+}
+
+fn request(method: Method, uri: &str, token: Option<&str>) -> axum::http::request::Builder {
+    let mut b = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    b
+}
+
+impl Node {
+    async fn call(&self, req: Request<Body>) -> Resp {
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let resp = self.app.clone().oneshot(req).await.expect("infallible");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .expect("body")
+            .to_vec();
+        let r = Resp {
+            status,
+            headers,
+            body,
+        };
+        conform(&method, &path, &r);
+        r
+    }
+
+    async fn get(&self, uri: &str, token: Option<&str>) -> Resp {
+        self.call(
+            request(Method::GET, uri, token)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn post(&self, body: impl Into<Body>, content_type: Option<&str>) -> Resp {
+        let mut b = request(Method::POST, "/v1/transactions", None);
+        if let Some(ct) = content_type {
+            b = b.header(header::CONTENT_TYPE, ct);
+        }
+        self.call(b.body(body.into()).unwrap()).await
+    }
+
+    async fn post_json(&self, v: &Value) -> Resp {
+        self.post(serde_json::to_vec(v).unwrap(), Some("application/json"))
+            .await
+    }
+
+    /// Submits a batch; one result per transaction.
+    async fn submit(&self, txs: &[Transaction]) -> Vec<Value> {
+        let body = Value::Array(txs.iter().map(wire).collect());
+        let r = self.post_json(&body).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["results"].as_array().expect("results").clone()
+    }
+
+    async fn submit_ok(&self, txs: &[Transaction]) {
+        for (i, r) in self.submit(txs).await.iter().enumerate() {
+            assert_eq!(r["status"], 200, "item {i}: {r}");
+        }
+    }
+
+    fn token(&self, key: &SigningKey) -> String {
+        tokens::issue(self.dir.path(), keys::public_key(key), now_ms()).expect("issue token")
+    }
+
+    async fn status(&self) -> Value {
+        self.get("/v1/status", None).await.json()
+    }
+}
+
+// ---- transactions -----------------------------------------------------------
+
+fn signed_at(key: &SigningKey, kind: &str, time: u64, payload: &Value) -> Transaction {
+    Transaction::sign(key, kind, time, payload).expect("sign")
+}
+
+fn signed(key: &SigningKey, kind: &str, payload: &Value) -> Transaction {
+    signed_at(key, kind, now_ms(), payload)
+}
+
+fn report(doctor: &SigningKey) -> Transaction {
+    signed(
+        doctor,
+        kind::MEDICAL_REPORT,
+        &json!({"patient": "MFRGGZDFMZTWQ2LK", "diagnoses": ["J10.1"], "anamnesis": "fever"}),
+    )
+}
+
+fn register_tx(admin: &SigningKey, key: &SigningKey, role: Role) -> Transaction {
+    signed(
+        admin,
+        kind::REGISTER,
+        &json!({"key": keys::public_key(key), "role": role, "institution": "Test", "label": role.as_str()}),
+    )
+}
+
+fn revoke_tx(admin: &SigningKey, key: &SigningKey) -> Transaction {
+    signed(
+        admin,
+        kind::REVOKE,
+        &json!({"key": keys::public_key(key), "reason": "left"}),
+    )
+}
+
+fn wire(tx: &Transaction) -> Value {
+    serde_json::to_value(tx.to_wire().expect("wire")).expect("json")
+}
+
+fn id_hex(tx: &Transaction) -> String {
+    hex::encode(tx.id())
+}
+
+fn new_key() -> SigningKey {
+    keys::generate().expect("key")
+}
+
+/// The wire form with its signature altered (the id changes with it).
+fn bad_signature(tx: &Transaction) -> Value {
+    let mut w = wire(tx);
+    let sig = w["signature"].as_str().unwrap().to_owned();
+    let flipped = if sig.starts_with('0') { "1" } else { "0" };
+    w["signature"] = json!(format!("{flipped}{}", &sig[1..]));
+    w
+}
+
+/// The id a wire transaction would have.
+fn wire_id(w: &Value) -> String {
+    let tx = Transaction::from_wire(serde_json::from_value(w.clone()).unwrap()).unwrap();
+    id_hex(&tx)
+}
+
+// ---- OpenAPI: the document and a validator for the subset it uses -----------
+
+static SPEC: LazyLock<Value> =
+    LazyLock::new(|| serde_json::from_str(OPENAPI).expect("openapi.json is JSON"));
+
+fn spec_ref(r: &str) -> &'static Value {
+    let ptr = r
+        .strip_prefix('#')
+        .unwrap_or_else(|| panic!("only local $refs: {r}"));
+    SPEC.pointer(ptr)
+        .unwrap_or_else(|| panic!("$ref {r} does not resolve"))
+}
+
+fn deref(v: &'static Value) -> &'static Value {
+    match v.get("$ref").and_then(Value::as_str) {
+        Some(r) => deref(spec_ref(r)),
+        None => v,
+    }
+}
+
+/// The documented path template that `path` instantiates.
+fn template_of(path: &str) -> Option<&'static str> {
+    let segs: Vec<&str> = path.split('/').collect();
+    SPEC["paths"].as_object()?.keys().find_map(|t| {
+        let tsegs: Vec<&str> = t.split('/').collect();
+        let ok = tsegs.len() == segs.len()
+            && tsegs.iter().zip(&segs).all(|(t, s)| {
+                if t.starts_with('{') {
+                    !s.is_empty()
+                } else {
+                    t == s
+                }
+            });
+        ok.then_some(t.as_str())
+    })
+}
+
+const ANNOTATIONS: &[&str] = &["description", "title", "contentEncoding", "format"];
+
+/// Fails on a keyword that [`validate`] does not check.
+fn check_keywords(schema: &Value, at: &str) {
+    for (k, v) in schema
+        .as_object()
+        .unwrap_or_else(|| panic!("{at}: not a schema"))
+    {
+        match k.as_str() {
+            "properties" => {
+                for (name, ps) in v.as_object().expect("properties") {
+                    check_keywords(ps, &format!("{at}.{name}"));
+                }
+            }
+            "items" => check_keywords(v, &format!("{at}[]")),
+            "oneOf" => {
+                for (i, alt) in v.as_array().expect("oneOf").iter().enumerate() {
+                    check_keywords(alt, &format!("{at}|{i}"));
+                }
+            }
+            "pattern" => {
+                char_class_match(v.as_str().expect("pattern"), "");
+            }
+            "$ref"
+            | "type"
+            | "required"
+            | "additionalProperties"
+            | "minItems"
+            | "maxItems"
+            | "minimum"
+            | "maximum"
+            | "enum"
+            | "const" => {}
+            a if ANNOTATIONS.contains(&a) => {}
+            other => panic!("{at}: the test's validator does not know keyword {other}"),
+        }
+    }
+}
+
+/// Validates `v` against `schema` (the JSON Schema keywords openapi.json
+/// uses; any other keyword fails, so the validator and document stay in step).
+fn validate(schema: &'static Value, v: &Value, at: &str) -> Result<(), String> {
+    let obj = schema
+        .as_object()
+        .ok_or_else(|| format!("{at}: schema is not an object"))?;
+    for (k, s) in obj {
+        match k.as_str() {
+            "$ref" => validate(spec_ref(s.as_str().unwrap_or("")), v, at)?,
+            "type" => {
+                let types: Vec<&str> = match s {
+                    Value::String(t) => vec![t.as_str()],
+                    Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+                    _ => return Err(format!("{at}: bad type keyword")),
+                };
+                if !types.iter().any(|t| has_type(v, t)) {
+                    return Err(format!("{at}: {v} is not of type {types:?}"));
+                }
+            }
+            "properties" => {
+                if let (Some(props), Some(o)) = (s.as_object(), v.as_object()) {
+                    for (name, ps) in props {
+                        if let Some(x) = o.get(name) {
+                            validate(ps, x, &format!("{at}.{name}"))?;
+                        }
+                    }
+                }
+            }
+            "required" => {
+                if let Some(o) = v.as_object() {
+                    for name in s.as_array().into_iter().flatten().filter_map(Value::as_str) {
+                        if !o.contains_key(name) {
+                            return Err(format!("{at}: missing required {name}"));
+                        }
+                    }
+                }
+            }
+            "additionalProperties" => {
+                if s == &Value::Bool(false)
+                    && let Some(o) = v.as_object()
+                {
+                    let props = obj.get("properties").and_then(Value::as_object);
+                    for name in o.keys() {
+                        if !props.is_some_and(|p| p.contains_key(name)) {
+                            return Err(format!("{at}: undocumented property {name}"));
+                        }
+                    }
+                }
+            }
+            "items" => {
+                for (i, x) in v.as_array().into_iter().flatten().enumerate() {
+                    validate(s, x, &format!("{at}[{i}]"))?;
+                }
+            }
+            "minItems" | "maxItems" => {
+                if let Some(a) = v.as_array() {
+                    let n = s.as_u64().unwrap_or(0) as usize;
+                    let ok = if k == "minItems" {
+                        a.len() >= n
+                    } else {
+                        a.len() <= n
+                    };
+                    if !ok {
+                        return Err(format!("{at}: {} items breaks {k} {n}", a.len()));
+                    }
+                }
+            }
+            "minimum" | "maximum" => {
+                if let (Some(x), Some(lim)) = (v.as_f64(), s.as_f64()) {
+                    let ok = if k == "minimum" { x >= lim } else { x <= lim };
+                    if !ok {
+                        return Err(format!("{at}: {x} breaks {k} {lim}"));
+                    }
+                }
+            }
+            "enum" => {
+                if !s.as_array().is_some_and(|e| e.contains(v)) {
+                    return Err(format!("{at}: {v} is not one of {s}"));
+                }
+            }
+            "const" => {
+                if s != v {
+                    return Err(format!("{at}: {v} is not {s}"));
+                }
+            }
+            "oneOf" => {
+                let alts = s.as_array().ok_or_else(|| format!("{at}: bad oneOf"))?;
+                let errors: Vec<String> = alts
+                    .iter()
+                    .filter_map(|a| validate(a, v, at).err())
+                    .collect();
+                if alts.len() - errors.len() != 1 {
+                    return Err(format!(
+                        "{at}: matches {} of oneOf ({errors:?})",
+                        alts.len() - errors.len()
+                    ));
+                }
+            }
+            "pattern" => {
+                if let Some(text) = v.as_str()
+                    && !char_class_match(s.as_str().unwrap_or(""), text)
+                {
+                    return Err(format!("{at}: {text:?} does not match {s}"));
+                }
+            }
+            a if ANNOTATIONS.contains(&a) => {}
+            other => panic!("{at}: the test's validator does not know keyword {other}"),
+        }
+    }
+    Ok(())
+}
+
+fn has_type(v: &Value, t: &str) -> bool {
+    match t {
+        "object" => v.is_object(),
+        "array" => v.is_array(),
+        "string" => v.is_string(),
+        "integer" => v.is_u64() || v.is_i64(),
+        "number" => v.is_number(),
+        "boolean" => v.is_boolean(),
+        "null" => v.is_null(),
+        other => panic!("unknown type {other}"),
+    }
+}
+
+/// Matches the only pattern shape openapi.json uses: `^[class]{n}$` or
+/// `^[class]{m,n}$`, the class made of ranges `a-z` and single characters.
+fn char_class_match(pattern: &str, text: &str) -> bool {
+    let inner = pattern
+        .strip_prefix("^[")
+        .and_then(|p| p.strip_suffix("}$"))
+        .unwrap_or_else(|| panic!("unsupported pattern {pattern}"));
+    let (class, counts) = inner
+        .split_once("]{")
+        .unwrap_or_else(|| panic!("unsupported pattern {pattern}"));
+    let (min, max) = match counts.split_once(',') {
+        Some((a, b)) => (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()),
+        None => {
+            let n = counts.parse::<usize>().unwrap();
+            (n, n)
+        }
+    };
+    let class: Vec<char> = class.chars().collect();
+    let in_class = |c: char| {
+        let mut i = 0;
+        while i < class.len() {
+            if i + 2 < class.len() && class[i + 1] == '-' {
+                if (class[i]..=class[i + 2]).contains(&c) {
+                    return true;
+                }
+                i += 3;
+            } else {
+                if class[i] == c {
+                    return true;
+                }
+                i += 1;
+            }
+        }
+        false
+    };
+    let n = text.chars().count();
+    (min..=max).contains(&n) && text.chars().all(in_class)
+}
+
+/// Checks one observed response against openapi.json. Called on every
+/// response of every test in this file.
+fn conform(method: &Method, path: &str, r: &Resp) {
+    let ctx = format!("{method} {path} -> {}", r.status);
+    assert!(
+        r.status < 500 || r.status == 503,
+        "{ctx}: client input must never cause a server error: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    if r.status >= 400 {
+        check_problem(&ctx, r);
+    }
+    let Some(template) = template_of(path) else {
+        // The fallback sheds load like every route.
+        let code = r.code();
+        assert!(
+            matches!(
+                (r.status, code.as_str()),
+                (404, "not_found") | (429, "too_many_requests")
+            ),
+            "{ctx}: an unknown path must be 404 not_found"
+        );
+        return;
+    };
+    let m = method.as_str().to_ascii_lowercase();
+    let Some(op) = SPEC["paths"][template].get(&m) else {
+        assert_eq!(r.status, 405, "{ctx}: an undocumented method must be 405");
+        assert_eq!(r.code(), "method_not_allowed", "{ctx}");
+        let allow = r
+            .headers
+            .get(header::ALLOW)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("{ctx}: 405 without Allow"));
+        for documented in SPEC["paths"][template].as_object().unwrap().keys() {
+            assert!(
+                allow.contains(&documented.to_ascii_uppercase()),
+                "{ctx}: Allow {allow:?} lacks {documented}"
+            );
+        }
+        return;
+    };
+    let spec = op["responses"]
+        .get(r.status.to_string())
+        .map(deref)
+        .unwrap_or_else(|| panic!("{ctx}: status not documented for {m} {template}"));
+    let mime = r.content_type().split(';').next().unwrap_or("").trim();
+    let media = spec["content"]
+        .get(mime)
+        .unwrap_or_else(|| panic!("{ctx}: content type {mime:?} not documented"));
+    let value = if mime.ends_with("json") {
+        r.json()
+    } else {
+        Value::String(r.text())
+    };
+    if let Err(e) = validate(&media["schema"], &value, "$") {
+        panic!("{ctx}: body does not match the documented schema: {e}\n{value}");
+    }
+    if let Some(codes) = spec.get("x-codes").and_then(Value::as_array) {
+        assert!(
+            codes.contains(&json!(r.code())),
+            "{ctx}: code {} not in the documented {codes:?}",
+            r.code()
+        );
+    }
+    for name in spec["headers"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|h| h.0)
+    {
+        assert!(
+            r.headers.contains_key(name.as_str()),
+            "{ctx}: documented header {name} missing"
+        );
+    }
+}
+
+/// Every failure is an RFC 9457 problem with a known code.
+fn check_problem(ctx: &str, r: &Resp) {
+    assert_eq!(
+        r.content_type(),
+        "application/problem+json",
+        "{ctx}: errors are problems"
+    );
+    let p = r.json();
+    for field in ["type", "title", "detail", "code"] {
+        assert!(p[field].is_string(), "{ctx}: problem lacks {field}: {p}");
+    }
+    assert_eq!(p["status"], json!(r.status), "{ctx}: problem status");
+    let code = p["code"].as_str().unwrap();
+    assert_eq!(
+        p["type"],
+        json!(format!("https://medledger.example/problems/{code}")),
+        "{ctx}"
+    );
+    if let Err(e) = validate(&SPEC["components"]["schemas"]["Problem"], &p, "$") {
+        panic!("{ctx}: {e}");
+    }
+}
+
+// ---- the router's routes, read from its source ------------------------------
+
+/// (method, path) of every `.route(...)` in api.rs.
+fn router_routes() -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for line in API_SOURCE.lines() {
+        let Some(rest) = line.trim().strip_prefix(".route(\"") else {
+            continue;
+        };
+        let (path, handlers) = rest.split_once('"').expect("route path");
+        let mut found = false;
+        for m in ["get", "post", "put", "delete", "patch"] {
+            let needle = format!("{m}(");
+            for (at, _) in handlers.match_indices(&needle) {
+                let before = handlers[..at].chars().last();
+                if !before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                    out.insert((m.to_owned(), path.to_owned()));
+                    found = true;
+                }
+            }
+        }
+        assert!(found, "cannot read the methods of {line}");
+    }
+    assert!(
+        out.len() >= 13,
+        "router routes not found in api.rs: {out:?}"
+    );
+    out
+}
+
+fn documented_routes() -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for (path, item) in SPEC["paths"].as_object().unwrap() {
+        for m in item.as_object().unwrap().keys() {
+            out.insert((m.clone(), path.clone()));
+        }
+    }
+    out
+}
+
+// ---- docs/ROLES.md ------------------------------------------------------------
+
+/// The markdown table whose first header cell is `first`: header and rows.
+fn md_table(first: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let cells = |l: &str| -> Vec<String> {
+        l.trim()
+            .trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().trim_matches('`').to_owned())
+            .collect()
+    };
+    let mut lines = ROLES_MD
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with(&format!("| {first} |")));
+    let header = cells(lines.next().unwrap_or_else(|| panic!("no `{first}` table")));
+    let sep = lines.next().unwrap_or("");
+    assert!(
+        sep.starts_with("|---"),
+        "table `{first}` lacks its separator"
+    );
+    let rows: Vec<Vec<String>> = lines
+        .take_while(|l| l.trim_start().starts_with('|'))
+        .map(cells)
+        .collect();
+    for r in &rows {
+        assert_eq!(r.len(), header.len(), "ragged row in `{first}`: {r:?}");
+    }
+    (header, rows)
+}
+
+const BAD_TOKEN_COLUMNS: [&str; 3] = ["revoked participant", "revoked token", "unknown token"];
+
+fn endpoint_of(cell: &str) -> (String, String) {
+    let (m, p) = cell.split_once(' ').expect("`METHOD /path`");
+    (m.to_ascii_lowercase(), p.to_owned())
+}
+
+/// One participant per role (admin and node are the genesis keys).
+fn role_keys(node: &Node) -> BTreeMap<&'static str, (Role, SigningKey)> {
+    Role::ALL
+        .iter()
+        .map(|&r| {
+            let key = match r {
+                Role::Admin => node.admin.clone(),
+                Role::Node => node.node_key.clone(),
+                _ => new_key(),
+            };
+            (r.as_str(), (r, key))
+        })
+        .collect()
+}
+
+async fn register_roles(node: &Node, keys: &BTreeMap<&'static str, (Role, SigningKey)>) {
+    let regs: Vec<Transaction> = keys
+        .values()
+        .filter(|(r, _)| !matches!(r, Role::Admin | Role::Node))
+        .map(|(r, k)| register_tx(&node.admin, k, *r))
+        .collect();
+    node.submit_ok(&regs).await;
+}
+
+#[tokio::test]
+async fn roles_md_endpoint_matrix_holds_for_every_caller_and_endpoint() {
+    let node = start();
+    let keys = role_keys(&node);
+    register_roles(&node, &keys).await;
+    let doctor = keys["doctor"].1.clone();
+    let gone = new_key();
+    let dropped = new_key();
+    node.submit_ok(&[
+        register_tx(&node.admin, &gone, Role::Doctor),
+        register_tx(&node.admin, &dropped, Role::Doctor),
+    ])
+    .await;
+    let mut tokens: BTreeMap<String, Option<String>> = BTreeMap::new();
+    tokens.insert("anonymous".into(), None);
+    for (name, (_, key)) in &keys {
+        tokens.insert((*name).into(), Some(node.token(key)));
+    }
+    let gone_token = node.token(&gone);
+    node.submit_ok(&[revoke_tx(&node.admin, &gone)]).await;
+    let dropped_token = node.token(&dropped);
+    tokens::revoke(node.dir.path(), &dropped_token).unwrap();
+    tokens.insert("revoked participant".into(), Some(gone_token));
+    tokens.insert("revoked token".into(), Some(dropped_token));
+    tokens.insert(
+        "unknown token".into(),
+        Some(format!("{}{}", tokens::TOKEN_PREFIX, "ab".repeat(32))),
+    );
+    let committed = report(&doctor);
+    node.submit_ok(std::slice::from_ref(&committed)).await;
+    let id = id_hex(&committed);
+
+    let (header, rows) = md_table("endpoint");
+    let expected_columns: Vec<String> = ["endpoint", "anonymous"]
+        .into_iter()
+        .chain(Role::ALL.iter().map(|r| r.as_str()))
+        .chain(BAD_TOKEN_COLUMNS)
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(header, expected_columns, "ROLES.md endpoint table columns");
+    let listed: BTreeSet<(String, String)> = rows.iter().map(|r| endpoint_of(&r[0])).collect();
+    assert_eq!(
+        listed,
+        router_routes(),
+        "ROLES.md must list exactly the router's endpoints"
+    );
+
+    let mut cells = 0;
+    for row in &rows {
+        let (method, template) = endpoint_of(&row[0]);
+        let uri = template
+            .replace("{id}", &id)
+            .replace("{height}", "0")
+            .replace("/v1/proofs/consistency", "/v1/proofs/consistency?from=1");
+        // The constants in api.rs must say what the document says.
+        let readers = match template.as_str() {
+            "/v1/transactions/{id}" => Some(RECORD_READERS),
+            "/v1/participants" => Some(DIRECTORY_READERS),
+            _ => None,
+        };
+        for (col, cell) in header.iter().zip(row).skip(1) {
+            let token = tokens[col].as_deref();
+            if let (Some(readers), Some(role)) =
+                (readers, Role::ALL.iter().find(|r| r.as_str() == col))
+            {
+                let want = if readers.contains(role) { "200" } else { "403" };
+                assert_eq!(
+                    cell, want,
+                    "ROLES.md {template} × {col} disagrees with api.rs"
+                );
+            }
+            let r = if cell == "signed" {
+                // Not token-gated: the same signed write succeeds whatever token comes along.
+                assert_eq!(method, "post");
+                let mut b = request(Method::POST, &uri, token);
+                b = b.header(header::CONTENT_TYPE, "application/json");
+                node.call(
+                    b.body(Body::from(
+                        serde_json::to_vec(&wire(&report(&doctor))).unwrap(),
+                    ))
+                    .unwrap(),
+                )
+                .await
+            } else {
+                let m = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();
+                node.call(request(m, &uri, token).body(Body::empty()).unwrap())
+                    .await
+            };
+            let want: u16 = if cell == "signed" {
+                200
+            } else {
+                cell.parse()
+                    .unwrap_or_else(|_| panic!("ROLES.md cell {cell:?} in {template} × {col}"))
+            };
+            assert_eq!(
+                r.status,
+                want,
+                "{} {uri} as {col}: ROLES.md says {cell}; body {}",
+                method.to_uppercase(),
+                String::from_utf8_lossy(&r.body)
+            );
+            cells += 1;
+        }
+    }
+    assert_eq!(cells, rows.len() * (header.len() - 1));
+
+    // The scheme name is case-insensitive (RFC 9110 §11.1); other schemes are not tokens.
+    let doc_token = tokens["doctor"].clone().unwrap();
+    let uri = format!("/v1/transactions/{id}");
+    for (auth, want) in [
+        (format!("bearer {doc_token}").into_bytes(), 200),
+        (format!("BEARER  {doc_token}").into_bytes(), 200),
+        (format!("Basic {doc_token}").into_bytes(), 401),
+        (doc_token.clone().into_bytes(), 401),
+        (b"Bearer".to_vec(), 401),
+        (b"Bearer ".to_vec(), 401),
+        (b"Bearer \xff\xfe".to_vec(), 401),
+    ] {
+        let value = header::HeaderValue::from_bytes(&auth).unwrap();
+        let req = Request::get(&uri)
+            .header(header::AUTHORIZATION, value)
+            .body(Body::empty())
+            .unwrap();
+        let shown = String::from_utf8_lossy(&auth);
+        assert_eq!(node.call(req).await.status, want, "Authorization: {shown}");
+    }
+}
+
+/// A payload `kind` accepts from an allowed role.
+fn payload_for(kind: &str, node: &Node, victim: &SigningKey) -> Value {
+    match kind {
+        kind::REGISTER => {
+            json!({"key": keys::public_key(&new_key()), "role": "doctor", "institution": "Test"})
+        }
+        kind::REVOKE => json!({"key": keys::public_key(victim), "reason": "test"}),
+        kind::EPIDEMIC_REPORT | kind::VACCINATION_REPORT => {
+            json!({"region": "Nisava", "date": "2026-11-24", "count": 12})
+        }
+        kind::VITAL_SIGNS => json!({"patient": "MFRGGZDFMZTWQ2LK", "pulse": 72}),
+        _ => {
+            let _ = node;
+            json!({"patient": "MFRGGZDFMZTWQ2LK", "decision": "donor"})
+        }
+    }
+}
+
+#[tokio::test]
+async fn roles_md_kind_table_matches_allowed_roles_and_the_ledger() {
+    let node = start();
+    let keys = role_keys(&node);
+    register_roles(&node, &keys).await;
+    let victim = new_key();
+    node.submit_ok(&[register_tx(&node.admin, &victim, Role::Doctor)])
+        .await;
+
+    let (header, rows) = md_table("kind");
+    let expected_columns: Vec<&str> = std::iter::once("kind")
+        .chain(Role::ALL.iter().map(|r| r.as_str()))
+        .collect();
+    assert_eq!(header, expected_columns, "ROLES.md kind table columns");
+    let kinds: BTreeSet<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    let submittable = BTreeSet::from([
+        kind::REGISTER,
+        kind::REVOKE,
+        kind::MEDICAL_REPORT,
+        kind::VITAL_SIGNS,
+        kind::EPIDEMIC_REPORT,
+        kind::VACCINATION_REPORT,
+        kind::ORGAN_DONOR_DECISION,
+    ]);
+    assert_eq!(
+        kinds, submittable,
+        "ROLES.md must list every submittable kind"
+    );
+
+    let mut txs = Vec::new();
+    let mut want = Vec::new();
+    for row in &rows {
+        let k = row[0].as_str();
+        let allowed = allowed_roles(k).unwrap_or_else(|| panic!("{k} is not a known kind"));
+        for (col, cell) in header.iter().zip(row).skip(1) {
+            let (role, key) = &keys[col.as_str()];
+            let yes = match cell.as_str() {
+                "yes" => true,
+                "no" => false,
+                other => panic!("ROLES.md {k} × {col}: {other:?} is neither yes nor no"),
+            };
+            assert_eq!(
+                yes,
+                allowed.contains(role),
+                "ROLES.md {k} × {col} disagrees with roles.rs"
+            );
+            txs.push(signed(key, k, &payload_for(k, &node, &victim)));
+            want.push((k, col.clone(), yes));
+        }
+    }
+    let results = node.submit(&txs).await;
+    assert_eq!(results.len(), txs.len());
+    let admin_token = node.token(&node.admin);
+    for ((r, tx), (k, col, yes)) in results.iter().zip(&txs).zip(&want) {
+        if *yes {
+            assert_eq!(r["status"], 200, "{k} from {col}: {r}");
+        } else {
+            assert_eq!(r["status"], 403, "{k} from {col}: {r}");
+            assert_eq!(r["problem"]["code"], "role_not_allowed", "{k} from {col}");
+        }
+        let uri = format!("/v1/transactions/{}", id_hex(tx));
+        let read = node.get(&uri, Some(&admin_token)).await;
+        assert_eq!(read.status, if *yes { 200 } else { 404 }, "{k} from {col}");
+    }
+
+    // Genesis only ever starts block 0; a kind the ledger does not know is refused.
+    let genesis = json!({
+        "origin": ORIGIN,
+        "admin": keys::public_key(&node.admin),
+        "node": keys::public_key(&node.node_key),
+        "institution": "Test",
+    });
+    node.post_json(&wire(&signed(&node.admin, kind::GENESIS, &genesis)))
+        .await
+        .expect(422, "schema_violation");
+    node.post_json(&wire(&signed(&keys["doctor"].1, "made.up", &json!({}))))
+        .await
+        .expect(422, "unknown_kind");
+}
+
+// ---- OpenAPI conformance --------------------------------------------------------
+
+#[tokio::test]
+async fn openapi_documents_exactly_the_routes_and_every_documented_route_answers() {
+    assert_eq!(
+        documented_routes(),
+        router_routes(),
+        "openapi.json paths must be exactly the router's routes"
+    );
+    let node = start();
+    let doctor = new_key();
+    node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
+        .await;
+    let tx = report(&doctor);
+    node.submit_ok(std::slice::from_ref(&tx)).await;
+    let token = node.token(&node.admin);
+    for (m, template) in documented_routes() {
+        let uri = template
+            .replace("{id}", &id_hex(&tx))
+            .replace("{height}", "1")
+            .replace("/v1/proofs/consistency", "/v1/proofs/consistency?from=1");
+        let r = if m == "post" {
+            node.post_json(&wire(&report(&doctor))).await
+        } else {
+            node.get(&uri, Some(&token)).await
+        };
+        assert_eq!(
+            r.status,
+            200,
+            "{m} {uri}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let served = node.get("/openapi.json", None).await;
+    assert_eq!(served.text(), OPENAPI);
+    assert_eq!(served.content_type(), "application/json");
+}
+
+fn walk<'a>(v: &'a Value, f: &mut impl FnMut(&'a Value)) {
+    f(v);
+    match v {
+        Value::Object(o) => o.values().for_each(|x| walk(x, f)),
+        Value::Array(a) => a.iter().for_each(|x| walk(x, f)),
+        _ => {}
+    }
+}
+
+#[test]
+fn openapi_document_is_consistent() {
+    assert_eq!(SPEC["openapi"], "3.1.0");
+    // Every $ref resolves.
+    walk(&SPEC, &mut |v| {
+        if let Some(r) = v.get("$ref").and_then(Value::as_str) {
+            spec_ref(r);
+        }
+    });
+    // Every schema uses only keywords the validator checks.
+    for (name, s) in SPEC["components"]["schemas"].as_object().unwrap() {
+        check_keywords(s, name);
+    }
+    walk(&SPEC["paths"], &mut |v| {
+        if let Some(s) = v.get("schema") {
+            check_keywords(s, "paths");
+        }
+    });
+    walk(&SPEC["components"]["responses"], &mut |v| {
+        if let Some(s) = v.get("schema") {
+            check_keywords(s, "responses");
+        }
+    });
+    let codes: BTreeSet<String> =
+        SPEC["components"]["schemas"]["Problem"]["properties"]["code"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+    // Every admission outcome's code is in the enum.
+    let rejections = [
+        Rejection::UnknownAuthor,
+        Rejection::RevokedAuthor,
+        Rejection::RoleNotAllowed {
+            role: Role::Doctor,
+            kind: String::new(),
+        },
+        Rejection::UnknownKind(String::new()),
+        Rejection::Duplicate,
+        Rejection::Stale { max_skew_ms: 0 },
+        Rejection::Future { max_skew_ms: 0 },
+        Rejection::Schema(String::new()),
+        Rejection::BadSignature,
+    ];
+    for r in rejections {
+        assert!(
+            codes.contains(r.code()),
+            "{} missing from the enum",
+            r.code()
+        );
+        let p = medledger_node::problem::submit_problem(&r.clone().into());
+        let post = &SPEC["paths"]["/v1/transactions"]["post"]["responses"][p.status.to_string()];
+        assert!(
+            post["x-codes"]
+                .as_array()
+                .is_some_and(|c| c.contains(&json!(p.code))),
+            "POST /v1/transactions {} does not document {}",
+            p.status,
+            p.code
+        );
+    }
+    // Every error response is a problem with its codes listed; every code is used.
+    let mut used = BTreeSet::new();
+    let mut operation_ids = BTreeSet::new();
+    for (path, item) in SPEC["paths"].as_object().unwrap() {
+        for (m, op) in item.as_object().unwrap() {
+            assert!(
+                operation_ids.insert(op["operationId"].as_str().unwrap()),
+                "duplicate operationId"
+            );
+            let responses = op["responses"].as_object().unwrap();
+            assert!(
+                responses.contains_key("429"),
+                "{m} {path}: every route can shed load"
+            );
+            for (status, resp) in responses {
+                let resp = deref(resp);
+                let content = resp["content"].as_object().unwrap();
+                if status.starts_with('2') {
+                    assert!(!content.contains_key("application/problem+json"));
+                    continue;
+                }
+                assert_eq!(
+                    content.keys().collect::<Vec<_>>(),
+                    ["application/problem+json"],
+                    "{m} {path} {status}"
+                );
+                let xc = resp["x-codes"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{m} {path} {status}: no x-codes"));
+                for c in xc {
+                    let c = c.as_str().unwrap();
+                    assert!(codes.contains(c), "{m} {path} {status}: unknown code {c}");
+                    used.insert(c.to_owned());
+                }
+            }
+        }
+    }
+    let unused: Vec<_> = codes.difference(&used).collect();
+    // method_not_allowed belongs to no operation (it answers undocumented methods).
+    assert_eq!(
+        unused,
+        ["method_not_allowed"],
+        "codes no response documents"
+    );
+    // Token-gated operations declare the bearer scheme; public ones do not.
+    for (path, item) in SPEC["paths"].as_object().unwrap() {
+        for op in item.as_object().unwrap().values() {
+            let gated = op["responses"].get("401").is_some_and(|r| {
+                deref(r)["x-codes"]
+                    .as_array()
+                    .is_some_and(|c| c.contains(&json!("unauthorized")))
+            });
+            assert_eq!(op.get("security").is_some(), gated, "{path}: security");
+        }
+    }
+}
+
+// ---- reads ------------------------------------------------------------------
+
+#[tokio::test]
+async fn submitted_transaction_reads_back_with_receipts_that_verify_offline() {
+    let node = start();
+    let doctor = new_key();
+    node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
+        .await;
+    let token = node.token(&doctor);
+    let tx = report(&doctor);
+    let posted = node.post_json(&wire(&tx)).await;
+    posted.expect(200, "");
+    let ack = posted.json();
+    assert_eq!(ack["id"], id_hex(&tx));
+
+    let status = node.status().await;
+    let verifier = NoteVerifier::parse(status["vkey"].as_str().unwrap()).unwrap();
+    let check = |text: &str| {
+        let proof = TlogProof::parse(text).expect("receipt parses");
+        proof
+            .verify(tx.id(), Some(ORIGIN), std::slice::from_ref(&verifier))
+            .expect("receipt verifies");
+        assert_eq!(proof.index, ack["index"].as_u64().unwrap());
+    };
+    check(ack["receipt"].as_str().unwrap());
+
+    let read = node
+        .get(&format!("/v1/transactions/{}", id_hex(&tx)), Some(&token))
+        .await;
+    let record = read.json();
+    assert_eq!(
+        record["transaction"],
+        wire(&tx),
+        "the payload reads back as sent"
+    );
+    assert_eq!(record["index"], ack["index"]);
+    check(record["receipt"].as_str().unwrap());
+    let receipt = node
+        .get(&format!("/v1/transactions/{}/receipt", id_hex(&tx)), None)
+        .await;
+    assert!(receipt.content_type().starts_with("text/plain"));
+    check(&receipt.text());
+    assert!(
+        !receipt.text().contains("MFRGGZDFMZTWQ2LK"),
+        "a public receipt never carries the payload"
+    );
+
+    let cp = node.get("/v1/checkpoint", None).await.text();
+    let checkpoint = Checkpoint::verify_note(
+        &Note::parse(&cp).unwrap(),
+        Some(ORIGIN),
+        std::slice::from_ref(&verifier),
+    )
+    .unwrap();
+    assert_eq!(checkpoint.size, status["log_size"].as_u64().unwrap());
+
+    let block = node
+        .get(&format!("/v1/blocks/{}", ack["height"]), None)
+        .await
+        .json();
+    let ids: Vec<&Value> = block["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| &t["id"])
+        .collect();
+    assert!(ids.contains(&&json!(id_hex(&tx))));
+    assert!(
+        !block.to_string().contains("MFRGGZDFMZTWQ2LK"),
+        "blocks carry no payloads"
+    );
+
+    let dir = node.get("/v1/participants", Some(&token)).await.json();
+    let me = dir["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["key"] == json!(keys::public_key(&doctor)))
+        .expect("the doctor is listed");
+    assert_eq!(me["role"], "doctor");
+    assert_eq!(me["revoked_at"], Value::Null);
+
+    assert_eq!(node.get("/healthz", None).await.text(), "ok");
+    assert_eq!(node.get("/readyz", None).await.text(), "ready");
+    let metrics = node.get("/metrics", None).await;
+    assert!(metrics.content_type().starts_with("text/plain"));
+}
+
+// ---- errors -----------------------------------------------------------------
+
+#[tokio::test]
+async fn malformed_json_is_400() {
+    let node = start();
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let bodies: Vec<Vec<u8>> = vec![
+        b"{".to_vec(),
+        b"not json".to_vec(),
+        Vec::new(),
+        b"\xff\xfe\x00".to_vec(),
+        b"[1,".to_vec(),
+        b"{\"header\":".to_vec(),
+        b"{} trailing".to_vec(),
+        b"nul".to_vec(),
+    ];
+    for b in bodies {
+        node.post(b, Some("application/json"))
+            .await
+            .expect(400, "malformed_json");
+    }
+    // A batch is split without building its items, so deep nesting is only
+    // met when the item is read as a transaction: that item is refused.
+    let r = node.post(deep.into_bytes(), Some("application/json")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.json()["results"][0]["problem"]["code"],
+        "schema_violation"
+    );
+}
+
+#[tokio::test]
+async fn content_type_other_than_json_is_415() {
+    let node = start();
+    let doctor = new_key();
+    node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
+        .await;
+    let body = || serde_json::to_vec(&wire(&report(&doctor))).unwrap();
+    for ct in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("application/jsonp"),
+        Some("application/problem+json"),
+        Some("multipart/form-data; boundary=x"),
+        Some("json"),
+        Some(""),
+    ] {
+        node.post(body(), ct)
+            .await
+            .expect(415, "unsupported_media_type");
+    }
+    // The type is checked before the body is read, however large it is.
+    node.post(vec![b' '; 20 << 20], Some("text/plain"))
+        .await
+        .expect(415, "unsupported_media_type");
+    for ct in ["application/json; charset=utf-8", "Application/JSON"] {
+        node.post(body(), Some(ct)).await.expect(200, "");
+    }
+}
+
+#[tokio::test]
+async fn body_over_max_body_bytes_is_413() {
+    let max = 2048;
+    let node = start_with(NodeConfig {
+        max_body_bytes: max,
+        ..NodeConfig::default()
+    });
+    // Exactly at the limit the body is read (and is not a transaction).
+    let mut at_limit = b"{}".to_vec();
+    at_limit.resize(max, b' ');
+    node.post(at_limit.clone(), Some("application/json"))
+        .await
+        .expect(422, "schema_violation");
+    let mut over = at_limit;
+    over.push(b' ');
+    node.post(over, Some("application/json"))
+        .await
+        .expect(413, "body_too_large");
+    // A chunked body without Content-Length is cut off the same way.
+    let (mut tx, body) = http_body_util::channel::Channel::<axum::body::Bytes>::new(8);
+    tokio::spawn(async move {
+        for _ in 0..4 {
+            if tx.send_data(vec![b' '; 1000].into()).await.is_err() {
+                break;
+            }
+        }
+    });
+    node.post(Body::new(body), Some("application/json"))
+        .await
+        .expect(413, "body_too_large");
+}
+
+#[tokio::test]
+async fn batch_over_max_batch_is_413_and_an_empty_batch_422() {
+    let node = start_with(NodeConfig {
+        max_batch: 3,
+        ..NodeConfig::default()
+    });
+    let doctor = new_key();
+    node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
+        .await;
+    let four: Vec<Value> = (0..4).map(|_| wire(&report(&doctor))).collect();
+    node.post_json(&Value::Array(four.clone()))
+        .await
+        .expect(413, "batch_too_large");
+    // Nothing of a refused batch is committed.
+    let token = node.token(&node.admin);
+    for w in &four {
+        let uri = format!("/v1/transactions/{}", wire_id(w));
+        node.get(&uri, Some(&token)).await.expect(404, "not_found");
+    }
+    node.post_json(&Value::Array(four[..3].to_vec()))
+        .await
+        .expect(200, "");
+    node.post_json(&json!([]))
+        .await
+        .expect(422, "schema_violation");
+}
+
+#[tokio::test]
+async fn schema_violations_are_422() {
+    let node = start();
+    let doctor = new_key();
+    node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
+        .await;
+    let good = wire(&report(&doctor));
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut w = good.clone();
+        f(&mut w);
+        w
+    };
+    let cases = vec![
+        json!(42),
+        json!("transaction"),
+        json!(null),
+        json!({}),
+        json!({"header": {}}),
+        with(&|w| w["extra"] = json!(1)),
+        with(&|w| {
+            w.as_object_mut().unwrap().remove("salt");
+        }),
+        with(&|w| w["payload"] = json!(["not", "an", "object"])),
+        with(&|w| w["payload"]["anamnesis"] = json!("changed after signing")),
+        with(&|w| w["payload"]["big"] = json!(1u64 << 60)),
+        with(&|w| w["signature"] = json!(w["signature"].as_str().unwrap().to_uppercase())),
+        with(&|w| w["salt"] = json!("00")),
+        with(&|w| w["header"]["v"] = json!(2)),
+        with(&|w| w["header"]["kind"] = json!("Medical Report")),
+        with(&|w| w["header"]["time"] = json!(1u64 << 60)),
+        with(&|w| w["header"]["time"] = json!(-1)),
+        with(&|w| w["header"]["author"] = json!("zz")),
+    ];
+    for (i, c) in cases.iter().enumerate() {
+        let r = node.post_json(c).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (422, "schema_violation".to_owned()),
+            "case {i}: {c}"
+        );
+    }
+    node.post_json(&wire(&signed(&doctor, "no_such_kind", &json!({}))))
+        .await
+        .expect(422, "unknown_kind");
+}
+
+#[tokio::test]
+async fn bad_signature_is_401() {
+    let node = start();
+    let doctor = new_key();
+    node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
+        .await;
+    let token = node.token(&node.admin);
+    let tx = report(&doctor);
+    let flipped = bad_signature(&tx);
+    let zeros = {
+        let mut w = wire(&tx);
+        w["signature"] = json!("0".repeat(128));
+        w
+    };
+    // Signed by the doctor but claiming the admin as author.
+    let forged = {
+        let mut w = wire(&tx);
+        w["header"]["author"] = json!(keys::public_key(&node.admin));
+        w
+    };
+    for w in [&flipped, &zeros, &forged] {
+        node.post_json(w).await.expect(401, "bad_signature");
+        let uri = format!("/v1/transactions/{}", wire_id(w));
+        node.get(&uri, Some(&token)).await.expect(404, "not_found");
+    }
+    // The untouched original is still fresh.
+    node.post_json(&wire(&tx)).await.expect(200, "");
+}
+
+#[tokio::test]
+async fn unknown_revoked_and_unauthorized_authors_are_403() {
+    let node = start();
+    let doctor = new_key();
+    let researcher = new_key();
+    node.submit_ok(&[
+        register_tx(&node.admin, &doctor, Role::Doctor),
+        register_tx(&node.admin, &researcher, Role::Researcher),
+    ])
+    .await;
+    node.post_json(&wire(&report(&new_key())))
+        .await
+        .expect(403, "unknown_author");
+    node.post_json(&wire(&report(&researcher)))
+        .await
+        .expect(403, "role_not_allowed");
+    node.post_json(&wire(&report(&doctor)))
+        .await
+        .expect(200, "");
+    node.submit_ok(&[revoke_tx(&node.admin, &doctor)]).await;
+    node.post_json(&wire(&report(&doctor)))
+        .await
+        .expect(403, "revoked_author");
+}
+
+#[tokio::test]
+async fn replayed_transaction_is_409_duplicate() {
+    let node = start();
+    let doctor = new_key();
+    node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
+        .await;
+    let tx = report(&doctor);
+    let first = node.post_json(&wire(&tx)).await;
+    first.expect(200, "");
+    node.post_json(&wire(&tx)).await.expect(409, "duplicate");
+    // Twice in one batch: the first is committed, the second is the duplicate.
+    let again = report(&doctor);
+    let results = node
+        .submit(&[again.clone(), again.clone(), tx.clone()])
+        .await;
+    let statuses: Vec<&Value> = results.iter().map(|r| &r["status"]).collect();
+    assert_eq!(statuses, [&json!(200), &json!(409), &json!(409)]);
+    let size = node.status().await["log_size"].as_u64().unwrap();
+    assert_eq!(size, 1 + 1 + 2, "genesis, registration, two reports");
+}
+
+#[tokio::test]
+async fn times_outside_the_skew_are_422() {
+    let node = start();
+    let doctor = new_key();
+    node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
+        .await;
+    let p = json!({"patient": "P1"});
+    let margin = 60_000;
+    node.post_json(&wire(&signed_at(
+        &doctor,
+        kind::MEDICAL_REPORT,
+        now_ms() - DEFAULT_MAX_SKEW_MS - margin,
+        &p,
+    )))
+    .await
+    .expect(422, "stale_time");
+    node.post_json(&wire(&signed_at(
+        &doctor,
+        kind::MEDICAL_REPORT,
+        now_ms() + DEFAULT_MAX_SKEW_MS + margin,
+        &p,
+    )))
+    .await
+    .expect(422, "future_time");
+    node.post_json(&wire(&signed_at(
+        &doctor,
+        kind::MEDICAL_REPORT,
+        now_ms() - DEFAULT_MAX_SKEW_MS + margin,
+        &p,
+    )))
+    .await
+    .expect(200, "");
+}
+
+#[tokio::test]
+async fn batch_items_are_judged_each_on_their_own() {
+    let node = start();
+    let doctor = new_key();
+    node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
+        .await;
+    let token = node.token(&doctor);
+    let good = report(&doctor);
+    let also_good = report(&doctor);
+    let stranger = report(&new_key());
+    let stale = signed_at(
+        &doctor,
+        kind::MEDICAL_REPORT,
+        now_ms() - 2 * DEFAULT_MAX_SKEW_MS,
+        &json!({"patient": "P2"}),
+    );
+    let forged = bad_signature(&report(&doctor));
+    let items = json!([
+        wire(&good),
+        forged,
+        wire(&good),
+        {"header": 1},
+        wire(&stranger),
+        wire(&also_good),
+        wire(&stale),
+        42,
+        wire(&signed(&doctor, "no_such_kind", &json!({}))),
+    ]);
+    let r = node.post_json(&items).await;
+    r.expect(200, "");
+    let results = r.json()["results"].as_array().unwrap().clone();
+    let got: Vec<(u64, &str)> = results
+        .iter()
+        .map(|r| {
+            (
+                r["status"].as_u64().unwrap(),
+                r["problem"]["code"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (200, ""),
+            (401, "bad_signature"),
+            (409, "duplicate"),
+            (422, "schema_violation"),
+            (403, "unknown_author"),
+            (200, ""),
+            (422, "stale_time"),
+            (422, "schema_violation"),
+            (422, "unknown_kind"),
+        ]
+    );
+    for (tx, want) in [
+        (&good, 200),
+        (&also_good, 200),
+        (&stranger, 404),
+        (&stale, 404),
+    ] {
+        let uri = format!("/v1/transactions/{}", id_hex(tx));
+        assert_eq!(node.get(&uri, Some(&token)).await.status, want);
+    }
+    assert_eq!(results[0]["id"], id_hex(&good));
+    assert_eq!(
+        results[5]["index"].as_u64(),
+        results[0]["index"].as_u64().map(|i| i + 1)
+    );
+}
+
+#[tokio::test]
+async fn bad_ids_are_400_and_unknown_ids_404() {
+    let node = start();
+    let token = node.token(&node.admin);
+    let bad = [
+        "xyz".to_owned(),
+        "0".repeat(63),
+        "0".repeat(65),
+        "A".repeat(64),
+        format!("{}g", "0".repeat(63)),
+        "%FF".to_owned(),
+        "%2F".to_owned(),
+        "%00".to_owned(),
+        "%20".repeat(64),
+    ];
+    for id in &bad {
+        for t in [None, Some(token.as_str())] {
+            // The id is judged before the token.
+            node.get(&format!("/v1/transactions/{id}"), t)
+                .await
+                .expect(400, "bad_id");
+            node.get(&format!("/v1/transactions/{id}/receipt"), t)
+                .await
+                .expect(400, "bad_id");
+        }
+    }
+    let unknown = "0".repeat(64);
+    node.get(&format!("/v1/transactions/{unknown}"), Some(&token))
+        .await
+        .expect(404, "not_found");
+    node.get(&format!("/v1/transactions/{unknown}/receipt"), None)
+        .await
+        .expect(404, "not_found");
+    // Without a token the record endpoint does not reveal whether an id exists.
+    node.get(&format!("/v1/transactions/{unknown}"), None)
+        .await
+        .expect(401, "unauthorized");
+}
+
+#[tokio::test]
+async fn proof_and_block_queries_validate_their_parameters() {
+    let node = start();
+    let doctor = new_key();
+    node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
+        .await;
+    node.submit_ok(&[report(&doctor)]).await;
+    let size = node.status().await["log_size"].as_u64().unwrap();
+    assert_eq!(size, 3);
+    for q in [
+        "".to_owned(),
+        "?to=2".to_owned(),
+        "?from=0".to_owned(),
+        "?from=".to_owned(),
+        "?from=abc".to_owned(),
+        "?from=-1".to_owned(),
+        "?from=1.5".to_owned(),
+        "?from=18446744073709551616".to_owned(),
+        "?from=2&to=1".to_owned(),
+        format!("?from=1&to={}", size + 1),
+        format!("?from={}", size + 1),
+        "?from=1&from=2".to_owned(),
+        "?from=1&to=x".to_owned(),
+        "?from=%FF".to_owned(),
+    ] {
+        node.get(&format!("/v1/proofs/consistency{q}"), None)
+            .await
+            .expect(400, "bad_query");
+    }
+    let p = node.get("/v1/proofs/consistency?from=1", None).await.json();
+    assert_eq!(
+        (p["from"].as_u64(), p["to"].as_u64()),
+        (Some(1), Some(size))
+    );
+    let same = node
+        .get(
+            &format!("/v1/proofs/consistency?from={size}&to={size}"),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(same["proof"], json!([]));
+    node.get("/v1/proofs/consistency?from=1&unknown=1", None)
+        .await
+        .expect(200, "");
+
+    for q in ["?from=abc", "?limit=-1", "?limit=x", "?from=1&from=1"] {
+        node.get(&format!("/v1/blocks{q}"), None)
+            .await
+            .expect(400, "bad_query");
+    }
+    let page = node.get("/v1/blocks?limit=0", None).await.json();
+    assert_eq!(
+        page["blocks"].as_array().unwrap().len(),
+        1,
+        "limit is clamped to 1"
+    );
+    assert_eq!(page["next"], 1);
+    let all = node.get("/v1/blocks?limit=1000", None).await.json();
+    assert_eq!(all["blocks"].as_array().unwrap().len(), 3);
+    assert_eq!(all["next"], Value::Null);
+    let past = node.get("/v1/blocks?from=99", None).await.json();
+    assert_eq!(past, json!({"blocks": [], "next": null}));
+    for h in ["abc", "-1", "1.0", "18446744073709551616", "%FF"] {
+        node.get(&format!("/v1/blocks/{h}"), None)
+            .await
+            .expect(400, "bad_query");
+    }
+    node.get("/v1/blocks/3", None)
+        .await
+        .expect(404, "not_found");
+    node.get(&format!("/v1/blocks/{}", u64::MAX), None)
+        .await
+        .expect(404, "not_found");
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_and_wrong_methods_405_problems() {
+    let node = start();
+    for p in [
+        "/",
+        "/v1",
+        "/v1/",
+        "/v2/status",
+        "/v1/transactions/",
+        "/v1/status/x",
+        "/healthz/",
+    ] {
+        node.get(p, None).await.expect(404, "not_found");
+    }
+    for (m, p) in [
+        (Method::GET, "/v1/transactions"),
+        (Method::PUT, "/v1/transactions"),
+        (Method::POST, "/v1/status"),
+        (Method::DELETE, "/v1/transactions/00"),
+        (Method::PATCH, "/v1/participants"),
+        (Method::OPTIONS, "/healthz"),
+    ] {
+        let r = node
+            .call(
+                Request::builder()
+                    .method(m.clone())
+                    .uri(p)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status, 405, "{m} {p}");
+    }
+}
+
+/// Holds a request inside the router (its body never arrives) until `release`.
+async fn hold(
+    node: &Node,
+) -> (
+    http_body_util::channel::Sender<axum::body::Bytes>,
+    std::pin::Pin<
+        Box<impl Future<Output = Result<axum::response::Response, std::convert::Infallible>>>,
+    >,
+) {
+    let (sender, body) = http_body_util::channel::Channel::<axum::body::Bytes>::new(1);
+    let req = Request::post("/v1/transactions")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::new(body))
+        .unwrap();
+    let mut fut = Box::pin(node.app.clone().oneshot(req));
+    // One poll takes the concurrency permit and parks on the body.
+    std::future::poll_fn(|cx| {
+        assert!(
+            fut.as_mut().poll(cx).is_pending(),
+            "the held request must wait"
+        );
+        Poll::Ready(())
+    })
+    .await;
+    (sender, fut)
+}
+
+#[tokio::test]
+async fn requests_over_max_concurrency_get_429_on_any_route() {
+    let node = start_with(NodeConfig {
+        max_concurrency: 1,
+        ..NodeConfig::default()
+    });
+    let doctor = new_key();
+    node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
+        .await;
+    let (mut sender, held) = hold(&node).await;
+    // The limit is the node's, not each route's: every route sheds load now.
+    for uri in ["/healthz", "/v1/status", "/v1/checkpoint", "/nope"] {
+        node.get(uri, None).await.expect(429, "too_many_requests");
+    }
+    node.post_json(&wire(&report(&doctor)))
+        .await
+        .expect(429, "too_many_requests");
+    // Release the held request: it completes, and the permit comes back.
+    let tx = report(&doctor);
+    sender
+        .send_data(serde_json::to_vec(&wire(&tx)).unwrap().into())
+        .await
+        .unwrap();
+    drop(sender);
+    let resp = held.await.unwrap();
+    assert_eq!(resp.status(), 200);
+    node.get("/healthz", None).await.expect(200, "");
+    node.post_json(&wire(&report(&doctor)))
+        .await
+        .expect(200, "");
+}
+
+#[tokio::test(start_paused = true)]
+async fn request_running_past_the_timeout_is_503() {
+    let node = start();
+    let (_sender, held) = hold(&node).await;
+    // Time is paused: the runtime jumps to the 60 s deadline once idle.
+    let resp = held.await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap()
+        .to_vec();
+    let r = Resp {
+        status,
+        headers,
+        body,
+    };
+    conform(&Method::POST, "/v1/transactions", &r);
+    r.expect(503, "timeout");
+}
+
+/// SplitMix64, seeded: the same "random" inputs on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+#[tokio::test]
+async fn no_client_input_yields_a_server_error() {
+    let node = start();
+    let doctor = new_key();
+    node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
+        .await;
+    let token = node.token(&doctor);
+    let mut rng = Rng(0x6d65_646c_6564_6765);
+    let good = serde_json::to_string(&wire(&report(&doctor))).unwrap();
+    let alphabet: Vec<char> = "{}[]\":,0123456789abcdefABCDEF-+.eE \\/ntrufl\u{0}\u{7f}é€"
+        .chars()
+        .collect();
+    // Mutated transactions, alone and in batches: each is refused or committed, never a 5xx.
+    for i in 0..150 {
+        let mut chars: Vec<char> = good.chars().collect();
+        for _ in 0..1 + rng.below(3) {
+            let at = rng.below(chars.len());
+            match rng.below(3) {
+                0 => chars[at] = alphabet[rng.below(alphabet.len())],
+                1 => {
+                    chars.remove(at);
+                }
+                _ => chars.insert(at, alphabet[rng.below(alphabet.len())]),
+            }
+        }
+        let text: String = chars.into_iter().collect();
+        let body = if i % 3 == 0 {
+            format!("[{text},{good}]")
+        } else {
+            text
+        };
+        let r = node.post(body, Some("application/json")).await;
+        assert!(r.status < 500, "{}", r.text());
+    }
+    // Random bytes.
+    for _ in 0..50 {
+        let len = rng.below(300);
+        let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let r = node.post(bytes, Some("application/json")).await;
+        assert!(r.status < 500);
+    }
+    // Odd paths and queries on every route.
+    let pieces = [
+        "%", "%0", "%zz", "%FF", "%C3%28", "..", "a b", "\u{e9}", "%2e%2e", "0x10", "1e3", "~", "",
+    ];
+    for (_, template) in documented_routes() {
+        for _ in 0..8 {
+            let piece = pieces[rng.below(pieces.len())];
+            let path = template
+                .replace("{id}", &format!("{}{piece}", "0".repeat(rng.below(70))))
+                .replace("{height}", piece);
+            let query = format!(
+                "?from={}&to={}&limit={}",
+                pieces[rng.below(pieces.len())],
+                rng.next(),
+                piece
+            );
+            let uri = format!("{path}{query}")
+                .replace(' ', "%20")
+                .replace('\u{e9}', "%C3%A9");
+            let Ok(req) = request(Method::GET, &uri, Some(&token)).body(Body::empty()) else {
+                continue;
+            };
+            let r = node.call(req).await;
+            assert!(r.status < 500, "GET {uri}: {}", r.text());
+        }
+    }
+    assert_eq!(node.get("/readyz", None).await.text(), "ready");
+}
