@@ -20,7 +20,7 @@ use medledger_ledger::ledger::{Ledger, Pending, Store, now_ms, participant_recor
 use medledger_ledger::state::{LedgerState, Rejection};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 /// Sequencer tuning.
@@ -80,28 +80,45 @@ pub struct Receipt {
 
 type Outcome = Result<Receipt, SubmitError>;
 
-/// Outcome slots of one submission and how many are still empty.
-type Slots = Arc<Mutex<(Vec<Option<Outcome>>, usize)>>;
+/// Outcome slots of one submission, how many are still empty, and
+/// whether the sequencer side has let go of them.
+struct Slots {
+    state: Mutex<(Vec<Option<Outcome>>, usize, bool)>,
+    /// The caller sleeps here (no spinning) until the slots are full or abandoned.
+    filled: Condvar,
+}
+
+impl Slots {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Vec<Option<Outcome>>, usize, bool)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// Fills a submission's results as its transactions are committed. Only
 /// the sequencer side holds collectors: if its threads die, the last
 /// collector drops, the caller's wait ends and empty slots read as
 /// `Unavailable` instead of hanging forever.
 struct Collector {
-    slots: Slots,
-    done: Sender<()>,
+    slots: Arc<Slots>,
 }
 
 impl Collector {
     fn set(&self, i: usize, outcome: Outcome) {
-        let mut g = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.slots.lock();
         if g.0[i].is_none() {
             g.0[i] = Some(outcome);
             g.1 -= 1;
             if g.1 == 0 {
-                let _ = self.done.try_send(());
+                self.slots.filled.notify_one();
             }
         }
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.slots.lock().2 = true;
+        self.slots.filled.notify_one();
     }
 }
 
@@ -202,11 +219,12 @@ impl Sequencer {
         let started = std::time::Instant::now();
         let refs: Vec<&Transaction> = txs.iter().collect();
         let checks = Transaction::verify_signatures(&refs);
-        let (done_tx, done_rx) = bounded(1);
-        let slots: Slots = Arc::new(Mutex::new(((0..n).map(|_| None).collect(), n)));
+        let slots = Arc::new(Slots {
+            state: Mutex::new(((0..n).map(|_| None).collect(), n, false)),
+            filled: Condvar::new(),
+        });
         let collector = Arc::new(Collector {
             slots: slots.clone(),
-            done: done_tx,
         });
         let mut good = Vec::with_capacity(n);
         for (i, (tx, check)) in txs.into_iter().zip(checks).enumerate() {
@@ -235,8 +253,10 @@ impl Sequencer {
         }
         // From here on only the sequencer side holds the collector.
         drop(collector);
-        let _ = done_rx.recv();
-        let mut g = slots.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = slots.lock();
+        while g.1 > 0 && !g.2 {
+            g = slots.filled.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
         let results: Vec<Outcome> = std::mem::take(&mut g.0)
             .into_iter()
             .map(|o| o.unwrap_or_else(|| Err(SubmitError::Unavailable("lost".into()))))
