@@ -285,6 +285,17 @@ impl Sequencer {
     }
 }
 
+impl Drop for Sequencer {
+    /// Dropping without [`Sequencer::shutdown`] still commits what was
+    /// admitted and joins the threads, so the ledger's lock is free afterwards.
+    fn drop(&mut self) {
+        self.submit = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
 /// What the sequencer thread works with.
 struct SequencerThread {
     state: LedgerState,
