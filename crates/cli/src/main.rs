@@ -197,6 +197,17 @@ enum ParticipantCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        // Output piped into `head` and closed early ends a one-shot command
+        // quietly, as for any Unix tool, instead of panicking on the write.
+        // The node keeps Rust's default (ignored) so a vanished client
+        // cannot kill it.
+        // SAFETY: sets the disposition of one signal at startup, before any
+        // thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     // The node logs at info by default; one-shot commands only warn.
     let default_filter = match &cli.command {
         Command::Serve { .. } => std::env::var("MEDLEDGER_LOG").unwrap_or_else(|_| "info".into()),
