@@ -63,6 +63,38 @@ pub fn verifying_key(key: &PublicKey) -> Result<VerifyingKey, KeyError> {
     Ok(vk)
 }
 
+/// Decompressed public keys, shared between threads. Decompressing a key
+/// is a large part of checking one signature, and authors sign again and
+/// again; the cache is cleared when it reaches its capacity.
+pub struct KeyCache {
+    map: std::sync::RwLock<std::collections::HashMap<PublicKey, VerifyingKey>>,
+    capacity: usize,
+}
+
+impl KeyCache {
+    /// A cache holding at most `capacity` keys.
+    pub fn new(capacity: usize) -> Self {
+        KeyCache {
+            map: std::sync::RwLock::new(std::collections::HashMap::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The decompressed key, as [`verifying_key`] returns it.
+    pub fn get(&self, key: &PublicKey) -> Result<VerifyingKey, KeyError> {
+        if let Some(k) = self.map.read().unwrap_or_else(|e| e.into_inner()).get(key) {
+            return Ok(*k);
+        }
+        let k = verifying_key(key)?;
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= self.capacity {
+            map.clear();
+        }
+        map.insert(*key, k);
+        Ok(k)
+    }
+}
+
 /// Renders a key file (one line of JSON and a newline).
 pub fn encode_key_file(key: &SigningKey) -> String {
     let file = KeyFile {

@@ -234,6 +234,10 @@ impl Transaction {
     /// Checks the author's signature with `verify_strict`.
     pub fn verify_signature(&self) -> Result<(), TxError> {
         let key = keys::verifying_key(&self.header.author).map_err(|_| TxError::Author)?;
+        self.verify_with(&key)
+    }
+
+    fn verify_with(&self, key: &ed25519_dalek::VerifyingKey) -> Result<(), TxError> {
         key.verify_strict(&self.message, &Signature::from_bytes(&self.signature))
             .map_err(|_| TxError::Signature)
     }
@@ -243,22 +247,22 @@ impl Transaction {
     /// One batch equation is tried first; only if it fails is each signature
     /// checked on its own to find the bad ones.
     pub fn verify_signatures(txs: &[&Transaction]) -> Vec<Result<(), TxError>> {
+        // Authors repeat within a batch; decompress each key once.
+        let cache = keys::KeyCache::new(txs.len());
+        Self::verify_signatures_with(txs, &cache)
+    }
+
+    /// [`Self::verify_signatures`] with decompressed keys from `cache`.
+    pub fn verify_signatures_with(
+        txs: &[&Transaction],
+        cache: &keys::KeyCache,
+    ) -> Vec<Result<(), TxError>> {
+        let keys: Vec<Result<ed25519_dalek::VerifyingKey, KeyError>> =
+            txs.iter().map(|t| cache.get(&t.header.author)).collect();
         if txs.len() >= 4 {
-            // Authors repeat within a batch; decompress each key once.
-            let mut cache = std::collections::HashMap::new();
-            let keys: Result<Vec<_>, KeyError> = txs
-                .iter()
-                .map(|t| {
-                    let author = t.header.author;
-                    if let Some(k) = cache.get(&author) {
-                        return Ok(*k);
-                    }
-                    let k = keys::verifying_key(&author)?;
-                    cache.insert(author, k);
-                    Ok(k)
-                })
-                .collect();
-            if let Ok(keys) = keys {
+            let good: Option<Vec<ed25519_dalek::VerifyingKey>> =
+                keys.iter().map(|k| k.as_ref().ok().copied()).collect();
+            if let Some(keys) = good {
                 let msgs: Vec<&[u8]> = txs.iter().map(|t| t.message.as_slice()).collect();
                 let sigs: Vec<Signature> = txs
                     .iter()
@@ -269,7 +273,10 @@ impl Transaction {
                 }
             }
         }
-        txs.iter().map(|t| t.verify_signature()).collect()
+        txs.iter()
+            .zip(keys)
+            .map(|(t, k)| t.verify_with(&k.map_err(|_| TxError::Author)?))
+            .collect()
     }
 
     /// The header.

@@ -13,6 +13,7 @@
 
 use crossbeam_channel::{Receiver, Sender, bounded, select};
 use ed25519_dalek::SigningKey;
+use medledger_formats::keys::KeyCache;
 use medledger_formats::merkle::Hash;
 use medledger_formats::receipt::TlogProof;
 use medledger_formats::tx::Transaction;
@@ -122,6 +123,9 @@ impl Drop for Collector {
     }
 }
 
+/// Authors whose decompressed keys are kept for signature checks.
+const KEY_CACHE: usize = 100_000;
+
 /// Most transactions handed to the sequencer thread in one message, so that
 /// one huge call cannot make one huge block.
 const SUBMISSION_CHUNK: usize = 1024;
@@ -142,6 +146,7 @@ struct Cut {
 /// A running sequencer over an open ledger.
 pub struct Sequencer {
     submit: Option<Sender<Submission>>,
+    keys: KeyCache,
     store: Arc<Store>,
     failed: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
@@ -193,6 +198,7 @@ impl Sequencer {
         let threads = [seq, com].into_iter().filter_map(Result::ok).collect();
         Sequencer {
             submit: Some(submit_tx),
+            keys: KeyCache::new(KEY_CACHE),
             store,
             failed,
             threads,
@@ -218,7 +224,7 @@ impl Sequencer {
         }
         let started = std::time::Instant::now();
         let refs: Vec<&Transaction> = txs.iter().collect();
-        let checks = Transaction::verify_signatures(&refs);
+        let checks = Transaction::verify_signatures_with(&refs, &self.keys);
         let slots = Arc::new(Slots {
             state: Mutex::new(((0..n).map(|_| None).collect(), n, false)),
             filled: Condvar::new(),
