@@ -685,10 +685,6 @@ impl Ledger {
                 path: dir.join("ledger.json"),
                 what: e.to_string(),
             })?;
-        let opened = SegmentLog::open(&dir.join("segments"))?;
-        if opened.cut > 0 {
-            tracing::warn!(bytes = opened.cut, "cut a torn tail from the last segment");
-        }
         let index_path = dir.join("index.redb");
         let index = match Index::open(&index_path) {
             Ok(i) => i,
@@ -698,6 +694,19 @@ impl Ledger {
                 Index::open(&index_path)?
             }
         };
+        // The last indexed block lets opening read only the segment's tail.
+        let hint = match index.indexed_blocks()? {
+            0 => None,
+            n => index.block(n - 1)?.map(|e| e.location),
+        };
+        let opened = SegmentLog::open_hinted(
+            &dir.join("segments"),
+            std::sync::Arc::new(medledger_store::backend::FileFactory),
+            hint,
+        )?;
+        if opened.cut > 0 {
+            tracing::warn!(bytes = opened.cut, "cut a torn tail from the last segment");
+        }
         let tree_dir = dir.join("merkle");
         let tree = MerkleStore::open(&tree_dir).map_err(io_at(&tree_dir))?;
         let last = match &opened.last {

@@ -310,6 +310,18 @@ impl SegmentLog {
     /// Opens the log with the given backend factory. Only the last segment is
     /// read; its torn tail, if any, is cut back to the last whole block.
     pub fn open_with(dir: &Path, factory: Arc<dyn BackendFactory>) -> Result<Opened, SegmentError> {
+        Self::open_hinted(dir, factory, None)
+    }
+
+    /// [`Self::open_with`], reading the last segment only from `hint` (a
+    /// block known to be stored, e.g. the last one indexed) on. If anything
+    /// after the hint looks wrong the whole segment is read and judged, so a
+    /// stale or wrong hint can cost time but never cut data.
+    pub fn open_hinted(
+        dir: &Path,
+        factory: Arc<dyn BackendFactory>,
+        hint: Option<Location>,
+    ) -> Result<Opened, SegmentError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let listed = list_segments(dir)?;
         let mut segments = Vec::with_capacity(listed.len());
@@ -331,6 +343,23 @@ impl SegmentLog {
         };
         let path = log.path(first);
         let len = backend.len().map_err(io_err(&path))?;
+        if let Some(h) =
+            hint.filter(|h| h.segment == first && h.offset >= SEGMENT_HEADER && h.offset < len)
+        {
+            let mut data = vec![0u8; len as usize];
+            backend
+                .read_at(0, &mut data[..SEGMENT_HEADER as usize])
+                .map_err(io_err(&path))?;
+            backend
+                .read_at(h.offset, &mut data[h.offset as usize..])
+                .map_err(io_err(&path))?;
+            let mut last = None;
+            let w = walk(first, &data, h.offset as usize, |p| last = Some(p.location));
+            if check_header(&path, &data, first).is_ok() && w.damage.is_none() && last.is_some() {
+                let last = last.map(|l| Self::pair_at(first, &data, l));
+                return Ok(Opened { log, last, cut: 0 });
+            }
+        }
         let mut data = vec![0u8; len as usize];
         backend.read_at(0, &mut data).map_err(io_err(&path))?;
         if len < SEGMENT_HEADER && log.list().len() > 1 {
@@ -341,7 +370,7 @@ impl SegmentLog {
                 .pop();
             fs::remove_file(&path).map_err(io_err(&path))?;
             sync_dir(dir).map_err(io_err(dir))?;
-            return Self::open_with(dir, log.factory);
+            return Self::open_hinted(dir, log.factory, None);
         }
         if len < SEGMENT_HEADER {
             backend.truncate(0).map_err(io_err(&path))?;
@@ -745,6 +774,44 @@ mod tests {
         let opened = SegmentLog::open(dir.path()).unwrap();
         assert_eq!(opened.last.unwrap().location.offset, SEGMENT_HEADER);
         assert!(opened.cut > 0);
+    }
+
+    #[test]
+    fn a_wrong_hint_costs_time_never_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SegmentLog::open(dir.path()).unwrap().log;
+        let mut locs = Vec::new();
+        for h in 0..4u64 {
+            locs.push(log.append(h, b"payload", &block_body(h)).unwrap());
+        }
+        log.sync().unwrap();
+        drop(log);
+        let len = fs::metadata(dir.path().join(segment_name(0)))
+            .unwrap()
+            .len();
+        let hints = [
+            Some(locs[2]),
+            Some(Location {
+                segment: 0,
+                offset: locs[2].offset + 3,
+            }),
+            Some(Location {
+                segment: 7,
+                offset: 16,
+            }),
+            None,
+        ];
+        for hint in hints {
+            let opened = SegmentLog::open_hinted(dir.path(), Arc::new(FileFactory), hint).unwrap();
+            assert_eq!(opened.cut, 0, "hint {hint:?}");
+            assert_eq!(opened.last.unwrap().location, locs[3], "hint {hint:?}");
+            assert_eq!(
+                fs::metadata(dir.path().join(segment_name(0)))
+                    .unwrap()
+                    .len(),
+                len
+            );
+        }
     }
 
     #[test]
