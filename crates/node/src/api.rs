@@ -217,6 +217,17 @@ fn receipt_json(r: &Receipt) -> Value {
     })
 }
 
+/// Bodies up to this size are parsed and checked on the async runtime.
+const INLINE_BODY: usize = 16 << 10;
+
+/// A submission parsed and handed to the sequencer.
+struct Prepared {
+    slots: Vec<Option<Result<Receipt, Problem>>>,
+    at: Vec<usize>,
+    waiting: crate::sequencer::Waiting,
+    batch: bool,
+}
+
 fn parse_item(raw: &RawValue) -> Result<Transaction, Problem> {
     let wire: TxWire =
         serde_json::from_str(raw.get()).map_err(|e| Problem::schema(e.to_string()))?;
@@ -304,7 +315,11 @@ async fn submit(
     })?;
     let max_batch = state.config.max_batch;
     let seq = state.seq.clone();
-    let (results, batch) = blocking(move || {
+    let inline = body.len() <= INLINE_BODY;
+    // Parsing and signature checks are CPU work: small bodies (a single
+    // transaction) are handled on the runtime, larger ones on the blocking
+    // pool. Waiting for the commit never holds a thread.
+    let prepare = move || -> ApiResult<Prepared> {
         let (items, batch) = split_items(&body, max_batch)?;
         let mut slots: Vec<Option<Result<Receipt, Problem>>> = Vec::with_capacity(items.len());
         let mut good = Vec::new();
@@ -323,16 +338,31 @@ async fn submit(
                 }
             }
         }
-        for (i, outcome) in at.into_iter().zip(seq.submit(good)) {
-            slots[i] = Some(outcome.map_err(|e| submit_problem(&e)));
-        }
-        let results = slots
-            .into_iter()
-            .map(|s| s.unwrap_or_else(|| Err(Problem::internal("missing result"))))
-            .collect::<Vec<_>>();
-        Ok((results, batch))
-    })
-    .await?;
+        let waiting = seq.enqueue(good);
+        Ok(Prepared {
+            slots,
+            at,
+            waiting,
+            batch,
+        })
+    };
+    let Prepared {
+        mut slots,
+        at,
+        waiting,
+        batch,
+    } = if inline {
+        prepare()?
+    } else {
+        blocking(prepare).await?
+    };
+    for (i, outcome) in at.into_iter().zip(waiting.done().await) {
+        slots[i] = Some(outcome.map_err(|e| submit_problem(&e)));
+    }
+    let results = slots
+        .into_iter()
+        .map(|s| s.unwrap_or_else(|| Err(Problem::internal("missing result"))))
+        .collect::<Vec<_>>();
     if !batch {
         return match results.into_iter().next() {
             Some(Ok(r)) => Ok((StatusCode::OK, axum::Json(receipt_json(&r))).into_response()),

@@ -21,8 +21,9 @@ use medledger_ledger::ledger::{Ledger, Pending, Store, now_ms, participant_recor
 use medledger_ledger::state::{LedgerState, Rejection};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use tokio::sync::oneshot;
 
 /// Sequencer tuning.
 #[derive(Clone, Debug)]
@@ -81,46 +82,87 @@ pub struct Receipt {
 
 type Outcome = Result<Receipt, SubmitError>;
 
-/// Outcome slots of one submission, how many are still empty, and
-/// whether the sequencer side has let go of them.
-struct Slots {
-    state: Mutex<(Vec<Option<Outcome>>, usize, bool)>,
-    /// The caller sleeps here (no spinning) until the slots are full or abandoned.
-    filled: Condvar,
-}
-
-impl Slots {
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Vec<Option<Outcome>>, usize, bool)> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
+/// Outcome slots of one submission and how many are still empty.
+type Slots = Arc<Mutex<(Vec<Option<Outcome>>, usize)>>;
 
 /// Fills a submission's results as its transactions are committed. Only
-/// the sequencer side holds collectors: if its threads die, the last
-/// collector drops, the caller's wait ends and empty slots read as
-/// `Unavailable` instead of hanging forever.
+/// the sequencer side holds collectors: the caller waits on a oneshot that
+/// fires when the last slot is filled, or when the last collector drops
+/// (the sequencer's threads died), so a caller never hangs.
 struct Collector {
-    slots: Arc<Slots>,
+    slots: Slots,
+    done: Mutex<Option<oneshot::Sender<()>>>,
 }
 
 impl Collector {
+    /// Wakes the caller.
+    fn finish(&self) {
+        if let Some(done) = self.done.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = done.send(());
+        }
+    }
+
     fn set(&self, i: usize, outcome: Outcome) {
-        let mut g = self.slots.lock();
+        let mut g = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         if g.0[i].is_none() {
             g.0[i] = Some(outcome);
             g.1 -= 1;
             if g.1 == 0 {
-                self.slots.filled.notify_one();
+                self.finish();
             }
         }
     }
 }
 
-impl Drop for Collector {
-    fn drop(&mut self) {
-        self.slots.lock().2 = true;
-        self.slots.filled.notify_one();
+/// A submission on its way: wait for it with [`Waiting::wait`] on a plain
+/// thread or `.await` it on the async runtime (no thread parked per request).
+pub struct Waiting {
+    slots: Slots,
+    done: oneshot::Receiver<()>,
+    started: std::time::Instant,
+}
+
+impl Waiting {
+    /// Blocks the current (non-async) thread until every result is in.
+    pub fn wait(self) -> Vec<Outcome> {
+        let Waiting {
+            slots,
+            done,
+            started,
+        } = self;
+        let _ = done.blocking_recv();
+        finish(&slots, started)
     }
+
+    /// Waits on the async runtime until every result is in.
+    pub async fn done(self) -> Vec<Outcome> {
+        let Waiting {
+            slots,
+            done,
+            started,
+        } = self;
+        let _ = done.await;
+        finish(&slots, started)
+    }
+}
+
+fn finish(slots: &Slots, started: std::time::Instant) -> Vec<Outcome> {
+    let mut g = slots.lock().unwrap_or_else(|e| e.into_inner());
+    let results: Vec<Outcome> = std::mem::take(&mut g.0)
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Err(SubmitError::Unavailable("lost".into()))))
+        .collect();
+    metrics::histogram!("medledger_commit_latency_seconds").record(started.elapsed().as_secs_f64());
+    for r in &results {
+        match r {
+            Ok(_) => metrics::counter!("medledger_transactions_accepted_total").increment(1),
+            Err(e) => {
+                metrics::counter!("medledger_transactions_rejected_total", "reason" => e.code())
+                    .increment(1)
+            }
+        }
+    }
+    results
 }
 
 /// Authors whose decompressed keys are kept for signature checks.
@@ -218,20 +260,26 @@ impl Sequencer {
     /// Submits transactions and waits until each is committed or refused.
     /// Signatures are checked here, on the caller's thread, in one batch.
     pub fn submit(&self, txs: Vec<Transaction>) -> Vec<Outcome> {
+        self.enqueue(txs).wait()
+    }
+
+    /// Checks the signatures (in one batch, on this thread) and hands the
+    /// transactions to the sequencer; the returned [`Waiting`] yields their
+    /// results once each is committed or refused.
+    pub fn enqueue(&self, txs: Vec<Transaction>) -> Waiting {
         let n = txs.len();
-        if n == 0 {
-            return Vec::new();
-        }
         let started = std::time::Instant::now();
         let refs: Vec<&Transaction> = txs.iter().collect();
         let checks = Transaction::verify_signatures_with(&refs, &self.keys);
-        let slots = Arc::new(Slots {
-            state: Mutex::new(((0..n).map(|_| None).collect(), n, false)),
-            filled: Condvar::new(),
-        });
+        let (done_tx, done_rx) = oneshot::channel();
+        let slots: Slots = Arc::new(Mutex::new(((0..n).map(|_| None).collect(), n)));
         let collector = Arc::new(Collector {
             slots: slots.clone(),
+            done: Mutex::new(Some(done_tx)),
         });
+        if n == 0 {
+            collector.finish();
+        }
         let mut good = Vec::with_capacity(n);
         for (i, (tx, check)) in txs.into_iter().zip(checks).enumerate() {
             match check {
@@ -257,28 +305,13 @@ impl Sequencer {
                 }
             }
         }
-        // From here on only the sequencer side holds the collector.
-        drop(collector);
-        let mut g = slots.lock();
-        while g.1 > 0 && !g.2 {
-            g = slots.filled.wait(g).unwrap_or_else(|e| e.into_inner());
+        // From here on only the sequencer side holds the collector: if it
+        // goes away unfinished, the oneshot's sender drops and the wait ends.
+        Waiting {
+            slots,
+            done: done_rx,
+            started,
         }
-        let results: Vec<Outcome> = std::mem::take(&mut g.0)
-            .into_iter()
-            .map(|o| o.unwrap_or_else(|| Err(SubmitError::Unavailable("lost".into()))))
-            .collect();
-        metrics::histogram!("medledger_commit_latency_seconds")
-            .record(started.elapsed().as_secs_f64());
-        for r in &results {
-            match r {
-                Ok(_) => metrics::counter!("medledger_transactions_accepted_total").increment(1),
-                Err(e) => {
-                    metrics::counter!("medledger_transactions_rejected_total", "reason" => e.code())
-                        .increment(1)
-                }
-            }
-        }
-        results
     }
 
     /// Stops accepting, commits everything admitted, flushes, and returns.
