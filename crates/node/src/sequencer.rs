@@ -175,7 +175,17 @@ const SUBMISSION_CHUNK: usize = 1024;
 struct Submission {
     txs: Vec<(usize, Transaction)>,
     collector: Arc<Collector>,
+    /// False for submissions too small to batch on their own: the sequencer
+    /// checks their signatures together with other such submissions.
+    verified: bool,
 }
+
+/// Below this many transactions a caller does not batch-check signatures
+/// itself; the sequencer batches them across submissions.
+const BATCH_ALONE: usize = 4;
+
+/// Most submissions gathered for one cross-submission signature batch.
+const GATHER: usize = 256;
 
 type Waiter = (Arc<Collector>, usize);
 
@@ -188,7 +198,7 @@ struct Cut {
 /// A running sequencer over an open ledger.
 pub struct Sequencer {
     submit: Option<Sender<Submission>>,
-    keys: KeyCache,
+    keys: Arc<KeyCache>,
     store: Arc<Store>,
     failed: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
@@ -218,7 +228,9 @@ impl Sequencer {
         // blocks grow while the previous one is being made durable.
         let (ready_tx, ready_rx) = bounded::<()>(1);
         let (cut_tx, cut_rx) = bounded::<Cut>(1);
+        let keys = Arc::new(KeyCache::new(KEY_CACHE));
         let seq = SequencerThread {
+            keys: keys.clone(),
             state,
             key: node_key,
             config,
@@ -240,7 +252,7 @@ impl Sequencer {
         let threads = [seq, com].into_iter().filter_map(Result::ok).collect();
         Sequencer {
             submit: Some(submit_tx),
-            keys: KeyCache::new(KEY_CACHE),
+            keys,
             store,
             failed,
             threads,
@@ -270,7 +282,14 @@ impl Sequencer {
         let n = txs.len();
         let started = std::time::Instant::now();
         let refs: Vec<&Transaction> = txs.iter().collect();
-        let checks = Transaction::verify_signatures_with(&refs, &self.keys);
+        // One or two signatures gain nothing from a batch of their own; they
+        // are checked together with other small submissions in the sequencer.
+        let verified = n >= BATCH_ALONE;
+        let checks = if verified {
+            Transaction::verify_signatures_with(&refs, &self.keys)
+        } else {
+            vec![Ok(()); n]
+        };
         let (done_tx, done_rx) = oneshot::channel();
         let slots: Slots = Arc::new(Mutex::new(((0..n).map(|_| None).collect(), n)));
         let collector = Arc::new(Collector {
@@ -295,6 +314,7 @@ impl Sequencer {
                     .send(Submission {
                         txs: chunk,
                         collector: collector.clone(),
+                        verified,
                     })
                     .map_err(|e| e.into_inner().txs),
                 _ => Err(chunk),
@@ -337,6 +357,7 @@ impl Drop for Sequencer {
 
 /// What the sequencer thread works with.
 struct SequencerThread {
+    keys: Arc<KeyCache>,
     state: LedgerState,
     key: SigningKey,
     config: SequencerConfig,
@@ -361,11 +382,8 @@ impl SequencerThread {
             let len = self.open.as_ref().map_or(0, |b| b.txs.len());
             if len > 0 && committer_ready {
                 // Take whatever is already queued, up to the cap, then cut.
-                while !self.full() {
-                    match submissions.try_recv() {
-                        Ok(sub) => self.admit(sub),
-                        Err(_) => break,
-                    }
+                if let Ok(sub) = submissions.try_recv() {
+                    self.take(sub, &submissions);
                 }
                 let Some(block) = self.open.take() else {
                     continue;
@@ -405,7 +423,7 @@ impl SequencerThread {
             }
             select! {
                 recv(submissions) -> sub => match sub {
-                    Ok(sub) => self.admit(sub),
+                    Ok(sub) => self.take(sub, &submissions),
                     Err(_) => closed = true,
                 },
                 recv(ready) -> r => match r {
@@ -413,6 +431,65 @@ impl SequencerThread {
                     Err(_) => return,
                 },
             }
+        }
+    }
+
+    /// Admits `first` and whatever else is already queued (up to the block's
+    /// budget), checking the signatures of small submissions in one batch.
+    fn take(&mut self, first: Submission, more: &Receiver<Submission>) {
+        let size = |s: &Submission| -> usize {
+            s.txs
+                .iter()
+                .map(|(_, t)| t.payload_jcs().len() + t.header_jcs().len())
+                .sum()
+        };
+        let mut count = first.txs.len() + self.open.as_ref().map_or(0, |b| b.txs.len());
+        let mut bytes = size(&first) + self.open.as_ref().map_or(0, |b| b.bytes);
+        let mut subs = vec![first];
+        while subs.len() < GATHER
+            && count < self.config.max_block_txs
+            && bytes < self.config.max_block_bytes
+        {
+            match more.try_recv() {
+                Ok(sub) => {
+                    count += sub.txs.len();
+                    bytes += size(&sub);
+                    subs.push(sub);
+                }
+                Err(_) => break,
+            }
+        }
+        let unchecked: Vec<(usize, usize)> = subs
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.verified)
+            .flat_map(|(k, s)| (0..s.txs.len()).map(move |j| (k, j)))
+            .collect();
+        if !unchecked.is_empty() {
+            let refs: Vec<&Transaction> =
+                unchecked.iter().map(|&(k, j)| &subs[k].txs[j].1).collect();
+            let checks = Transaction::verify_signatures_with(&refs, &self.keys);
+            let mut bad = HashSet::new();
+            for (&(k, j), check) in unchecked.iter().zip(checks) {
+                if check.is_err() {
+                    bad.insert((k, j));
+                }
+            }
+            if !bad.is_empty() {
+                for (k, sub) in subs.iter_mut().enumerate() {
+                    let txs = std::mem::take(&mut sub.txs);
+                    for (j, (i, tx)) in txs.into_iter().enumerate() {
+                        if bad.contains(&(k, j)) {
+                            sub.collector.set(i, Err(Rejection::BadSignature.into()));
+                        } else {
+                            sub.txs.push((i, tx));
+                        }
+                    }
+                }
+            }
+        }
+        for sub in subs {
+            self.admit(sub);
         }
     }
 

@@ -120,10 +120,18 @@ impl Index {
     /// the index is derived data, and a damaged one must be rebuilt rather
     /// than trusted.
     pub fn open(path: &Path) -> Result<Self, IndexError> {
-        let mut db = Database::create(path)?;
-        if !db.check_integrity()? {
-            return Err(IndexError::Damaged);
-        }
+        // Checking on open (rather than after a plain open) is what makes
+        // redb report a file altered outside it as an error, not a panic;
+        // the catch is a second line in case a damaged file still trips one.
+        let opened = std::panic::catch_unwind(|| {
+            Database::builder()
+                .set_check_integrity_on_open(true)
+                .create(path)
+        });
+        let db = match opened {
+            Ok(db) => db?,
+            Err(_) => return Err(IndexError::Damaged),
+        };
         let w = db.begin_write()?;
         Self::create_tables(&w)?;
         w.commit()?;
