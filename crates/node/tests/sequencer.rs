@@ -171,3 +171,39 @@ fn each_transaction_in_a_batch_gets_its_own_result() {
     assert!(r[3].is_ok());
     seq.shutdown().unwrap();
 }
+
+#[test]
+fn small_submissions_are_signature_checked_together_and_apart() {
+    let (_dir, seq, doctors) = setup();
+    let results: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..16)
+            .map(|i| {
+                let seq = &seq;
+                let doctors = &doctors;
+                s.spawn(move || {
+                    let tx = report(&doctors[i % 4], 100 + i);
+                    let tx = if i % 5 == 0 {
+                        let mut w = tx.to_wire().unwrap();
+                        w.signature.0[0] ^= 1;
+                        Transaction::from_wire(w).unwrap()
+                    } else {
+                        tx
+                    };
+                    (i, seq.submit(vec![tx]).remove(0))
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, r) in results {
+        if i % 5 == 0 {
+            assert!(
+                matches!(r, Err(SubmitError::Rejected(Rejection::BadSignature))),
+                "{i}: {r:?}"
+            );
+        } else {
+            assert!(r.is_ok(), "{i}: {r:?}");
+        }
+    }
+    seq.shutdown().unwrap();
+}
