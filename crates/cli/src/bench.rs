@@ -212,39 +212,7 @@ fn ingest(
     }
 
     // Sign everything before the clock starts: clients sign, not the node.
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let per = count.div_ceil(threads);
-    let time = now_ms();
-    let txs: Vec<Transaction> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let doctors = &doctors;
-                s.spawn(move || {
-                    (t * per..((t + 1) * per).min(count))
-                        .map(|i| {
-                            Transaction::sign(
-                                &doctors[i % doctors.len()],
-                                kind::MEDICAL_REPORT,
-                                time,
-                                &report_payload(i),
-                            )
-                        })
-                        .collect::<Result<Vec<_>, _>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .map_err(|_| anyhow::anyhow!("signing thread panicked"))?
-                    .map_err(anyhow::Error::from)
-            })
-            .collect::<Result<Vec<Vec<_>>>>()
-    })?
-    .into_iter()
-    .flatten()
-    .collect();
+    let txs = crate::bench_http::sign_all(&doctors, count)?;
     let payload_bytes =
         txs.iter().map(|t| t.payload_jcs().len()).sum::<usize>() as f64 / count.max(1) as f64;
 
