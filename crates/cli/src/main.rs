@@ -85,6 +85,14 @@ enum Command {
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+        /// The node verifier key you trust: the ledger's genesis must name
+        /// this origin and node key (a rewritten history with a new genesis fails).
+        #[arg(long)]
+        key: Option<String>,
+        /// A signed checkpoint you saw earlier (needs --key): the ledger must
+        /// contain it, so blocks cut from the end or a rewritten past fail.
+        #[arg(long, requires = "key")]
+        checkpoint: Option<PathBuf>,
     },
     /// Receipts (C2SP tlog-proof): verify offline, or fetch from a node.
     Receipt {
@@ -281,7 +289,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", keys::public_key(&key));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { dir, json } => verify_cmd(dir, json),
+        Command::Verify {
+            dir,
+            json,
+            key,
+            checkpoint,
+        } => verify_cmd(dir, json, key, checkpoint),
         Command::Receipt { command } => remote::receipt(command),
         Command::Submit(args) => remote::submit(args),
         Command::Get(args) => remote::get(args),
@@ -418,7 +431,50 @@ fn participant(cmd: ParticipantCommand) -> Result<ExitCode> {
     }
 }
 
-fn verify_cmd(dir: PathBuf, json: bool) -> Result<ExitCode> {
+/// Checks a verified ledger against the trusted key and checkpoint.
+fn check_trust(
+    report: &verify::VerifyReport,
+    key: Option<&str>,
+    checkpoint: Option<&std::path::Path>,
+) -> Result<()> {
+    let Some(key) = key else { return Ok(()) };
+    let verifier = medledger_formats::note::NoteVerifier::parse(key)
+        .with_context(|| format!("verifier key {key:?}"))?;
+    if report.origin != verifier.name() {
+        bail!(
+            "the ledger's genesis names origin {:?}, the trusted key {:?}",
+            report.origin,
+            verifier.name()
+        );
+    }
+    let node = PublicKey::from(verifier.key().to_bytes());
+    if !report.nodes.contains(&node) {
+        bail!("the trusted key is not an active node of this ledger: its genesis was replaced");
+    }
+    if let Some(path) = checkpoint {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let (cp, _) = medledger_formats::checkpoint::Checkpoint::open(
+            &text,
+            Some(verifier.name()),
+            std::slice::from_ref(&verifier),
+        )?;
+        if !report.block_roots.contains(&(cp.size, cp.root)) {
+            bail!(
+                "the ledger does not contain the trusted checkpoint (size {}): blocks were removed or history rewritten",
+                cp.size
+            );
+        }
+    }
+    Ok(())
+}
+
+fn verify_cmd(
+    dir: PathBuf,
+    json: bool,
+    key: Option<String>,
+    checkpoint: Option<PathBuf>,
+) -> Result<ExitCode> {
     let total = verify::segment_bytes(&dir)?;
     let bar = if std::io::stderr().is_terminal() && !json {
         indicatif::ProgressBar::new(total)
@@ -433,7 +489,11 @@ fn verify_cmd(dir: PathBuf, json: bool) -> Result<ExitCode> {
     );
     let start = std::time::Instant::now();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let result = verify::verify_dir(&dir, threads, |b| bar.set_position(b));
+    let result = verify::verify_dir(&dir, threads, |b| bar.set_position(b)).and_then(|r| {
+        check_trust(&r, key.as_deref(), checkpoint.as_deref())
+            .map(|()| r)
+            .map_err(|e| verify::VerifyError::Untrusted(format!("{e:#}")))
+    });
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
     match result {

@@ -6,6 +6,7 @@
 use crate::state::{BlockFault, LedgerState};
 use crossbeam_channel::bounded;
 use medledger_formats::block::Block;
+use medledger_formats::keys::PublicKey;
 use medledger_formats::merkle::Hash;
 use medledger_formats::record::{self, RecordError};
 use medledger_formats::tx::Transaction;
@@ -47,6 +48,9 @@ pub enum VerifyError {
         /// What.
         fault: BlockFault,
     },
+    /// The ledger verifies on its own but not against what the caller trusts.
+    #[error("not the trusted ledger: {0}")]
+    Untrusted(String),
     /// The directory holds no blocks at all.
     #[error("no blocks found in {0}")]
     Empty(PathBuf),
@@ -63,6 +67,12 @@ pub struct VerifyReport {
     pub bytes: u64,
     /// Root of the log after the last block.
     pub log_root: Hash,
+    /// The origin set by genesis.
+    pub origin: String,
+    /// Keys of the active nodes at the end.
+    pub nodes: Vec<PublicKey>,
+    /// Log size and root after each block, for checking trusted checkpoints.
+    pub block_roots: Vec<(u64, Hash)>,
 }
 
 /// Total size of the segment files, for progress reporting.
@@ -231,6 +241,8 @@ pub fn verify_dir(
                             .apply_block_checked(&block, &seen)
                             .map_err(|fault| VerifyError::Block { height, fault })?;
                         seen.extend(block.txs.iter().map(|t| *t.id()));
+                        let h = block.header.header();
+                        report.block_roots.push((h.log_size, h.log_root.0));
                         report.blocks += 1;
                         report.transactions += block.txs.len() as u64;
                         report.bytes += size;
@@ -245,5 +257,11 @@ pub fn verify_dir(
         return Err(VerifyError::Empty(dir.to_path_buf()));
     }
     report.log_root = state.tip().log.root();
+    report.origin = state.origin().unwrap_or_default().to_owned();
+    report.nodes = state
+        .participants()
+        .filter(|p| p.role == crate::roles::Role::Node && p.revoked_at.is_none())
+        .map(|p| p.key)
+        .collect();
     Ok(report)
 }
