@@ -147,6 +147,43 @@ pub fn block_tx_ids(body: &[u8]) -> Result<Vec<crate::merkle::Hash>, RecordError
     Ok(ids)
 }
 
+/// A transaction as the block record holds it: header and signature, no payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxStub {
+    /// The parsed header.
+    pub header: crate::tx::TxHeader,
+    /// The author's signature.
+    pub signature: [u8; 64],
+    /// The transaction id.
+    pub id: crate::merkle::Hash,
+}
+
+/// Decodes a block record alone: the sealed header and its transactions'
+/// headers, without touching payloads (for serving headers cheaply).
+pub fn decode_block_stubs(body: &[u8]) -> Result<(SealedHeader, Vec<TxStub>), RecordError> {
+    let mut r = Reader(body);
+    let jcs = r.bytes()?;
+    let sig = r.array::<64>()?;
+    let header = SealedHeader::from_stored(jcs, sig)?;
+    let count = r.u32()? as usize;
+    let mut out = Vec::with_capacity(count.min(body.len() / 68));
+    for index in 0..count {
+        let header_jcs = r.bytes()?;
+        let signature = r.array::<64>()?;
+        let tx_header = serde_json::from_slice(header_jcs).map_err(|e| RecordError::Tx {
+            index,
+            error: TxError::Header(e.to_string()),
+        })?;
+        out.push(TxStub {
+            header: tx_header,
+            signature,
+            id: crate::merkle::leaf_hash_parts(&[header_jcs, &signature]),
+        });
+    }
+    r.finish()?;
+    Ok((header, out))
+}
+
 /// Decodes a block from its block record and payloads record bodies,
 /// checking every transaction's canonical form and commitment (not signatures).
 pub fn decode_block(block_body: &[u8], payloads_body: &[u8]) -> Result<Block, RecordError> {
@@ -186,4 +223,69 @@ pub fn decode_block(block_body: &[u8], payloads_body: &[u8]) -> Result<Block, Re
     r.finish()?;
     p.finish()?;
     Ok(Block { header, txs })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::{BlockHeader, SealedHeader};
+    use crate::bytes::Bytes;
+    use ed25519_dalek::SigningKey;
+
+    fn block() -> Block {
+        let key = SigningKey::from_bytes(&[6; 32]);
+        let txs: Vec<Transaction> = (0..3)
+            .map(|i| {
+                Transaction::sign(&key, "medical_report", 1 + i, &serde_json::json!({"i": i}))
+                    .unwrap()
+            })
+            .collect();
+        let header = BlockHeader {
+            first_leaf: 0,
+            height: 0,
+            log_root: Bytes([0; 32]),
+            log_size: 3,
+            prev_hash: Bytes([0; 32]),
+            proposer: crate::keys::public_key(&key),
+            time: 1,
+            tx_count: 3,
+            txs_root: Bytes([0; 32]),
+            v: 1,
+        };
+        Block {
+            header: SealedHeader::seal(header, &key).unwrap(),
+            txs,
+        }
+    }
+
+    #[test]
+    fn block_records_round_trip_whole_and_as_headers() {
+        let b = block();
+        let (mut body, mut payloads) = (Vec::new(), Vec::new());
+        encode_block(&b, &mut body);
+        encode_payloads(&b, &mut payloads);
+        assert_eq!(decode_block(&body, &payloads).unwrap(), b);
+        let (header, stubs) = decode_block_stubs(&body).unwrap();
+        assert_eq!(header, b.header);
+        assert_eq!(stubs.len(), 3);
+        for (s, t) in stubs.iter().zip(&b.txs) {
+            assert_eq!(
+                (&s.header, &s.signature, &s.id),
+                (t.header(), t.signature(), t.id())
+            );
+        }
+        assert_eq!(
+            block_tx_ids(&body).unwrap(),
+            b.txs.iter().map(|t| *t.id()).collect::<Vec<_>>()
+        );
+        // Any cut is an error, never a panic.
+        for n in 0..body.len() {
+            assert!(decode_block_stubs(&body[..n]).is_err());
+            assert!(decode_block(&body[..n], &payloads).is_err());
+        }
+        assert_eq!(
+            decode_block(&body, &payloads[..payloads.len() - 1]),
+            Err(RecordError::Truncated)
+        );
+    }
 }

@@ -538,6 +538,22 @@ impl Store {
         })
     }
 
+    /// The block at `height` with its transactions' headers only (no payloads read or checked).
+    pub fn block_headers(
+        &self,
+        height: u64,
+    ) -> Result<(SealedHeader, Vec<record::TxStub>), LedgerError> {
+        let entry = self
+            .index
+            .block(height)?
+            .ok_or_else(|| LedgerError::NotFound(format!("block {height}")))?;
+        let stored = self.segments.read(entry.location)?;
+        record::decode_block_stubs(&stored.block).map_err(|error| LedgerError::Record {
+            location: entry.location,
+            error,
+        })
+    }
+
     /// Finds a transaction by id: the transaction, its log index and block height.
     pub fn transaction(&self, id: &Hash) -> Result<Option<(Transaction, u64, u64)>, LedgerError> {
         let Some(leaf) = self.index.leaves_of(&[id])?[0] else {

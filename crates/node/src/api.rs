@@ -516,23 +516,23 @@ async fn consistency(
 }
 
 fn block_json(store: &Store, height: u64) -> ApiResult<Value> {
-    let b = store.block(height).map_err(ledger_err)?;
-    let txs: Vec<Value> = b
-        .txs
+    // Headers only: a public endpoint must not make the node read and check payloads.
+    let (header, stubs) = store.block_headers(height).map_err(ledger_err)?;
+    let txs: Vec<Value> = stubs
         .iter()
         .map(|t| {
             json!({
-                "id": hex::encode(t.id()),
-                "header": t.header(),
-                "signature": hex::encode(t.signature()),
+                "id": hex::encode(t.id),
+                "header": t.header,
+                "signature": hex::encode(t.signature),
             })
         })
         .collect();
     Ok(json!({
         "height": height,
-        "hash": hex::encode(b.header.hash()),
-        "header": b.header.header(),
-        "signature": hex::encode(b.header.signature()),
+        "hash": hex::encode(header.hash()),
+        "header": header.header(),
+        "signature": hex::encode(header.signature()),
         "transactions": txs,
     }))
 }
