@@ -6,9 +6,7 @@ use medledger_formats::keys;
 use medledger_formats::merkle;
 use medledger_formats::tx::Transaction;
 use medledger_ledger::Ledger;
-use medledger_ledger::ledger::{now_ms, read_key_file};
-use medledger_ledger::roles::{Role, kind};
-use medledger_ledger::state::RegisterPayload;
+use medledger_ledger::ledger::read_key_file;
 use medledger_node::{Sequencer, SequencerConfig};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -191,22 +189,7 @@ fn ingest(
     let ledger = Ledger::open(dir)?;
     let seq = Sequencer::start(ledger, SequencerConfig::default());
 
-    let doctors: Vec<_> = (0..signers)
-        .map(|_| keys::generate())
-        .collect::<Result<_, _>>()?;
-    let registrations = doctors
-        .iter()
-        .map(|d| {
-            let p = RegisterPayload {
-                key: keys::public_key(d),
-                role: Role::Doctor,
-                institution: "bench".into(),
-                label: "bench doctor".into(),
-            };
-            Transaction::sign(&admin, kind::REGISTER, now_ms(), &serde_json::to_value(p)?)
-                .map_err(anyhow::Error::from)
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let (doctors, registrations) = crate::bench_http::bench_doctors(&admin, signers)?;
     for r in seq.submit(registrations) {
         r.map_err(|e| anyhow::anyhow!("registering a bench doctor: {e}"))?;
     }

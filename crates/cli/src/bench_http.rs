@@ -198,6 +198,32 @@ fn committed(status: u16, body: &[u8], batch: usize) -> usize {
     }
 }
 
+/// `n` fresh doctor keys and the admin's transactions registering them.
+pub(crate) fn bench_doctors(
+    admin: &ed25519_dalek::SigningKey,
+    n: usize,
+) -> Result<(Vec<ed25519_dalek::SigningKey>, Vec<Transaction>)> {
+    let doctors: Vec<_> = (0..n).map(|_| keys::generate()).collect::<Result<_, _>>()?;
+    let regs = doctors
+        .iter()
+        .map(|d| {
+            let p = RegisterPayload {
+                key: keys::public_key(d),
+                role: Role::Doctor,
+                institution: "bench".into(),
+                label: "bench doctor".into(),
+            };
+            Ok(Transaction::sign(
+                admin,
+                kind::REGISTER,
+                now_ms(),
+                &serde_json::to_value(p)?,
+            )?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((doctors, regs))
+}
+
 /// Signs `count` ~300-byte medical reports, round-robin over `doctors`, on
 /// every core (before any clock starts).
 pub(crate) fn sign_all(
@@ -320,26 +346,7 @@ pub fn run(a: HttpArgs) -> Result<ExitCode> {
         .admin_key
         .context("bench http registers its own doctors: pass --admin-key DATA_DIR/admin.key")?;
     let admin = read_key_file(&admin_key)?;
-    let doctors: Vec<_> = (0..a.signers.max(1))
-        .map(|_| keys::generate())
-        .collect::<Result<_, _>>()?;
-    let regs = doctors
-        .iter()
-        .map(|d| {
-            let p = RegisterPayload {
-                key: keys::public_key(d),
-                role: Role::Doctor,
-                institution: "bench".into(),
-                label: "bench doctor".into(),
-            };
-            Ok(Transaction::sign(
-                &admin,
-                kind::REGISTER,
-                now_ms(),
-                &serde_json::to_value(p)?,
-            )?)
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let (doctors, regs) = bench_doctors(&admin, a.signers.max(1))?;
     for r in client.submit_batch(&regs)? {
         r.context("registering a bench doctor")?;
     }
