@@ -27,9 +27,7 @@ use medledger_store::index::{
     BlockEntry, BlockIndex, Index, IndexError, ParticipantRecord, TxEntry,
 };
 use medledger_store::merkle_store::MerkleStore;
-use medledger_store::segment::{
-    self, Location, SEGMENT_HEADER, SegmentError, SegmentLog, StoredBlock,
-};
+use medledger_store::segment::{self, Location, PairRef, SEGMENT_HEADER, SegmentError, SegmentLog};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -474,24 +472,7 @@ impl Store {
         let mut tree = write(&self.tree);
         let target = tree.size();
         tree.clear().map_err(io_at(&tree_dir))?;
-        self.scan_from(None, |b| {
-            let (header, ids) = block_ids(&b.block).map_err(|error| LedgerError::Record {
-                location: b.location,
-                error,
-            })?;
-            let first = header.header().first_leaf;
-            let have = tree.size();
-            if first > have {
-                return Ok(());
-            }
-            let from = (have - first) as usize;
-            let to = (target.saturating_sub(first) as usize).min(ids.len());
-            if from < to {
-                tree.append(&ids[from..to]).map_err(io_at(&tree_dir))?;
-            }
-            Ok(())
-        })?;
-        Ok(())
+        fill_tree(&self.segments, &mut tree, None, target, &tree_dir)
     }
 
     /// A consistency proof between two log sizes, checked before it is
@@ -770,44 +751,71 @@ impl Ledger {
     }
 }
 
-impl Store {
-    /// Walks stored blocks in order starting at segment `from.segment`,
-    /// offset `from.offset`, calling `visit` for each.
-    fn scan_from(
-        &self,
-        from: Option<Location>,
-        mut visit: impl FnMut(&StoredBlock) -> Result<(), LedgerError>,
-    ) -> Result<(), LedgerError> {
-        let starts = self.segments.segment_starts();
-        for first in starts {
-            if from.is_some_and(|l| first < l.segment) {
-                continue;
+/// Walks stored blocks in order from `from` (a block's location; the start
+/// of the log if `None`), calling `visit` for each.
+fn scan_segments(
+    segments: &SegmentLog,
+    from: Option<Location>,
+    mut visit: impl FnMut(&PairRef<'_>) -> Result<(), LedgerError>,
+) -> Result<(), LedgerError> {
+    for first in segments.segment_starts() {
+        if from.is_some_and(|l| first < l.segment) {
+            continue;
+        }
+        let path = segments.dir().join(segment::segment_name(first));
+        let data = segment::read_segment(&path, first)?;
+        let offset = match from {
+            Some(l) if l.segment == first => l.offset as usize,
+            _ => SEGMENT_HEADER as usize,
+        };
+        let mut result = Ok(());
+        let w = segment::walk(first, &data, offset, |p| {
+            if result.is_ok() {
+                result = visit(&p);
             }
-            let path = self.segments.dir().join(segment::segment_name(first));
-            let data = segment::read_segment(&path, first)?;
-            let offset = match from {
-                Some(l) if l.segment == first => l.offset as usize,
-                _ => SEGMENT_HEADER as usize,
-            };
-            let mut result = Ok(());
-            let w = segment::walk(first, &data, offset, |p| {
-                if result.is_ok() {
-                    result = visit(&p.to_owned());
-                }
-            });
-            result?;
-            if let Some((offset, what, _)) = w.damage {
-                return Err(SegmentError::Corrupt {
-                    path,
-                    offset,
-                    what: what.into(),
-                }
-                .into());
+        });
+        result?;
+        if let Some((offset, what, _)) = w.damage {
+            return Err(SegmentError::Corrupt {
+                path,
+                offset,
+                what: what.into(),
             }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Appends to `tree` the leaves from its current size up to `target`, read
+/// from the blocks stored from `from` on.
+fn fill_tree(
+    segments: &SegmentLog,
+    tree: &mut MerkleStore,
+    from: Option<Location>,
+    target: u64,
+    tree_dir: &Path,
+) -> Result<(), LedgerError> {
+    scan_segments(segments, from, |b| {
+        let (header, ids) = block_ids(b.block).map_err(|error| LedgerError::Record {
+            location: b.location,
+            error,
+        })?;
+        let first = header.header().first_leaf;
+        let have = tree.size();
+        if first > have {
+            return Ok(());
+        }
+        let start = (have - first) as usize;
+        let end = (target.saturating_sub(first) as usize).min(ids.len());
+        if start < end {
+            tree.append(&ids[start..end]).map_err(io_at(tree_dir))?;
         }
         Ok(())
-    }
+    })
+}
 
+impl Store {
     /// Brings the subtree files to the last block's log size and checks
     /// their root, rebuilding them from the segments if they disagree.
     fn repair_tree(&mut self) -> Result<(), LedgerError> {
@@ -838,38 +846,20 @@ impl Store {
         }
         for attempt in 0..2 {
             let have = self.tree().size();
-            if have < h.log_size {
-                let from = if attempt == 0 {
-                    self.location_of_leaf(have)?
-                } else {
-                    None
-                };
-                let mut tree = std::mem::replace(
-                    &mut *write(&self.tree),
-                    MerkleStore::open(&tree_dir).map_err(io_at(&tree_dir))?,
-                );
-                self.scan_from(from, |b| {
-                    let (header, ids) =
-                        block_ids(&b.block).map_err(|error| LedgerError::Record {
-                            location: b.location,
-                            error,
-                        })?;
-                    let first = header.header().first_leaf;
-                    let skip = tree.size().saturating_sub(first) as usize;
-                    if skip < ids.len() {
-                        tree.append(&ids[skip..]).map_err(io_at(&tree_dir))?;
-                    }
-                    Ok(())
-                })?;
-                *write(&self.tree) = tree;
-            }
-            let tree = self.tree();
+            // First from the block holding the first missing leaf; after a
+            // mismatch, from the start.
+            let from = if attempt == 0 {
+                self.location_of_leaf(have)?
+            } else {
+                None
+            };
+            let tree = self.tree.get_mut().unwrap_or_else(|e| e.into_inner());
+            fill_tree(&self.segments, tree, from, h.log_size, &tree_dir)?;
             if tree.size() == h.log_size && tree.root() == h.log_root.0 {
                 return Ok(());
             }
-            drop(tree);
             tracing::warn!("stored Merkle subtrees disagree with the blocks; rebuilding them");
-            write(&self.tree).clear().map_err(io_at(&tree_dir))?;
+            tree.clear().map_err(io_at(&tree_dir))?;
         }
         Err(LedgerError::TreeMismatch(h.height))
     }
@@ -980,13 +970,12 @@ impl Store {
             Ok(())
         };
         let origin = self.origin.clone();
-        self.scan_from(from, |b| {
-            let block = record::decode_block(&b.block, &b.payloads).map_err(|error| {
-                LedgerError::Record {
+        scan_segments(&self.segments, from, |b| {
+            let block =
+                record::decode_block(b.block, b.payloads).map_err(|error| LedgerError::Record {
                     location: b.location,
                     error,
-                }
-            })?;
+                })?;
             let height = block.header.header().height;
             if height < indexed {
                 return Ok(());
