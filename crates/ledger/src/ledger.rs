@@ -417,44 +417,67 @@ impl Store {
 
     /// A receipt for log entry `leaf` against `checkpoint` (the latest if None).
     pub fn receipt(&self, leaf: u64, checkpoint: Option<&Note>) -> Result<TlogProof, LedgerError> {
+        self.receipts(leaf..leaf + 1, checkpoint)?
+            .pop()
+            .ok_or_else(|| LedgerError::NotFound(format!("leaf {leaf}")))
+    }
+
+    /// Receipts for the log entries `leaves` against `checkpoint` (the latest
+    /// if None): one checkpoint parse and one lock for a whole block's worth.
+    pub fn receipts(
+        &self,
+        leaves: std::ops::Range<u64>,
+        checkpoint: Option<&Note>,
+    ) -> Result<Vec<TlogProof>, LedgerError> {
         let note = match checkpoint.cloned().or_else(|| self.checkpoint()) {
             Some(n) => n,
             None => return Err(LedgerError::NotFound("no checkpoint yet".into())),
         };
         let cp = Checkpoint::from_text(&note.text).map_err(fmt_err)?;
-        let proof = self.checked_inclusion(leaf, cp.size, &cp.root)?;
-        Ok(TlogProof {
-            extra: None,
-            index: leaf,
-            proof,
-            checkpoint: note,
-        })
+        let proofs = self.checked_inclusions(leaves.clone(), cp.size, &cp.root)?;
+        Ok(leaves
+            .zip(proofs)
+            .map(|(index, proof)| TlogProof {
+                extra: None,
+                index,
+                proof,
+                checkpoint: note.clone(),
+            })
+            .collect())
     }
 
-    /// An inclusion proof, checked against `root` before it is handed out.
+    /// Inclusion proofs, each checked against `root` before it is handed out.
     /// The subtree files are derived data on a disk that can rot; a proof
     /// that does not reach the signed root means they are damaged, and they
     /// are rebuilt from the segments once before giving up.
-    fn checked_inclusion(
+    fn checked_inclusions(
         &self,
-        leaf: u64,
+        leaves: std::ops::Range<u64>,
         size: u64,
         root: &Hash,
-    ) -> Result<Vec<Hash>, LedgerError> {
+    ) -> Result<Vec<Vec<Hash>>, LedgerError> {
+        let tree_dir = self.dir.join("merkle");
         for attempt in 0..2 {
             {
                 let tree = self.tree();
-                let proof = merkle::inclusion_proof(&*tree, leaf, size).map_err(fmt_err)?;
-                let leaf_hash = merkle::SubtreeSource::subtree(&*tree, 0, leaf)
-                    .map_err(io_at(&self.dir.join("merkle")))?;
-                if merkle::root_from_inclusion(&leaf_hash, leaf, size, &proof).as_ref() == Ok(root)
-                {
-                    return Ok(proof);
+                let mut proofs = Vec::with_capacity((leaves.end - leaves.start) as usize);
+                for leaf in leaves.clone() {
+                    let proof = merkle::inclusion_proof(&*tree, leaf, size).map_err(fmt_err)?;
+                    let leaf_hash = merkle::SubtreeSource::subtree(&*tree, 0, leaf)
+                        .map_err(io_at(&tree_dir))?;
+                    if merkle::root_from_inclusion(&leaf_hash, leaf, size, &proof).as_ref()
+                        != Ok(root)
+                    {
+                        break;
+                    }
+                    proofs.push(proof);
+                }
+                if proofs.len() as u64 == leaves.end - leaves.start {
+                    return Ok(proofs);
                 }
             }
             if attempt == 0 {
                 tracing::error!(
-                    leaf,
                     size,
                     "stored subtree hashes are damaged; rebuilding them from the segments"
                 );

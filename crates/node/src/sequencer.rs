@@ -610,23 +610,30 @@ fn commit(
         metrics::gauge!("medledger_block_height").set(h.height as f64);
         metrics::gauge!("medledger_log_size").set(h.log_size as f64);
         metrics::histogram!("medledger_block_transactions").record(h.tx_count as f64);
-        let s = &store;
-        for (k, ((c, i), tx)) in cut.waiters.into_iter().zip(&cut.block.txs).enumerate() {
-            let leaf = h.first_leaf + k as u64;
-            let outcome = s
-                .receipt(leaf, Some(&committed.checkpoint))
-                .map(|mut proof| {
+        match store.receipts(h.first_leaf..h.log_size, Some(&committed.checkpoint)) {
+            Ok(proofs) => {
+                for (((c, i), tx), (k, mut proof)) in cut
+                    .waiters
+                    .into_iter()
+                    .zip(&cut.block.txs)
+                    .zip(proofs.into_iter().enumerate())
+                {
                     proof.extra = Some(tx.leaf_preimage());
-                    proof
-                })
-                .map(|proof| Receipt {
-                    id: *tx.id(),
-                    leaf,
-                    height: h.height,
-                    proof,
-                })
-                .map_err(|e| SubmitError::Unavailable(e.to_string()));
-            c.set(i, outcome);
+                    let receipt = Receipt {
+                        id: *tx.id(),
+                        leaf: h.first_leaf + k as u64,
+                        height: h.height,
+                        proof,
+                    };
+                    c.set(i, Ok(receipt));
+                }
+            }
+            Err(e) => {
+                // Committed, but no receipt can be given: say so, never a wrong one.
+                for (c, i) in cut.waiters {
+                    c.set(i, Err(SubmitError::Unavailable(e.to_string())));
+                }
+            }
         }
         pending.remove(cut.block.txs.iter().map(|t| t.id()));
     }
