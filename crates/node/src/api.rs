@@ -143,10 +143,6 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| Problem::internal(format!("worker failed: {e}")))?
 }
 
-fn read_store(state: &AppState) -> ApiResult<&Store> {
-    Ok(state.seq.store())
-}
-
 fn store_of(state: &Shared) -> Arc<Store> {
     state.seq.store().clone()
 }
@@ -172,7 +168,7 @@ fn authorize(state: &AppState, headers: &HeaderMap, roles: &[Role]) -> ApiResult
         .tokens
         .lookup(token.trim())
         .ok_or_else(|| Problem::unauthorized("unknown or revoked token"))?;
-    let store = read_store(state)?;
+    let store = state.seq.store();
     let record = store
         .index()
         .participant(&key.0)
@@ -415,7 +411,7 @@ async fn get_transaction(
     let st = state.clone();
     blocking(move || {
         authorize(&st, &headers, RECORD_READERS)?;
-        let store = read_store(&st)?;
+        let store = st.seq.store();
         let (tx, leaf, height) = store
             .transaction(&id.0)
             .map_err(ledger_err)?
@@ -458,7 +454,7 @@ async fn get_receipt(
 }
 
 async fn checkpoint(State(state): State<Shared>) -> ApiResult<Response> {
-    let store = read_store(&state)?;
+    let store = state.seq.store();
     let cp = store
         .checkpoint()
         .ok_or_else(|| Problem::unavailable("no checkpoint yet"))?;
@@ -579,7 +575,7 @@ async fn blocks(
 }
 
 async fn status(State(state): State<Shared>) -> ApiResult<Response> {
-    let store = read_store(&state)?;
+    let store = state.seq.store();
     let (height, size, root) = store.last().map_or((0, 0, String::new()), |h| {
         let h = h.header();
         (h.height, h.log_size, h.log_root.to_hex())
@@ -600,7 +596,7 @@ async fn participants(State(state): State<Shared>, headers: HeaderMap) -> ApiRes
     let st = state.clone();
     blocking(move || {
         authorize(&st, &headers, DIRECTORY_READERS)?;
-        let store = read_store(&st)?;
+        let store = st.seq.store();
         let list: Vec<Participant> = store
             .index()
             .participants()
