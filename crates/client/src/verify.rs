@@ -95,11 +95,23 @@ impl Trust {
                 id: hex::encode(tx.id()),
             });
         }
+        self.proven(text, &proof, extra, tx.id())
+    }
+
+    /// The shared tail of receipt checks: `extra` must hash to `id`, and the
+    /// proof must lead from it to a trusted checkpoint.
+    fn proven(
+        &self,
+        text: &str,
+        proof: &TlogProof,
+        extra: &[u8],
+        id: &Hash,
+    ) -> Result<VerifiedReceipt, VerifyError> {
         let leaf = merkle::leaf_hash(extra);
-        if leaf != *tx.id() {
+        if leaf != *id {
             return Err(VerifyError::IdMismatch {
                 what: "receipt leaf",
-                expected: hex::encode(tx.id()),
+                expected: hex::encode(id),
                 found: hex::encode(leaf),
             });
         }
@@ -119,23 +131,9 @@ impl Trust {
     pub fn receipt_for_id(&self, text: &str, id: &Hash) -> Result<VerifiedReceipt, VerifyError> {
         let proof = TlogProof::parse(text)?;
         let extra = proof.extra.as_deref().ok_or(VerifyError::NoExtra)?;
-        let leaf = merkle::leaf_hash(extra);
-        if leaf != *id {
-            return Err(VerifyError::IdMismatch {
-                what: "receipt leaf",
-                expected: hex::encode(id),
-                found: hex::encode(leaf),
-            });
-        }
-        let checkpoint = proof.verify(&leaf, Some(&self.origin), &self.verifiers)?;
+        let receipt = self.proven(text, &proof, extra, id)?;
         check_author_signature(extra)?;
-        Ok(VerifiedReceipt {
-            id: leaf,
-            index: proof.index,
-            height: None,
-            checkpoint,
-            text: text.to_owned(),
-        })
+        Ok(receipt)
     }
 
     /// Verifies a block as `/v1/blocks` returns it: canonical header, hash,
