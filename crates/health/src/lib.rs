@@ -1,0 +1,9 @@
+//! The health domain of medledger: what a record may contain.
+//!
+//! Everything here is a pure function of its input, so every node and every
+//! verifier judges the same transaction the same way.
+
+pub mod fhir;
+pub mod ids;
+pub mod pii;
+pub mod pseudonym;
