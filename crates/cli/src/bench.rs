@@ -156,7 +156,7 @@ fn report(json: bool, fields: &[(&str, f64)]) {
 /// A medical report of about 300 bytes.
 pub(crate) fn report_payload(i: usize) -> serde_json::Value {
     json!({
-        "patient": format!("P{:025}", i % 100_000),
+        "patient": medledger_health::pseudonym::synthetic((i % 100_000) as u64),
         "institution": "Klinicki centar Nis",
         "encounter_date": "2026-11-24",
         "diagnoses": ["J10.1", "I10"],

@@ -210,7 +210,7 @@ pub(crate) fn bench_doctors(
             let p = RegisterPayload {
                 key: keys::public_key(d),
                 role: Role::Doctor,
-                institution: "bench".into(),
+                institution: "Klinicki centar Nis".into(),
                 label: "bench doctor".into(),
             };
             Ok(Transaction::sign(

@@ -139,7 +139,12 @@ fn submit_get_fetch_and_watch_against_a_served_node() {
     let key = key_file.to_str().unwrap();
 
     // JSON lines, batched; one bad item is reported on its own line.
-    let input = "{\"patient\":\"A\"}\n{\"patient\":\"B\"}\n[1]\n{\"patient\":\"C\"}\n";
+    let input = format!(
+        "{}\n{}\n[1]\n{}\n",
+        report_payload(1),
+        report_payload(2),
+        report_payload(3)
+    );
     let receipts = root.path().join("receipts");
     let out = run(
         &[
@@ -158,7 +163,7 @@ fn submit_get_fetch_and_watch_against_a_served_node() {
             receipts.to_str().unwrap(),
             "-",
         ],
-        Some(input),
+        Some(&input),
     );
     assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
     let lines = json_lines(&out);
@@ -176,7 +181,7 @@ fn submit_get_fetch_and_watch_against_a_served_node() {
     let one = root.path().join("one.json");
     fs::write(
         &one,
-        "{\n  \"patient\": \"D\",\n  \"diagnoses\": [\"J10.1\"]\n}\n",
+        serde_json::to_string_pretty(&report_payload(4)).unwrap(),
     )
     .unwrap();
     let out = run(
@@ -231,7 +236,7 @@ fn submit_get_fetch_and_watch_against_a_served_node() {
     assert!(out.status.success(), "{:?}", text(&out));
     let got: serde_json::Value = serde_json::from_str(&text(&out).0).unwrap();
     assert_eq!(got["id"], id.as_str());
-    assert_eq!(got["transaction"]["payload"]["patient"], "D");
+    assert_eq!(got["transaction"]["payload"], report_payload(4));
 
     // receipt fetch, then the offline verifier accepts what was written.
     let proof = root.path().join("r.tlog-proof");
@@ -292,7 +297,7 @@ fn submit_get_fetch_and_watch_against_a_served_node() {
             "--vkey",
             &vkey,
         ],
-        Some("{\"patient\":\"E\"}"),
+        Some(&report_payload(5).to_string()),
     );
     let out = run(&watch, None);
     assert!(out.status.success(), "{:?}", text(&out));
@@ -323,7 +328,7 @@ fn a_wrong_vkey_refuses_every_receipt_and_checkpoint() {
             "--vkey",
             &other_vkey,
         ],
-        Some("{\"patient\":\"A\"}"),
+        Some(&report_payload(1).to_string()),
     );
     assert_eq!(out.status.code(), Some(1));
     let lines = json_lines(&out);

@@ -110,7 +110,12 @@ fn report(doctor: &SigningKey, i: usize) -> Transaction {
         doctor,
         kind::MEDICAL_REPORT,
         now_ms(),
-        &json!({"patient": "MFRGGZDFMZTWQ2LK", "diagnoses": ["J10.1"], "i": i}),
+        &json!({
+            "patient": medledger_health::pseudonym::synthetic(i as u64),
+            "institution": "Test",
+            "encounter_date": "2026-11-24",
+            "diagnoses": ["J10.1"],
+        }),
     )
     .unwrap()
 }

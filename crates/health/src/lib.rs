@@ -7,3 +7,4 @@ pub mod fhir;
 pub mod ids;
 pub mod pii;
 pub mod pseudonym;
+pub mod records;

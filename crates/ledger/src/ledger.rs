@@ -23,6 +23,7 @@ use medledger_formats::note::{Note, NoteSigner, NoteVerifier};
 use medledger_formats::receipt::TlogProof;
 use medledger_formats::record::{self, RecordError};
 use medledger_formats::tx::Transaction;
+use medledger_health::records;
 use medledger_store::index::{
     BlockEntry, BlockIndex, Index, IndexError, ParticipantRecord, TxEntry,
 };
@@ -289,28 +290,23 @@ fn block_index(
             .txs
             .iter()
             .enumerate()
-            .map(|(i, tx)| TxEntry {
-                id: *tx.id(),
-                leaf: h.first_leaf + i as u64,
-                author: tx.header().author.0,
-                kind: tx.header().kind.clone(),
-                patient: patient_of(tx),
-                time: tx.header().time,
+            .map(|(i, tx)| {
+                let terms = serde_json::from_slice(tx.payload_jcs())
+                    .map(|p| records::terms(&tx.header().kind, &p))
+                    .unwrap_or_default();
+                TxEntry {
+                    id: *tx.id(),
+                    leaf: h.first_leaf + i as u64,
+                    author: tx.header().author.0,
+                    kind: tx.header().kind.clone(),
+                    patient: terms.patient,
+                    codes: terms.codes,
+                    time: tx.header().time,
+                }
             })
             .collect(),
         participants,
     }
-}
-
-/// The patient pseudonym a payload names, if any.
-fn patient_of(tx: &Transaction) -> Option<String> {
-    #[derive(Deserialize)]
-    struct P {
-        patient: Option<String>,
-    }
-    serde_json::from_slice::<P>(tx.payload_jcs())
-        .ok()
-        .and_then(|p| p.patient)
 }
 
 /// Participant records to index for the keys `txs` touched, as they stand in `state`.

@@ -85,6 +85,26 @@ pub mod kind {
     pub const VACCINATION_REPORT: &str = "vaccination_report";
     /// An organ-donor decision.
     pub const ORGAN_DONOR_DECISION: &str = "organ_donor_decision";
+    /// A FHIR R4 Observation (vital signs or laboratory).
+    pub const FHIR_OBSERVATION: &str = medledger_health::fhir::KIND_OBSERVATION;
+    /// A FHIR R4 Condition coded in ICD-10.
+    pub const FHIR_CONDITION: &str = medledger_health::fhir::KIND_CONDITION;
+    /// A FHIR R4 Immunization.
+    pub const FHIR_IMMUNIZATION: &str = medledger_health::fhir::KIND_IMMUNIZATION;
+
+    /// Every kind a participant may submit (all but genesis).
+    pub const SUBMITTABLE: [&str; 10] = [
+        REGISTER,
+        REVOKE,
+        MEDICAL_REPORT,
+        VITAL_SIGNS,
+        EPIDEMIC_REPORT,
+        VACCINATION_REPORT,
+        ORGAN_DONOR_DECISION,
+        FHIR_OBSERVATION,
+        FHIR_CONDITION,
+        FHIR_IMMUNIZATION,
+    ];
 }
 
 /// Roles allowed to submit `kind`; `None` for an unknown kind.
@@ -96,6 +116,8 @@ pub fn allowed_roles(kind: &str) -> Option<&'static [Role]> {
         kind::VITAL_SIGNS => &[Doctor, Device, Institution],
         kind::EPIDEMIC_REPORT | kind::VACCINATION_REPORT => &[Institution, PublicHealth],
         kind::ORGAN_DONOR_DECISION => &[Doctor],
+        kind::FHIR_OBSERVATION => &[Institution, Doctor, Device],
+        kind::FHIR_CONDITION | kind::FHIR_IMMUNIZATION => &[Institution, Doctor],
         // Genesis is admitted only by its own rule, never by role.
         _ => return None,
     })

@@ -12,6 +12,9 @@ use medledger_formats::bytes::Bytes;
 use medledger_formats::keys::{self, PublicKey};
 use medledger_formats::merkle::{self, Frontier, Hash};
 use medledger_formats::tx::Transaction;
+use medledger_health::fhir::FhirError;
+use medledger_health::pii::PiiFinding;
+use medledger_health::records::{self, Checked, PayloadError};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
@@ -126,6 +129,12 @@ pub enum Rejection {
     /// The signature does not verify.
     #[error("signature does not verify")]
     BadSignature,
+    /// The payload holds a direct identifier (the value is never repeated).
+    #[error("{0}")]
+    Pii(PiiFinding),
+    /// A FHIR resource breaks a rule.
+    #[error("{0}")]
+    Fhir(FhirError),
 }
 
 impl Rejection {
@@ -141,6 +150,8 @@ impl Rejection {
             Rejection::Future { .. } => "future_time",
             Rejection::Schema(_) => "schema_violation",
             Rejection::BadSignature => "bad_signature",
+            Rejection::Pii(_) => "pii_detected",
+            Rejection::Fhir(_) => "fhir_invalid",
         }
     }
 }
@@ -363,6 +374,20 @@ impl LedgerState {
                 role: author.role,
                 kind: h.kind.clone(),
             });
+        }
+        let payload: serde_json::Value = parse(tx)?;
+        let checked = records::check(&h.kind, &payload).map_err(|e| match e {
+            PayloadError::Pii(f) => Rejection::Pii(f),
+            PayloadError::Fhir(f) => Rejection::Fhir(f),
+            PayloadError::Schema(m) => Rejection::Schema(m),
+        })?;
+        if let Checked::Report(r) = &checked
+            && r.institution != author.institution
+        {
+            return Err(Rejection::Schema(format!(
+                "institution must be the doctor's registered institution, {}",
+                author.institution
+            )));
         }
         match h.kind.as_str() {
             kind::REGISTER => {
@@ -697,7 +722,19 @@ mod tests {
     }
 
     fn report(key: &SigningKey, time: u64) -> Transaction {
-        Transaction::sign(key, kind::MEDICAL_REPORT, time, &json!({"patient": "ABC"})).unwrap()
+        Transaction::sign(
+            key,
+            kind::MEDICAL_REPORT,
+            time,
+            &json!({
+                "patient": medledger_health::pseudonym::synthetic(time),
+                "institution": "Test",
+                "encounter_date": "2026-11-24",
+                "diagnoses": ["J10.1"],
+                "anamnesis": "fever",
+            }),
+        )
+        .unwrap()
     }
 
     fn rejection(r: Result<(), BlockFault>) -> Rejection {

@@ -22,6 +22,12 @@ pub struct Problem {
     pub detail: String,
     /// Stable machine-readable code.
     pub code: &'static str,
+    /// For `pii_detected`: the JSON Pointer of the offending field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// For `pii_detected`: the kind of identifier found (never its value).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<&'static str>,
 }
 
 impl Problem {
@@ -33,6 +39,8 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             code,
+            field: None,
+            identifier: None,
         }
     }
 
@@ -83,10 +91,17 @@ pub fn submit_problem(e: &SubmitError) -> Problem {
             Rejection::Stale { .. }
             | Rejection::Future { .. }
             | Rejection::Schema(_)
+            | Rejection::Pii(_)
+            | Rejection::Fhir(_)
             | Rejection::UnknownKind(_) => StatusCode::UNPROCESSABLE_ENTITY,
         },
     };
-    Problem::new(status, e.code(), e.to_string())
+    let mut p = Problem::new(status, e.code(), e.to_string());
+    if let SubmitError::Rejected(Rejection::Pii(f)) = e {
+        p.field = Some(f.field.clone());
+        p.identifier = Some(f.kind.as_str());
+    }
+    p
 }
 
 impl IntoResponse for Problem {

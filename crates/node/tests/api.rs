@@ -207,12 +207,19 @@ fn signed(key: &SigningKey, kind: &str, payload: &Value) -> Transaction {
     signed_at(key, kind, now_ms(), payload)
 }
 
+/// A valid medical report from a doctor of institution "Test".
+fn report_payload() -> Value {
+    json!({
+        "patient": "MFRGGZDFMZTWQ2LKNNWG23TPOA",
+        "institution": "Test",
+        "encounter_date": "2026-11-24",
+        "diagnoses": ["J10.1"],
+        "anamnesis": "fever",
+    })
+}
+
 fn report(doctor: &SigningKey) -> Transaction {
-    signed(
-        doctor,
-        kind::MEDICAL_REPORT,
-        &json!({"patient": "MFRGGZDFMZTWQ2LK", "diagnoses": ["J10.1"], "anamnesis": "fever"}),
-    )
+    signed(doctor, kind::MEDICAL_REPORT, &report_payload())
 }
 
 fn register_tx(admin: &SigningKey, key: &SigningKey, role: Role) -> Transaction {
@@ -837,10 +844,32 @@ fn payload_for(kind: &str, node: &Node, victim: &SigningKey) -> Value {
         kind::EPIDEMIC_REPORT | kind::VACCINATION_REPORT => {
             json!({"region": "Nisava", "date": "2026-11-24", "count": 12})
         }
-        kind::VITAL_SIGNS => json!({"patient": "MFRGGZDFMZTWQ2LK", "pulse": 72}),
+        kind::VITAL_SIGNS => json!({"patient": "MFRGGZDFMZTWQ2LKNNWG23TPOA", "pulse": 72}),
+        kind::MEDICAL_REPORT => report_payload(),
+        kind::FHIR_OBSERVATION => json!({
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+            "subject": {"reference": "Patient/MFRGGZDFMZTWQ2LKNNWG23TPOA"},
+            "effectiveDateTime": "2026-11-24T09:00:00Z",
+            "valueQuantity": {"value": 72, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}
+        }),
+        kind::FHIR_CONDITION => json!({
+            "resourceType": "Condition",
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "J10.1"}]},
+            "subject": {"reference": "Patient/MFRGGZDFMZTWQ2LKNNWG23TPOA"},
+            "recordedDate": "2026-11-24"
+        }),
+        kind::FHIR_IMMUNIZATION => json!({
+            "resourceType": "Immunization",
+            "status": "completed",
+            "vaccineCode": {"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": "208"}]},
+            "patient": {"reference": "Patient/MFRGGZDFMZTWQ2LKNNWG23TPOA"},
+            "occurrenceDateTime": "2026-11-24"
+        }),
         _ => {
             let _ = node;
-            json!({"patient": "MFRGGZDFMZTWQ2LK", "decision": "donor"})
+            json!({"patient": "MFRGGZDFMZTWQ2LKNNWG23TPOA", "decision": "donor"})
         }
     }
 }
@@ -860,15 +889,7 @@ async fn roles_md_kind_table_matches_allowed_roles_and_the_ledger() {
         .collect();
     assert_eq!(header, expected_columns, "ROLES.md kind table columns");
     let kinds: BTreeSet<&str> = rows.iter().map(|r| r[0].as_str()).collect();
-    let submittable = BTreeSet::from([
-        kind::REGISTER,
-        kind::REVOKE,
-        kind::MEDICAL_REPORT,
-        kind::VITAL_SIGNS,
-        kind::EPIDEMIC_REPORT,
-        kind::VACCINATION_REPORT,
-        kind::ORGAN_DONOR_DECISION,
-    ]);
+    let submittable = BTreeSet::from(kind::SUBMITTABLE);
     assert_eq!(
         kinds, submittable,
         "ROLES.md must list every submittable kind"
@@ -1426,7 +1447,7 @@ async fn times_outside_the_skew_are_422() {
     let doctor = new_key();
     node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
         .await;
-    let p = json!({"patient": "P1"});
+    let p = report_payload();
     let margin = 60_000;
     node.post_json(&wire(&signed_at(
         &doctor,
@@ -1468,7 +1489,7 @@ async fn batch_items_are_judged_each_on_their_own() {
         &doctor,
         kind::MEDICAL_REPORT,
         now_ms() - 2 * DEFAULT_MAX_SKEW_MS,
-        &json!({"patient": "P2"}),
+        &report_payload(),
     );
     let forged = bad_signature(&report(&doctor));
     let items = json!([

@@ -50,7 +50,12 @@ fn report(key: &SigningKey, i: usize) -> Transaction {
         key,
         kind::MEDICAL_REPORT,
         now_ms(),
-        &json!({"patient": "P1", "i": i}),
+        &json!({
+            "patient": medledger_health::pseudonym::synthetic(i as u64),
+            "institution": "Test",
+            "encounter_date": "2026-11-24",
+            "diagnoses": ["J10.1"],
+        }),
     )
     .unwrap()
 }

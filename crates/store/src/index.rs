@@ -21,6 +21,7 @@ const BY_AUTHOR: MultimapTableDefinition<&[u8; 32], u64> =
     MultimapTableDefinition::new("by_author");
 const BY_KIND: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("by_kind");
 const BY_PATIENT: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("by_patient");
+const BY_CODE: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("by_code");
 const BY_TIME: MultimapTableDefinition<u64, u64> = MultimapTableDefinition::new("by_time");
 const PARTICIPANTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("participants");
 
@@ -84,6 +85,8 @@ pub struct TxEntry {
     pub kind: String,
     /// Patient pseudonym, when the payload names one.
     pub patient: Option<String>,
+    /// Codes the payload carries (ICD-10, LOINC, vaccine codes).
+    pub codes: Vec<String>,
     /// Author's timestamp, ms.
     pub time: u64,
 }
@@ -108,6 +111,8 @@ pub enum By<'a> {
     Kind(&'a str),
     /// By patient pseudonym.
     Patient(&'a str),
+    /// By code (ICD-10, LOINC, vaccine).
+    Code(&'a str),
 }
 
 /// The index database.
@@ -166,6 +171,7 @@ impl Index {
             let mut by_author = w.open_multimap_table(BY_AUTHOR)?;
             let mut by_kind = w.open_multimap_table(BY_KIND)?;
             let mut by_patient = w.open_multimap_table(BY_PATIENT)?;
+            let mut by_code = w.open_multimap_table(BY_CODE)?;
             let mut by_time = w.open_multimap_table(BY_TIME)?;
             let mut parts = w.open_table(PARTICIPANTS)?;
             for b in blocks {
@@ -188,6 +194,9 @@ impl Index {
                     by_kind.insert(tx.kind.as_str(), tx.leaf)?;
                     if let Some(p) = &tx.patient {
                         by_patient.insert(p.as_str(), tx.leaf)?;
+                    }
+                    for c in &tx.codes {
+                        by_code.insert(c.as_str(), tx.leaf)?;
                     }
                     by_time.insert(tx.time, tx.leaf)?;
                 }
@@ -219,6 +228,7 @@ impl Index {
         w.delete_multimap_table(BY_AUTHOR)?;
         w.delete_multimap_table(BY_KIND)?;
         w.delete_multimap_table(BY_PATIENT)?;
+        w.delete_multimap_table(BY_CODE)?;
         w.delete_multimap_table(BY_TIME)?;
         w.delete_table(PARTICIPANTS)?;
         Self::create_tables(&w)?;
@@ -234,6 +244,7 @@ impl Index {
         w.open_multimap_table(BY_AUTHOR)?;
         w.open_multimap_table(BY_KIND)?;
         w.open_multimap_table(BY_PATIENT)?;
+        w.open_multimap_table(BY_CODE)?;
         w.open_multimap_table(BY_TIME)?;
         w.open_table(PARTICIPANTS)?;
         Ok(())
@@ -310,6 +321,7 @@ impl Index {
             By::Author(a) => collect(r.open_multimap_table(BY_AUTHOR)?.get(a)?),
             By::Kind(k) => collect(r.open_multimap_table(BY_KIND)?.get(k)?),
             By::Patient(p) => collect(r.open_multimap_table(BY_PATIENT)?.get(p)?),
+            By::Code(c) => collect(r.open_multimap_table(BY_CODE)?.get(c)?),
         }
     }
 
@@ -347,12 +359,13 @@ mod tests {
             author: [author; 32],
             kind: kind.into(),
             patient: patient.map(Into::into),
+            codes: vec![format!("C{author}")],
             time,
         }
     }
 
     #[test]
-    fn secondary_indexes_answer_by_author_kind_patient_and_time() {
+    fn secondary_indexes_answer_by_author_kind_patient_code_and_time() {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(&dir.path().join("i.redb")).unwrap();
         let block = |height, first_leaf, txs: Vec<TxEntry>| BlockIndex {
@@ -399,6 +412,8 @@ mod tests {
             index.leaves_by(By::Patient("P"), 0, 10).unwrap(),
             vec![0, 2]
         );
+        assert_eq!(index.leaves_by(By::Code("C1"), 0, 10).unwrap(), vec![0, 2, 3]);
+        assert_eq!(index.leaves_by(By::Code("C2"), 0, 10).unwrap(), vec![1]);
         assert_eq!(index.leaves_in_time(20, 40, 10).unwrap(), vec![1, 2]);
         assert_eq!(
             index.leaves_of(&[&[3; 32], &[7; 32]]).unwrap(),

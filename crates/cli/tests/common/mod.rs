@@ -146,7 +146,7 @@ pub fn revoke_tx(admin: &SigningKey, key: &SigningKey) -> Transaction {
 /// A medical report payload of about 300 bytes.
 pub fn report_payload(i: u64) -> Value {
     json!({
-        "patient": format!("P{i:025}"),
+        "patient": medledger_health::pseudonym::synthetic(i),
         "institution": "Klinicki centar Nis",
         "encounter_date": "2026-11-24",
         "diagnoses": ["J10.1", "I10"],

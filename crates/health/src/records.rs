@@ -1,0 +1,304 @@
+//! Payload rules per transaction kind, and what the indexes take from a
+//! payload.
+//!
+//! [`check`] is a pure function of the kind and the payload: the PII guard
+//! over every field, then the kind's schema. The ledger's state machine
+//! calls it for every transaction it admits or replays, so a record that
+//! breaks a rule can enter no honest node's ledger.
+
+use crate::fhir::{self, FhirError};
+use crate::pii::{self, PiiFinding};
+use crate::pseudonym;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Kind of a doctor's medical report.
+pub const MEDICAL_REPORT: &str = "medical_report";
+/// Longest free-text field of a report, in bytes.
+pub const MAX_TEXT: usize = 16 * 1024;
+/// Most diagnoses on one report.
+pub const MAX_DIAGNOSES: usize = 20;
+
+/// A doctor's medical report. The doctor is the transaction's signed
+/// author (a registered participant with the doctor role), so the payload
+/// does not repeat it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MedicalReport {
+    /// The patient's pseudonym.
+    pub patient: String,
+    /// The institution where the encounter took place; it must be the
+    /// doctor's registered institution.
+    pub institution: String,
+    /// Date of the encounter, `YYYY-MM-DD`.
+    pub encounter_date: String,
+    /// ICD-10 codes in WHO format, most significant first.
+    pub diagnoses: Vec<String>,
+    /// History as told by the patient.
+    #[serde(default)]
+    pub anamnesis: String,
+    /// Examination findings.
+    #[serde(default)]
+    pub findings: String,
+    /// Therapy and advice.
+    #[serde(default)]
+    pub therapy: String,
+}
+
+/// Why a payload is refused.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PayloadError {
+    /// It contains a direct identifier.
+    #[error("{0}")]
+    Pii(PiiFinding),
+    /// It does not fit the kind's schema.
+    #[error("{0}")]
+    Schema(String),
+    /// A FHIR resource breaks a rule.
+    #[error("{0}")]
+    Fhir(FhirError),
+}
+
+/// What [`check`] learned about a valid payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Checked {
+    /// A medical report.
+    Report(MedicalReport),
+    /// A FHIR resource.
+    Fhir(fhir::Summary),
+    /// Any other kind: the PII guard passed; its schema is the state
+    /// machine's business.
+    Other,
+}
+
+/// Checks `payload` (the parsed JSON of a transaction of `kind`).
+/// `participant.*` and `ledger.genesis` payloads are keys and names of
+/// institutions, checked by the state machine; only their free-text fields
+/// go through the guard here.
+pub fn check(kind: &str, payload: &Value) -> Result<Checked, PayloadError> {
+    match kind {
+        "ledger.genesis" => Ok(Checked::Other),
+        "participant.register" | "participant.revoke" => {
+            for field in ["institution", "label", "reason"] {
+                if let Some(v) = payload.get(field) {
+                    pii::scan(v).map_err(|mut f| {
+                        f.field = format!("/{field}{}", f.field);
+                        PayloadError::Pii(f)
+                    })?;
+                }
+            }
+            Ok(Checked::Other)
+        }
+        _ => {
+            pii::scan(payload).map_err(PayloadError::Pii)?;
+            match kind {
+                MEDICAL_REPORT => report(payload).map(Checked::Report),
+                fhir::KIND_OBSERVATION | fhir::KIND_CONDITION | fhir::KIND_IMMUNIZATION => {
+                    let summary = fhir::validate(payload).map_err(PayloadError::Fhir)?;
+                    if summary.kind != kind {
+                        return Err(PayloadError::Schema(format!(
+                            "a {} resource cannot be stored as {kind}",
+                            summary.resource_type
+                        )));
+                    }
+                    Ok(Checked::Fhir(summary))
+                }
+                _ => Ok(Checked::Other),
+            }
+        }
+    }
+}
+
+fn report(payload: &Value) -> Result<MedicalReport, PayloadError> {
+    let schema = |m: String| PayloadError::Schema(m);
+    let r = MedicalReport::deserialize(payload).map_err(|e| schema(e.to_string()))?;
+    if !pseudonym::is_well_formed(&r.patient) {
+        return Err(schema("patient must be a pseudonym".into()));
+    }
+    if r.institution.trim().is_empty() {
+        return Err(schema("institution is required".into()));
+    }
+    if !is_date(&r.encounter_date) {
+        return Err(schema("encounter_date must be a date, YYYY-MM-DD".into()));
+    }
+    if r.diagnoses.is_empty() || r.diagnoses.len() > MAX_DIAGNOSES {
+        return Err(schema(format!(
+            "diagnoses must hold 1 to {MAX_DIAGNOSES} ICD-10 codes"
+        )));
+    }
+    if let Some((i, _)) = r
+        .diagnoses
+        .iter()
+        .enumerate()
+        .find(|(_, d)| !fhir::is_icd10(d))
+    {
+        return Err(schema(format!(
+            "diagnoses[{i}] is not an ICD-10 code in WHO format (e.g. J10.1)"
+        )));
+    }
+    for (name, text) in [
+        ("anamnesis", &r.anamnesis),
+        ("findings", &r.findings),
+        ("therapy", &r.therapy),
+    ] {
+        if text.len() > MAX_TEXT {
+            return Err(schema(format!("{name} is longer than {MAX_TEXT} bytes")));
+        }
+    }
+    Ok(r)
+}
+
+/// True for a real calendar date written `YYYY-MM-DD`.
+pub fn is_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return false;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        let d = &b[r];
+        d.iter().all(u8::is_ascii_digit).then(|| {
+            d.iter()
+                .fold(0u32, |acc, &c| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    let (Some(y), Some(m), Some(d)) = (num(0..4), num(5..7), num(8..10)) else {
+        return false;
+    };
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        _ => 0,
+    };
+    y >= 1900 && d >= 1 && d <= days
+}
+
+/// What the indexes take from a payload: the patient it is about and its
+/// codes (ICD-10 diagnoses, LOINC or vaccine codes).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Terms {
+    /// The patient's pseudonym.
+    pub patient: Option<String>,
+    /// Codes, without their systems.
+    pub codes: Vec<String>,
+}
+
+/// The index terms of a payload that has passed [`check`] (the guard is
+/// not run again).
+pub fn terms(kind: &str, payload: &Value) -> Terms {
+    let report = (kind == MEDICAL_REPORT)
+        .then(|| MedicalReport::deserialize(payload).ok())
+        .flatten();
+    let resource = fhir::resource_type_of(kind)
+        .and_then(|_| fhir::validate(payload).ok());
+    match (report, resource) {
+        (Some(r), _) => Terms {
+            patient: Some(r.patient),
+            codes: r.diagnoses,
+        },
+        (_, Some(s)) => Terms {
+            patient: Some(s.patient),
+            codes: s.codes.into_iter().map(|(_, c)| c).collect(),
+        },
+        _ => Terms {
+            patient: payload
+                .get("patient")
+                .and_then(Value::as_str)
+                .filter(|p| pseudonym::is_well_formed(p))
+                .map(String::from),
+            codes: Vec::new(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const P: &str = "MFRGGZDFMZTWQ2LKNNWG23TPOA";
+
+    fn report_json() -> Value {
+        json!({
+            "patient": P,
+            "institution": "Dom zdravlja Nis",
+            "encounter_date": "2026-11-24",
+            "diagnoses": ["J10.1", "I10"],
+            "anamnesis": "Fever 38.5 C for two days, dry cough, myalgia.",
+            "findings": "Pharynx hyperaemic, lungs clear, BP 150/95.",
+            "therapy": "Oseltamivir 75 mg twice daily for 5 days.",
+        })
+    }
+
+    #[test]
+    fn a_valid_report_passes_and_gives_its_terms() {
+        let Checked::Report(r) = check(MEDICAL_REPORT, &report_json()).unwrap() else {
+            panic!("not a report")
+        };
+        assert_eq!(r.diagnoses, ["J10.1", "I10"]);
+        let t = terms(MEDICAL_REPORT, &report_json());
+        assert_eq!(t.patient.as_deref(), Some(P));
+        assert_eq!(t.codes, ["J10.1", "I10"]);
+    }
+
+    #[test]
+    fn schema_violations_are_named() {
+        let cases: [(&str, Value); 7] = [
+            ("diagnoses[1]", json!(["J10.1", "flu"])),
+            ("1 to 20", json!([])),
+            ("encounter_date", json!("2026-02-30")),
+            ("encounter_date", json!("24.11.2026")),
+            ("institution", json!(" ")),
+            ("unknown field", json!("x")),
+            ("/patient", json!("P0000000000000000000000001")),
+        ];
+        for (i, (expect, value)) in cases.into_iter().enumerate() {
+            let mut r = report_json();
+            let field = match i {
+                0 | 1 => "diagnoses",
+                2 | 3 => "encounter_date",
+                4 => "institution",
+                5 => "extra",
+                _ => "patient",
+            };
+            r[field] = value;
+            let err = check(MEDICAL_REPORT, &r).unwrap_err();
+            assert!(err.to_string().contains(expect), "{field}: {err}");
+        }
+        let mut r = report_json();
+        r["therapy"] = json!("x".repeat(MAX_TEXT + 1));
+        assert!(check(MEDICAL_REPORT, &r).is_err());
+    }
+
+    #[test]
+    fn identifiers_in_free_text_are_refused_before_the_schema() {
+        let mut r = report_json();
+        r["anamnesis"] = json!("Kontakt: pera@example.rs");
+        match check(MEDICAL_REPORT, &r) {
+            Err(PayloadError::Pii(f)) => assert!(!f.to_string().contains("pera")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn register_checks_free_text_but_not_keys() {
+        let ok = json!({"key": "0".repeat(64), "role": "doctor", "institution": "KC Nis", "label": "dr 7"});
+        assert_eq!(check("participant.register", &ok), Ok(Checked::Other));
+        let bad = json!({"key": "0".repeat(64), "role": "doctor", "institution": "KC Nis", "label": "dr@kcnis.rs"});
+        assert!(matches!(
+            check("participant.register", &bad),
+            Err(PayloadError::Pii(f)) if f.field == "/label"
+        ));
+    }
+
+    #[test]
+    fn dates() {
+        for ok in ["2024-02-29", "2026-11-24", "1900-01-01"] {
+            assert!(is_date(ok), "{ok}");
+        }
+        for bad in ["2023-02-29", "2026-13-01", "2026-1-01", "26-11-24", "1899-12-31", "2026-11-24T"] {
+            assert!(!is_date(bad), "{bad}");
+        }
+    }
+}
