@@ -204,7 +204,8 @@ fn forged(tx: &Transaction) -> (Value, String) {
 }
 
 fn register_as(admin: &SigningKey, key: &SigningKey, role: Role) -> Transaction {
-    let payload = json!({"key": keys::public_key(key), "role": role, "institution": "Klinicki centar Nis"});
+    let payload =
+        json!({"key": keys::public_key(key), "role": role, "institution": "Klinicki centar Nis"});
     Transaction::sign(admin, kind::REGISTER, now_ms(), &payload).expect("sign register")
 }
 

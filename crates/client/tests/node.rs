@@ -74,6 +74,7 @@ fn serve(dir: &Path) -> Node {
         tokens: Tokens::new(dir),
         config: NodeConfig::default(),
         metrics: None,
+        health: Default::default(),
     });
     serve_router(router(state), Some(seq))
 }

@@ -190,8 +190,7 @@ pub fn terms(kind: &str, payload: &Value) -> Terms {
     let report = (kind == MEDICAL_REPORT)
         .then(|| MedicalReport::deserialize(payload).ok())
         .flatten();
-    let resource = fhir::resource_type_of(kind)
-        .and_then(|_| fhir::validate(payload).ok());
+    let resource = fhir::resource_type_of(kind).and_then(|_| fhir::validate(payload).ok());
     match (report, resource) {
         (Some(r), _) => Terms {
             patient: Some(r.patient),
@@ -297,7 +296,14 @@ mod tests {
         for ok in ["2024-02-29", "2026-11-24", "1900-01-01"] {
             assert!(is_date(ok), "{ok}");
         }
-        for bad in ["2023-02-29", "2026-13-01", "2026-1-01", "26-11-24", "1899-12-31", "2026-11-24T"] {
+        for bad in [
+            "2023-02-29",
+            "2026-13-01",
+            "2026-1-01",
+            "26-11-24",
+            "1899-12-31",
+            "2026-11-24T",
+        ] {
             assert!(!is_date(bad), "{bad}");
         }
     }

@@ -573,6 +573,53 @@ impl Store {
         Ok(Some((tx, leaf, height)))
     }
 
+    /// The transactions at log indexes `leaves`, each with its block height,
+    /// in the order given. A block holding several of them is read once.
+    pub fn transactions_at(
+        &self,
+        leaves: &[u64],
+    ) -> Result<Vec<(Transaction, u64, u64)>, LedgerError> {
+        let mut out = Vec::with_capacity(leaves.len());
+        let mut cached: Option<(u64, Block)> = None;
+        for &leaf in leaves {
+            let height = self
+                .index
+                .height_of_leaf(leaf)?
+                .ok_or_else(|| LedgerError::NotFound(format!("block of leaf {leaf}")))?;
+            if cached.as_ref().map(|(h, _)| *h) != Some(height) {
+                cached = Some((height, self.block(height)?));
+            }
+            let block = &cached
+                .as_ref()
+                .ok_or_else(|| LedgerError::NotFound(format!("block {height}")))?
+                .1;
+            let first = block.header.header().first_leaf;
+            let tx = block
+                .txs
+                .get((leaf - first) as usize)
+                .cloned()
+                .ok_or_else(|| LedgerError::NotFound(format!("leaf {leaf}")))?;
+            out.push((tx, leaf, height));
+        }
+        Ok(out)
+    }
+
+    /// The checkpoint published when the log had `size` entries, signed
+    /// again from the log root of the block that ended there. Checkpoints
+    /// exist only at block boundaries; any other size is not found.
+    pub fn checkpoint_at(&self, size: u64) -> Result<Note, LedgerError> {
+        let none = || LedgerError::NotFound(format!("no checkpoint of size {size}"));
+        let height = match size.checked_sub(1) {
+            Some(last) => self.index.height_of_leaf(last)?.ok_or_else(none)?,
+            None => return Err(none()),
+        };
+        let (header, _) = self.block_headers(height)?;
+        if header.header().log_size != size {
+            return Err(none());
+        }
+        self.sign_checkpoint(size, header.header().log_root.0)
+    }
+
     /// Makes the index and subtree files durable (on shutdown).
     pub fn flush(&self) -> Result<(), LedgerError> {
         self.index.flush()?;

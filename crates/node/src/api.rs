@@ -63,6 +63,8 @@ pub struct AppState {
     pub config: NodeConfig,
     /// Prometheus exporter, if installed.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Pseudonym key and integration accounts' keys.
+    pub health: crate::health::Health,
 }
 
 type Shared = Arc<AppState>;
@@ -85,6 +87,11 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/blocks/{height}", get(block))
         .route("/v1/status", get(status))
         .route("/v1/participants", get(participants))
+        .route("/v1/pseudonyms", post(crate::health::pseudonyms))
+        .route(
+            "/v1/patients/{pseudonym}/history",
+            get(crate::health::history),
+        )
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi))
         .route("/healthz", get(|| async { "ok" }))
@@ -135,7 +142,7 @@ fn too_large(max: usize) -> Problem {
     )
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
     tokio::task::spawn_blocking(f)
@@ -147,7 +154,7 @@ fn store_of(state: &Shared) -> Arc<Store> {
     state.seq.store().clone()
 }
 
-fn ledger_err(e: medledger_ledger::LedgerError) -> Problem {
+pub(crate) fn ledger_err(e: medledger_ledger::LedgerError) -> Problem {
     match e {
         medledger_ledger::LedgerError::NotFound(what) => Problem::not_found(what),
         other => Problem::unavailable(other.to_string()),
@@ -155,7 +162,11 @@ fn ledger_err(e: medledger_ledger::LedgerError) -> Problem {
 }
 
 /// The participant behind the bearer token, if its role is in `roles`.
-fn authorize(state: &AppState, headers: &HeaderMap, roles: &[Role]) -> ApiResult<Participant> {
+pub(crate) fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    roles: &[Role],
+) -> ApiResult<Participant> {
     // The scheme name is case-insensitive (RFC 9110 section 11.1).
     let token = headers
         .get(header::AUTHORIZATION)
@@ -381,13 +392,16 @@ async fn submit(
 }
 
 /// A path parameter, or 400 `code` when it is not UTF-8 once percent-decoded.
-fn path_param(p: Result<Path<String>, PathRejection>, code: &'static str) -> ApiResult<String> {
+pub(crate) fn path_param(
+    p: Result<Path<String>, PathRejection>,
+    code: &'static str,
+) -> ApiResult<String> {
     p.map(|Path(v)| v)
         .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, code, e.body_text()))
 }
 
 /// Query parameters, or 400 bad_query (say, a parameter given twice).
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
+pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
     q.map(|Query(v)| v)
         .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))
 }
@@ -467,7 +481,7 @@ struct ConsistencyQuery {
     to: Option<String>,
 }
 
-fn parse_u64(name: &str, v: Option<&str>) -> ApiResult<Option<u64>> {
+pub(crate) fn parse_u64(name: &str, v: Option<&str>) -> ApiResult<Option<u64>> {
     v.map(|s| {
         s.parse::<u64>().map_err(|_| {
             Problem::new(

@@ -20,6 +20,9 @@ pub struct NodeConfig {
     pub max_block_txs: usize,
     /// Tracing filter, e.g. `info` or `medledger=debug`.
     pub log: String,
+    /// The pseudonymization authority's key file; a node with one serves
+    /// `POST /v1/pseudonyms`. Only the authority's own node sets it.
+    pub pseudonym_key: Option<std::path::PathBuf>,
 }
 
 impl Default for NodeConfig {
@@ -31,6 +34,7 @@ impl Default for NodeConfig {
             max_batch: 10_000,
             max_block_txs: 8192,
             log: "info".into(),
+            pseudonym_key: None,
         }
     }
 }
@@ -112,6 +116,9 @@ impl NodeConfig {
         }
         if let Some(v) = get("MEDLEDGER_LOG") {
             self.log = v;
+        }
+        if let Some(v) = get("MEDLEDGER_PSEUDONYM_KEY") {
+            self.pseudonym_key = Some(v.into());
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod config;
+pub mod health;
 pub mod problem;
 pub mod sequencer;
 pub mod serve;

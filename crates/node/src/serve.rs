@@ -30,6 +30,9 @@ pub enum ServeError {
     /// Final flush failed.
     #[error("shutdown: {0}")]
     Shutdown(String),
+    /// The pseudonym key is unusable.
+    #[error(transparent)]
+    PseudonymKey(#[from] crate::health::SecretError),
 }
 
 /// Installs the Prometheus recorder (once per process).
@@ -56,6 +59,9 @@ pub fn open_or_init(
     Ok((Ledger::open(dir)?, Some(report.admin_key)))
 }
 
+/// Directory of a data directory that holds integration accounts' keys.
+pub const INTEGRATIONS_DIR: &str = "integrations";
+
 /// Runs the node until `shutdown` resolves.
 pub async fn serve(
     dir: &Path,
@@ -78,11 +84,19 @@ pub async fn serve(
         })?;
     let addr = listener.local_addr().map_err(ServeError::Server)?;
     tracing::info!(%addr, dir = %dir.display(), "medledger node listening");
+    let pseudonym_key = match &config.pseudonym_key {
+        Some(path) => Some(crate::health::load_pseudonym_key(path)?),
+        None => None,
+    };
     let state = Arc::new(AppState {
         seq: seq.clone(),
         tokens: Tokens::new(dir),
         config,
         metrics: install_metrics(),
+        health: crate::health::Health {
+            pseudonym_key,
+            signers: crate::health::Signers::new(Some(dir.join(INTEGRATIONS_DIR))),
+        },
     });
     let app = router(state.clone());
     axum::serve(listener, app)

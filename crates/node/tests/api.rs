@@ -13,17 +13,20 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, header};
 use ed25519_dalek::SigningKey;
+use medledger_formats::bytes::Bytes as Hex32Bytes;
 use medledger_formats::checkpoint::Checkpoint;
 use medledger_formats::keys;
 use medledger_formats::note::{Note, NoteVerifier};
 use medledger_formats::receipt::TlogProof;
 use medledger_formats::tx::Transaction;
+use medledger_health::pseudonym::{Identifier, PseudonymKey};
 use medledger_ledger::Ledger;
 use medledger_ledger::ledger::{now_ms, read_key_file};
 use medledger_ledger::roles::{Role, allowed_roles, kind};
 use medledger_ledger::state::{DEFAULT_MAX_SKEW_MS, Rejection};
 use medledger_node::api::{AppState, DIRECTORY_READERS, OPENAPI, RECORD_READERS, router};
 use medledger_node::config::NodeConfig;
+use medledger_node::health::{Health, Signers};
 use medledger_node::tokens::{self, Tokens};
 use medledger_node::{Sequencer, SequencerConfig};
 use serde_json::{Value, json};
@@ -46,6 +49,9 @@ struct Node {
     node_key: SigningKey,
 }
 
+/// The pseudonym key of the test nodes.
+const PSEUDONYM_KEY: [u8; 32] = [7; 32];
+
 fn start() -> Node {
     start_with(NodeConfig::default())
 }
@@ -64,6 +70,10 @@ fn start_with(config: NodeConfig) -> Node {
         tokens: Tokens::new(dir.path()),
         config,
         metrics: None,
+        health: Health {
+            pseudonym_key: Some(PseudonymKey::from_bytes(&PSEUDONYM_KEY).expect("key")),
+            signers: Signers::new(Some(dir.path().join("integrations"))),
+        },
     });
     Node {
         app: router(state),
@@ -610,11 +620,27 @@ fn check_problem(ctx: &str, r: &Resp) {
 /// (method, path) of every `.route(...)` in api.rs.
 fn router_routes() -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
-    for line in API_SOURCE.lines() {
-        let Some(rest) = line.trim().strip_prefix(".route(\"") else {
+    for (at, _) in API_SOURCE.match_indices(".route(") {
+        // The call's arguments, up to its closing parenthesis, over any line breaks.
+        let rest = &API_SOURCE[at + ".route(".len()..];
+        let mut depth = 1;
+        let end = rest
+            .char_indices()
+            .find(|&(_, c)| {
+                depth += match c {
+                    '(' => 1,
+                    ')' => -1,
+                    _ => 0,
+                };
+                depth == 0
+            })
+            .map(|(i, _)| i)
+            .expect("a closed .route(");
+        let args = rest[..end].trim_start();
+        let Some(args) = args.strip_prefix('"') else {
             continue;
         };
-        let (path, handlers) = rest.split_once('"').expect("route path");
+        let (path, handlers) = args.split_once('"').expect("route path");
         let mut found = false;
         for m in ["get", "post", "put", "delete", "patch"] {
             let needle = format!("{m}(");
@@ -626,7 +652,7 @@ fn router_routes() -> BTreeSet<(String, String)> {
                 }
             }
         }
-        assert!(found, "cannot read the methods of {line}");
+        assert!(found, "cannot read the methods of route {path}");
     }
     assert!(
         out.len() >= 13,
@@ -759,11 +785,14 @@ async fn roles_md_endpoint_matrix_holds_for_every_caller_and_endpoint() {
         let uri = template
             .replace("{id}", &id)
             .replace("{height}", "0")
+            .replace("{pseudonym}", "MFRGGZDFMZTWQ2LKNNWG23TPOA")
             .replace("/v1/proofs/consistency", "/v1/proofs/consistency?from=1");
         // The constants in api.rs must say what the document says.
         let readers = match template.as_str() {
             "/v1/transactions/{id}" => Some(RECORD_READERS),
             "/v1/participants" => Some(DIRECTORY_READERS),
+            "/v1/patients/{pseudonym}/history" => Some(RECORD_READERS),
+            "/v1/pseudonyms" => Some(&[Role::PseudonymizationAuthority][..]),
             _ => None,
         };
         for (col, cell) in header.iter().zip(row).skip(1) {
@@ -789,6 +818,11 @@ async fn roles_md_endpoint_matrix_holds_for_every_caller_and_endpoint() {
                     .unwrap(),
                 )
                 .await
+            } else if method == "post" {
+                let b = request(Method::POST, &uri, token)
+                    .header(header::CONTENT_TYPE, "application/json");
+                let body = json!({"identifiers": ["12345678901"]}).to_string();
+                node.call(b.body(Body::from(body)).unwrap()).await
             } else {
                 let m = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();
                 node.call(request(m, &uri, token).body(Body::empty()).unwrap())
@@ -962,15 +996,29 @@ async fn openapi_documents_exactly_the_routes_and_every_documented_route_answers
     let tx = report(&doctor);
     node.submit_ok(std::slice::from_ref(&tx)).await;
     let token = node.token(&node.admin);
+    let authority = new_key();
+    node.submit_ok(&[register_tx(
+        &node.admin,
+        &authority,
+        Role::PseudonymizationAuthority,
+    )])
+    .await;
+    let authority_token = node.token(&authority);
     for (m, template) in documented_routes() {
         let uri = template
             .replace("{id}", &id_hex(&tx))
             .replace("{height}", "1")
+            .replace("{pseudonym}", "MFRGGZDFMZTWQ2LKNNWG23TPOA")
             .replace("/v1/proofs/consistency", "/v1/proofs/consistency?from=1");
-        let r = if m == "post" {
-            node.post_json(&wire(&report(&doctor))).await
-        } else {
-            node.get(&uri, Some(&token)).await
+        let r = match (m.as_str(), template.as_str()) {
+            ("post", "/v1/transactions") => node.post_json(&wire(&report(&doctor))).await,
+            ("post", "/v1/pseudonyms") => {
+                let body = json!({"identifiers": ["12345678901"]}).to_string();
+                node.post_to(&uri, Some(&authority_token), body.into_bytes())
+                    .await
+            }
+            ("post", other) => panic!("no sample request for POST {other}"),
+            _ => node.get(&uri, Some(&token)).await,
         };
         assert_eq!(
             r.status,
@@ -1859,4 +1907,217 @@ async fn no_client_input_yields_a_server_error() {
         }
     }
     assert_eq!(node.get("/readyz", None).await.text(), "ready");
+}
+
+// ---- patients ---------------------------------------------------------------
+
+fn report_for(patient: &str, visit: u64) -> Value {
+    let mut p = report_payload();
+    p["patient"] = json!(patient);
+    p["anamnesis"] = json!(format!("visit {visit}"));
+    p
+}
+
+impl Node {
+    async fn post_to(&self, uri: &str, token: Option<&str>, body: Vec<u8>) -> Resp {
+        let b = request(Method::POST, uri, token).header(header::CONTENT_TYPE, "application/json");
+        self.call(b.body(Body::from(body)).unwrap()).await
+    }
+}
+
+#[tokio::test]
+async fn pseudonyms_are_keyed_deterministic_and_never_echo_the_input() {
+    let node = start();
+    let authority = new_key();
+    let doctor = new_key();
+    node.submit_ok(&[
+        register_tx(&node.admin, &authority, Role::PseudonymizationAuthority),
+        register_tx(&node.admin, &doctor, Role::Doctor),
+    ])
+    .await;
+    let token = node.token(&authority);
+    let ids = ["12345678901", "0101990710008", "0101990710009", "98-76"];
+    let r = node
+        .post_to(
+            "/v1/pseudonyms",
+            Some(&token),
+            json!({ "identifiers": ids }).to_string().into_bytes(),
+        )
+        .await;
+    r.expect(200, "");
+    let out = r.json()["pseudonyms"].clone();
+    let key = PseudonymKey::from_bytes(&PSEUDONYM_KEY).unwrap();
+    let other = PseudonymKey::from_bytes(&[8; 32]).unwrap();
+    for i in 0..2 {
+        let id = Identifier::parse(ids[i]).unwrap();
+        assert_eq!(
+            out[i]["pseudonym"],
+            key.pseudonym(&id),
+            "same key, same pseudonym"
+        );
+        assert_ne!(
+            out[i]["pseudonym"],
+            other.pseudonym(&id),
+            "another deployment differs"
+        );
+    }
+    assert_eq!(
+        out[2]["error"], "invalid_identifier",
+        "bad JMBG check digit"
+    );
+    assert_eq!(out[3]["error"], "invalid_identifier");
+    for id in ids {
+        assert!(!r.text().contains(id), "the response holds no identifier");
+    }
+
+    // Malformed bodies are refused without quoting them.
+    let r = node
+        .post_to(
+            "/v1/pseudonyms",
+            Some(&token),
+            b"{\"identifiers\": [0101990710008]}".to_vec(),
+        )
+        .await;
+    r.expect(400, "malformed_json");
+    assert!(!r.text().contains("101990710008"));
+    let many = vec!["12345678901"; 10_001];
+    node.post_to(
+        "/v1/pseudonyms",
+        Some(&token),
+        json!({ "identifiers": many }).to_string().into_bytes(),
+    )
+    .await
+    .expect(413, "batch_too_large");
+    // Only the authority may ask.
+    node.post_to(
+        "/v1/pseudonyms",
+        Some(&node.token(&doctor)),
+        json!({"identifiers": []}).to_string().into_bytes(),
+    )
+    .await
+    .expect(403, "forbidden");
+}
+
+#[tokio::test]
+async fn a_report_with_an_identifier_is_refused_naming_field_and_kind_only() {
+    let node = start();
+    let doctor = new_key();
+    node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
+        .await;
+    for (field, value, kind) in [
+        ("anamnesis", "JMBG 0101990710008, febrilan", "jmbg"),
+        ("findings", "javiti se na pera.peric@example.rs", "email"),
+        ("therapy", "kontakt +381 64 123 4567", "phone"),
+        ("anamnesis", "LBO: 12345678901", "lbo"),
+        ("patient", "0101990710008", "malformed_pseudonym"),
+    ] {
+        let mut p = report_payload();
+        p[field] = json!(value);
+        let r = node
+            .post_json(&wire(&signed(&doctor, kind::MEDICAL_REPORT, &p)))
+            .await;
+        r.expect(422, "pii_detected");
+        let body = r.json();
+        assert_eq!(body["field"], format!("/{field}"), "{value}");
+        assert_eq!(body["identifier"], kind, "{value}");
+        assert!(!r.text().contains(value), "the value is never echoed");
+    }
+    // A report from another institution than the doctor's is refused too.
+    let mut p = report_payload();
+    p["institution"] = json!("Elsewhere");
+    node.post_json(&wire(&signed(&doctor, kind::MEDICAL_REPORT, &p)))
+        .await
+        .expect(422, "schema_violation");
+}
+
+#[tokio::test]
+async fn history_lists_a_patients_records_with_receipts_as_of_any_checkpoint() {
+    let node = start();
+    let doctor = new_key();
+    let device = new_key();
+    node.submit_ok(&[
+        register_tx(&node.admin, &doctor, Role::Doctor),
+        register_tx(&node.admin, &device, Role::Device),
+    ])
+    .await;
+    let token = node.token(&doctor);
+    let p = "MFRGGZDFMZTWQ2LKNNWG23TPOA";
+    let other = medledger_health::pseudonym::synthetic(1);
+    node.submit_ok(&[
+        signed(&doctor, kind::MEDICAL_REPORT, &report_for(p, 1)),
+        signed(&doctor, kind::MEDICAL_REPORT, &report_for(&other, 9)),
+    ])
+    .await;
+    let first_size = node.status().await["log_size"].as_u64().unwrap();
+    node.submit_ok(&[signed(&doctor, kind::MEDICAL_REPORT, &report_for(p, 2))])
+        .await;
+
+    let status = node.status().await;
+    let verifier = NoteVerifier::parse(status["vkey"].as_str().unwrap()).unwrap();
+    let check = |h: &Value, want: &[&str]| {
+        let records = h["records"].as_array().unwrap();
+        let visits: Vec<&str> = records
+            .iter()
+            .map(|r| r["payload"]["anamnesis"].as_str().unwrap())
+            .collect();
+        assert_eq!(visits, want);
+        for r in records {
+            let proof = TlogProof::parse(r["receipt"].as_str().unwrap()).unwrap();
+            let id = Hex32Bytes::<32>::parse_hex(r["id"].as_str().unwrap()).unwrap();
+            proof
+                .verify(&id.0, Some(ORIGIN), std::slice::from_ref(&verifier))
+                .expect("receipt verifies");
+            assert_eq!(proof.checkpoint.render(), h["checkpoint"].as_str().unwrap());
+        }
+    };
+    let uri = format!("/v1/patients/{p}/history");
+    let h = node.get(&uri, Some(&token)).await;
+    h.expect(200, "");
+    let h = h.json();
+    check(&h, &["visit 1", "visit 2"]);
+    assert_eq!(h["as_of"], status["log_size"]);
+    assert_eq!(h["next_after"], Value::Null);
+
+    let old = node
+        .get(&format!("{uri}?as_of={first_size}"), Some(&token))
+        .await
+        .json();
+    check(&old, &["visit 1"]);
+    let cp = Checkpoint::from_text(
+        &Note::parse(old["checkpoint"].as_str().unwrap())
+            .unwrap()
+            .text,
+    )
+    .unwrap();
+    assert_eq!(cp.size, first_size);
+
+    let page = node
+        .get(&format!("{uri}?limit=1"), Some(&token))
+        .await
+        .json();
+    check(&page, &["visit 1"]);
+    let after = page["next_after"].as_u64().expect("a next page");
+    let rest = node
+        .get(&format!("{uri}?limit=1&after={after}"), Some(&token))
+        .await
+        .json();
+    check(&rest, &["visit 2"]);
+
+    // Inside a block there is no checkpoint; beyond the log there is nothing.
+    node.get(&format!("{uri}?as_of={}", first_size - 1), Some(&token))
+        .await
+        .expect(404, "not_found");
+    node.get(&format!("{uri}?as_of={}", first_size + 100), Some(&token))
+        .await
+        .expect(400, "bad_query");
+    node.get(
+        "/v1/patients/P0000000000000000000000001/history",
+        Some(&token),
+    )
+    .await
+    .expect(400, "bad_pseudonym");
+    node.get(&uri, Some(&node.token(&device)))
+        .await
+        .expect(403, "forbidden");
+    node.get(&uri, None).await.expect(401, "unauthorized");
 }

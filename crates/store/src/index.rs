@@ -412,7 +412,10 @@ mod tests {
             index.leaves_by(By::Patient("P"), 0, 10).unwrap(),
             vec![0, 2]
         );
-        assert_eq!(index.leaves_by(By::Code("C1"), 0, 10).unwrap(), vec![0, 2, 3]);
+        assert_eq!(
+            index.leaves_by(By::Code("C1"), 0, 10).unwrap(),
+            vec![0, 2, 3]
+        );
         assert_eq!(index.leaves_by(By::Code("C2"), 0, 10).unwrap(), vec![1]);
         assert_eq!(index.leaves_in_time(20, 40, 10).unwrap(), vec![1, 2]);
         assert_eq!(

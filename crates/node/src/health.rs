@@ -1,0 +1,347 @@
+//! Patient-facing services of a node: the pseudonymization authority's
+//! endpoint, a patient's history, and the keys a node holds to sign FHIR
+//! writes for institutions' integration accounts.
+
+use crate::api::{
+    AppState, RECORD_READERS, authorize, blocking, ledger_err, parse_u64, path_param, query,
+};
+use crate::problem::Problem;
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use ed25519_dalek::SigningKey;
+use medledger_formats::keys::{self, PublicKey};
+use medledger_formats::note::Note;
+use medledger_formats::tx::Transaction;
+use medledger_health::pseudonym::{self, Identifier, PseudonymKey};
+use medledger_ledger::ledger::{Store, read_key_file};
+use medledger_ledger::roles::Role;
+use medledger_store::index::By;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Most identifiers in one pseudonymization request.
+pub const MAX_IDENTIFIERS: usize = 10_000;
+/// Most records in one page of a patient's history.
+pub const MAX_HISTORY: usize = 1_000;
+
+/// Why a secret file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// Unreadable.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Readable by others.
+    #[error(
+        "{0}: a secret key file must be readable by its owner only (chmod 600); refusing to use it"
+    )]
+    Permissions(String),
+    /// Malformed.
+    #[error("{path}: {reason}")]
+    Format {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Reads a pseudonym key file, refusing one that group or others can read.
+pub fn load_pseudonym_key(path: &FsPath) -> Result<PseudonymKey, SecretError> {
+    let shown = || path.display().to_string();
+    let io = |source| SecretError::Io {
+        path: shown(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(SecretError::Permissions(shown()));
+    }
+    let text = std::fs::read_to_string(path).map_err(io)?;
+    PseudonymKey::from_file_text(&text).map_err(|e| SecretError::Format {
+        path: shown(),
+        reason: e.to_string(),
+    })
+}
+
+/// Signing keys the node holds for integration accounts (participants that
+/// write through `/fhir`), one key file each in a directory. The directory
+/// is read again when a key is missing, so an account added while the node
+/// runs works at once.
+pub struct Signers {
+    dir: Option<PathBuf>,
+    keys: Mutex<HashMap<PublicKey, SigningKey>>,
+}
+
+impl Signers {
+    /// Keys from `dir` (which may not exist yet).
+    pub fn new(dir: Option<PathBuf>) -> Self {
+        let s = Signers {
+            dir,
+            keys: Mutex::new(HashMap::new()),
+        };
+        s.reload();
+        s
+    }
+
+    fn reload(&self) {
+        let Some(dir) = &self.dir else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut found = HashMap::new();
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.extension().and_then(|x| x.to_str()) != Some("key") {
+                continue;
+            }
+            match read_key_file(&path) {
+                Ok(k) => {
+                    found.insert(keys::public_key(&k), k);
+                }
+                Err(err) => {
+                    tracing::warn!(path = %path.display(), %err, "skipping integration key")
+                }
+            }
+        }
+        *self.keys.lock().unwrap_or_else(|e| e.into_inner()) = found;
+    }
+
+    /// The key of `participant`, if this node holds it.
+    pub fn get(&self, participant: &PublicKey) -> Option<SigningKey> {
+        let held = |s: &Self| {
+            s.keys
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(participant)
+                .cloned()
+        };
+        held(self).or_else(|| {
+            self.reload();
+            held(self)
+        })
+    }
+}
+
+/// The health services' part of the node's state.
+pub struct Health {
+    /// The authority's key, on a node that serves `POST /v1/pseudonyms`.
+    pub pseudonym_key: Option<PseudonymKey>,
+    /// Keys of integration accounts.
+    pub signers: Signers,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            pseudonym_key: None,
+            signers: Signers::new(None),
+        }
+    }
+}
+
+type Shared = Arc<AppState>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PseudonymRequest {
+    identifiers: Vec<String>,
+}
+
+/// `POST /v1/pseudonyms`: LBOs or JMBGs in, keyed pseudonyms out, in order.
+/// Invalid identifiers get an error in their slot; no value is echoed and
+/// nothing of the request is logged.
+pub(crate) async fn pseudonyms(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Json<PseudonymRequest>, JsonRejection>,
+) -> Result<Response, Problem> {
+    authorize(&state, &headers, &[Role::PseudonymizationAuthority])?;
+    let key = state.health.pseudonym_key.clone().ok_or_else(|| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "pseudonymization_unavailable",
+            "this node holds no pseudonym key (pseudonym_key in medledger.toml)",
+        )
+    })?;
+    // The rejection text of a JSON body can quote it: never pass it on.
+    let Json(req) = body.map_err(|e| match e {
+        JsonRejection::MissingJsonContentType(_) => Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send identifiers as application/json",
+        ),
+        JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "request body is too large",
+            )
+        }
+        _ => Problem::malformed("expected {\"identifiers\": [\"<LBO or JMBG>\", ...]}"),
+    })?;
+    if req.identifiers.len() > MAX_IDENTIFIERS {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!("at most {MAX_IDENTIFIERS} identifiers per request"),
+        ));
+    }
+    let out = blocking(move || {
+        Ok(req
+            .identifiers
+            .iter()
+            .map(|raw| match Identifier::parse(raw) {
+                Ok(id) => json!({"pseudonym": key.pseudonym(&id)}),
+                Err(e) => json!({"error": "invalid_identifier", "detail": e.to_string()}),
+            })
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    Ok(Json(json!({ "pseudonyms": out })).into_response())
+}
+
+/// Query of a history.
+#[derive(Deserialize)]
+pub(crate) struct HistoryQuery {
+    as_of: Option<String>,
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+/// A record as history and FHIR reads return it.
+pub struct Record {
+    /// The transaction.
+    pub tx: Transaction,
+    /// Its log index.
+    pub leaf: u64,
+    /// Its block.
+    pub height: u64,
+}
+
+/// Reads the records at `leaves`.
+pub fn records(store: &Store, leaves: &[u64]) -> Result<Vec<Record>, Problem> {
+    Ok(store
+        .transactions_at(leaves)
+        .map_err(ledger_err)?
+        .into_iter()
+        .map(|(tx, leaf, height)| Record { tx, leaf, height })
+        .collect())
+}
+
+/// The checkpoint a read answers against: the latest, or the one published
+/// at `as_of`.
+pub fn checkpoint_for(store: &Store, as_of: Option<u64>) -> Result<(Note, u64), Problem> {
+    let latest = store
+        .checkpoint()
+        .ok_or_else(|| Problem::unavailable("no checkpoint yet"))?;
+    let size = store.last().map_or(0, |h| h.header().log_size);
+    match as_of {
+        None => Ok((latest, size)),
+        Some(n) if n > size => Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!("as_of {n} is beyond the log's size {size}"),
+        )),
+        Some(n) if n == size => Ok((latest, size)),
+        Some(n) => Ok((store.checkpoint_at(n).map_err(ledger_err)?, n)),
+    }
+}
+
+/// A record with its receipt against `checkpoint`.
+pub fn record_json(store: &Store, r: &Record, checkpoint: &Note) -> Result<Value, Problem> {
+    let mut proof = store
+        .receipt(r.leaf, Some(checkpoint))
+        .map_err(ledger_err)?;
+    proof.extra = Some(r.tx.leaf_preimage());
+    let payload: Value =
+        serde_json::from_slice(r.tx.payload_jcs()).map_err(|e| Problem::internal(e.to_string()))?;
+    let h = r.tx.header();
+    Ok(json!({
+        "id": hex::encode(r.tx.id()),
+        "index": r.leaf,
+        "height": r.height,
+        "kind": h.kind,
+        "author": h.author,
+        "time": h.time,
+        "payload": payload,
+        "receipt": proof.render(),
+    }))
+}
+
+/// Leaves of `patient`'s records below `size`, from `after` on, at most `limit`.
+pub fn patient_leaves(
+    store: &Store,
+    patient: &str,
+    size: u64,
+    after: Option<u64>,
+    limit: usize,
+) -> Result<Vec<u64>, Problem> {
+    let from = after.map_or(0, |a| a + 1);
+    let mut leaves = store
+        .index()
+        .leaves_by(By::Patient(patient), from, limit + 1)
+        .map_err(|e| Problem::unavailable(e.to_string()))?;
+    leaves.retain(|&l| l < size);
+    Ok(leaves)
+}
+
+/// `GET /v1/patients/{pseudonym}/history`: every record about a patient,
+/// oldest first, each with its receipt; `as_of=SIZE` answers as of the
+/// checkpoint published at that log size.
+pub(crate) async fn history(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    patient: Result<Path<String>, PathRejection>,
+    q: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    let patient = path_param(patient, "bad_pseudonym")?;
+    if !pseudonym::is_well_formed(&patient) {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad_pseudonym",
+            "a pseudonym is 26 characters of base32 (A-Z, 2-7)",
+        ));
+    }
+    let q = query(q)?;
+    let as_of = parse_u64("as_of", q.as_of.as_deref())?;
+    let after = parse_u64("after", q.after.as_deref())?;
+    let limit = parse_u64("limit", q.limit.as_deref())?
+        .map_or(MAX_HISTORY, |l| (l as usize).clamp(1, MAX_HISTORY));
+    let st = state.clone();
+    blocking(move || {
+        authorize(&st, &headers, RECORD_READERS)?;
+        let store = st.seq.store();
+        let (checkpoint, size) = checkpoint_for(store, as_of)?;
+        let mut leaves = patient_leaves(store, &patient, size, after, limit)?;
+        let more = leaves.len() > limit;
+        leaves.truncate(limit);
+        let mut recs = records(store, &leaves)?;
+        recs.sort_by_key(|r| (r.tx.header().time, r.leaf));
+        let items = recs
+            .iter()
+            .map(|r| record_json(store, r, &checkpoint))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = more.then(|| leaves.last().copied()).flatten();
+        Ok(Json(json!({
+            "patient": patient,
+            "as_of": size,
+            "checkpoint": checkpoint.render(),
+            "records": items,
+            "next_after": next,
+        }))
+        .into_response())
+    })
+    .await
+}
