@@ -164,14 +164,7 @@ pub fn is_date(s: &str) -> bool {
     let (Some(y), Some(m), Some(d)) = (num(0..4), num(5..7), num(8..10)) else {
         return false;
     };
-    let days = match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        _ => 0,
-    };
-    y >= 1900 && d >= 1 && d <= days
+    y >= 1900 && d >= 1 && i64::from(d) <= crate::ids::days_in_month(i64::from(y), i64::from(m))
 }
 
 /// What the indexes take from a payload: the patient it is about and its
