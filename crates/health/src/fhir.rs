@@ -105,7 +105,8 @@ pub struct FhirError {
 }
 
 impl FhirError {
-    fn new(
+    /// An error with `status`, FHIR issue `code`, location and text.
+    pub fn new(
         status: u16,
         code: &'static str,
         expression: Option<String>,

@@ -92,6 +92,17 @@ pub fn router(state: Shared) -> Router {
             "/v1/patients/{pseudonym}/history",
             get(crate::health::history),
         )
+        .route("/fhir", post(crate::fhir_api::bundle))
+        .route("/fhir/metadata", get(crate::fhir_api::metadata))
+        .route(
+            "/fhir/Patient/{pseudonym}/$everything",
+            get(crate::fhir_api::everything),
+        )
+        .route(
+            "/fhir/{type}",
+            get(crate::fhir_api::search).post(crate::fhir_api::create),
+        )
+        .route("/fhir/{type}/{id}", get(crate::fhir_api::read))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi))
         .route("/healthz", get(|| async { "ok" }))

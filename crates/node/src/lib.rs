@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod config;
+pub mod fhir_api;
 pub mod health;
 pub mod problem;
 pub mod sequencer;

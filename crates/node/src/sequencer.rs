@@ -169,8 +169,10 @@ fn finish(slots: &Slots, started: std::time::Instant) -> Vec<Outcome> {
 const KEY_CACHE: usize = 100_000;
 
 /// Most transactions handed to the sequencer thread in one message, so that
-/// one huge call cannot make one huge block.
-const SUBMISSION_CHUNK: usize = 1024;
+/// one huge call cannot make one huge block. One message is admitted into
+/// one block, so up to this many transactions are durable together or not
+/// at all.
+pub const SUBMISSION_CHUNK: usize = 1024;
 
 struct Submission {
     txs: Vec<(usize, Transaction)>,

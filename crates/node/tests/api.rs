@@ -26,6 +26,7 @@ use medledger_ledger::roles::{Role, allowed_roles, kind};
 use medledger_ledger::state::{DEFAULT_MAX_SKEW_MS, Rejection};
 use medledger_node::api::{AppState, DIRECTORY_READERS, OPENAPI, RECORD_READERS, router};
 use medledger_node::config::NodeConfig;
+use medledger_node::fhir_api::FHIR_WRITERS;
 use medledger_node::health::{Health, Signers};
 use medledger_node::tokens::{self, Tokens};
 use medledger_node::{Sequencer, SequencerConfig};
@@ -195,6 +196,17 @@ impl Node {
     async fn submit_ok(&self, txs: &[Transaction]) {
         for (i, r) in self.submit(txs).await.iter().enumerate() {
             assert_eq!(r["status"], 200, "item {i}: {r}");
+        }
+    }
+
+    /// Makes the node hold `key` as an integration account's signing key.
+    fn hold_key(&self, key: &SigningKey) {
+        let dir = self.dir.path().join("integrations");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{}.key", keys::public_key(key).to_hex()));
+        if !path.exists() {
+            medledger_ledger::ledger::write_secret_file(&path, &keys::encode_key_file(key))
+                .unwrap();
         }
     }
 
@@ -525,7 +537,11 @@ fn conform(method: &Method, path: &str, r: &Resp) {
         String::from_utf8_lossy(&r.body)
     );
     if r.status >= 400 {
-        check_problem(&ctx, r);
+        if path.starts_with("/fhir") && r.content_type().starts_with("application/fhir+json") {
+            check_outcome(&ctx, r);
+        } else {
+            check_problem(&ctx, r);
+        }
     }
     let Some(template) = template_of(path) else {
         // The fallback sheds load like every route.
@@ -588,6 +604,21 @@ fn conform(method: &Method, path: &str, r: &Resp) {
         assert!(
             r.headers.contains_key(name.as_str()),
             "{ctx}: documented header {name} missing"
+        );
+    }
+}
+
+/// A FHIR failure is an OperationOutcome with at least one issue.
+fn check_outcome(ctx: &str, r: &Resp) {
+    let o = r.json();
+    assert_eq!(o["resourceType"], "OperationOutcome", "{ctx}: {o}");
+    let issues = o["issue"].as_array().expect("issues");
+    assert!(!issues.is_empty(), "{ctx}");
+    for i in issues {
+        assert_eq!(i["severity"], "error", "{ctx}: {o}");
+        assert!(
+            i["code"].is_string() && i["diagnostics"].is_string(),
+            "{ctx}: {o}"
         );
     }
 }
@@ -745,6 +776,11 @@ async fn roles_md_endpoint_matrix_holds_for_every_caller_and_endpoint() {
         register_tx(&node.admin, &dropped, Role::Doctor),
     ])
     .await;
+    // The node holds every role's key, as for an integration account, so
+    // that FHIR writes are judged by role alone.
+    for (_, key) in keys.values() {
+        node.hold_key(key);
+    }
     let mut tokens: BTreeMap<String, Option<String>> = BTreeMap::new();
     tokens.insert("anonymous".into(), None);
     for (name, (_, key)) in &keys {
@@ -782,17 +818,17 @@ async fn roles_md_endpoint_matrix_holds_for_every_caller_and_endpoint() {
     let mut cells = 0;
     for row in &rows {
         let (method, template) = endpoint_of(&row[0]);
-        let uri = template
-            .replace("{id}", &id)
-            .replace("{height}", "0")
-            .replace("{pseudonym}", "MFRGGZDFMZTWQ2LKNNWG23TPOA")
-            .replace("/v1/proofs/consistency", "/v1/proofs/consistency?from=1");
+        let uri = sample_uri(&template, &id);
         // The constants in api.rs must say what the document says.
-        let readers = match template.as_str() {
-            "/v1/transactions/{id}" => Some(RECORD_READERS),
-            "/v1/participants" => Some(DIRECTORY_READERS),
-            "/v1/patients/{pseudonym}/history" => Some(RECORD_READERS),
-            "/v1/pseudonyms" => Some(&[Role::PseudonymizationAuthority][..]),
+        let readers = match (method.as_str(), template.as_str()) {
+            ("get", "/v1/transactions/{id}")
+            | ("get", "/v1/patients/{pseudonym}/history")
+            | ("get", "/fhir/{type}")
+            | ("get", "/fhir/{type}/{id}")
+            | ("get", "/fhir/Patient/{pseudonym}/$everything") => Some(RECORD_READERS),
+            ("get", "/v1/participants") => Some(DIRECTORY_READERS),
+            ("post", "/v1/pseudonyms") => Some(&[Role::PseudonymizationAuthority][..]),
+            ("post", "/fhir") => Some(FHIR_WRITERS),
             _ => None,
         };
         for (col, cell) in header.iter().zip(row).skip(1) {
@@ -819,10 +855,7 @@ async fn roles_md_endpoint_matrix_holds_for_every_caller_and_endpoint() {
                 )
                 .await
             } else if method == "post" {
-                let b = request(Method::POST, &uri, token)
-                    .header(header::CONTENT_TYPE, "application/json");
-                let body = json!({"identifiers": ["12345678901"]}).to_string();
-                node.call(b.body(Body::from(body)).unwrap()).await
+                node.post_to(&uri, token, sample_body(&template)).await
             } else {
                 let m = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();
                 node.call(request(m, &uri, token).body(Body::empty()).unwrap())
@@ -1004,25 +1037,26 @@ async fn openapi_documents_exactly_the_routes_and_every_documented_route_answers
     )])
     .await;
     let authority_token = node.token(&authority);
+    node.hold_key(&doctor);
+    let doctor_token = node.token(&doctor);
     for (m, template) in documented_routes() {
-        let uri = template
-            .replace("{id}", &id_hex(&tx))
-            .replace("{height}", "1")
-            .replace("{pseudonym}", "MFRGGZDFMZTWQ2LKNNWG23TPOA")
-            .replace("/v1/proofs/consistency", "/v1/proofs/consistency?from=1");
+        let uri = sample_uri(&template, &id_hex(&tx));
         let r = match (m.as_str(), template.as_str()) {
             ("post", "/v1/transactions") => node.post_json(&wire(&report(&doctor))).await,
             ("post", "/v1/pseudonyms") => {
-                let body = json!({"identifiers": ["12345678901"]}).to_string();
-                node.post_to(&uri, Some(&authority_token), body.into_bytes())
+                node.post_to(&uri, Some(&authority_token), sample_body(&template))
                     .await
             }
-            ("post", other) => panic!("no sample request for POST {other}"),
+            ("post", _) => {
+                node.post_to(&uri, Some(&doctor_token), sample_body(&template))
+                    .await
+            }
             _ => node.get(&uri, Some(&token)).await,
         };
+        let created = (m.as_str(), template.as_str()) == ("post", "/fhir/{type}");
         assert_eq!(
             r.status,
-            200,
+            if created { 201 } else { 200 },
             "{m} {uri}: {}",
             String::from_utf8_lossy(&r.body)
         );
@@ -1124,6 +1158,18 @@ fn openapi_document_is_consistent() {
                     assert!(!content.contains_key("application/problem+json"));
                     continue;
                 }
+                if path.starts_with("/fhir") && content.contains_key("application/fhir+json") {
+                    // FHIR errors are OperationOutcomes, which carry FHIR
+                    // issue codes rather than problem codes.
+                    assert_eq!(
+                        deref(&content["application/fhir+json"]["schema"])["description"]
+                            .as_str()
+                            .map(|d| d.starts_with("FHIR R4 OperationOutcome")),
+                        Some(true),
+                        "{m} {path} {status}"
+                    );
+                    continue;
+                }
                 assert_eq!(
                     content.keys().collect::<Vec<_>>(),
                     ["application/problem+json"],
@@ -1151,9 +1197,11 @@ fn openapi_document_is_consistent() {
     for (path, item) in SPEC["paths"].as_object().unwrap() {
         for op in item.as_object().unwrap().values() {
             let gated = op["responses"].get("401").is_some_and(|r| {
-                deref(r)["x-codes"]
+                let r = deref(r);
+                r["x-codes"]
                     .as_array()
                     .is_some_and(|c| c.contains(&json!("unauthorized")))
+                    || r["content"].get("application/fhir+json").is_some()
             });
             assert_eq!(op.get("security").is_some(), gated, "{path}: security");
         }
@@ -1910,6 +1958,48 @@ async fn no_client_input_yields_a_server_error() {
 }
 
 // ---- patients ---------------------------------------------------------------
+
+/// A concrete URI for a route template: ids of what `report()` committed.
+fn sample_uri(template: &str, id: &str) -> String {
+    template
+        .replace(
+            "/fhir/{type}/{id}",
+            "/fhir/Patient/MFRGGZDFMZTWQ2LKNNWG23TPOA",
+        )
+        .replace("{type}", "Observation")
+        .replace("{id}", id)
+        .replace("{height}", "1")
+        .replace("{pseudonym}", "MFRGGZDFMZTWQ2LKNNWG23TPOA")
+        .replace("/v1/proofs/consistency", "/v1/proofs/consistency?from=1")
+}
+
+/// A heart-rate Observation about the sample patient.
+fn observation() -> Value {
+    json!({
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
+        "subject": {"reference": "Patient/MFRGGZDFMZTWQ2LKNNWG23TPOA"},
+        "effectiveDateTime": "2026-11-24T09:00:00Z",
+        "valueQuantity": {"value": 72, "unit": "beats/minute", "system": "http://unitsofmeasure.org", "code": "/min"}
+    })
+}
+
+/// A valid body for a POST route.
+fn sample_body(template: &str) -> Vec<u8> {
+    let v = match template {
+        "/v1/pseudonyms" => json!({"identifiers": ["12345678901"]}),
+        "/fhir/{type}" => observation(),
+        "/fhir" => json!({
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [{"resource": observation(), "request": {"method": "POST", "url": "Observation"}}]
+        }),
+        other => panic!("no sample body for POST {other}"),
+    };
+    v.to_string().into_bytes()
+}
 
 fn report_for(patient: &str, visit: u64) -> Value {
     let mut p = report_payload();
