@@ -2,6 +2,8 @@
 
 mod bench;
 mod bench_http;
+mod import;
+mod pseudonym;
 mod receipt;
 mod remote;
 
@@ -9,14 +11,13 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use medledger_formats::keys;
 use medledger_formats::keys::PublicKey;
-use medledger_formats::tx::{Transaction, TxWire};
+use medledger_formats::tx::Transaction;
 use medledger_ledger::Ledger;
 use medledger_ledger::ledger::{now_ms, read_key_file, write_secret_file};
 use medledger_ledger::roles::{Role, kind};
 use medledger_ledger::state::{RegisterPayload, RevokePayload};
 use medledger_ledger::verify;
-use medledger_node::{Sequencer, SequencerConfig};
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -109,21 +110,12 @@ enum Command {
         #[command(subcommand)]
         command: remote::CheckpointCommand,
     },
-    /// Submit signed transactions (JSON lines) from a file or stdin to a local
-    /// ledger; prints one JSON result per line as each is acknowledged.
-    Import {
-        /// Data directory.
-        #[arg(long, default_value = "medledger-data")]
-        data_dir: PathBuf,
-        /// Input file of JSON lines; stdin if absent.
-        file: Option<PathBuf>,
-        /// Transactions per submission.
-        #[arg(long, default_value_t = 256)]
-        batch: usize,
-        /// Directory to write each receipt into, as <id>.tlog-proof.
-        #[arg(long)]
-        receipts: Option<PathBuf>,
-    },
+    /// Bulk import: signed transactions, CSV medical reports, FHIR NDJSON or
+    /// Bundles, into a stopped node's data directory or a running node.
+    /// Resumable; writes a report of accepted and refused rows.
+    Import(import::ImportArgs),
+    /// The pseudonymization authority's tool: LBO/JMBG to keyed pseudonyms.
+    Pseudonym(pseudonym::PseudonymArgs),
     /// Sign a transaction with a key file; prints it as one JSON line (for `import`).
     Sign {
         /// The author's key file.
@@ -299,12 +291,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Submit(args) => remote::submit(args),
         Command::Get(args) => remote::get(args),
         Command::Checkpoint { command } => remote::checkpoint(command),
-        Command::Import {
-            data_dir,
-            file,
-            batch,
-            receipts,
-        } => import(data_dir, file, batch.max(1), receipts),
+        Command::Import(args) => import::run(args),
+        Command::Pseudonym(args) => pseudonym::run(args),
         Command::Sign { key, kind, payload } => {
             let key = read_key_file(&key)?;
             let text = match payload {
@@ -538,93 +526,4 @@ fn verify_cmd(
             Ok(ExitCode::from(1))
         }
     }
-}
-
-fn import(
-    data_dir: PathBuf,
-    file: Option<PathBuf>,
-    batch: usize,
-    receipts: Option<PathBuf>,
-) -> Result<ExitCode> {
-    let input: Box<dyn BufRead> = match &file {
-        Some(f) => Box::new(std::io::BufReader::new(
-            std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?,
-        )),
-        None => Box::new(std::io::stdin().lock()),
-    };
-    if let Some(dir) = &receipts {
-        std::fs::create_dir_all(dir)?;
-    }
-    let ledger = Ledger::open(&data_dir)?;
-    let seq = Sequencer::start(ledger, SequencerConfig::default());
-    let mut out = std::io::stdout().lock();
-    let mut failures = 0u64;
-    // Lines are read as bytes: one that is not UTF-8 is a malformed line,
-    // not the end of the import.
-    let mut lines = input.split(b'\n').enumerate();
-    loop {
-        let mut txs = Vec::with_capacity(batch);
-        let mut line_nos = Vec::with_capacity(batch);
-        for (n, line) in lines.by_ref() {
-            let line = line?;
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let parsed = serde_json::from_slice::<TxWire>(&line)
-                .map_err(|e| e.to_string())
-                .and_then(|w| Transaction::from_wire(w).map_err(|e| e.to_string()));
-            match parsed {
-                Ok(tx) => {
-                    txs.push(tx);
-                    line_nos.push(n + 1);
-                }
-                Err(e) => {
-                    failures += 1;
-                    writeln!(
-                        out,
-                        "{}",
-                        serde_json::json!({"line": n + 1, "error": "malformed", "detail": e})
-                    )?;
-                }
-            }
-            if txs.len() == batch {
-                break;
-            }
-        }
-        if txs.is_empty() {
-            break;
-        }
-        for (outcome, line) in seq.submit(txs).into_iter().zip(line_nos) {
-            match outcome {
-                Ok(r) => {
-                    if let Some(dir) = &receipts {
-                        let path = dir.join(format!("{}.tlog-proof", hex::encode(r.id)));
-                        std::fs::write(&path, r.proof.render())?;
-                    }
-                    writeln!(
-                        out,
-                        "{}",
-                        serde_json::json!({"line": line, "id": hex::encode(r.id), "index": r.leaf, "height": r.height})
-                    )?;
-                }
-                Err(e) => {
-                    failures += 1;
-                    writeln!(
-                        out,
-                        "{}",
-                        serde_json::json!({"line": line, "error": e.code(), "detail": e.to_string()})
-                    )?;
-                }
-            }
-        }
-        out.flush()?;
-    }
-    if let Err(e) = seq.shutdown() {
-        bail!("shutdown: {e}");
-    }
-    Ok(if failures == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
 }

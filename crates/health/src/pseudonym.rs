@@ -3,8 +3,9 @@
 //! ```text
 //! pseudonym = BASE32(HMAC-SHA256(key, "medledger/pseudonym/v1\n" || scheme || ":" || digits)[..16])
 //! ```
-//! `scheme` is `lbo` (health insurance number, 11 digits) or `jmbg` (13
-//! digits, date and check digit validated). The 16-byte truncation keeps the
+//! `scheme` is `lbo` (health insurance number, 11 digits), `jmbg` (13
+//! digits, date and check digit validated) or, for imports from systems
+//! that carry neither, `ext` over `system|value` of the source's identifier. The 16-byte truncation keeps the
 //! pseudonym short (26 characters of RFC 4648 base32, no padding) while
 //! leaving 128 bits: a collision among 10 million patients has odds of about
 //! 2^-82.
@@ -38,6 +39,9 @@ pub enum Identifier {
     Lbo(String),
     /// Unique master citizen number (JMBG), 13 digits.
     Jmbg(String),
+    /// An identifier from another system, `system|value` (a source
+    /// system's patient number), for imports whose sources carry neither.
+    External(String),
 }
 
 impl fmt::Debug for Identifier {
@@ -46,6 +50,7 @@ impl fmt::Debug for Identifier {
         match self {
             Identifier::Lbo(_) => f.write_str("Lbo(..)"),
             Identifier::Jmbg(_) => f.write_str("Jmbg(..)"),
+            Identifier::External(_) => f.write_str("External(..)"),
         }
     }
 }
@@ -72,10 +77,17 @@ impl Identifier {
         }
     }
 
+    /// An identifier of another system; `None` if either part is empty.
+    pub fn external(system: &str, value: &str) -> Option<Self> {
+        (!system.trim().is_empty() && !value.trim().is_empty())
+            .then(|| Identifier::External(format!("{}|{}", system.trim(), value.trim())))
+    }
+
     fn scheme(&self) -> (&'static str, &str) {
         match self {
             Identifier::Lbo(d) => ("lbo", d),
             Identifier::Jmbg(d) => ("jmbg", d),
+            Identifier::External(s) => ("ext", s),
         }
     }
 }
@@ -201,6 +213,10 @@ mod tests {
         assert!(matches!(jmbg, Identifier::Jmbg(_)));
         let lbo = Identifier::parse("01019907100").unwrap();
         assert_ne!(key(1).pseudonym(&jmbg), key(1).pseudonym(&lbo));
+        let ext = Identifier::external("urn:lbo", "01019907100").unwrap();
+        assert_ne!(key(1).pseudonym(&ext), key(1).pseudonym(&lbo));
+        assert_eq!(Identifier::external(" ", "x"), None);
+        assert_eq!(format!("{ext:?}"), "External(..)");
     }
 
     #[test]

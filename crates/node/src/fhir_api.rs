@@ -31,7 +31,34 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 type Shared = Arc<AppState>;
-type FhirResult = Result<Response, Response>;
+type FhirResult = Result<Response, Fail>;
+
+/// A failed FHIR interaction, answered with an OperationOutcome of its
+/// errors and the highest of their statuses.
+pub(crate) struct Fail(Vec<FhirError>);
+
+impl From<FhirError> for Fail {
+    fn from(e: FhirError) -> Self {
+        Fail(vec![e])
+    }
+}
+
+impl IntoResponse for Fail {
+    fn into_response(self) -> Response {
+        let status = self.0.iter().map(|e| e.status).max().unwrap_or(500);
+        let mut r = fhir_json(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            &fhir::outcome_of(&self.0),
+        );
+        if status == 401 {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"medledger\""),
+            );
+        }
+        r
+    }
+}
 
 /// The FHIR JSON media type.
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
@@ -52,13 +79,8 @@ fn fhir_json(status: StatusCode, body: &Value) -> Response {
     r
 }
 
-fn outcome(e: &FhirError) -> Response {
-    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-    fhir_json(status, &e.outcome())
-}
-
-/// A problem from the shared API plumbing, as an OperationOutcome.
-fn from_problem(p: Problem) -> Response {
+/// A problem from the shared API plumbing, as a FHIR error.
+fn from_problem(p: Problem) -> FhirError {
     let code = match p.status {
         401 => "login",
         403 => "forbidden",
@@ -70,18 +92,11 @@ fn from_problem(p: Problem) -> Response {
         s if s >= 500 => "exception",
         _ => "invalid",
     };
-    let mut r = outcome(&FhirError::new(p.status, code, None, p.detail));
-    if p.status == 401 {
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"medledger\""),
-        );
-    }
-    r
+    FhirError::new(p.status, code, None, p.detail)
 }
 
-fn not_found(what: String) -> Response {
-    outcome(&FhirError::new(404, "not-found", None, what))
+fn not_found(what: String) -> FhirError {
+    FhirError::new(404, "not-found", None, what)
 }
 
 /// The facade's absolute base URL, from the request's Host.
@@ -107,7 +122,7 @@ pub(crate) async fn metadata(headers: HeaderMap) -> Response {
     )
 }
 
-fn require_fhir_json(headers: &HeaderMap) -> Result<(), Response> {
+fn require_fhir_json(headers: &HeaderMap) -> Result<(), FhirError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -118,40 +133,34 @@ fn require_fhir_json(headers: &HeaderMap) -> Result<(), Response> {
     {
         Ok(())
     } else {
-        Err(outcome(&FhirError::new(
+        Err(FhirError::new(
             415,
             "not-supported",
             None,
             "send resources as application/fhir+json",
-        )))
+        ))
     }
 }
 
-fn parse_body(body: &[u8]) -> Result<Value, Response> {
-    serde_json::from_slice(body).map_err(|e| {
-        outcome(&FhirError::new(
-            400,
-            "structure",
-            None,
-            format!("the body is not JSON: {e}"),
-        ))
-    })
+fn parse_body(body: &[u8]) -> Result<Value, FhirError> {
+    serde_json::from_slice(body)
+        .map_err(|e| FhirError::new(400, "structure", None, format!("the body is not JSON: {e}")))
 }
 
 /// The writer behind the token and the key the node holds for it.
 fn writer(
     state: &AppState,
     headers: &HeaderMap,
-) -> Result<(Participant, ed25519_dalek::SigningKey), Response> {
+) -> Result<(Participant, ed25519_dalek::SigningKey), FhirError> {
     let p = authorize(state, headers, FHIR_WRITERS).map_err(from_problem)?;
     let key = state.health.signers.get(&p.key).ok_or_else(|| {
-        outcome(&FhirError::new(
+        FhirError::new(
             403,
             "forbidden",
             None,
             "this node holds no signing key for the token's participant; FHIR writes \
              go through an institution's integration account (see docs/FHIR.md)",
-        ))
+        )
     })?;
     Ok((p, key))
 }
@@ -229,14 +238,15 @@ pub(crate) async fn create(
     let resource = parse_body(&body)?;
     let given = resource.get("resourceType").and_then(Value::as_str);
     if given != Some(ty.as_str()) {
-        return Err(outcome(&FhirError::new(
+        return Err(FhirError::new(
             400,
             "invalid",
             Some("resourceType".into()),
             format!("the body's resourceType does not match the URL's {ty}"),
-        )));
+        )
+        .into());
     }
-    let tx = prepare(&resource, &author, &key).map_err(|e| outcome(&e))?;
+    let tx = prepare(&resource, &author, &key)?;
     let id = hex::encode(tx.id());
     let time = tx.header().time;
     let stored = fhir::for_storage(&resource);
@@ -252,13 +262,8 @@ pub(crate) async fn create(
                 .insert(header::ETAG, HeaderValue::from_static("W/\"1\""));
             Ok(r)
         }
-        Some(Err(e)) => Err(outcome(&submit_error(&e))),
-        None => Err(outcome(&FhirError::new(
-            500,
-            "exception",
-            None,
-            "no result",
-        ))),
+        Some(Err(e)) => Err(submit_error(&e).into()),
+        None => Err(FhirError::new(500, "exception", None, "no result").into()),
     }
 }
 
@@ -276,15 +281,16 @@ pub(crate) async fn bundle(
     let (author, key) = writer(&state, &headers)?;
     require_fhir_json(&headers)?;
     let v = parse_body(&body)?;
-    let b = fhir::parse_bundle(&v).map_err(|e| outcome(&e))?;
+    let b = fhir::parse_bundle(&v)?;
     let max = sequencer::SUBMISSION_CHUNK;
     if b.entries.len() > max {
-        return Err(outcome(&FhirError::new(
+        return Err(FhirError::new(
             413,
             "too-costly",
             None,
             format!("a Bundle holds at most {max} entries here"),
-        )));
+        )
+        .into());
     }
     let prepared: Vec<Result<(Transaction, &'static str, Value), FhirError>> = b
         .entries
@@ -308,9 +314,7 @@ pub(crate) async fn bundle(
             })
             .collect();
         if !errors.is_empty() {
-            let status = errors.iter().map(|e| e.status).max().unwrap_or(400);
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-            return Err(fhir_json(status, &fhir::outcome_of(&errors)));
+            return Err(Fail(errors));
         }
     }
     let mut txs = Vec::new();
@@ -348,7 +352,7 @@ pub(crate) async fn bundle(
             .iter()
             .find(|o| matches!(o, EntryOutcome::Failed(_)))
     {
-        return Err(outcome(e));
+        return Err(e.clone().into());
     }
     Ok(fhir_json(
         StatusCode::OK,
@@ -379,7 +383,7 @@ fn patient_resource(p: &str) -> Value {
     })
 }
 
-fn has_records(store: &Store, patient: &str) -> Result<bool, Response> {
+fn has_records(store: &Store, patient: &str) -> Result<bool, FhirError> {
     Ok(!store
         .index()
         .leaves_by(By::Patient(patient), 0, 1)
@@ -407,26 +411,27 @@ fn read_blocking(state: &AppState, headers: &HeaderMap, ty: &str, id: &str) -> F
         if pseudonym::is_well_formed(id) && has_records(store, id)? {
             return Ok(fhir_json(StatusCode::OK, &patient_resource(id)));
         }
-        return Err(not_found(format!("Patient/{id} has no records")));
+        return Err(not_found(format!("Patient/{id} has no records")).into());
     }
     let Some(kind) = fhir::kind_of(ty) else {
-        return Err(outcome(&FhirError::new(
+        return Err(FhirError::new(
             404,
             "not-supported",
             None,
             format!("resource type {ty} is not served"),
-        )));
+        )
+        .into());
     };
     let missing = || not_found(format!("{ty}/{id} is not known"));
     let Ok(hex) = Hex::<32>::parse_hex(id) else {
-        return Err(missing());
+        return Err(missing().into());
     };
     let (tx, leaf, height) = store
         .transaction(&hex.0)
         .map_err(|e| from_problem(ledger_err(e)))?
         .ok_or_else(missing)?;
     if tx.header().kind != kind {
-        return Err(missing());
+        return Err(missing().into());
     }
     let r = Record { tx, leaf, height };
     let resource = resource_of(&r).ok_or_else(missing)?;
@@ -447,11 +452,11 @@ struct Search {
     params: Vec<(String, String)>,
 }
 
-fn bad_param(msg: String) -> Response {
-    outcome(&FhirError::new(400, "invalid", None, msg))
+fn bad_param(msg: String) -> FhirError {
+    FhirError::new(400, "invalid", None, msg)
 }
 
-fn parse_search(ty: &str, raw: Option<&str>) -> Result<Search, Response> {
+fn parse_search(ty: &str, raw: Option<&str>) -> Result<Search, FhirError> {
     let mut s = Search {
         patient: None,
         code: None,
@@ -481,7 +486,7 @@ fn parse_search(ty: &str, raw: Option<&str>) -> Result<Search, Response> {
             }
             ("date", _) => {
                 // Checked now, so a bad parameter is a 400 even with no candidates.
-                fhir::date_matches(&v, "2000-01-01").map_err(|e| outcome(&e))?;
+                fhir::date_matches(&v, "2000-01-01")?;
                 s.dates.push(v.clone());
             }
             ("_count", _) => {
@@ -499,12 +504,12 @@ fn parse_search(ty: &str, raw: Option<&str>) -> Result<Search, Response> {
             }
             ("_format" | "_pretty", _) => {}
             _ => {
-                return Err(outcome(&FhirError::new(
+                return Err(FhirError::new(
                     400,
                     "not-supported",
                     None,
                     format!("search parameter {k} is not supported for {ty}"),
-                )));
+                ));
             }
         }
         s.params.push((k, v));
@@ -536,7 +541,7 @@ fn run_search(
     by: By<'_>,
     s: &Search,
     matches: impl Fn(&fhir::Summary) -> bool,
-) -> Result<(Vec<Value>, Option<u64>), Response> {
+) -> Result<(Vec<Value>, Option<u64>), FhirError> {
     const CHUNK: usize = 512;
     let unavailable =
         |e: medledger_store::index::IndexError| from_problem(Problem::unavailable(e.to_string()));
@@ -606,12 +611,13 @@ fn search_blocking(
 ) -> FhirResult {
     authorize(state, headers, RECORD_READERS).map_err(from_problem)?;
     let Some(kind) = fhir::kind_of(ty) else {
-        return Err(outcome(&FhirError::new(
+        return Err(FhirError::new(
             404,
             "not-supported",
             None,
             format!("resource type {ty} is not searchable here"),
-        )));
+        )
+        .into());
     };
     let s = parse_search(ty, raw)?;
     let store = state.seq.store();
@@ -671,11 +677,11 @@ fn everything_blocking(
     authorize(state, headers, RECORD_READERS).map_err(from_problem)?;
     let store = state.seq.store();
     if !pseudonym::is_well_formed(patient) || !has_records(store, patient)? {
-        return Err(not_found(format!("Patient/{patient} has no records")));
+        return Err(not_found(format!("Patient/{patient} has no records")).into());
     }
     let mut s = parse_search("Patient", raw)?;
     if s.patient.is_some() || s.code.is_some() || !s.dates.is_empty() {
-        return Err(bad_param("$everything takes only _count".into()));
+        return Err(bad_param("$everything takes only _count".into()).into());
     }
     let first = s.after.is_none();
     if first {

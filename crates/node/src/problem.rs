@@ -22,12 +22,18 @@ pub struct Problem {
     pub detail: String,
     /// Stable machine-readable code.
     pub code: &'static str,
-    /// For `pii_detected`: the JSON Pointer of the offending field.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-    /// For `pii_detected`: the kind of identifier found (never its value).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub identifier: Option<&'static str>,
+    /// For `pii_detected`: where, and what kind of identifier.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub pii: Option<Box<PiiDetail>>,
+}
+
+/// Where a payload holds an identifier, and what kind; never its value.
+#[derive(Clone, Debug, Serialize)]
+pub struct PiiDetail {
+    /// JSON Pointer (RFC 6901) of the field.
+    pub field: String,
+    /// Kind of identifier (`jmbg`, `lbo`, `email`, `phone`, ...).
+    pub identifier: &'static str,
 }
 
 impl Problem {
@@ -39,8 +45,7 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             code,
-            field: None,
-            identifier: None,
+            pii: None,
         }
     }
 
@@ -98,8 +103,10 @@ pub fn submit_problem(e: &SubmitError) -> Problem {
     };
     let mut p = Problem::new(status, e.code(), e.to_string());
     if let SubmitError::Rejected(Rejection::Pii(f)) = e {
-        p.field = Some(f.field.clone());
-        p.identifier = Some(f.kind.as_str());
+        p.pii = Some(Box::new(PiiDetail {
+            field: f.field.clone(),
+            identifier: f.kind.as_str(),
+        }));
     }
     p
 }

@@ -1,0 +1,855 @@
+//! `medledger import`: bulk loading of signed transactions, CSV medical
+//! reports, FHIR NDJSON and FHIR Bundles, into a stopped node's data
+//! directory or a running node.
+//!
+//! Every input row is checked here first, with the same rules the ledger
+//! applies (the PII guard, the report schema, the FHIR rules), so a refused
+//! row never leaves this machine. The import writes a report, one JSON line
+//! per row: accepted (with id and log index) or refused (with the reason).
+//! The report is also the import's journal: before a batch is sent, its rows
+//! are written as `pending` with their transaction ids and synced; a re-run
+//! with the same report skips accepted rows, looks up pending ones in the
+//! ledger (a crash can come between the commit and the report line), and
+//! sends the rest again.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use ed25519_dalek::SigningKey;
+use indicatif::{ProgressBar, ProgressStyle};
+use medledger_client::Client;
+use medledger_formats::merkle::Hash;
+use medledger_formats::tx::{Transaction, TxWire};
+use medledger_health::fhir;
+use medledger_health::pseudonym::{Identifier, PseudonymKey};
+use medledger_health::records::{self, MEDICAL_REPORT, PayloadError};
+use medledger_ledger::Ledger;
+use medledger_ledger::ledger::{now_ms, read_key_file};
+use medledger_node::{Sequencer, SequencerConfig};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Input formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Decide from the file name and its first bytes.
+    Auto,
+    /// Signed transactions, one wire JSON per line.
+    Signed,
+    /// Medical reports as CSV with a header row.
+    Csv,
+    /// FHIR resources (or Bundles), one JSON per line.
+    FhirNdjson,
+    /// One FHIR Bundle per file.
+    Bundle,
+}
+
+/// `medledger import`.
+#[derive(Args)]
+pub struct ImportArgs {
+    /// Input files; stdin (signed transactions) if none.
+    files: Vec<PathBuf>,
+    /// Input format.
+    #[arg(long, value_enum, default_value = "auto")]
+    format: Format,
+    /// Data directory of a stopped node (ignored with --url).
+    #[arg(long, default_value = "medledger-data")]
+    data_dir: PathBuf,
+    /// A running node's URL, instead of a data directory.
+    #[arg(long)]
+    url: Option<String>,
+    /// The node's verifier key (with --url; trusted on first use if absent).
+    #[arg(long, requires = "url")]
+    vkey: Option<String>,
+    /// Key file of the author who signs CSV and FHIR rows (a doctor, or an
+    /// institution's integration account).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// The pseudonymization authority's key: replaces LBO/JMBG columns and
+    /// FHIR Patient resources by pseudonyms. Without it such rows are refused.
+    #[arg(long)]
+    pseudonym_key: Option<PathBuf>,
+    /// The report (and journal) file; a re-run with it resumes.
+    /// Default: the first input file's name with `.import.jsonl` appended.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Transactions per submission.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Directory to write each receipt into, as <id>.tlog-proof.
+    #[arg(long)]
+    receipts: Option<PathBuf>,
+    /// Do not print one JSON result per row on stdout (the report has them).
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// One input row, made into a transaction or refused.
+struct Row {
+    /// Where it came from: `file:line` or `file#entry`.
+    at: String,
+    /// Its line, for line-oriented inputs.
+    line: Option<usize>,
+    /// SHA-256 of the row's bytes: a resumed import refuses changed input.
+    digest: String,
+    tx: Result<Transaction, Refusal>,
+}
+
+/// Why a row was refused, before or by the ledger.
+#[derive(Clone, Debug)]
+struct Refusal {
+    code: String,
+    detail: String,
+}
+
+fn refuse(code: &str, detail: impl Into<String>) -> Refusal {
+    Refusal {
+        code: code.into(),
+        detail: detail.into(),
+    }
+}
+
+fn digest(bytes: &[u8]) -> String {
+    hex::encode(&Sha256::digest(bytes)[..16])
+}
+
+/// What the journal knows about a row.
+#[derive(Clone, Debug, PartialEq)]
+enum Known {
+    Pending { digest: String, id: String },
+    Accepted { digest: String },
+    Refused,
+}
+
+struct Journal {
+    file: File,
+    known: HashMap<String, Known>,
+}
+
+impl Journal {
+    fn open(path: &Path) -> Result<Self> {
+        let mut known = HashMap::new();
+        if path.exists() {
+            let text =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            // A torn last line (a crash mid-write) is ignored: the row is
+            // simply not known and is looked up again.
+            for line in text.split(|&b| b == b'\n') {
+                let Ok(v) = serde_json::from_slice::<Value>(line) else {
+                    continue;
+                };
+                let (Some(row), Some(d)) = (v["row"].as_str(), v["digest"].as_str()) else {
+                    continue;
+                };
+                let k = if let Some(id) = v["pending"].as_str() {
+                    Known::Pending {
+                        digest: d.into(),
+                        id: id.into(),
+                    }
+                } else if v["id"].is_string() {
+                    Known::Accepted { digest: d.into() }
+                } else {
+                    Known::Refused
+                };
+                known.insert(row.to_owned(), k);
+            }
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening report {}", path.display()))?;
+        Ok(Journal { file, known })
+    }
+
+    fn write(&mut self, lines: &[Value], sync: bool) -> Result<()> {
+        let mut buf = Vec::new();
+        for l in lines {
+            serde_json::to_writer(&mut buf, l)?;
+            buf.push(b'\n');
+        }
+        self.file.write_all(&buf)?;
+        if sync {
+            self.file.sync_data()?;
+        }
+        Ok(())
+    }
+}
+
+/// Where transactions go.
+enum Sink {
+    Local(Box<Sequencer>),
+    Remote(Client),
+}
+
+/// A transaction's fate.
+type Outcome = Result<(Hash, u64, u64, String), Refusal>;
+
+impl Sink {
+    fn submit(&self, txs: Vec<Transaction>) -> Vec<Outcome> {
+        match self {
+            Sink::Local(seq) => seq
+                .submit(txs)
+                .into_iter()
+                .map(|o| {
+                    o.map(|r| (r.id, r.leaf, r.height, r.proof.render()))
+                        .map_err(|e| refuse(e.code(), e.to_string()))
+                })
+                .collect(),
+            Sink::Remote(client) => match client.submit_batch(&txs) {
+                Ok(items) => items
+                    .into_iter()
+                    .map(|i| {
+                        i.map(|r| (r.id, r.index, r.height.unwrap_or(0), r.text))
+                            .map_err(|e| refuse(&client_code(&e), e.to_string()))
+                    })
+                    .collect(),
+                Err(e) => txs
+                    .iter()
+                    .map(|_| Err(refuse("unavailable", e.to_string())))
+                    .collect(),
+            },
+        }
+    }
+
+    /// Where a transaction is in the ledger, if it is (for pending rows):
+    /// its log index and block height.
+    fn find(&self, id: &Hash) -> Result<Option<(u64, u64)>> {
+        match self {
+            Sink::Local(seq) => {
+                let index = seq.store().index();
+                let Some(leaf) = index.leaves_of(&[id])?[0] else {
+                    return Ok(None);
+                };
+                Ok(Some((leaf, index.height_of_leaf(leaf)?.unwrap_or(0))))
+            }
+            Sink::Remote(client) => match client.receipt(id) {
+                Ok(r) => Ok(Some((r.index, r.height.unwrap_or(0)))),
+                Err(medledger_client::Error::Problem(p)) if p.status == 404 => Ok(None),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+}
+
+fn client_code(e: &medledger_client::Error) -> String {
+    match e {
+        medledger_client::Error::Problem(p) => p.code.clone(),
+        _ => "unavailable".into(),
+    }
+}
+
+/// What a row needs to become a transaction.
+struct Signer {
+    key: Option<SigningKey>,
+    pseudonyms: Option<PseudonymKey>,
+}
+
+impl Signer {
+    fn sign(&self, kind: &str, payload: &Value) -> Result<Transaction, Refusal> {
+        let key = self
+            .key
+            .as_ref()
+            .ok_or_else(|| refuse("no_key", "unsigned rows need --key (the author's key file)"))?;
+        // The ledger's own rules, here first: a row that breaks them never
+        // leaves this machine.
+        records::check(kind, payload).map_err(|e| match e {
+            PayloadError::Pii(f) => refuse("pii_detected", f.to_string()),
+            PayloadError::Fhir(f) => refuse("fhir_invalid", f.diagnostics),
+            PayloadError::Schema(m) => refuse("schema_violation", m),
+        })?;
+        Transaction::sign(key, kind, now_ms(), payload)
+            .map_err(|e| refuse("malformed", e.to_string()))
+    }
+
+    fn pseudonymize(&self, id: &Identifier) -> Result<String, Refusal> {
+        let key = self.pseudonyms.as_ref().ok_or_else(|| {
+            refuse(
+                "identifier_without_key",
+                "the row carries a patient identifier; pseudonymize it first \
+                 (medledger pseudonym) or pass --pseudonym-key",
+            )
+        })?;
+        Ok(key.pseudonym(id))
+    }
+}
+
+/// CSV columns of a medical report.
+const CSV_COLUMNS: [&str; 9] = [
+    "patient",
+    "lbo",
+    "jmbg",
+    "institution",
+    "encounter_date",
+    "diagnoses",
+    "anamnesis",
+    "findings",
+    "therapy",
+];
+
+fn csv_rows(path: &Path, signer: &Signer, out: &mut Vec<Row>) -> Result<()> {
+    let mut rd = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_path(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let header: Vec<String> = rd
+        .headers()
+        .with_context(|| format!("{}: no header row", path.display()))?
+        .iter()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
+    for h in &header {
+        if !CSV_COLUMNS.contains(&h.as_str()) {
+            bail!(
+                "{}: unknown column {h:?}; a report CSV has the columns {}",
+                path.display(),
+                CSV_COLUMNS.join(", ")
+            );
+        }
+    }
+    let col = |name: &str| header.iter().position(|h| h == name);
+    let name = path.display().to_string();
+    for (i, rec) in rd.byte_records().enumerate() {
+        let line = i + 2;
+        let at = format!("{name}:{line}");
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                out.push(Row {
+                    at,
+                    line: Some(line),
+                    digest: String::new(),
+                    tx: Err(refuse("malformed", e.to_string())),
+                });
+                continue;
+            }
+        };
+        let raw: Vec<u8> = rec
+            .iter()
+            .flat_map(|f| f.iter().copied().chain([0]))
+            .collect();
+        let tx = csv_report(&rec, &col, signer).and_then(|p| signer.sign(MEDICAL_REPORT, &p));
+        out.push(Row {
+            at,
+            line: Some(line),
+            digest: digest(&raw),
+            tx,
+        });
+    }
+    Ok(())
+}
+
+fn csv_report(
+    rec: &csv::ByteRecord,
+    col: &dyn Fn(&str) -> Option<usize>,
+    signer: &Signer,
+) -> Result<Value, Refusal> {
+    let field = |name: &str| -> Result<String, Refusal> {
+        match col(name).and_then(|i| rec.get(i)) {
+            Some(b) => String::from_utf8(b.to_vec())
+                .map(|s| s.trim().to_owned())
+                .map_err(|_| refuse("malformed", format!("column {name} is not UTF-8"))),
+            None => Ok(String::new()),
+        }
+    };
+    let patient = match (field("patient")?, field("lbo")?, field("jmbg")?) {
+        (p, l, j) if !p.is_empty() && l.is_empty() && j.is_empty() => p,
+        (p, l, j) if p.is_empty() && (l.is_empty() != j.is_empty()) => {
+            let raw = if l.is_empty() { j } else { l };
+            let id =
+                Identifier::parse(&raw).map_err(|e| refuse("invalid_identifier", e.to_string()))?;
+            signer.pseudonymize(&id)?
+        }
+        _ => {
+            return Err(refuse(
+                "schema_violation",
+                "give exactly one of patient (a pseudonym), lbo or jmbg",
+            ));
+        }
+    };
+    let diagnoses: Vec<String> = field("diagnoses")?
+        .split([';', ',', ' '])
+        .filter(|d| !d.is_empty())
+        .map(str::to_owned)
+        .collect();
+    Ok(json!({
+        "patient": patient,
+        "institution": field("institution")?,
+        "encounter_date": field("encounter_date")?,
+        "diagnoses": diagnoses,
+        "anamnesis": field("anamnesis")?,
+        "findings": field("findings")?,
+        "therapy": field("therapy")?,
+    }))
+}
+
+/// References a stored resource may keep; bundle-local ones are rewritten
+/// (the patient) or dropped (encounters, practitioners, other entries).
+const DROPPED_REFERENCES: [&str; 8] = [
+    "encounter",
+    "performer",
+    "requester",
+    "recorder",
+    "asserter",
+    "basedOn",
+    "hasMember",
+    "derivedFrom",
+];
+
+/// The pseudonym of a FHIR Patient: from an LBO or JMBG among its
+/// identifiers, else from its first identifier as `system|value`.
+fn patient_pseudonym(resource: &Value, signer: &Signer) -> Result<String, Refusal> {
+    let ids = resource["identifier"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let national = ids
+        .iter()
+        .find_map(|i| i["value"].as_str().and_then(|v| Identifier::parse(v).ok()));
+    let id = national
+        .or_else(|| {
+            ids.iter()
+                .find_map(|i| Identifier::external(i["system"].as_str()?, i["value"].as_str()?))
+        })
+        .ok_or_else(|| {
+            refuse(
+                "identifier_missing",
+                "a Patient without an identifier cannot be pseudonymized",
+            )
+        })?;
+    signer.pseudonymize(&id)
+}
+
+/// Rewrites a resource from a bundle for storage: the patient reference
+/// becomes `Patient/<pseudonym>`, other bundle-local references are
+/// dropped, and an ICD-10-CM-only Condition gains the WHO ICD-10 coding of
+/// its category.
+fn rewrite(resource: &Value, patients: &HashMap<String, String>) -> Value {
+    let mut r = fhir::for_storage(resource);
+    let Some(obj) = r.as_object_mut() else {
+        return r;
+    };
+    for field in ["subject", "patient"] {
+        if let Some(reference) = obj
+            .get(field)
+            .and_then(|s| s["reference"].as_str())
+            .and_then(|s| patients.get(s))
+        {
+            obj.insert(
+                field.into(),
+                json!({ "reference": format!("Patient/{reference}") }),
+            );
+        }
+    }
+    for field in DROPPED_REFERENCES {
+        let local = |v: &Value| {
+            v["reference"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("urn:"))
+        };
+        let drop = match obj.get(field) {
+            Some(Value::Array(a)) => a.iter().any(local),
+            Some(v) => local(v),
+            None => false,
+        };
+        if drop {
+            obj.remove(field);
+        }
+    }
+    if obj.get("resourceType") == Some(&json!("Condition")) {
+        add_who_coding(obj);
+    }
+    r
+}
+
+fn add_who_coding(obj: &mut Map<String, Value>) {
+    const WHO: &str = "http://hl7.org/fhir/sid/icd-10";
+    let Some(codings) = obj
+        .get_mut("code")
+        .and_then(|c| c.get_mut("coding"))
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    if codings.iter().any(|c| c["system"] == WHO) {
+        return;
+    }
+    let who = codings.iter().find_map(|c| {
+        let code = c["code"].as_str()?;
+        (c["system"] == "http://hl7.org/fhir/sid/icd-10-cm")
+            .then(|| {
+                code.get(..5)
+                    .unwrap_or(code)
+                    .trim_end_matches('.')
+                    .to_owned()
+            })
+            .filter(|w| fhir::is_icd10(w))
+    });
+    if let Some(code) = who {
+        codings.push(json!({"system": WHO, "code": code}));
+    }
+}
+
+/// Rows from FHIR resources and Bundles (`items`: where each came from,
+/// its bytes and its parsed JSON).
+fn fhir_rows(
+    items: Vec<(String, Vec<u8>, Result<Value, String>)>,
+    signer: &Signer,
+    out: &mut Vec<Row>,
+) {
+    // First every Patient, wherever it is: bundle entries refer to them by
+    // fullUrl, NDJSON resources by Patient/<id>.
+    let mut patients: HashMap<String, String> = HashMap::new();
+    let mut refused_patients: HashMap<String, Refusal> = HashMap::new();
+    let mut entries: Vec<(String, Vec<u8>, Result<Value, Refusal>)> = Vec::new();
+    for (at, bytes, parsed) in items {
+        let v = match parsed {
+            Ok(v) => v,
+            Err(e) => {
+                entries.push((at, bytes, Err(refuse("malformed", e))));
+                continue;
+            }
+        };
+        if v["resourceType"] == "Bundle" {
+            match fhir::parse_bundle(&v) {
+                Ok(b) => {
+                    for (i, e) in b.entries.into_iter().enumerate() {
+                        let at = format!("{at}#{i}");
+                        let bytes = serde_json::to_vec(&e.resource).unwrap_or_default();
+                        let name = e.full_url.clone();
+                        entries.push((
+                            at,
+                            bytes,
+                            Ok(json!({"fullUrl": name, "resource": e.resource})),
+                        ));
+                    }
+                }
+                Err(e) => entries.push((at, bytes, Err(refuse("fhir_invalid", e.diagnostics)))),
+            }
+        } else {
+            let name = v["id"]
+                .as_str()
+                .map(|id| format!("{}/{id}", v["resourceType"].as_str().unwrap_or("")));
+            entries.push((at, bytes, Ok(json!({"fullUrl": name, "resource": v}))));
+        }
+    }
+    for (_, _, e) in &entries {
+        let Ok(e) = e else { continue };
+        if e["resource"]["resourceType"] != "Patient" {
+            continue;
+        }
+        let Some(name) = e["fullUrl"].as_str() else {
+            continue;
+        };
+        match patient_pseudonym(&e["resource"], signer) {
+            Ok(p) => {
+                patients.insert(name.to_owned(), p);
+            }
+            Err(r) => {
+                refused_patients.insert(name.to_owned(), r);
+            }
+        }
+    }
+    for (at, bytes, e) in entries {
+        let tx = e.and_then(|e| {
+            let resource = &e["resource"];
+            let ty = resource["resourceType"].as_str().unwrap_or("");
+            if ty == "Patient" {
+                let name = e["fullUrl"].as_str().unwrap_or("");
+                return Err(match refused_patients.get(name) {
+                    Some(r) => r.clone(),
+                    None => refuse(
+                        "pseudonymized",
+                        "Patient replaced by its pseudonym in the resources that refer to it; not stored",
+                    ),
+                });
+            }
+            if ty == "Practitioner" {
+                return Err(refuse(
+                    "not_stored",
+                    "Practitioner resources carry names; practitioners are registered participants, not records",
+                ));
+            }
+            let kind = fhir::kind_of(ty).ok_or_else(|| {
+                refuse(
+                    "not_stored",
+                    format!("{ty} resources are not stored (accepted: Observation, Condition, Immunization)"),
+                )
+            })?;
+            for field in ["subject", "patient"] {
+                if let Some(r) = resource[field]["reference"].as_str()
+                    && let Some(why) = refused_patients.get(r)
+                {
+                    return Err(refuse(&why.code, format!("its patient was refused: {}", why.detail)));
+                }
+            }
+            signer.sign(kind, &rewrite(resource, &patients))
+        });
+        out.push(Row {
+            line: at.rsplit_once(':').and_then(|(_, n)| n.parse().ok()),
+            at,
+            digest: digest(&bytes),
+            tx,
+        });
+    }
+}
+
+fn read_lines(path: &Path) -> Result<Vec<(usize, Vec<u8>)>> {
+    let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut out = Vec::new();
+    for (n, line) in BufReader::new(f).split(b'\n').enumerate() {
+        let line = line?;
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            out.push((n + 1, line));
+        }
+    }
+    Ok(out)
+}
+
+fn detect(path: &Path) -> Result<Format> {
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    if name.ends_with(".csv") {
+        return Ok(Format::Csv);
+    }
+    let mut head = [0u8; 4096];
+    let n = File::open(path)
+        .with_context(|| format!("opening {}", path.display()))?
+        .read(&mut head)?;
+    let text = String::from_utf8_lossy(&head[..n]);
+    let first_line = text.lines().next().unwrap_or("");
+    // Signed transactions unless it is plainly FHIR: a line that fails to
+    // parse is then refused on its own, as it always was.
+    Ok(if !text.contains("\"resourceType\"") {
+        Format::Signed
+    } else if serde_json::from_str::<Value>(first_line).is_ok() {
+        Format::FhirNdjson
+    } else {
+        Format::Bundle
+    })
+}
+
+fn signed_rows(at: &str, lines: Vec<(usize, Vec<u8>)>, out: &mut Vec<Row>) {
+    for (n, line) in lines {
+        let tx = serde_json::from_slice::<TxWire>(&line)
+            .map_err(|e| e.to_string())
+            .and_then(|w| Transaction::from_wire(w).map_err(|e| e.to_string()))
+            .map_err(|e| refuse("malformed", e));
+        out.push(Row {
+            at: format!("{at}:{n}"),
+            line: Some(n),
+            digest: digest(&line),
+            tx,
+        });
+    }
+}
+
+/// Reads every input into rows.
+fn read_rows(args: &ImportArgs, signer: &Signer) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    if args.files.is_empty() {
+        let mut lines = Vec::new();
+        for (n, line) in std::io::stdin().lock().split(b'\n').enumerate() {
+            let line = line?;
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                lines.push((n + 1, line));
+            }
+        }
+        signed_rows("-", lines, &mut rows);
+        return Ok(rows);
+    }
+    let mut fhir_items = Vec::new();
+    for path in &args.files {
+        let format = match args.format {
+            Format::Auto => detect(path)?,
+            f => f,
+        };
+        let name = path.display().to_string();
+        match format {
+            Format::Signed => signed_rows(&name, read_lines(path)?, &mut rows),
+            Format::Csv => csv_rows(path, signer, &mut rows)?,
+            Format::FhirNdjson => {
+                for (n, line) in read_lines(path)? {
+                    let parsed = serde_json::from_slice(&line).map_err(|e| e.to_string());
+                    fhir_items.push((format!("{name}:{n}"), line, parsed));
+                }
+            }
+            Format::Bundle => {
+                let bytes = std::fs::read(path).with_context(|| format!("reading {name}"))?;
+                let parsed = serde_json::from_slice(&bytes).map_err(|e| e.to_string());
+                fhir_items.push((name, bytes, parsed));
+            }
+            Format::Auto => unreachable!("detect() never answers Auto"),
+        }
+    }
+    fhir_rows(fhir_items, signer, &mut rows);
+    Ok(rows)
+}
+
+fn with_line(mut v: Value, line: Option<usize>) -> Value {
+    if let Some(n) = line {
+        v["line"] = json!(n);
+    }
+    v
+}
+
+/// Counts of a finished import.
+#[derive(Default)]
+struct Tally {
+    accepted: u64,
+    already: u64,
+    refused: u64,
+}
+
+/// Runs `medledger import`.
+pub fn run(args: ImportArgs) -> Result<ExitCode> {
+    let signer = Signer {
+        key: args.key.as_deref().map(read_key_file).transpose()?,
+        pseudonyms: args
+            .pseudonym_key
+            .as_deref()
+            .map(medledger_node::health::load_pseudonym_key)
+            .transpose()?,
+    };
+    let report = match (&args.report, args.files.first()) {
+        (Some(r), _) => r.clone(),
+        (None, Some(f)) => PathBuf::from(format!("{}.import.jsonl", f.display())),
+        (None, None) => PathBuf::from("import-report.jsonl"),
+    };
+    if let Some(dir) = &args.receipts {
+        std::fs::create_dir_all(dir)?;
+    }
+    let rows = read_rows(&args, &signer)?;
+    let mut journal = Journal::open(&report)?;
+    let sink = match &args.url {
+        Some(url) => Sink::Remote(match &args.vkey {
+            Some(v) => Client::from_vkey(url, v)?,
+            None => Client::trust_on_first_use(url)?.0,
+        }),
+        None => Sink::Local(Box::new(Sequencer::start(
+            Ledger::open(&args.data_dir)?,
+            SequencerConfig::default(),
+        ))),
+    };
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(rows.len() as u64).with_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} rows  {per_sec}  eta {eta}  {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut tally = Tally::default();
+    let mut out = std::io::stdout().lock();
+    let mut todo: Vec<(String, Option<usize>, String, Transaction)> = Vec::new();
+    let mut done_lines = Vec::new();
+    for row in rows {
+        match (journal.known.get(&row.at), &row.tx) {
+            (Some(Known::Accepted { digest } | Known::Pending { digest, .. }), _)
+                if !row.digest.is_empty() && *digest != row.digest =>
+            {
+                bail!(
+                    "{} changed since {} was written; remove the report to import from scratch",
+                    row.at,
+                    report.display()
+                );
+            }
+            (Some(Known::Accepted { .. }), _) => {
+                tally.already += 1;
+                bar.inc(1);
+                continue;
+            }
+            (Some(Known::Pending { id, digest }), _) => {
+                let id_bytes: Hash = hex::decode(id)
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .with_context(|| format!("{}: bad id in the report", row.at))?;
+                if let Some((index, height)) = sink.find(&id_bytes)? {
+                    done_lines.push(with_line(
+                        json!({"row": row.at, "digest": digest, "id": id, "index": index, "height": height}),
+                        row.line,
+                    ));
+                    tally.already += 1;
+                    bar.inc(1);
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        match row.tx {
+            Ok(tx) => todo.push((row.at, row.line, row.digest, tx)),
+            Err(r) => {
+                tally.refused += 1;
+                bar.inc(1);
+                done_lines.push(with_line(
+                    json!({"row": row.at, "digest": row.digest, "error": r.code, "detail": r.detail}),
+                    row.line,
+                ));
+            }
+        }
+    }
+    journal.write(&done_lines, false)?;
+    if !args.quiet {
+        for l in &done_lines {
+            writeln!(out, "{l}")?;
+        }
+    }
+    for chunk in todo.chunks(args.batch.max(1)) {
+        let pending: Vec<Value> = chunk
+            .iter()
+            .map(|(at, _, d, tx)| json!({"row": at, "digest": d, "pending": hex::encode(tx.id())}))
+            .collect();
+        journal.write(&pending, true)?;
+        let outcomes = sink.submit(chunk.iter().map(|(.., t)| t.clone()).collect());
+        let mut lines = Vec::with_capacity(chunk.len());
+        for ((at, line, d, _), o) in chunk.iter().zip(outcomes) {
+            let result = match o {
+                Ok((id, index, height, receipt)) => {
+                    tally.accepted += 1;
+                    if let Some(dir) = &args.receipts {
+                        std::fs::write(
+                            dir.join(format!("{}.tlog-proof", hex::encode(id))),
+                            receipt,
+                        )?;
+                    }
+                    json!({"row": at, "digest": d, "id": hex::encode(id), "index": index, "height": height})
+                }
+                Err(r) => {
+                    tally.refused += 1;
+                    json!({"row": at, "digest": d, "error": r.code, "detail": r.detail})
+                }
+            };
+            lines.push(with_line(result, *line));
+        }
+        journal.write(&lines, false)?;
+        if !args.quiet {
+            for l in &lines {
+                writeln!(out, "{l}")?;
+            }
+            out.flush()?;
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    journal.file.sync_data()?;
+    if let Sink::Local(seq) = sink
+        && let Err(e) = seq.shutdown()
+    {
+        bail!("shutdown: {e}");
+    }
+    eprintln!(
+        "imported {}, already in {}, refused {}; report: {}",
+        tally.accepted,
+        tally.already,
+        tally.refused,
+        report.display()
+    );
+    Ok(if tally.refused == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
