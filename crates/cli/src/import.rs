@@ -101,9 +101,11 @@ struct Row {
 
 /// Why a row was refused, before or by the ledger.
 #[derive(Clone, Debug)]
-struct Refusal {
-    code: String,
-    detail: String,
+pub(crate) struct Refusal {
+    /// Stable code.
+    pub(crate) code: String,
+    /// Explanation.
+    pub(crate) detail: String,
 }
 
 fn refuse(code: &str, detail: impl Into<String>) -> Refusal {
@@ -180,17 +182,43 @@ impl Journal {
     }
 }
 
-/// Where transactions go.
-enum Sink {
+/// Where transactions go: a stopped node's data directory, or a running node.
+pub(crate) enum Sink {
     Local(Box<Sequencer>),
     Remote(Client),
 }
 
-/// A transaction's fate.
-type Outcome = Result<(Hash, u64, u64, String), Refusal>;
+/// A transaction's fate: id, log index, height and receipt, or why not.
+pub(crate) type Outcome = Result<(Hash, u64, u64, String), Refusal>;
 
 impl Sink {
-    fn submit(&self, txs: Vec<Transaction>) -> Vec<Outcome> {
+    /// The node at `url` (its key `vkey`, or trusted on first use), or the
+    /// ledger in `data_dir`.
+    pub(crate) fn open(url: Option<&str>, vkey: Option<&str>, data_dir: &Path) -> Result<Self> {
+        Ok(match url {
+            Some(url) => Sink::Remote(match vkey {
+                Some(v) => Client::from_vkey(url, v)?,
+                None => Client::trust_on_first_use(url)?.0,
+            }),
+            None => Sink::Local(Box::new(Sequencer::start(
+                Ledger::open(data_dir)?,
+                SequencerConfig::default(),
+            ))),
+        })
+    }
+
+    /// Commits what is admitted and releases the ledger.
+    pub(crate) fn close(self) -> Result<()> {
+        if let Sink::Local(seq) = self
+            && let Err(e) = seq.shutdown()
+        {
+            bail!("shutdown: {e}");
+        }
+        Ok(())
+    }
+
+    /// Submits `txs`; one outcome each.
+    pub(crate) fn submit(&self, txs: Vec<Transaction>) -> Vec<Outcome> {
         match self {
             Sink::Local(seq) => seq
                 .submit(txs)
@@ -291,7 +319,11 @@ const CSV_COLUMNS: [&str; 9] = [
     "therapy",
 ];
 
-fn csv_rows(path: &Path, signer: &Signer, out: &mut Vec<Row>) -> Result<()> {
+/// A CSV of medical reports, row by row.
+fn csv_rows<'a>(
+    path: &Path,
+    signer: &'a Signer,
+) -> Result<Box<dyn Iterator<Item = Result<Row>> + 'a>> {
     let mut rd = csv::ReaderBuilder::new()
         .flexible(false)
         .from_path(path)
@@ -311,36 +343,35 @@ fn csv_rows(path: &Path, signer: &Signer, out: &mut Vec<Row>) -> Result<()> {
             );
         }
     }
-    let col = |name: &str| header.iter().position(|h| h == name);
     let name = path.display().to_string();
-    for (i, rec) in rd.byte_records().enumerate() {
-        let line = i + 2;
-        let at = format!("{name}:{line}");
-        let rec = match rec {
-            Ok(r) => r,
-            Err(e) => {
-                out.push(Row {
+    Ok(Box::new(rd.into_byte_records().enumerate().map(
+        move |(i, rec)| {
+            let line = i + 2;
+            let at = format!("{name}:{line}");
+            let col = |n: &str| header.iter().position(|h| h == n);
+            Ok(match rec {
+                Err(e) => Row {
                     at,
                     line: Some(line),
                     digest: String::new(),
                     tx: Err(refuse("malformed", e.to_string())),
-                });
-                continue;
-            }
-        };
-        let raw: Vec<u8> = rec
-            .iter()
-            .flat_map(|f| f.iter().copied().chain([0]))
-            .collect();
-        let tx = csv_report(&rec, &col, signer).and_then(|p| signer.sign(MEDICAL_REPORT, &p));
-        out.push(Row {
-            at,
-            line: Some(line),
-            digest: digest(&raw),
-            tx,
-        });
-    }
-    Ok(())
+                },
+                Ok(rec) => {
+                    let raw: Vec<u8> = rec
+                        .iter()
+                        .flat_map(|f| f.iter().copied().chain([0]))
+                        .collect();
+                    Row {
+                        at,
+                        line: Some(line),
+                        digest: digest(&raw),
+                        tx: csv_report(&rec, &col, signer)
+                            .and_then(|p| signer.sign(MEDICAL_REPORT, &p)),
+                    }
+                }
+            })
+        },
+    )))
 }
 
 fn csv_report(
@@ -494,120 +525,167 @@ fn add_who_coding(obj: &mut Map<String, Value>) {
     }
 }
 
-/// Rows from FHIR resources and Bundles (`items`: where each came from,
-/// its bytes and its parsed JSON).
-fn fhir_rows(
-    items: Vec<(String, Vec<u8>, Result<Value, String>)>,
-    signer: &Signer,
-    out: &mut Vec<Row>,
-) {
-    // First every Patient, wherever it is: bundle entries refer to them by
-    // fullUrl, NDJSON resources by Patient/<id>.
-    let mut patients: HashMap<String, String> = HashMap::new();
-    let mut refused_patients: HashMap<String, Refusal> = HashMap::new();
-    let mut entries: Vec<(String, Vec<u8>, Result<Value, Refusal>)> = Vec::new();
-    for (at, bytes, parsed) in items {
-        let v = match parsed {
-            Ok(v) => v,
-            Err(e) => {
-                entries.push((at, bytes, Err(refuse("malformed", e))));
-                continue;
-            }
-        };
-        if v["resourceType"] == "Bundle" {
-            match fhir::parse_bundle(&v) {
-                Ok(b) => {
-                    for (i, e) in b.entries.into_iter().enumerate() {
-                        let at = format!("{at}#{i}");
-                        let bytes = serde_json::to_vec(&e.resource).unwrap_or_default();
-                        let name = e.full_url.clone();
-                        entries.push((
-                            at,
-                            bytes,
-                            Ok(json!({"fullUrl": name, "resource": e.resource})),
-                        ));
-                    }
-                }
-                Err(e) => entries.push((at, bytes, Err(refuse("fhir_invalid", e.diagnostics)))),
-            }
-        } else {
-            let name = v["id"]
-                .as_str()
-                .map(|id| format!("{}/{id}", v["resourceType"].as_str().unwrap_or("")));
-            entries.push((at, bytes, Ok(json!({"fullUrl": name, "resource": v}))));
-        }
-    }
-    for (_, _, e) in &entries {
-        let Ok(e) = e else { continue };
-        if e["resource"]["resourceType"] != "Patient" {
-            continue;
-        }
-        let Some(name) = e["fullUrl"].as_str() else {
-            continue;
-        };
-        match patient_pseudonym(&e["resource"], signer) {
-            Ok(p) => {
-                patients.insert(name.to_owned(), p);
-            }
-            Err(r) => {
-                refused_patients.insert(name.to_owned(), r);
-            }
-        }
-    }
-    for (at, bytes, e) in entries {
-        let tx = e.and_then(|e| {
-            let resource = &e["resource"];
-            let ty = resource["resourceType"].as_str().unwrap_or("");
-            if ty == "Patient" {
-                let name = e["fullUrl"].as_str().unwrap_or("");
-                return Err(match refused_patients.get(name) {
-                    Some(r) => r.clone(),
-                    None => refuse(
-                        "pseudonymized",
-                        "Patient replaced by its pseudonym in the resources that refer to it; not stored",
-                    ),
-                });
-            }
-            if ty == "Practitioner" {
-                return Err(refuse(
-                    "not_stored",
-                    "Practitioner resources carry names; practitioners are registered participants, not records",
-                ));
-            }
-            let kind = fhir::kind_of(ty).ok_or_else(|| {
-                refuse(
-                    "not_stored",
-                    format!("{ty} resources are not stored (accepted: Observation, Condition, Immunization)"),
-                )
-            })?;
-            for field in ["subject", "patient"] {
-                if let Some(r) = resource[field]["reference"].as_str()
-                    && let Some(why) = refused_patients.get(r)
-                {
-                    return Err(refuse(&why.code, format!("its patient was refused: {}", why.detail)));
-                }
-            }
-            signer.sign(kind, &rewrite(resource, &patients))
-        });
-        out.push(Row {
-            line: at.rsplit_once(':').and_then(|(_, n)| n.parse().ok()),
-            at,
-            digest: digest(&bytes),
-            tx,
-        });
+/// Patients of FHIR inputs, by the names resources use for them (a
+/// Bundle entry's fullUrl, or `Patient/<id>`): their pseudonyms, or why
+/// they cannot have one.
+#[derive(Default)]
+struct Patients {
+    known: HashMap<String, String>,
+    refused: HashMap<String, Refusal>,
+}
+
+/// Resources of one FHIR input unit (a line or a file), each with where it
+/// came from and the name other resources use for it.
+fn resources(at: &str, v: Value) -> Result<Vec<(String, Option<String>, Value)>, Refusal> {
+    if v["resourceType"] == "Bundle" {
+        let b = fhir::parse_bundle(&v).map_err(|e| refuse("fhir_invalid", e.diagnostics))?;
+        Ok(b.entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| (format!("{at}#{i}"), e.full_url, e.resource))
+            .collect())
+    } else {
+        let name = v["id"]
+            .as_str()
+            .map(|id| format!("{}/{id}", v["resourceType"].as_str().unwrap_or("")));
+        Ok(vec![(at.to_owned(), name, v)])
     }
 }
 
-fn read_lines(path: &Path) -> Result<Vec<(usize, Vec<u8>)>> {
-    let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut out = Vec::new();
-    for (n, line) in BufReader::new(f).split(b'\n').enumerate() {
-        let line = line?;
-        if !line.iter().all(u8::is_ascii_whitespace) {
-            out.push((n + 1, line));
+/// One FHIR input unit: where it is, its line, its bytes.
+type Unit = (String, Option<usize>, Vec<u8>);
+
+/// The input units of a FHIR file: its lines, or the whole file.
+fn fhir_units(path: &Path, format: Format) -> Result<Box<dyn Iterator<Item = Result<Unit>>>> {
+    let name = path.display().to_string();
+    if format == Format::Bundle {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {name}"))?;
+        return Ok(Box::new(std::iter::once(Ok((name, None, bytes)))));
+    }
+    Ok(Box::new(lines(path)?.map(move |l| {
+        l.map(|(n, bytes)| (format!("{name}:{n}"), Some(n), bytes))
+    })))
+}
+
+/// First pass over the FHIR inputs: every Patient's pseudonym.
+fn patients(inputs: &[(PathBuf, Format)], signer: &Signer) -> Result<Patients> {
+    let mut p = Patients::default();
+    for (path, format) in inputs {
+        if !matches!(format, Format::FhirNdjson | Format::Bundle) {
+            continue;
+        }
+        for unit in fhir_units(path, *format)? {
+            let (at, _, bytes) = unit?;
+            let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
+                continue;
+            };
+            for (_, name, r) in resources(&at, v).unwrap_or_default() {
+                let Some(name) = name.filter(|_| r["resourceType"] == "Patient") else {
+                    continue;
+                };
+                match patient_pseudonym(&r, signer) {
+                    Ok(ps) => p.known.insert(name, ps),
+                    Err(why) => p.refused.insert(name, why).map(|_| String::new()),
+                };
+            }
         }
     }
-    Ok(out)
+    Ok(p)
+}
+
+/// One FHIR resource made into a transaction, or refused.
+fn fhir_tx(
+    name: Option<&str>,
+    resource: &Value,
+    patients: &Patients,
+    signer: &Signer,
+) -> Result<Transaction, Refusal> {
+    let ty = resource["resourceType"].as_str().unwrap_or("");
+    if ty == "Patient" {
+        return Err(match name.and_then(|n| patients.refused.get(n)) {
+            Some(r) => r.clone(),
+            None => refuse(
+                "pseudonymized",
+                "Patient replaced by its pseudonym in the resources that refer to it; not stored",
+            ),
+        });
+    }
+    if ty == "Practitioner" {
+        return Err(refuse(
+            "not_stored",
+            "Practitioner resources carry names; practitioners are registered participants, not records",
+        ));
+    }
+    let kind = fhir::kind_of(ty).ok_or_else(|| {
+        refuse(
+            "not_stored",
+            format!(
+                "{ty} resources are not stored (accepted: Observation, Condition, Immunization)"
+            ),
+        )
+    })?;
+    for field in ["subject", "patient"] {
+        if let Some(r) = resource[field]["reference"].as_str()
+            && let Some(why) = patients.refused.get(r)
+        {
+            return Err(refuse(
+                &why.code,
+                format!("its patient was refused: {}", why.detail),
+            ));
+        }
+    }
+    signer.sign(kind, &rewrite(resource, &patients.known))
+}
+
+/// Rows of a FHIR input unit (a line or a file).
+fn fhir_unit_rows(
+    at: String,
+    line: Option<usize>,
+    bytes: &[u8],
+    patients: &Patients,
+    signer: &Signer,
+) -> Vec<Row> {
+    let v = match serde_json::from_slice::<Value>(bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            return vec![Row {
+                at,
+                line,
+                digest: digest(bytes),
+                tx: Err(refuse("malformed", e.to_string())),
+            }];
+        }
+    };
+    match resources(&at, v) {
+        Err(r) => vec![Row {
+            at,
+            line,
+            digest: digest(bytes),
+            tx: Err(r),
+        }],
+        Ok(list) => list
+            .into_iter()
+            .map(|(at, name, r)| Row {
+                digest: digest(&serde_json::to_vec(&r).unwrap_or_default()),
+                tx: fhir_tx(name.as_deref(), &r, patients, signer),
+                at,
+                line,
+            })
+            .collect(),
+    }
+}
+
+/// The non-blank lines of a file, numbered from 1, as they are read.
+fn lines(path: &Path) -> Result<impl Iterator<Item = Result<(usize, Vec<u8>)>> + use<>> {
+    let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    Ok(numbered(BufReader::new(f)))
+}
+
+fn numbered(r: impl BufRead) -> impl Iterator<Item = Result<(usize, Vec<u8>)>> {
+    r.split(b'\n')
+        .enumerate()
+        .map(|(n, l)| l.map(|l| (n + 1, l)).map_err(anyhow::Error::from))
+        .filter(|l| !matches!(l, Ok((_, b)) if b.iter().all(u8::is_ascii_whitespace)))
 }
 
 fn detect(path: &Path) -> Result<Format> {
@@ -632,61 +710,73 @@ fn detect(path: &Path) -> Result<Format> {
     })
 }
 
-fn signed_rows(at: &str, lines: Vec<(usize, Vec<u8>)>, out: &mut Vec<Row>) {
-    for (n, line) in lines {
-        let tx = serde_json::from_slice::<TxWire>(&line)
-            .map_err(|e| e.to_string())
-            .and_then(|w| Transaction::from_wire(w).map_err(|e| e.to_string()))
-            .map_err(|e| refuse("malformed", e));
-        out.push(Row {
-            at: format!("{at}:{n}"),
-            line: Some(n),
-            digest: digest(&line),
-            tx,
-        });
+fn signed_row(at: &str, n: usize, line: &[u8]) -> Row {
+    let tx = serde_json::from_slice::<TxWire>(line)
+        .map_err(|e| e.to_string())
+        .and_then(|w| Transaction::from_wire(w).map_err(|e| e.to_string()))
+        .map_err(|e| refuse("malformed", e));
+    Row {
+        at: format!("{at}:{n}"),
+        line: Some(n),
+        digest: digest(line),
+        tx,
     }
 }
 
-/// Reads every input into rows.
-fn read_rows(args: &ImportArgs, signer: &Signer) -> Result<Vec<Row>> {
-    let mut rows = Vec::new();
+/// Every input as a stream of rows. Signed lines and CSV rows are read as
+/// they come (stdin can be a live pipe); FHIR inputs are read twice, first
+/// for their Patients, whose pseudonyms replace references everywhere.
+fn rows<'a>(
+    args: &ImportArgs,
+    signer: &'a Signer,
+) -> Result<Box<dyn Iterator<Item = Result<Row>> + 'a>> {
     if args.files.is_empty() {
-        let mut lines = Vec::new();
-        for (n, line) in std::io::stdin().lock().split(b'\n').enumerate() {
-            let line = line?;
-            if !line.iter().all(u8::is_ascii_whitespace) {
-                lines.push((n + 1, line));
-            }
-        }
-        signed_rows("-", lines, &mut rows);
-        return Ok(rows);
+        let stdin = std::io::stdin().lock();
+        return Ok(Box::new(
+            numbered(stdin).map(|l| l.map(|(n, line)| signed_row("-", n, &line))),
+        ));
     }
-    let mut fhir_items = Vec::new();
-    for path in &args.files {
-        let format = match args.format {
-            Format::Auto => detect(path)?,
-            f => f,
-        };
+    let inputs = args
+        .files
+        .iter()
+        .map(|p| {
+            Ok((
+                p.clone(),
+                match args.format {
+                    Format::Auto => detect(p)?,
+                    f => f,
+                },
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let patients = std::rc::Rc::new(patients(&inputs, signer)?);
+    let mut all: Box<dyn Iterator<Item = Result<Row>> + 'a> = Box::new(std::iter::empty());
+    for (path, format) in inputs {
         let name = path.display().to_string();
-        match format {
-            Format::Signed => signed_rows(&name, read_lines(path)?, &mut rows),
-            Format::Csv => csv_rows(path, signer, &mut rows)?,
-            Format::FhirNdjson => {
-                for (n, line) in read_lines(path)? {
-                    let parsed = serde_json::from_slice(&line).map_err(|e| e.to_string());
-                    fhir_items.push((format!("{name}:{n}"), line, parsed));
-                }
+        let next: Box<dyn Iterator<Item = Result<Row>> + 'a> = match format {
+            Format::Signed => {
+                Box::new(lines(&path)?.map(move |l| l.map(|(n, line)| signed_row(&name, n, &line))))
             }
-            Format::Bundle => {
-                let bytes = std::fs::read(path).with_context(|| format!("reading {name}"))?;
-                let parsed = serde_json::from_slice(&bytes).map_err(|e| e.to_string());
-                fhir_items.push((name, bytes, parsed));
+            Format::Csv => csv_rows(&path, signer)?,
+            Format::FhirNdjson | Format::Bundle => {
+                let patients = patients.clone();
+                Box::new(fhir_units(&path, format)?.flat_map(move |u| {
+                    match u {
+                        Ok((at, line, bytes)) => {
+                            fhir_unit_rows(at, line, &bytes, &patients, signer)
+                                .into_iter()
+                                .map(Ok)
+                                .collect::<Vec<_>>()
+                        }
+                        Err(e) => vec![Err(e)],
+                    }
+                }))
             }
-            Format::Auto => unreachable!("detect() never answers Auto"),
-        }
+            Format::Auto => bail!("{name}: format not detected"),
+        };
+        all = Box::new(all.chain(next));
     }
-    fhir_rows(fhir_items, signer, &mut rows);
-    Ok(rows)
+    Ok(all)
 }
 
 fn with_line(mut v: Value, line: Option<usize>) -> Value {
@@ -722,124 +812,107 @@ pub fn run(args: ImportArgs) -> Result<ExitCode> {
     if let Some(dir) = &args.receipts {
         std::fs::create_dir_all(dir)?;
     }
-    let rows = read_rows(&args, &signer)?;
     let mut journal = Journal::open(&report)?;
-    let sink = match &args.url {
-        Some(url) => Sink::Remote(match &args.vkey {
-            Some(v) => Client::from_vkey(url, v)?,
-            None => Client::trust_on_first_use(url)?.0,
-        }),
-        None => Sink::Local(Box::new(Sequencer::start(
-            Ledger::open(&args.data_dir)?,
-            SequencerConfig::default(),
-        ))),
-    };
+    let sink = Sink::open(args.url.as_deref(), args.vkey.as_deref(), &args.data_dir)?;
     let bar = if std::io::stderr().is_terminal() {
-        ProgressBar::new(rows.len() as u64).with_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} rows  {per_sec}  eta {eta}  {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {pos} rows  {per_sec}  {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         )
     } else {
         ProgressBar::hidden()
     };
     let mut tally = Tally::default();
     let mut out = std::io::stdout().lock();
-    let mut todo: Vec<(String, Option<usize>, String, Transaction)> = Vec::new();
-    let mut done_lines = Vec::new();
-    for row in rows {
-        match (journal.known.get(&row.at), &row.tx) {
-            (Some(Known::Accepted { digest } | Known::Pending { digest, .. }), _)
-                if !row.digest.is_empty() && *digest != row.digest =>
-            {
-                bail!(
-                    "{} changed since {} was written; remove the report to import from scratch",
-                    row.at,
-                    report.display()
-                );
-            }
-            (Some(Known::Accepted { .. }), _) => {
-                tally.already += 1;
-                bar.inc(1);
-                continue;
-            }
-            (Some(Known::Pending { id, digest }), _) => {
-                let id_bytes: Hash = hex::decode(id)
-                    .ok()
-                    .and_then(|b| b.try_into().ok())
-                    .with_context(|| format!("{}: bad id in the report", row.at))?;
-                if let Some((index, height)) = sink.find(&id_bytes)? {
-                    done_lines.push(with_line(
-                        json!({"row": row.at, "digest": digest, "id": id, "index": index, "height": height}),
-                        row.line,
-                    ));
+    let batch = args.batch.max(1);
+    let mut todo: Vec<(String, Option<usize>, String, Transaction)> = Vec::with_capacity(batch);
+    let mut rows = rows(&args, &signer)?.peekable();
+    while rows.peek().is_some() || !todo.is_empty() {
+        let mut done_lines = Vec::new();
+        // Take rows until a batch is full or the input ends.
+        while todo.len() < batch {
+            let Some(row) = rows.next() else { break };
+            let row = row?;
+            bar.inc(1);
+            match journal.known.get(&row.at) {
+                Some(Known::Accepted { digest } | Known::Pending { digest, .. })
+                    if !row.digest.is_empty() && *digest != row.digest =>
+                {
+                    bail!(
+                        "{} changed since {} was written; remove the report to import from scratch",
+                        row.at,
+                        report.display()
+                    );
+                }
+                Some(Known::Accepted { .. }) => {
                     tally.already += 1;
-                    bar.inc(1);
                     continue;
                 }
-            }
-            _ => {}
-        }
-        match row.tx {
-            Ok(tx) => todo.push((row.at, row.line, row.digest, tx)),
-            Err(r) => {
-                tally.refused += 1;
-                bar.inc(1);
-                done_lines.push(with_line(
-                    json!({"row": row.at, "digest": row.digest, "error": r.code, "detail": r.detail}),
-                    row.line,
-                ));
-            }
-        }
-    }
-    journal.write(&done_lines, false)?;
-    if !args.quiet {
-        for l in &done_lines {
-            writeln!(out, "{l}")?;
-        }
-    }
-    for chunk in todo.chunks(args.batch.max(1)) {
-        let pending: Vec<Value> = chunk
-            .iter()
-            .map(|(at, _, d, tx)| json!({"row": at, "digest": d, "pending": hex::encode(tx.id())}))
-            .collect();
-        journal.write(&pending, true)?;
-        let outcomes = sink.submit(chunk.iter().map(|(.., t)| t.clone()).collect());
-        let mut lines = Vec::with_capacity(chunk.len());
-        for ((at, line, d, _), o) in chunk.iter().zip(outcomes) {
-            let result = match o {
-                Ok((id, index, height, receipt)) => {
-                    tally.accepted += 1;
-                    if let Some(dir) = &args.receipts {
-                        std::fs::write(
-                            dir.join(format!("{}.tlog-proof", hex::encode(id))),
-                            receipt,
-                        )?;
+                Some(Known::Pending { id, digest }) => {
+                    let id_bytes: Hash = hex::decode(id)
+                        .ok()
+                        .and_then(|b| b.try_into().ok())
+                        .with_context(|| format!("{}: bad id in the report", row.at))?;
+                    if let Some((index, height)) = sink.find(&id_bytes)? {
+                        done_lines.push(with_line(
+                            json!({"row": row.at, "digest": digest, "id": id, "index": index, "height": height}),
+                            row.line,
+                        ));
+                        tally.already += 1;
+                        continue;
                     }
-                    json!({"row": at, "digest": d, "id": hex::encode(id), "index": index, "height": height})
                 }
+                _ => {}
+            }
+            match row.tx {
+                Ok(tx) => todo.push((row.at, row.line, row.digest, tx)),
                 Err(r) => {
                     tally.refused += 1;
-                    json!({"row": at, "digest": d, "error": r.code, "detail": r.detail})
+                    done_lines.push(with_line(
+                        json!({"row": row.at, "digest": row.digest, "error": r.code, "detail": r.detail}),
+                        row.line,
+                    ));
                 }
-            };
-            lines.push(with_line(result, *line));
+            }
         }
-        journal.write(&lines, false)?;
+        if !todo.is_empty() {
+            let pending: Vec<Value> = todo
+                .iter()
+                .map(|(at, _, d, tx)| json!({"row": at, "digest": d, "pending": hex::encode(tx.id())}))
+                .collect();
+            journal.write(&pending, true)?;
+            let outcomes = sink.submit(todo.iter().map(|(.., t)| t.clone()).collect());
+            for ((at, line, d, _), o) in todo.drain(..).zip(outcomes) {
+                let result = match o {
+                    Ok((id, index, height, receipt)) => {
+                        tally.accepted += 1;
+                        if let Some(dir) = &args.receipts {
+                            std::fs::write(
+                                dir.join(format!("{}.tlog-proof", hex::encode(id))),
+                                receipt,
+                            )?;
+                        }
+                        json!({"row": at, "digest": d, "id": hex::encode(id), "index": index, "height": height})
+                    }
+                    Err(r) => {
+                        tally.refused += 1;
+                        json!({"row": at, "digest": d, "error": r.code, "detail": r.detail})
+                    }
+                };
+                done_lines.push(with_line(result, line));
+            }
+        }
+        journal.write(&done_lines, false)?;
         if !args.quiet {
-            for l in &lines {
+            for l in &done_lines {
                 writeln!(out, "{l}")?;
             }
             out.flush()?;
         }
-        bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
     journal.file.sync_data()?;
-    if let Sink::Local(seq) = sink
-        && let Err(e) = seq.shutdown()
-    {
-        bail!("shutdown: {e}");
-    }
+    sink.close()?;
     eprintln!(
         "imported {}, already in {}, refused {}; report: {}",
         tally.accepted,

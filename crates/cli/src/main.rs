@@ -2,6 +2,8 @@
 
 mod bench;
 mod bench_http;
+mod demo;
+mod demo_data;
 mod import;
 mod pseudonym;
 mod receipt;
@@ -116,6 +118,8 @@ enum Command {
     Import(import::ImportArgs),
     /// The pseudonymization authority's tool: LBO/JMBG to keyed pseudonyms.
     Pseudonym(pseudonym::PseudonymArgs),
+    /// Fill a node with synthetic data of a primary-care health centre.
+    Demo(demo::DemoArgs),
     /// Sign a transaction with a key file; prints it as one JSON line (for `import`).
     Sign {
         /// The author's key file.
@@ -293,6 +297,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Checkpoint { command } => remote::checkpoint(command),
         Command::Import(args) => import::run(args),
         Command::Pseudonym(args) => pseudonym::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::Sign { key, kind, payload } => {
             let key = read_key_file(&key)?;
             let text = match payload {

@@ -1768,7 +1768,7 @@ pub fn for_storage(v: &Value) -> Value {
 fn instant(ms: u64) -> String {
     let days = ms / 86_400_000;
     let rem = ms % 86_400_000;
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = crate::calendar::civil_from_days(days as i64);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
         rem / 3_600_000,
@@ -1776,31 +1776,6 @@ fn instant(ms: u64) -> String {
         rem / 1000 % 60,
         rem % 1000
     )
-}
-
-/// Year, month, day of a day count since 1970-01-01 (proleptic Gregorian).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 // ---------------------------------------------------------------------------
@@ -1852,8 +1827,8 @@ fn parse_date_time(s: &str) -> Option<Parsed> {
     if !sep(7, b'-') {
         return None;
     }
-    let day =
-        digits(b, 8, 2).filter(|d| (1..=crate::ids::days_in_month(year, month)).contains(d))?;
+    let day = digits(b, 8, 2)
+        .filter(|d| (1..=crate::calendar::days_in_month(year, month)).contains(d))?;
     if b.len() == 10 {
         return Some(Parsed::Day(year, month, day));
     }
@@ -1901,7 +1876,7 @@ fn parse_date_time(s: &str) -> Option<Parsed> {
         _ => return None,
     };
     Some(Parsed::Time {
-        day_ms: days_from_civil(year, month, day) * MS_PER_DAY,
+        day_ms: crate::calendar::days_from_civil(year, month, day) * MS_PER_DAY,
         time_ms: ((hour * 60 + minute) * 60 + second) * 1000 + millis,
         width,
         offset_ms,
@@ -1914,12 +1889,15 @@ fn parse_date_time(s: &str) -> Option<Parsed> {
 /// `Z` or `±hh:mm`. Values without a time are taken as UTC. `None` if `s`
 /// is not such a value.
 pub fn date_range(s: &str) -> Option<(i64, i64)> {
-    let day = |y, m, d| days_from_civil(y, m, d) * MS_PER_DAY;
+    let day = |y, m, d| crate::calendar::days_from_civil(y, m, d) * MS_PER_DAY;
     Some(match parse_date_time(s)? {
         Parsed::Year(y) => (day(y, 1, 1), day(y + 1, 1, 1)),
         Parsed::Month(y, m) => {
             let start = day(y, m, 1);
-            (start, start + crate::ids::days_in_month(y, m) * MS_PER_DAY)
+            (
+                start,
+                start + crate::calendar::days_in_month(y, m) * MS_PER_DAY,
+            )
         }
         Parsed::Day(y, m, d) => {
             let start = day(y, m, d);

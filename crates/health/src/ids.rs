@@ -41,19 +41,6 @@ fn year(yyy: u32) -> u32 {
     if yyy >= 800 { 1000 + yyy } else { 2000 + yyy }
 }
 
-/// Days in `month` (1-12) of `year` in the Gregorian calendar; 0 for a
-/// month that does not exist.
-pub fn days_in_month(year: i64, month: i64) -> i64 {
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => 0,
-    }
-}
-
 /// Checks a 13-digit JMBG: digits, a real date and the check digit.
 pub fn check_jmbg(s: &str) -> Result<(), IdError> {
     let d = s.as_bytes();
@@ -68,7 +55,7 @@ pub fn check_jmbg(s: &str) -> Result<(), IdError> {
             .fold(0u32, |acc, &b| acc * 10 + u32::from(b - b'0'))
     };
     let (day, month, y) = (num(0..2), num(2..4), year(num(4..7)));
-    if day == 0 || i64::from(day) > days_in_month(i64::from(y), i64::from(month)) {
+    if day == 0 || i64::from(day) > crate::calendar::days_in_month(i64::from(y), i64::from(month)) {
         return Err(IdError::Date);
     }
     if check_digit(&d[..12]) != d[12] - b'0' {

@@ -164,7 +164,9 @@ pub fn is_date(s: &str) -> bool {
     let (Some(y), Some(m), Some(d)) = (num(0..4), num(5..7), num(8..10)) else {
         return false;
     };
-    y >= 1900 && d >= 1 && i64::from(d) <= crate::ids::days_in_month(i64::from(y), i64::from(m))
+    y >= 1900
+        && d >= 1
+        && i64::from(d) <= crate::calendar::days_in_month(i64::from(y), i64::from(m))
 }
 
 /// What the indexes take from a payload: the patient it is about and its

@@ -1,0 +1,215 @@
+//! `medledger demo`: fills a node with synthetic data for a Serbian
+//! primary-care health centre (doctors, patients behind pseudonyms,
+//! medical reports, vital-sign series), signed by the demo's doctors.
+
+use crate::demo_data::{self, Scale};
+use crate::import::Sink;
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use ed25519_dalek::SigningKey;
+use medledger_formats::keys;
+use medledger_formats::tx::Transaction;
+use medledger_health::calendar;
+use medledger_ledger::Ledger;
+use medledger_ledger::ledger::{now_ms, read_key_file, write_secret_file};
+use medledger_ledger::roles::{Role, kind};
+use medledger_ledger::state::RegisterPayload;
+use medledger_node::serve::INTEGRATIONS_DIR;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// `medledger demo`.
+#[derive(Args)]
+pub struct DemoArgs {
+    /// A running node's URL (needs --admin-key); otherwise the data directory.
+    #[arg(long, conflicts_with = "data_dir")]
+    url: Option<String>,
+    /// The node's verifier key (with --url; trusted on first use if absent).
+    #[arg(long, requires = "url")]
+    vkey: Option<String>,
+    /// Data directory of a stopped node; created if it holds no ledger.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The admin's key file (default: DATA_DIR/admin.key).
+    #[arg(long)]
+    admin_key: Option<PathBuf>,
+    /// Where the demo's doctors' keys are written (default: DATA_DIR/demo,
+    /// or ./demo-keys with --url).
+    #[arg(long)]
+    keys_dir: Option<PathBuf>,
+    /// Seed of the synthetic data (same seed, same data).
+    #[arg(long, default_value_t = 2026)]
+    seed: u64,
+    /// Number of patients.
+    #[arg(long, default_value_t = Scale::DEFAULT.patients)]
+    patients: usize,
+    /// Number of medical reports.
+    #[arg(long, default_value_t = Scale::DEFAULT.reports)]
+    reports: usize,
+    /// Days of vital-sign series.
+    #[arg(long, default_value_t = Scale::DEFAULT.vitals_days)]
+    vitals_days: usize,
+    /// Number of doctors.
+    #[arg(long, default_value_t = Scale::DEFAULT.doctors)]
+    doctors: usize,
+}
+
+fn register(
+    admin: &SigningKey,
+    key: &SigningKey,
+    role: Role,
+    institution: &str,
+    label: &str,
+) -> Result<Transaction> {
+    let p = RegisterPayload {
+        key: keys::public_key(key),
+        role,
+        institution: institution.into(),
+        label: label.into(),
+    };
+    Ok(Transaction::sign(
+        admin,
+        kind::REGISTER,
+        now_ms(),
+        &serde_json::to_value(p)?,
+    )?)
+}
+
+fn new_key_file(path: &Path) -> Result<SigningKey> {
+    let key = keys::generate()?;
+    write_secret_file(path, &keys::encode_key_file(&key))?;
+    Ok(key)
+}
+
+/// Runs `medledger demo`.
+pub fn run(args: DemoArgs) -> Result<ExitCode> {
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("medledger-data"));
+    if args.url.is_none() && !data_dir.join("ledger.json").exists() {
+        let r = Ledger::init(
+            &data_dir,
+            "demo.medledger.example/ledger",
+            "Dom zdravlja Niš",
+        )?;
+        eprintln!(
+            "created a ledger in {} (node vkey {})",
+            data_dir.display(),
+            r.vkey
+        );
+    }
+    let admin_path = match (&args.admin_key, &args.url) {
+        (Some(p), _) => p.clone(),
+        (None, None) => data_dir.join("admin.key"),
+        (None, Some(_)) => {
+            bail!("--url needs --admin-key (the key that registers the demo's doctors)")
+        }
+    };
+    let admin = read_key_file(&admin_path)?;
+    let keys_dir = match (&args.keys_dir, &args.url) {
+        (Some(d), _) => d.clone(),
+        (None, None) => data_dir.join("demo"),
+        (None, Some(_)) => PathBuf::from("demo-keys"),
+    };
+    let scale = Scale {
+        doctors: args.doctors.max(1),
+        patients: args.patients,
+        reports: args.reports,
+        vitals_days: args.vitals_days,
+    };
+    let today = calendar::date_of_ms(now_ms());
+    let demo = demo_data::generate(args.seed, scale, &today);
+
+    // A fresh directory of keys for each run: the doctors are new
+    // participants every time, so a second run adds to the ledger.
+    let run_dir = keys_dir.join(format!("run-{}", now_ms()));
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    let mut doctors = Vec::new();
+    let mut regs = Vec::new();
+    for (i, label) in demo.doctors.iter().enumerate() {
+        let key = new_key_file(&run_dir.join(format!("doctor-{}.key", i + 1)))?;
+        regs.push(register(
+            &admin,
+            &key,
+            Role::Doctor,
+            &demo.institution,
+            label,
+        )?);
+        doctors.push(key);
+    }
+    // The institution's integration account, for writes through /fhir. On a
+    // data directory the node holds its key; with --url it stays in keys_dir.
+    let integration_path = match &args.url {
+        None => {
+            let dir = data_dir.join(INTEGRATIONS_DIR);
+            std::fs::create_dir_all(&dir)?;
+            dir.join(format!("demo-{}.key", now_ms()))
+        }
+        Some(_) => run_dir.join("integration.key"),
+    };
+    let integration = new_key_file(&integration_path)?;
+    regs.push(register(
+        &admin,
+        &integration,
+        Role::Institution,
+        &demo.institution,
+        "FHIR integration (demo)",
+    )?);
+
+    let sink = Sink::open(args.url.as_deref(), args.vkey.as_deref(), &data_dir)?;
+    let mut refused = 0usize;
+    for o in sink.submit(regs) {
+        if let Err(r) = o {
+            bail!(
+                "registering the demo's participants: {}: {}",
+                r.code,
+                r.detail
+            );
+        }
+    }
+    let mut accepted = 0usize;
+    for chunk in demo.records.chunks(1000) {
+        let txs = chunk
+            .iter()
+            .map(|r| {
+                Transaction::sign(
+                    &doctors[r.doctor % doctors.len()],
+                    r.kind,
+                    now_ms(),
+                    &r.payload,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for o in sink.submit(txs) {
+            match o {
+                Ok(_) => accepted += 1,
+                Err(r) => {
+                    refused += 1;
+                    eprintln!("refused: {}: {}", r.code, r.detail);
+                }
+            }
+        }
+    }
+    sink.close()?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({
+            "institution": demo.institution,
+            "doctors": demo.doctors.len(),
+            "patients": demo.patients.len(),
+            "records": accepted,
+            "refused": refused,
+            "doctor_keys": run_dir,
+            "integration_key": integration_path,
+            "integration_participant": keys::public_key(&integration),
+            "example_patient": demo.patients.first(),
+        }))?
+    );
+    Ok(if refused == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
