@@ -74,7 +74,8 @@ pub struct ImportArgs {
     #[arg(long)]
     pseudonym_key: Option<PathBuf>,
     /// The report (and journal) file; a re-run with it resumes.
-    /// Default: the first input file's name with `.import.jsonl` appended.
+    /// Default: the first input file's name with `.import.jsonl` appended;
+    /// none for stdin (a pipe cannot be resumed), where stdout is the report.
     #[arg(long)]
     report: Option<PathBuf>,
     /// Transactions per submission.
@@ -805,14 +806,14 @@ pub fn run(args: ImportArgs) -> Result<ExitCode> {
             .transpose()?,
     };
     let report = match (&args.report, args.files.first()) {
-        (Some(r), _) => r.clone(),
-        (None, Some(f)) => PathBuf::from(format!("{}.import.jsonl", f.display())),
-        (None, None) => PathBuf::from("import-report.jsonl"),
+        (Some(r), _) => Some(r.clone()),
+        (None, Some(f)) => Some(PathBuf::from(format!("{}.import.jsonl", f.display()))),
+        (None, None) => None,
     };
     if let Some(dir) = &args.receipts {
         std::fs::create_dir_all(dir)?;
     }
-    let mut journal = Journal::open(&report)?;
+    let mut journal = report.as_deref().map(Journal::open).transpose()?;
     let sink = Sink::open(args.url.as_deref(), args.vkey.as_deref(), &args.data_dir)?;
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new_spinner().with_style(
@@ -834,14 +835,13 @@ pub fn run(args: ImportArgs) -> Result<ExitCode> {
             let Some(row) = rows.next() else { break };
             let row = row?;
             bar.inc(1);
-            match journal.known.get(&row.at) {
+            match journal.as_ref().and_then(|j| j.known.get(&row.at)) {
                 Some(Known::Accepted { digest } | Known::Pending { digest, .. })
                     if !row.digest.is_empty() && *digest != row.digest =>
                 {
                     bail!(
-                        "{} changed since {} was written; remove the report to import from scratch",
-                        row.at,
-                        report.display()
+                        "{} changed since the report was written; remove it to import from scratch",
+                        row.at
                     );
                 }
                 Some(Known::Accepted { .. }) => {
@@ -880,7 +880,9 @@ pub fn run(args: ImportArgs) -> Result<ExitCode> {
                 .iter()
                 .map(|(at, _, d, tx)| json!({"row": at, "digest": d, "pending": hex::encode(tx.id())}))
                 .collect();
-            journal.write(&pending, true)?;
+            if let Some(j) = &mut journal {
+                j.write(&pending, true)?;
+            }
             let outcomes = sink.submit(todo.iter().map(|(.., t)| t.clone()).collect());
             for ((at, line, d, _), o) in todo.drain(..).zip(outcomes) {
                 let result = match o {
@@ -902,7 +904,9 @@ pub fn run(args: ImportArgs) -> Result<ExitCode> {
                 done_lines.push(with_line(result, line));
             }
         }
-        journal.write(&done_lines, false)?;
+        if let Some(j) = &mut journal {
+            j.write(&done_lines, false)?;
+        }
         if !args.quiet {
             for l in &done_lines {
                 writeln!(out, "{l}")?;
@@ -911,14 +915,18 @@ pub fn run(args: ImportArgs) -> Result<ExitCode> {
         }
     }
     bar.finish_and_clear();
-    journal.file.sync_data()?;
+    if let Some(j) = &journal {
+        j.file.sync_data()?;
+    }
     sink.close()?;
     eprintln!(
-        "imported {}, already in {}, refused {}; report: {}",
+        "imported {}, already in {}, refused {}{}",
         tally.accepted,
         tally.already,
         tally.refused,
-        report.display()
+        report
+            .map(|r| format!("; report: {}", r.display()))
+            .unwrap_or_default()
     );
     Ok(if tally.refused == 0 {
         ExitCode::SUCCESS

@@ -2099,7 +2099,8 @@ async fn a_report_with_an_identifier_is_refused_naming_field_and_kind_only() {
         ("findings", "javiti se na pera.peric@example.rs", "email"),
         ("therapy", "kontakt +381 64 123 4567", "phone"),
         ("anamnesis", "LBO: 12345678901", "lbo"),
-        ("patient", "0101990710008", "malformed_pseudonym"),
+        ("patient", "0101990710008", "jmbg"),
+        ("patient", "PATIENT-7", "malformed_pseudonym"),
     ] {
         let mut p = report_payload();
         p[field] = json!(value);
