@@ -220,28 +220,21 @@ impl Sink {
 
     /// Submits `txs`; one outcome each.
     pub(crate) fn submit(&self, txs: Vec<Transaction>) -> Vec<Outcome> {
+        self.send(txs).wait()
+    }
+
+    /// Sends `txs` without waiting: the next batch can be prepared while
+    /// this one is admitted and committed.
+    pub(crate) fn send(&self, txs: Vec<Transaction>) -> Ticket {
+        if txs.is_empty() {
+            return Ticket::Nothing;
+        }
         match self {
-            Sink::Local(seq) => seq
-                .submit(txs)
-                .into_iter()
-                .map(|o| {
-                    o.map(|r| (r.id, r.leaf, r.height, r.proof.render()))
-                        .map_err(|e| refuse(e.code(), e.to_string()))
-                })
-                .collect(),
-            Sink::Remote(client) => match client.submit_batch(&txs) {
-                Ok(items) => items
-                    .into_iter()
-                    .map(|i| {
-                        i.map(|r| (r.id, r.index, r.height.unwrap_or(0), r.text))
-                            .map_err(|e| refuse(&client_code(&e), e.to_string()))
-                    })
-                    .collect(),
-                Err(e) => txs
-                    .iter()
-                    .map(|_| Err(refuse("unavailable", e.to_string())))
-                    .collect(),
-            },
+            Sink::Local(seq) => Ticket::Local(seq.enqueue(txs)),
+            Sink::Remote(client) => {
+                let client = client.clone();
+                Ticket::Remote(std::thread::spawn(move || remote_submit(&client, &txs)))
+            }
         }
     }
 
@@ -262,6 +255,47 @@ impl Sink {
                 Err(e) => Err(e.into()),
             },
         }
+    }
+}
+
+/// A batch on its way.
+pub(crate) enum Ticket {
+    Nothing,
+    Local(medledger_node::sequencer::Waiting),
+    Remote(std::thread::JoinHandle<Vec<Outcome>>),
+}
+
+impl Ticket {
+    /// Blocks until every outcome is in.
+    pub(crate) fn wait(self) -> Vec<Outcome> {
+        match self {
+            Ticket::Local(w) => w
+                .wait()
+                .into_iter()
+                .map(|o| {
+                    o.map(|r| (r.id, r.leaf, r.height, r.proof.render()))
+                        .map_err(|e| refuse(e.code(), e.to_string()))
+                })
+                .collect(),
+            Ticket::Remote(h) => h.join().unwrap_or_default(),
+            Ticket::Nothing => Vec::new(),
+        }
+    }
+}
+
+fn remote_submit(client: &Client, txs: &[Transaction]) -> Vec<Outcome> {
+    match client.submit_batch(txs) {
+        Ok(items) => items
+            .into_iter()
+            .map(|i| {
+                i.map(|r| (r.id, r.index, r.height.unwrap_or(0), r.text))
+                    .map_err(|e| refuse(&client_code(&e), e.to_string()))
+            })
+            .collect(),
+        Err(e) => txs
+            .iter()
+            .map(|_| Err(refuse("unavailable", e.to_string())))
+            .collect(),
     }
 }
 
@@ -787,6 +821,54 @@ fn with_line(mut v: Value, line: Option<usize>) -> Value {
     v
 }
 
+/// Waits for a batch and turns its rows into report lines, in input order.
+fn settle(
+    items: Vec<Item>,
+    ticket: Ticket,
+    lines: &mut Vec<Value>,
+    tally: &mut Tally,
+    receipts: Option<&Path>,
+) -> Result<()> {
+    let mut outcomes = ticket.wait().into_iter();
+    for item in items {
+        let (at, line, d) = match item {
+            Item::Line(v) => {
+                lines.push(v);
+                continue;
+            }
+            Item::Tx(p) => {
+                let (at, line, d, _) = *p;
+                (at, line, d)
+            }
+        };
+        let result = match outcomes.next() {
+            Some(Ok((id, index, height, receipt))) => {
+                tally.accepted += 1;
+                if let Some(dir) = receipts {
+                    std::fs::write(dir.join(format!("{}.tlog-proof", hex::encode(id))), receipt)?;
+                }
+                json!({"row": at, "digest": d, "id": hex::encode(id), "index": index, "height": height})
+            }
+            Some(Err(r)) => {
+                tally.refused += 1;
+                json!({"row": at, "digest": d, "error": r.code, "detail": r.detail})
+            }
+            None => bail!("the node returned fewer results than transactions"),
+        };
+        lines.push(with_line(result, line));
+    }
+    Ok(())
+}
+
+/// A row on its way: where, its line, its digest, its transaction.
+type Pending = (String, Option<usize>, String, Transaction);
+
+/// A row of a batch: a transaction to send, or a report line already known.
+enum Item {
+    Tx(Box<Pending>),
+    Line(Value),
+}
+
 /// Counts of a finished import.
 #[derive(Default)]
 struct Tally {
@@ -826,9 +908,10 @@ pub fn run(args: ImportArgs) -> Result<ExitCode> {
     let mut tally = Tally::default();
     let mut out = std::io::stdout().lock();
     let batch = args.batch.max(1);
-    let mut todo: Vec<(String, Option<usize>, String, Transaction)> = Vec::with_capacity(batch);
+    let mut todo: Vec<Item> = Vec::with_capacity(batch);
     let mut rows = rows(&args, &signer)?.peekable();
-    while rows.peek().is_some() || !todo.is_empty() {
+    let mut in_flight: Option<(Vec<Item>, Ticket)> = None;
+    while rows.peek().is_some() || !todo.is_empty() || in_flight.is_some() {
         let mut done_lines = Vec::new();
         // Take rows until a batch is full or the input ends.
         while todo.len() < batch {
@@ -854,10 +937,10 @@ pub fn run(args: ImportArgs) -> Result<ExitCode> {
                         .and_then(|b| b.try_into().ok())
                         .with_context(|| format!("{}: bad id in the report", row.at))?;
                     if let Some((index, height)) = sink.find(&id_bytes)? {
-                        done_lines.push(with_line(
+                        todo.push(Item::Line(with_line(
                             json!({"row": row.at, "digest": digest, "id": id, "index": index, "height": height}),
                             row.line,
-                        ));
+                        )));
                         tally.already += 1;
                         continue;
                     }
@@ -865,44 +948,55 @@ pub fn run(args: ImportArgs) -> Result<ExitCode> {
                 _ => {}
             }
             match row.tx {
-                Ok(tx) => todo.push((row.at, row.line, row.digest, tx)),
+                Ok(tx) => todo.push(Item::Tx(Box::new((row.at, row.line, row.digest, tx)))),
                 Err(r) => {
                     tally.refused += 1;
-                    done_lines.push(with_line(
+                    todo.push(Item::Line(with_line(
                         json!({"row": row.at, "digest": row.digest, "error": r.code, "detail": r.detail}),
                         row.line,
-                    ));
+                    )));
                 }
             }
         }
         if !todo.is_empty() {
-            let pending: Vec<Value> = todo
+            let txs: Vec<&Pending> = todo
+                .iter()
+                .filter_map(|i| match i {
+                    Item::Tx(p) => Some(p.as_ref()),
+                    Item::Line(_) => None,
+                })
+                .collect();
+            let pending: Vec<Value> = txs
                 .iter()
                 .map(|(at, _, d, tx)| json!({"row": at, "digest": d, "pending": hex::encode(tx.id())}))
                 .collect();
             if let Some(j) = &mut journal {
                 j.write(&pending, true)?;
             }
-            let outcomes = sink.submit(todo.iter().map(|(.., t)| t.clone()).collect());
-            for ((at, line, d, _), o) in todo.drain(..).zip(outcomes) {
-                let result = match o {
-                    Ok((id, index, height, receipt)) => {
-                        tally.accepted += 1;
-                        if let Some(dir) = &args.receipts {
-                            std::fs::write(
-                                dir.join(format!("{}.tlog-proof", hex::encode(id))),
-                                receipt,
-                            )?;
-                        }
-                        json!({"row": at, "digest": d, "id": hex::encode(id), "index": index, "height": height})
-                    }
-                    Err(r) => {
-                        tally.refused += 1;
-                        json!({"row": at, "digest": d, "error": r.code, "detail": r.detail})
-                    }
-                };
-                done_lines.push(with_line(result, line));
+            let ticket = sink.send(txs.iter().map(|(.., t)| t.clone()).collect());
+            // From files, one batch is in flight while the next is read and
+            // signed. From stdin the next line may be long in coming, so each
+            // batch is acknowledged before reading on.
+            if let Some((rows, t)) = in_flight.replace((std::mem::take(&mut todo), ticket)) {
+                settle(
+                    rows,
+                    t,
+                    &mut done_lines,
+                    &mut tally,
+                    args.receipts.as_deref(),
+                )?;
             }
+        }
+        if (args.files.is_empty() || rows.peek().is_none())
+            && let Some((rows, t)) = in_flight.take()
+        {
+            settle(
+                rows,
+                t,
+                &mut done_lines,
+                &mut tally,
+                args.receipts.as_deref(),
+            )?;
         }
         if let Some(j) = &mut journal {
             j.write(&done_lines, false)?;

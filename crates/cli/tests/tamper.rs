@@ -26,8 +26,9 @@ struct Built {
     report: VerifyReport,
 }
 
-/// 30 blocks: genesis, a registration, then 28 blocks of 1-3 reports from
-/// four import runs.
+/// Up to 30 blocks: genesis, a registration, then 28 batches of 1-3
+/// reports from four import runs (a batch is committed while the next is
+/// signed, so two batches can share a block).
 fn build(root: &Path) -> Built {
     let dir = root.join("ledger");
     let vkey = init(&dir);
@@ -57,7 +58,11 @@ fn build(root: &Path) -> Built {
         record(&imp);
     }
     let report = verify_dir(&dir, 2, |_| {}).expect("fresh ledger verifies");
-    assert_eq!(report.blocks, 30);
+    assert!(
+        (16..=30).contains(&report.blocks),
+        "{} blocks",
+        report.blocks
+    );
     assert_eq!(report.transactions, acked.len() as u64 + 1);
     Built {
         dir,
