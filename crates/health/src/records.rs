@@ -179,30 +179,38 @@ pub struct Terms {
     pub codes: Vec<String>,
 }
 
-/// The index terms of a payload that has passed [`check`] (the guard is
-/// not run again).
-pub fn terms(kind: &str, payload: &Value) -> Terms {
-    let report = (kind == MEDICAL_REPORT)
-        .then(|| MedicalReport::deserialize(payload).ok())
-        .flatten();
-    let resource = fhir::resource_type_of(kind).and_then(|_| fhir::validate(payload).ok());
-    match (report, resource) {
-        (Some(r), _) => Terms {
-            patient: Some(r.patient),
-            codes: r.diagnoses,
+/// The index terms of a payload (its canonical JSON bytes) that has passed
+/// [`check`]; the guard is not run again. FHIR resources are read through
+/// their rules; every other kind names its patient in `patient` and, for
+/// reports, its codes in `diagnoses`, which are read without building the
+/// whole document.
+pub fn terms(kind: &str, payload: &[u8]) -> Terms {
+    if fhir::resource_type_of(kind).is_some() {
+        return serde_json::from_slice::<Value>(payload)
+            .ok()
+            .and_then(|v| fhir::validate(&v).ok())
+            .map(|s| Terms {
+                patient: Some(s.patient),
+                codes: s.codes.into_iter().map(|(_, c)| c).collect(),
+            })
+            .unwrap_or_default();
+    }
+    #[derive(Deserialize)]
+    struct Light {
+        patient: Option<String>,
+        #[serde(default)]
+        diagnoses: Vec<String>,
+    }
+    match serde_json::from_slice::<Light>(payload) {
+        Ok(l) => Terms {
+            patient: l.patient.filter(|p| pseudonym::is_well_formed(p)),
+            codes: if kind == MEDICAL_REPORT {
+                l.diagnoses
+            } else {
+                Vec::new()
+            },
         },
-        (_, Some(s)) => Terms {
-            patient: Some(s.patient),
-            codes: s.codes.into_iter().map(|(_, c)| c).collect(),
-        },
-        _ => Terms {
-            patient: payload
-                .get("patient")
-                .and_then(Value::as_str)
-                .filter(|p| pseudonym::is_well_formed(p))
-                .map(String::from),
-            codes: Vec::new(),
-        },
+        Err(_) => Terms::default(),
     }
 }
 
@@ -231,7 +239,7 @@ mod tests {
             panic!("not a report")
         };
         assert_eq!(r.diagnoses, ["J10.1", "I10"]);
-        let t = terms(MEDICAL_REPORT, &report_json());
+        let t = terms(MEDICAL_REPORT, report_json().to_string().as_bytes());
         assert_eq!(t.patient.as_deref(), Some(P));
         assert_eq!(t.codes, ["J10.1", "I10"]);
     }

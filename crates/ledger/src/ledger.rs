@@ -291,9 +291,7 @@ fn block_index(
             .iter()
             .enumerate()
             .map(|(i, tx)| {
-                let terms = serde_json::from_slice(tx.payload_jcs())
-                    .map(|p| records::terms(&tx.header().kind, &p))
-                    .unwrap_or_default();
+                let terms = records::terms(&tx.header().kind, tx.payload_jcs());
                 TxEntry {
                     id: *tx.id(),
                     leaf: h.first_leaf + i as u64,

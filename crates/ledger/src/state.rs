@@ -14,7 +14,8 @@ use medledger_formats::merkle::{self, Frontier, Hash};
 use medledger_formats::tx::Transaction;
 use medledger_health::fhir::FhirError;
 use medledger_health::pii::PiiFinding;
-use medledger_health::records::{self, Checked, PayloadError};
+pub use medledger_health::records::Checked;
+use medledger_health::records::{self, PayloadError};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
@@ -269,6 +270,19 @@ fn parse<T: for<'de> Deserialize<'de>>(tx: &Transaction) -> Result<T, Rejection>
     serde_json::from_slice(tx.payload_jcs()).map_err(|e| Rejection::Schema(e.to_string()))
 }
 
+/// The rules a transaction's payload must meet on its own: the PII guard and
+/// its kind's schema. A pure function of the transaction, so it can run
+/// before the state is at hand, on any thread; [`LedgerState::admit`] runs
+/// it when not given its verdict.
+pub fn payload_rules(tx: &Transaction) -> Result<Checked, Rejection> {
+    let payload: serde_json::Value = parse(tx)?;
+    records::check(&tx.header().kind, &payload).map_err(|e| match e {
+        PayloadError::Pii(f) => Rejection::Pii(f),
+        PayloadError::Fhir(f) => Rejection::Fhir(f),
+        PayloadError::Schema(m) => Rejection::Schema(m),
+    })
+}
+
 impl LedgerState {
     /// An empty state before genesis; `max_skew_ms` judges only the genesis
     /// transaction itself, which then sets the ledger's own skew.
@@ -321,8 +335,15 @@ impl LedgerState {
     }
 
     /// Checks one transaction against the state for a block at `block_time`
-    /// holding `leaf`. Does not check the signature or duplicates.
-    fn check(&self, tx: &Transaction, block_time: u64, leaf: u64) -> Result<Effect, Rejection> {
+    /// holding `leaf`. Does not check the signature or duplicates, nor the
+    /// payload rules when `checked` holds their verdict already.
+    fn check(
+        &self,
+        tx: &Transaction,
+        block_time: u64,
+        leaf: u64,
+        checked: Option<Checked>,
+    ) -> Result<Effect, Rejection> {
         let h = tx.header();
         if h.time + self.max_skew_ms < block_time {
             return Err(Rejection::Stale {
@@ -375,12 +396,10 @@ impl LedgerState {
                 kind: h.kind.clone(),
             });
         }
-        let payload: serde_json::Value = parse(tx)?;
-        let checked = records::check(&h.kind, &payload).map_err(|e| match e {
-            PayloadError::Pii(f) => Rejection::Pii(f),
-            PayloadError::Fhir(f) => Rejection::Fhir(f),
-            PayloadError::Schema(m) => Rejection::Schema(m),
-        })?;
+        let checked = match checked {
+            Some(c) => c,
+            None => payload_rules(tx)?,
+        };
         if let Checked::Report(r) = &checked
             && r.institution != author.institution
         {
@@ -466,7 +485,21 @@ impl LedgerState {
     /// Admits `tx` as log entry `leaf` of a block at `block_time` and applies
     /// it. The signature must already have been checked.
     pub fn admit(&mut self, tx: &Transaction, block_time: u64, leaf: u64) -> Result<(), Rejection> {
-        let effect = self.check(tx, block_time, leaf)?;
+        let effect = self.check(tx, block_time, leaf, None)?;
+        self.apply(effect, leaf);
+        Ok(())
+    }
+
+    /// [`Self::admit`] for a transaction whose [`payload_rules`] verdict the
+    /// caller has already (on another thread, say).
+    pub fn admit_checked(
+        &mut self,
+        tx: &Transaction,
+        checked: Checked,
+        block_time: u64,
+        leaf: u64,
+    ) -> Result<(), Rejection> {
+        let effect = self.check(tx, block_time, leaf, Some(checked))?;
         self.apply(effect, leaf);
         Ok(())
     }

@@ -18,7 +18,7 @@ use medledger_formats::merkle::Hash;
 use medledger_formats::receipt::TlogProof;
 use medledger_formats::tx::Transaction;
 use medledger_ledger::ledger::{Ledger, Pending, Store, now_ms, participant_records};
-use medledger_ledger::state::{LedgerState, Rejection};
+use medledger_ledger::state::{Checked, LedgerState, Rejection, payload_rules};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -175,7 +175,7 @@ const KEY_CACHE: usize = 100_000;
 pub const SUBMISSION_CHUNK: usize = 1024;
 
 struct Submission {
-    txs: Vec<(usize, Transaction)>,
+    txs: Vec<(usize, Transaction, Checked)>,
     collector: Arc<Collector>,
     /// False for submissions too small to batch on their own: the sequencer
     /// checks their signatures together with other such submissions.
@@ -301,11 +301,13 @@ impl Sequencer {
         if n == 0 {
             collector.finish();
         }
+        // The payload rules (PII guard, schemas) need no state: they run
+        // here, on the caller's thread, not on the sequencer's.
         let mut good = Vec::with_capacity(n);
         for (i, (tx, check)) in txs.into_iter().zip(checks).enumerate() {
-            match check {
-                Ok(()) => good.push((i, tx)),
-                Err(_) => collector.set(i, Err(Rejection::BadSignature.into())),
+            match check.map_err(|_| Rejection::BadSignature).and_then(|()| payload_rules(&tx)) {
+                Ok(checked) => good.push((i, tx, checked)),
+                Err(r) => collector.set(i, Err(r.into())),
             }
         }
         let mut good = good.into_iter().peekable();
@@ -322,7 +324,7 @@ impl Sequencer {
                 _ => Err(chunk),
             };
             if let Err(txs) = sent {
-                for (i, _) in txs {
+                for (i, ..) in txs {
                     collector.set(i, Err(SubmitError::Unavailable("sequencer stopped".into())));
                 }
             }
@@ -442,7 +444,7 @@ impl SequencerThread {
         let size = |s: &Submission| -> usize {
             s.txs
                 .iter()
-                .map(|(_, t)| t.payload_jcs().len() + t.header_jcs().len())
+                .map(|(_, t, _)| t.payload_jcs().len() + t.header_jcs().len())
                 .sum()
         };
         let mut count = first.txs.len() + self.open.as_ref().map_or(0, |b| b.txs.len());
@@ -480,11 +482,11 @@ impl SequencerThread {
             if !bad.is_empty() {
                 for (k, sub) in subs.iter_mut().enumerate() {
                     let txs = std::mem::take(&mut sub.txs);
-                    for (j, (i, tx)) in txs.into_iter().enumerate() {
+                    for (j, (i, tx, checked)) in txs.into_iter().enumerate() {
                         if bad.contains(&(k, j)) {
                             sub.collector.set(i, Err(Rejection::BadSignature.into()));
                         } else {
-                            sub.txs.push((i, tx));
+                            sub.txs.push((i, tx, checked));
                         }
                     }
                 }
@@ -532,13 +534,13 @@ fn admit_submission(
     failed: &AtomicBool,
 ) {
     if failed.load(Ordering::SeqCst) {
-        for (i, _) in sub.txs {
+        for (i, ..) in sub.txs {
             sub.collector
                 .set(i, Err(SubmitError::Unavailable("storage failed".into())));
         }
         return;
     }
-    let ids: Vec<&Hash> = sub.txs.iter().map(|(_, t)| t.id()).collect();
+    let ids: Vec<&Hash> = sub.txs.iter().map(|(_, t, _)| t.id()).collect();
     // Pending first, then the index: an id leaves `pending` only after it is
     // indexed, so one of the two reads must see a committed duplicate.
     let was_pending: Vec<bool> = ids.iter().map(|id| pending.contains(id)).collect();
@@ -550,7 +552,7 @@ fn admit_submission(
         waiters: Vec::new(),
         ids: HashSet::new(),
     });
-    for (k, (i, tx)) in sub.txs.into_iter().enumerate() {
+    for (k, (i, tx, checked)) in sub.txs.into_iter().enumerate() {
         let dup = match &known {
             Ok(v) => v[k].is_some(),
             Err(_) => true,
@@ -561,7 +563,7 @@ fn admit_submission(
             continue;
         }
         let leaf = state.tip().log.size() + block.txs.len() as u64;
-        match state.admit(&tx, block.time, leaf) {
+        match state.admit_checked(&tx, checked, block.time, leaf) {
             Ok(()) => {
                 block.ids.insert(*tx.id());
                 block.bytes += tx.payload_jcs().len() + tx.header_jcs().len() + 84;
