@@ -41,8 +41,14 @@ impl Built {
         };
         let reg = register_tx(&admin_key(&b.dir), &b.doctor);
         b.import(&[reg], 1);
-        let txs: Vec<Transaction> = (0..2 * blocks).map(|i| report_tx(&b.doctor, i)).collect();
-        b.import(&txs, 2);
+        // One import run per block: a run keeps a batch in flight while it
+        // reads the next, so two batches of one run may share a block.
+        for k in 0..blocks {
+            b.import(
+                &[report_tx(&b.doctor, 2 * k), report_tx(&b.doctor, 2 * k + 1)],
+                2,
+            );
+        }
         b
     }
 

@@ -305,7 +305,10 @@ impl Sequencer {
         // here, on the caller's thread, not on the sequencer's.
         let mut good = Vec::with_capacity(n);
         for (i, (tx, check)) in txs.into_iter().zip(checks).enumerate() {
-            match check.map_err(|_| Rejection::BadSignature).and_then(|()| payload_rules(&tx)) {
+            match check
+                .map_err(|_| Rejection::BadSignature)
+                .and_then(|()| payload_rules(&tx))
+            {
                 Ok(checked) => good.push((i, tx, checked)),
                 Err(r) => collector.set(i, Err(r.into())),
             }
