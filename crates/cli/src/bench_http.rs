@@ -16,7 +16,6 @@ use medledger_formats::keys;
 use medledger_formats::tx::{Transaction, TxWire};
 use medledger_ledger::ledger::{now_ms, read_key_file};
 use medledger_ledger::roles::{Role, kind};
-use medledger_ledger::state::RegisterPayload;
 use serde::Deserialize;
 use serde_json::json;
 use std::io::{self, Read, Write};
@@ -207,18 +206,13 @@ pub(crate) fn bench_doctors(
     let regs = doctors
         .iter()
         .map(|d| {
-            let p = RegisterPayload {
-                key: keys::public_key(d),
-                role: Role::Doctor,
-                institution: "Klinicki centar Nis".into(),
-                label: "bench doctor".into(),
-            };
-            Ok(Transaction::sign(
+            crate::demo::register(
                 admin,
-                kind::REGISTER,
-                now_ms(),
-                &serde_json::to_value(p)?,
-            )?)
+                d,
+                Role::Doctor,
+                "Klinicki centar Nis",
+                "bench doctor",
+            )
         })
         .collect::<Result<Vec<_>>>()?;
     Ok((doctors, regs))

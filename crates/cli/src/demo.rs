@@ -55,7 +55,8 @@ pub struct DemoArgs {
     doctors: usize,
 }
 
-fn register(
+/// The admin's signed registration of `key`.
+pub(crate) fn register(
     admin: &SigningKey,
     key: &SigningKey,
     role: Role,

@@ -1300,53 +1300,50 @@ fn vitals(
                 });
             };
             let at = |offset: u32| cal.date_time(day, start + offset);
-            if p.diabetic {
-                push(
-                    0,
-                    observation(
-                        &subject,
-                        &at(0),
-                        "laboratory",
-                        &[("15074-8", "Glucose [Moles/volume] in Blood")],
-                        quantity(json!(round1(r.glucose)), "mmol/L", "mmol/L"),
-                    ),
-                );
-            }
-            push(
-                1,
-                observation(
-                    &subject,
-                    &at(1),
+            // (minute, category, codings, value, unit, UCUM code)
+            type Reading<'a> = (
+                u32,
+                &'a str,
+                &'a [(&'a str, &'a str)],
+                Value,
+                &'a str,
+                &'a str,
+            );
+            let glucose: Reading = (
+                0,
+                "laboratory",
+                &[("15074-8", "Glucose [Moles/volume] in Blood")],
+                json!(round1(r.glucose)),
+                "mmol/L",
+                "mmol/L",
+            );
+            let vitals: [Reading; 4] = [
+                (
+                    1,
                     "vital-signs",
                     &[("8867-4", "Heart rate")],
-                    quantity(json!(round(r.hr)), "beats/minute", "/min"),
+                    json!(round(r.hr)),
+                    "beats/minute",
+                    "/min",
                 ),
-            );
-            push(
-                2,
-                observation(
-                    &subject,
-                    &at(2),
+                (
+                    2,
                     "vital-signs",
                     &[("9279-1", "Respiratory rate")],
-                    quantity(json!(round(r.rr)), "breaths/minute", "/min"),
+                    json!(round(r.rr)),
+                    "breaths/minute",
+                    "/min",
                 ),
-            );
-            push(
-                3,
-                observation(
-                    &subject,
-                    &at(3),
+                (
+                    3,
                     "vital-signs",
                     &[("8310-5", "Body temperature")],
-                    quantity(json!(round1(r.temp)), "C", "Cel"),
+                    json!(round1(r.temp)),
+                    "C",
+                    "Cel",
                 ),
-            );
-            push(
-                4,
-                observation(
-                    &subject,
-                    &at(4),
+                (
+                    4,
                     "vital-signs",
                     &[
                         (
@@ -1355,9 +1352,25 @@ fn vitals(
                         ),
                         ("2708-6", "Oxygen saturation in Arterial blood"),
                     ],
-                    quantity(json!(round(r.spo2)), "%", "%"),
+                    json!(round(r.spo2)),
+                    "%",
+                    "%",
                 ),
-            );
+            ];
+            for (minute, category, codings, value, unit, code) in
+                p.diabetic.then_some(glucose).into_iter().chain(vitals)
+            {
+                push(
+                    minute,
+                    observation(
+                        &subject,
+                        &at(minute),
+                        category,
+                        codings,
+                        quantity(value, unit, code),
+                    ),
+                );
+            }
             push(
                 5,
                 blood_pressure(&subject, &at(5), round(r.sys), round(r.dia)),

@@ -913,6 +913,7 @@ pub fn run(args: ImportArgs) -> Result<ExitCode> {
     let mut in_flight: Option<(Vec<Item>, Ticket)> = None;
     while rows.peek().is_some() || !todo.is_empty() || in_flight.is_some() {
         let mut done_lines = Vec::new();
+        let mut due = Vec::new();
         // Take rows until a batch is full or the input ends.
         while todo.len() < batch {
             let Some(row) = rows.next() else { break };
@@ -977,21 +978,14 @@ pub fn run(args: ImportArgs) -> Result<ExitCode> {
             // From files, one batch is in flight while the next is read and
             // signed. From stdin the next line may be long in coming, so each
             // batch is acknowledged before reading on.
-            if let Some((rows, t)) = in_flight.replace((std::mem::take(&mut todo), ticket)) {
-                settle(
-                    rows,
-                    t,
-                    &mut done_lines,
-                    &mut tally,
-                    args.receipts.as_deref(),
-                )?;
-            }
+            due.extend(in_flight.replace((std::mem::take(&mut todo), ticket)));
         }
-        if (args.files.is_empty() || rows.peek().is_none())
-            && let Some((rows, t)) = in_flight.take()
-        {
+        if args.files.is_empty() || rows.peek().is_none() {
+            due.extend(in_flight.take());
+        }
+        for (items, t) in due {
             settle(
-                rows,
+                items,
                 t,
                 &mut done_lines,
                 &mut tally,

@@ -6,6 +6,9 @@
 pub mod calendar;
 pub mod fhir;
 pub mod ids;
+pub mod news2;
 pub mod pii;
 pub mod pseudonym;
 pub mod records;
+#[cfg(test)]
+mod testing;

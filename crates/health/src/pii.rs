@@ -1164,32 +1164,7 @@ mod tests {
         assert!(!has_insurance_keyword("broj"));
     }
 
-    /// splitmix64: a small deterministic generator for property tests.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next_u64() % n
-        }
-
-        fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-            items[self.below(items.len() as u64) as usize]
-        }
-
-        fn digits(&mut self, n: usize) -> String {
-            (0..n)
-                .map(|_| char::from(b'0' + self.below(10) as u8))
-                .collect()
-        }
-    }
+    use crate::testing::Rng;
 
     const WORDS: &[&str] = &[
         "pacijent",

@@ -533,6 +533,29 @@ fn link(path: &str, params: &[(String, String)], after: Option<u64>) -> String {
     }
 }
 
+/// One page of a search at `path`: a searchset with its `self` link and,
+/// when there is more, a `next` link that resumes after `next`.
+fn page(
+    headers: &HeaderMap,
+    path: &str,
+    s: &Search,
+    found: Vec<Value>,
+    next: Option<u64>,
+) -> Response {
+    let self_link = link(path, &s.params, s.after);
+    let next_link = next.map(|n| link(path, &s.params, Some(n)));
+    fhir_json(
+        StatusCode::OK,
+        &fhir::searchset(
+            &base_url(headers),
+            &self_link,
+            next_link.as_deref(),
+            None,
+            found,
+        ),
+    )
+}
+
 /// Runs a search over candidate leaves: the matches of one page and where
 /// the next page starts.
 fn run_search(
@@ -639,18 +662,7 @@ fn search_blocking(
                     .is_some_and(|v| fhir::date_matches(d, v).unwrap_or(false))
             })
     })?;
-    let self_link = link(ty, &s.params, s.after);
-    let next_link = next.map(|n| link(ty, &s.params, Some(n)));
-    Ok(fhir_json(
-        StatusCode::OK,
-        &fhir::searchset(
-            &base_url(headers),
-            &self_link,
-            next_link.as_deref(),
-            None,
-            found,
-        ),
-    ))
+    Ok(page(headers, ty, &s, found, next))
 }
 
 /// `GET /fhir/Patient/{pseudonym}/$everything`: the patient and every FHIR
@@ -696,17 +708,11 @@ fn everything_blocking(
     if first {
         found.insert(0, patient_resource(patient));
     }
-    let path = format!("Patient/{patient}/$everything");
-    let self_link = link(&path, &s.params, s.after);
-    let next_link = next.map(|n| link(&path, &s.params, Some(n)));
-    Ok(fhir_json(
-        StatusCode::OK,
-        &fhir::searchset(
-            &base_url(headers),
-            &self_link,
-            next_link.as_deref(),
-            None,
-            found,
-        ),
+    Ok(page(
+        headers,
+        &format!("Patient/{patient}/$everything"),
+        &s,
+        found,
+        next,
     ))
 }
