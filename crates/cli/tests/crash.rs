@@ -220,3 +220,82 @@ fn acknowledged_tx_survives_kill_at_any_point() {
     drop(ledger);
     assert_verifies(&dir);
 }
+
+/// A CSV import killed with SIGKILL at random moments and run again with the
+/// same report, until it finishes: every row ends up in the ledger exactly
+/// once, whether the kill came before a batch was sent, while it was being
+/// committed, or after its commit but before the report said so.
+#[test]
+fn a_killed_csv_import_resumes_from_its_report_without_losing_or_repeating_rows() {
+    let rows = env_count("MEDLEDGER_RESUME_ROWS", 20_000);
+    let mut rng = Rng::new(seed("a_killed_csv_import_resumes"));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("ledger");
+    init(&dir);
+    let doctor = new_doctor(&dir);
+    let key = tmp.path().join("doctor.key");
+    fs::write(&key, medledger_formats::keys::encode_key_file(&doctor)).expect("key");
+    let mut csv = String::from("patient,institution,encounter_date,diagnoses,anamnesis\n");
+    for i in 0..rows {
+        csv.push_str(&format!(
+            "{},Klinicki centar Nis,2026-11-24,J06.9,visit {i}\n",
+            medledger_health::pseudonym::synthetic(i)
+        ));
+    }
+    let input = tmp.path().join("reports.csv");
+    fs::write(&input, csv).expect("csv");
+    let report = tmp.path().join("reports.report.jsonl");
+    let run = || {
+        bin()
+            .arg("import")
+            .arg("--data-dir")
+            .arg(&dir)
+            .arg("--key")
+            .arg(&key)
+            .arg("--report")
+            .arg(&report)
+            .args(["--batch", "500", "--quiet"])
+            .arg(&input)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn import")
+    };
+    let mut kills = 0;
+    loop {
+        let mut child = run();
+        std::thread::sleep(Duration::from_millis(rng.below(400)));
+        if child.try_wait().expect("try_wait").is_some() || kills >= 8 {
+            let out = child.wait_with_output().expect("wait");
+            assert_no_panic(&out);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            break;
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+        kills += 1;
+    }
+    // One more run finds everything in.
+    let out = run().wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("imported 0, already in {rows}, refused 0")),
+        "{stderr}"
+    );
+
+    // Each row's report, once, in the ledger.
+    let ledger = Ledger::open(&dir).expect("open");
+    let size = ledger.store.last().expect("blocks").header().log_size;
+    let mut seen = std::collections::HashSet::new();
+    let leaves: Vec<u64> = (2..size).collect();
+    for (tx, _, _) in ledger.store.transactions_at(&leaves).expect("read") {
+        let p: serde_json::Value = serde_json::from_slice(tx.payload_jcs()).expect("json");
+        let visit = p["anamnesis"].as_str().expect("anamnesis").to_owned();
+        assert!(seen.insert(visit.clone()), "{visit} is in the ledger twice");
+    }
+    eprintln!("{kills} kills");
+    assert_eq!(seen.len() as u64, rows, "every row is in, after {kills} kills");
+    drop(ledger);
+    assert_verifies(&dir);
+}
