@@ -269,7 +269,11 @@ fn a_killed_csv_import_resumes_from_its_report_without_losing_or_repeating_rows(
         if child.try_wait().expect("try_wait").is_some() || kills >= 8 {
             let out = child.wait_with_output().expect("wait");
             assert_no_panic(&out);
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             break;
         }
         child.kill().expect("SIGKILL");
@@ -295,7 +299,11 @@ fn a_killed_csv_import_resumes_from_its_report_without_losing_or_repeating_rows(
         assert!(seen.insert(visit.clone()), "{visit} is in the ledger twice");
     }
     eprintln!("{kills} kills");
-    assert_eq!(seen.len() as u64, rows, "every row is in, after {kills} kills");
+    assert_eq!(
+        seen.len() as u64,
+        rows,
+        "every row is in, after {kills} kills"
+    );
     drop(ledger);
     assert_verifies(&dir);
 }

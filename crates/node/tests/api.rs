@@ -2212,3 +2212,163 @@ async fn history_lists_a_patients_records_with_receipts_as_of_any_checkpoint() {
         .expect(403, "forbidden");
     node.get(&uri, None).await.expect(401, "unauthorized");
 }
+
+// ---- FHIR -------------------------------------------------------------------
+
+#[tokio::test]
+async fn fhir_transactions_are_all_or_nothing_batches_are_not_and_errors_are_outcomes() {
+    let node = start();
+    let integration = new_key();
+    node.submit_ok(&[register_tx(&node.admin, &integration, Role::Institution)])
+        .await;
+    node.hold_key(&integration);
+    let token = node.token(&integration);
+    let size = || async { node.status().await["log_size"].as_u64().unwrap() };
+    let mut bad_unit = observation();
+    bad_unit["valueQuantity"]["code"] = json!("bpm");
+    let entry =
+        |r: &Value| json!({"resource": r, "request": {"method": "POST", "url": "Observation"}});
+    let bundle = |kind: &str| {
+        json!({"resourceType": "Bundle", "type": kind, "entry": [entry(&observation()), entry(&bad_unit)]})
+            .to_string()
+            .into_bytes()
+    };
+
+    let before = size().await;
+    let r = node
+        .post_to("/fhir", Some(&token), bundle("transaction"))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    let o = r.json();
+    assert_eq!(o["issue"][0]["code"], "value");
+    assert!(
+        o["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .starts_with("entry 1")
+    );
+    assert_eq!(
+        size().await,
+        before,
+        "nothing of a failed transaction is written"
+    );
+
+    let r = node.post_to("/fhir", Some(&token), bundle("batch")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let b = r.json();
+    assert_eq!(b["type"], "batch-response");
+    assert!(
+        b["entry"][0]["response"]["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("201")
+    );
+    assert!(
+        b["entry"][1]["response"]["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("422")
+    );
+    assert_eq!(size().await, before + 1, "a batch keeps its good entries");
+
+    // Each kind of failure has its status and issue code.
+    let mut unknown_code = observation();
+    unknown_code["code"]["coding"][0]["code"] = json!("2951-2");
+    let named = json!({"resourceType": "Patient", "name": [{"family": "Petrović"}]});
+    for (uri, body, status, code) in [
+        ("/fhir/Observation", b"{not json".to_vec(), 400, "structure"),
+        (
+            "/fhir/Condition",
+            observation().to_string().into_bytes(),
+            400,
+            "invalid",
+        ),
+        (
+            "/fhir/Observation",
+            unknown_code.to_string().into_bytes(),
+            422,
+            "code-invalid",
+        ),
+        (
+            "/fhir/Patient",
+            named.to_string().into_bytes(),
+            422,
+            "security",
+        ),
+    ] {
+        let r = node.post_to(uri, Some(&token), body).await;
+        assert_eq!(
+            (r.status, r.json()["issue"][0]["code"].clone()),
+            (status, json!(code)),
+            "{uri}: {}",
+            r.text()
+        );
+        assert!(!r.text().contains("Petrović"), "values are not echoed");
+    }
+
+    // Created resources read back and page through searches.
+    let mut ids = Vec::new();
+    for day in ["2026-11-20", "2026-11-21", "2026-11-22"] {
+        let mut o = observation();
+        o["effectiveDateTime"] = json!(format!("{day}T08:00:00Z"));
+        let r = node
+            .post_to(
+                "/fhir/Observation",
+                Some(&token),
+                o.to_string().into_bytes(),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let id = r.json()["id"].as_str().unwrap().to_owned();
+        let read = node
+            .get(&format!("/fhir/Observation/{id}"), Some(&token))
+            .await;
+        assert_eq!(read.json()["effectiveDateTime"], o["effectiveDateTime"]);
+        ids.push(id);
+    }
+    let mut uri = "/fhir/Observation?subject=Patient/MFRGGZDFMZTWQ2LKNNWG23TPOA&date=ge2026-11-20&date=le2026-11-22&_count=2".to_owned();
+    let mut found = Vec::new();
+    loop {
+        let page = node.get(&uri, Some(&token)).await.json();
+        for e in page["entry"].as_array().into_iter().flatten() {
+            found.push(e["resource"]["id"].as_str().unwrap().to_owned());
+        }
+        let next = page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next");
+        match next {
+            Some(l) => {
+                uri = l["url"]
+                    .as_str()
+                    .unwrap()
+                    .split_once("/fhir")
+                    .unwrap()
+                    .1
+                    .to_owned()
+            }
+            None => break,
+        }
+        uri.insert_str(0, "/fhir");
+    }
+    assert_eq!(
+        found, ids,
+        "the three dated observations, in order, over two pages"
+    );
+    let none = node
+        .get(
+            "/fhir/Observation?subject=Patient/MFRGGZDFMZTWQ2LKNNWG23TPOA&date=lt2026-01-01",
+            Some(&token),
+        )
+        .await
+        .json();
+    assert!(none.get("entry").is_none());
+    let r = node.get("/fhir/Observation?bogus=1", Some(&token)).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["issue"][0]["code"],
+        "not-supported",
+        "unknown parameters are refused"
+    );
+}
