@@ -251,6 +251,224 @@ pub fn scan(value: &Value) -> Result<(), PiiFinding> {
     })
 }
 
+/// [`scan`] over a payload's JSON bytes, applying the same rules as the
+/// document is parsed, without building it: the admission path calls this
+/// for every transaction. Objects are visited in the order of the bytes
+/// (canonical payloads have sorted keys). Bytes that are not JSON are
+/// refused as a finding at the root would be: the caller has parsed the
+/// payload before, so this does not happen on the admission path.
+pub fn scan_json(bytes: &[u8]) -> Result<(), PiiFinding> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let hit = Stream { insured: false }
+        .deserialize(&mut de)
+        .map_err(|_| PiiFinding {
+            field: String::new(),
+            kind: PiiKind::IdentifyingField,
+        })?;
+    let Some((kind, path)) = hit else {
+        return Ok(());
+    };
+    let mut field = String::new();
+    for token in path.iter().rev() {
+        match token {
+            OwnedToken::Key(key) => push_token(&mut field, key),
+            OwnedToken::Index(i) => {
+                let _ = write!(field, "/{i}");
+            }
+        }
+    }
+    Err(PiiFinding { field, kind })
+}
+
+fn number_hit(n: Number, insured: bool) -> StreamHit {
+    scan_number(&n, insured).map(|k| (k, Vec::new()))
+}
+
+/// A step of a pointer, owned: keys of a stream do not outlive their visit.
+enum OwnedToken {
+    Key(String),
+    Index(usize),
+}
+
+/// A finding of the stream and its pointer, innermost step first.
+type StreamHit = Option<(PiiKind, Vec<OwnedToken>)>;
+
+/// One value of the stream; `insured` means an insurance key is an ancestor.
+#[derive(Clone, Copy)]
+struct Stream {
+    insured: bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Stream {
+    type Value = StreamHit;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<StreamHit, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// What a value was, for the rule on `patient` and `reference` keys.
+struct Visited {
+    hit: StreamHit,
+    /// The string, when the value was one and the key's rule needs it.
+    text: Option<String>,
+}
+
+/// A value under a known key: also remembers a string for the key's rule.
+struct Keyed<'k> {
+    insured: bool,
+    key: &'k str,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Keyed<'_> {
+    type Value = Visited;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Visited, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Keyed<'_> {
+    type Value = Visited;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Visited, E> {
+        let wants = matches!(self.key, "patient" | "reference");
+        Ok(Visited {
+            hit: scan_str(v, self.insured).map(|k| (k, Vec::new())),
+            text: wants.then(|| v.to_owned()),
+        })
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Visited, E> {
+        Ok(Visited {
+            hit: None,
+            text: None,
+        })
+    }
+    fn visit_unit<E>(self) -> Result<Visited, E> {
+        Ok(Visited {
+            hit: None,
+            text: None,
+        })
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Visited, E> {
+        Ok(Visited {
+            hit: number_hit(Number::from(v), self.insured),
+            text: None,
+        })
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Visited, E> {
+        Ok(Visited {
+            hit: number_hit(Number::from(v), self.insured),
+            text: None,
+        })
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Visited, E> {
+        Ok(Visited {
+            hit: None,
+            text: None,
+        })
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Visited, A::Error> {
+        Ok(Visited {
+            hit: Stream {
+                insured: self.insured,
+            }
+            .visit_seq(seq)?,
+            text: None,
+        })
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Visited, A::Error> {
+        Ok(Visited {
+            hit: Stream {
+                insured: self.insured,
+            }
+            .visit_map(map)?,
+            text: None,
+        })
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Stream {
+    type Value = StreamHit;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StreamHit, E> {
+        Ok(scan_str(v, self.insured).map(|k| (k, Vec::new())))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<StreamHit, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<StreamHit, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<StreamHit, E> {
+        Ok(number_hit(Number::from(v), self.insured))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<StreamHit, E> {
+        Ok(number_hit(Number::from(v), self.insured))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<StreamHit, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<StreamHit, A::Error> {
+        let mut found: StreamHit = None;
+        let mut i = 0;
+        while found.is_none() {
+            match seq.next_element_seed(self)? {
+                Some(Some((kind, mut path))) => {
+                    path.push(OwnedToken::Index(i));
+                    found = Some((kind, path));
+                }
+                Some(None) => i += 1,
+                None => return Ok(None),
+            }
+        }
+        // The rest is read and ignored: the first finding is the answer.
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(found)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<StreamHit, A::Error> {
+        let mut found: StreamHit = None;
+        while found.is_none() {
+            let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? else {
+                return Ok(None);
+            };
+            // An identifier in a key is reported at the object, so the
+            // pointer never repeats it.
+            if let Some(kind) = scan_str(&key, self.insured) {
+                found = Some((kind, Vec::new()));
+                map.next_value::<serde::de::IgnoredAny>()?;
+                break;
+            }
+            if is_identifying_key(&key) {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                found = Some((
+                    PiiKind::IdentifyingField,
+                    vec![OwnedToken::Key(key.into_owned())],
+                ));
+                break;
+            }
+            let insured = self.insured || has_insurance_keyword(&key);
+            let v = map.next_value_seed(Keyed { insured, key: &key })?;
+            let hit = v.hit.or_else(|| {
+                let text = Value::String(v.text?);
+                pseudonym_rule(&key, &text).map(|k| (k, Vec::new()))
+            });
+            if let Some((kind, mut path)) = hit {
+                path.push(OwnedToken::Key(key.into_owned()));
+                found = Some((kind, path));
+            }
+        }
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(found)
+    }
+}
+
 /// Checks one piece of free text (no field names, no insurance context).
 pub fn scan_text(text: &str) -> Option<PiiKind> {
     scan_str(text, false)
@@ -1351,5 +1569,74 @@ mod tests {
             map.insert(text, inner);
             let _ = scan(&Value::Object(map));
         }
+    }
+
+    /// A random JSON document of clinical text, numbers and keys, some of
+    /// them carrying identifiers, some keyed by `patient`, `reference`,
+    /// insurance words or identifying names.
+    fn random_doc(r: &mut Rng, depth: u32) -> Value {
+        const KEYS: &[&str] = &[
+            "anamnesis",
+            "findings",
+            "patient",
+            "reference",
+            "osiguranje",
+            "lbo_broj",
+            "name",
+            "note",
+            "component",
+            "valueString",
+            "code",
+            "insurance",
+        ];
+        match r.below(if depth == 0 { 4 } else { 6 }) {
+            0 => json!(sentence(r)),
+            1 => match r.below(5) {
+                0 => json!(random_jmbg(r)),
+                1 => json!(format!("{} {}", sentence(r), random_email(r))),
+                2 => json!(format!("tel {}", random_phone(r))),
+                3 => json!(format!("LBO {}", r.digits(11))),
+                _ => json!(crate::pseudonym::synthetic(r.below(1000))),
+            },
+            2 => match r.below(4) {
+                0 => json!(random_jmbg(r).parse::<u64>().unwrap_or(0)),
+                1 => json!(r.digits(11).parse::<u64>().unwrap_or(0)),
+                2 => json!(r.below(300)),
+                _ => json!(-(r.below(1000) as i64)),
+            },
+            3 => json!(r.below(2) == 0),
+            4 => Value::Array((0..r.below(4)).map(|_| random_doc(r, depth - 1)).collect()),
+            _ => {
+                let mut m = serde_json::Map::new();
+                for _ in 0..r.below(5) {
+                    let key = r.pick(KEYS).to_owned();
+                    let v = if key == "reference" && r.below(2) == 0 {
+                        json!(format!(
+                            "Patient/{}",
+                            crate::pseudonym::synthetic(r.below(9))
+                        ))
+                    } else {
+                        random_doc(r, depth - 1)
+                    };
+                    m.insert(key, v);
+                }
+                Value::Object(m)
+            }
+        }
+    }
+
+    #[test]
+    fn the_stream_scan_finds_what_the_tree_scan_finds() {
+        let mut r = Rng(0x5EED_0001);
+        let mut findings = 0;
+        for _ in 0..20_000 {
+            let doc = random_doc(&mut r, 4);
+            let bytes = serde_json::to_vec(&doc).expect("json");
+            let tree = scan(&doc);
+            assert_eq!(scan_json(&bytes), tree, "{doc}");
+            findings += usize::from(tree.is_err());
+        }
+        assert!(findings > 5_000, "the corpus holds findings: {findings}");
+        assert!(scan_json(b"{not json").is_err());
     }
 }

@@ -76,9 +76,21 @@ pub enum Checked {
 /// institutions, checked by the state machine; only their free-text fields
 /// go through the guard here.
 pub fn check(kind: &str, payload: &Value) -> Result<Checked, PayloadError> {
+    let bytes = serde_json::to_vec(payload).map_err(|e| PayloadError::Schema(e.to_string()))?;
+    check_bytes(kind, &bytes)
+}
+
+/// [`check`] over a payload's JSON bytes (the canonical payload of a
+/// transaction): the PII guard scans them as they are parsed and the
+/// report schema reads them directly, with no document built in between.
+pub fn check_bytes(kind: &str, payload: &[u8]) -> Result<Checked, PayloadError> {
+    let parse = |b: &[u8]| -> Result<Value, PayloadError> {
+        serde_json::from_slice(b).map_err(|e| PayloadError::Schema(e.to_string()))
+    };
     match kind {
         "ledger.genesis" => Ok(Checked::Other),
         "participant.register" | "participant.revoke" => {
+            let payload = parse(payload)?;
             for field in ["institution", "label", "reason"] {
                 if let Some(v) = payload.get(field) {
                     pii::scan(v).map_err(|mut f| {
@@ -90,11 +102,14 @@ pub fn check(kind: &str, payload: &Value) -> Result<Checked, PayloadError> {
             Ok(Checked::Other)
         }
         _ => {
-            pii::scan(payload).map_err(PayloadError::Pii)?;
+            pii::scan_json(payload).map_err(PayloadError::Pii)?;
             match kind {
-                MEDICAL_REPORT => report(payload).map(Checked::Report),
+                MEDICAL_REPORT => serde_json::from_slice::<MedicalReport>(payload)
+                    .map_err(|e| PayloadError::Schema(e.to_string()))
+                    .and_then(report)
+                    .map(Checked::Report),
                 fhir::KIND_OBSERVATION | fhir::KIND_CONDITION | fhir::KIND_IMMUNIZATION => {
-                    let summary = fhir::validate(payload).map_err(PayloadError::Fhir)?;
+                    let summary = fhir::validate(&parse(payload)?).map_err(PayloadError::Fhir)?;
                     if summary.kind != kind {
                         return Err(PayloadError::Schema(format!(
                             "a {} resource cannot be stored as {kind}",
@@ -109,9 +124,8 @@ pub fn check(kind: &str, payload: &Value) -> Result<Checked, PayloadError> {
     }
 }
 
-fn report(payload: &Value) -> Result<MedicalReport, PayloadError> {
+fn report(r: MedicalReport) -> Result<MedicalReport, PayloadError> {
     let schema = |m: String| PayloadError::Schema(m);
-    let r = MedicalReport::deserialize(payload).map_err(|e| schema(e.to_string()))?;
     if !pseudonym::is_well_formed(&r.patient) {
         return Err(schema("patient must be a pseudonym".into()));
     }

@@ -275,8 +275,7 @@ fn parse<T: for<'de> Deserialize<'de>>(tx: &Transaction) -> Result<T, Rejection>
 /// before the state is at hand, on any thread; [`LedgerState::admit`] runs
 /// it when not given its verdict.
 pub fn payload_rules(tx: &Transaction) -> Result<Checked, Rejection> {
-    let payload: serde_json::Value = parse(tx)?;
-    records::check(&tx.header().kind, &payload).map_err(|e| match e {
+    records::check_bytes(&tx.header().kind, tx.payload_jcs()).map_err(|e| match e {
         PayloadError::Pii(f) => Rejection::Pii(f),
         PayloadError::Fhir(f) => Rejection::Fhir(f),
         PayloadError::Schema(m) => Rejection::Schema(m),

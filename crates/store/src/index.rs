@@ -21,7 +21,10 @@ const BY_AUTHOR: MultimapTableDefinition<&[u8; 32], u64> =
     MultimapTableDefinition::new("by_author");
 const BY_KIND: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("by_kind");
 const BY_PATIENT: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("by_patient");
-const BY_CODE: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("by_code");
+/// (code, leaf): a plain table with a composite key rather than a multimap,
+/// because a few codes (a common diagnosis, the heart-rate LOINC) hold most
+/// entries, and a multimap's per-key value tree makes those inserts costly.
+const BY_CODE: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_code");
 const BY_TIME: MultimapTableDefinition<u64, u64> = MultimapTableDefinition::new("by_time");
 const PARTICIPANTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("participants");
 
@@ -171,7 +174,7 @@ impl Index {
             let mut by_author = w.open_multimap_table(BY_AUTHOR)?;
             let mut by_kind = w.open_multimap_table(BY_KIND)?;
             let mut by_patient = w.open_multimap_table(BY_PATIENT)?;
-            let mut by_code = w.open_multimap_table(BY_CODE)?;
+            let mut by_code = w.open_table(BY_CODE)?;
             let mut by_time = w.open_multimap_table(BY_TIME)?;
             let mut parts = w.open_table(PARTICIPANTS)?;
             for b in blocks {
@@ -196,7 +199,7 @@ impl Index {
                         by_patient.insert(p.as_str(), tx.leaf)?;
                     }
                     for c in &tx.codes {
-                        by_code.insert(c.as_str(), tx.leaf)?;
+                        by_code.insert((c.as_str(), tx.leaf), ())?;
                     }
                     by_time.insert(tx.time, tx.leaf)?;
                 }
@@ -228,7 +231,7 @@ impl Index {
         w.delete_multimap_table(BY_AUTHOR)?;
         w.delete_multimap_table(BY_KIND)?;
         w.delete_multimap_table(BY_PATIENT)?;
-        w.delete_multimap_table(BY_CODE)?;
+        w.delete_table(BY_CODE)?;
         w.delete_multimap_table(BY_TIME)?;
         w.delete_table(PARTICIPANTS)?;
         Self::create_tables(&w)?;
@@ -244,7 +247,7 @@ impl Index {
         w.open_multimap_table(BY_AUTHOR)?;
         w.open_multimap_table(BY_KIND)?;
         w.open_multimap_table(BY_PATIENT)?;
-        w.open_multimap_table(BY_CODE)?;
+        w.open_table(BY_CODE)?;
         w.open_multimap_table(BY_TIME)?;
         w.open_table(PARTICIPANTS)?;
         Ok(())
@@ -321,7 +324,14 @@ impl Index {
             By::Author(a) => collect(r.open_multimap_table(BY_AUTHOR)?.get(a)?),
             By::Kind(k) => collect(r.open_multimap_table(BY_KIND)?.get(k)?),
             By::Patient(p) => collect(r.open_multimap_table(BY_PATIENT)?.get(p)?),
-            By::Code(c) => collect(r.open_multimap_table(BY_CODE)?.get(c)?),
+            By::Code(c) => {
+                let t = r.open_table(BY_CODE)?;
+                let mut out = Vec::new();
+                for item in t.range((c, from)..=(c, u64::MAX))?.take(limit) {
+                    out.push(item?.0.value().1);
+                }
+                Ok(out)
+            }
         }
     }
 
