@@ -68,6 +68,7 @@ pub(crate) fn register(
         role,
         institution: institution.into(),
         label: label.into(),
+        patient: None,
     };
     Ok(Transaction::sign(
         admin,

@@ -184,6 +184,9 @@ enum ParticipantCommand {
         /// A label for people (never a patient's name).
         #[arg(long, default_value = "")]
         label: String,
+        /// For a device: the pseudonym of the one patient it writes about.
+        #[arg(long)]
+        patient: Option<String>,
     },
     /// Revoke a participant (prints the signed transaction).
     Revoke {
@@ -397,6 +400,7 @@ fn participant(cmd: ParticipantCommand) -> Result<ExitCode> {
             role,
             institution,
             label,
+            patient,
         } => {
             let admin = read_key_file(&admin_key)?;
             let role: Role = serde_json::from_value(serde_json::Value::String(role.clone()))
@@ -406,6 +410,7 @@ fn participant(cmd: ParticipantCommand) -> Result<ExitCode> {
                 role,
                 institution,
                 label,
+                patient,
             };
             print_signed(&admin, kind::REGISTER, &serde_json::to_value(payload)?)
         }

@@ -140,6 +140,9 @@ pub struct Participant {
     /// Log index of the revocation, if revoked.
     #[serde(default)]
     pub revoked_at: Option<u64>,
+    /// For a device: the patient it is registered for.
+    #[serde(default)]
+    pub patient: Option<String>,
 }
 
 /// How a newer checkpoint relates to a trusted older one.

@@ -96,6 +96,7 @@ fn register(admin: &SigningKey, doctor: &SigningKey) -> Transaction {
         role: Role::Doctor,
         institution: "Test".into(),
         label: String::new(),
+        patient: None,
     };
     Transaction::sign(
         admin,

@@ -199,6 +199,11 @@ pub struct Terms {
 /// reports, its codes in `diagnoses`, which are read without building the
 /// whole document.
 pub fn terms(kind: &str, payload: &[u8]) -> Terms {
+    // A device's registration names its patient, but it is directory data,
+    // not a record about the patient's health.
+    if kind.starts_with("participant.") || kind == "ledger.genesis" {
+        return Terms::default();
+    }
     if fhir::resource_type_of(kind).is_some() {
         return serde_json::from_slice::<Value>(payload)
             .ok()

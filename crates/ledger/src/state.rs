@@ -40,6 +40,9 @@ pub struct Participant {
     /// Log index of the revoking transaction, if revoked.
     #[serde(default)]
     pub revoked_at: Option<u64>,
+    /// For a device: the one patient (pseudonym) it may write about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<String>,
 }
 
 /// Payload of `participant.register`.
@@ -55,6 +58,10 @@ pub struct RegisterPayload {
     /// Optional label.
     #[serde(default)]
     pub label: String,
+    /// For a device: the one patient (pseudonym) it may write about;
+    /// required for devices, refused for every other role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<String>,
 }
 
 /// Payload of `participant.revoke`.
@@ -130,6 +137,9 @@ pub enum Rejection {
     /// The signature does not verify.
     #[error("signature does not verify")]
     BadSignature,
+    /// A device wrote about another patient than the one it is bound to.
+    #[error("a device may write only about the patient it is registered for")]
+    DevicePatient,
     /// The payload holds a direct identifier (the value is never repeated).
     #[error("{0}")]
     Pii(PiiFinding),
@@ -151,6 +161,7 @@ impl Rejection {
             Rejection::Future { .. } => "future_time",
             Rejection::Schema(_) => "schema_violation",
             Rejection::BadSignature => "bad_signature",
+            Rejection::DevicePatient => "device_patient_mismatch",
             Rejection::Pii(_) => "pii_detected",
             Rejection::Fhir(_) => "fhir_invalid",
         }
@@ -399,6 +410,15 @@ impl LedgerState {
             Some(c) => c,
             None => payload_rules(tx)?,
         };
+        if author.role == Role::Device {
+            let about = match &checked {
+                Checked::Fhir(f) => Some(f.patient.clone()),
+                _ => records::terms(&h.kind, tx.payload_jcs()).patient,
+            };
+            if about.is_none() || about != author.patient {
+                return Err(Rejection::DevicePatient);
+            }
+        }
         if let Checked::Report(r) = &checked
             && r.institution != author.institution
         {
@@ -418,6 +438,21 @@ impl LedgerState {
                 }
                 if r.institution.is_empty() {
                     return Err(Rejection::Schema("institution is required".into()));
+                }
+                match (&r.patient, r.role) {
+                    (Some(p), Role::Device) if medledger_health::pseudonym::is_well_formed(p) => {}
+                    (_, Role::Device) => {
+                        return Err(Rejection::Schema(
+                            "a device is registered for one patient: patient must be a pseudonym"
+                                .into(),
+                        ));
+                    }
+                    (Some(_), _) => {
+                        return Err(Rejection::Schema(
+                            "only devices are registered for a patient".into(),
+                        ));
+                    }
+                    (None, _) => {}
                 }
                 Ok(Effect::Register(r))
             }
@@ -456,6 +491,7 @@ impl LedgerState {
                             label: role.as_str().into(),
                             registered_at: leaf,
                             revoked_at: None,
+                            patient: None,
                         },
                     );
                 }
@@ -470,6 +506,7 @@ impl LedgerState {
                         label: r.label,
                         registered_at: leaf,
                         revoked_at: None,
+                        patient: r.patient,
                     },
                 );
             }
@@ -742,6 +779,7 @@ mod tests {
                 role,
                 institution: "Test".into(),
                 label: String::new(),
+                patient: (role == Role::Device).then(|| medledger_health::pseudonym::synthetic(7)),
             };
             Transaction::sign(
                 &self.admin,
@@ -805,6 +843,93 @@ mod tests {
         let txs = vec![w.register(&doc, Role::Doctor), report(&doc, T0)];
         w.block(txs, T0).unwrap();
         assert_eq!(w.state.tip().log.size(), 3);
+    }
+
+    #[test]
+    fn a_device_writes_only_about_its_patient() {
+        let mut w = World::new();
+        let device = SigningKey::from_bytes(&[5; 32]);
+        // Registered by World::register with the pseudonym synthetic(7).
+        w.block(vec![w.register(&device, Role::Device)], T0)
+            .unwrap();
+        let own = medledger_health::pseudonym::synthetic(7);
+        let other = medledger_health::pseudonym::synthetic(8);
+        let vitals = |p: &str, t| {
+            Transaction::sign(
+                &device,
+                kind::VITAL_SIGNS,
+                t,
+                &json!({"patient": p, "pulse": 72}),
+            )
+            .unwrap()
+        };
+        let observation = |p: &str, t| {
+            let o = json!({
+                "resourceType": "Observation", "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+                "subject": {"reference": format!("Patient/{p}")},
+                "effectiveDateTime": "2026-11-24T09:00:00Z",
+                "valueQuantity": {"value": 72, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}
+            });
+            Transaction::sign(&device, kind::FHIR_OBSERVATION, t, &o).unwrap()
+        };
+        w.block(
+            vec![vitals(&own, T0 + 1), observation(&own, T0 + 1)],
+            T0 + 1,
+        )
+        .unwrap();
+        for tx in [vitals(&other, T0 + 2), observation(&other, T0 + 2)] {
+            assert_eq!(
+                rejection(w.block(vec![tx], T0 + 2)),
+                Rejection::DevicePatient
+            );
+        }
+        let no_patient =
+            Transaction::sign(&device, kind::VITAL_SIGNS, T0 + 3, &json!({"pulse": 72})).unwrap();
+        assert_eq!(
+            rejection(w.block(vec![no_patient], T0 + 3)),
+            Rejection::DevicePatient
+        );
+    }
+
+    #[test]
+    fn only_devices_are_registered_for_a_patient_and_devices_always_are() {
+        let mut w = World::new();
+        let reg = |key: &SigningKey, role: Role, patient: Option<String>| {
+            let p = RegisterPayload {
+                key: keys::public_key(key),
+                role,
+                institution: "Test".into(),
+                label: String::new(),
+                patient,
+            };
+            Transaction::sign(
+                &w.admin,
+                kind::REGISTER,
+                T0,
+                &serde_json::to_value(p).unwrap(),
+            )
+            .unwrap()
+        };
+        let bad = [
+            reg(&SigningKey::from_bytes(&[6; 32]), Role::Device, None),
+            reg(
+                &SigningKey::from_bytes(&[6; 32]),
+                Role::Device,
+                Some("P1".into()),
+            ),
+            reg(
+                &SigningKey::from_bytes(&[6; 32]),
+                Role::Doctor,
+                Some(medledger_health::pseudonym::synthetic(1)),
+            ),
+        ];
+        for tx in bad {
+            assert!(matches!(
+                rejection(w.block(vec![tx], T0)),
+                Rejection::Schema(_)
+            ));
+        }
     }
 
     #[test]

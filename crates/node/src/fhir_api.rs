@@ -213,6 +213,7 @@ fn submit_error(e: &SubmitError) -> FhirError {
             ),
             Rejection::UnknownAuthor
             | Rejection::RevokedAuthor
+            | Rejection::DevicePatient
             | Rejection::RoleNotAllowed { .. } => {
                 FhirError::new(403, "forbidden", None, r.to_string())
             }

@@ -91,6 +91,7 @@ pub fn submit_problem(e: &SubmitError) -> Problem {
             Rejection::BadSignature => StatusCode::UNAUTHORIZED,
             Rejection::UnknownAuthor
             | Rejection::RevokedAuthor
+            | Rejection::DevicePatient
             | Rejection::RoleNotAllowed { .. } => StatusCode::FORBIDDEN,
             Rejection::Duplicate => StatusCode::CONFLICT,
             Rejection::Stale { .. }

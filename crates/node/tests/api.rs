@@ -244,12 +244,14 @@ fn report(doctor: &SigningKey) -> Transaction {
     signed(doctor, kind::MEDICAL_REPORT, &report_payload())
 }
 
+/// Registers `key` with `role` at institution "Test"; a device is bound to
+/// the sample patient.
 fn register_tx(admin: &SigningKey, key: &SigningKey, role: Role) -> Transaction {
-    signed(
-        admin,
-        kind::REGISTER,
-        &json!({"key": keys::public_key(key), "role": role, "institution": "Test", "label": role.as_str()}),
-    )
+    let mut p = json!({"key": keys::public_key(key), "role": role, "institution": "Test", "label": role.as_str()});
+    if role == Role::Device {
+        p["patient"] = json!("MFRGGZDFMZTWQ2LKNNWG23TPOA");
+    }
+    signed(admin, kind::REGISTER, &p)
 }
 
 fn revoke_tx(admin: &SigningKey, key: &SigningKey) -> Transaction {

@@ -29,6 +29,7 @@ fn setup() -> (tempfile::TempDir, Sequencer, Vec<SigningKey>) {
                 role: Role::Doctor,
                 institution: "Test".into(),
                 label: String::new(),
+                patient: None,
             };
             Transaction::sign(
                 &admin,

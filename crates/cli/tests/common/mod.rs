@@ -118,6 +118,7 @@ pub fn register_tx(admin: &SigningKey, key: &SigningKey) -> Transaction {
         role: Role::Doctor,
         institution: "Klinicki centar Nis".into(),
         label: "test doctor".into(),
+        patient: None,
     };
     Transaction::sign(
         admin,
