@@ -45,6 +45,98 @@ pub struct MedicalReport {
     pub therapy: String,
 }
 
+/// Kind of a set of vital-sign readings (a wearable, a gateway, a ward).
+pub const VITAL_SIGNS: &str = "vital_signs";
+
+/// Vital-sign readings of one patient at one time, in the compact form
+/// gateways send many of at once. Every reading is optional, but a record
+/// holds at least one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VitalSigns {
+    /// The patient's pseudonym.
+    pub patient: String,
+    /// When the readings were taken: a FHIR instant with its time zone.
+    pub time: String,
+    /// Breaths per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub respiratory_rate: Option<f64>,
+    /// Oxygen saturation, %.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spo2: Option<f64>,
+    /// Whether the patient breathes supplemental oxygen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_oxygen: Option<bool>,
+    /// The SpO2 scale prescribed for the patient (1, or 2 for hypercapnic
+    /// respiratory failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spo2_scale: Option<crate::news2::SpO2Scale>,
+    /// Systolic blood pressure, mmHg.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systolic_bp: Option<f64>,
+    /// Diastolic blood pressure, mmHg.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diastolic_bp: Option<f64>,
+    /// Heart rate, beats per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pulse: Option<f64>,
+    /// Level of consciousness, ACVPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consciousness: Option<crate::news2::Consciousness>,
+    /// Body temperature, °C.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// Blood glucose, mmol/L.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub glucose: Option<f64>,
+}
+
+/// Plausible ranges of the numeric readings: a value outside is a device
+/// fault or a typing error, not a patient.
+const VITAL_RANGES: [(&str, f64, f64); 7] = [
+    ("respiratory_rate", 0.0, 150.0),
+    ("spo2", 0.0, 100.0),
+    ("systolic_bp", 0.0, 400.0),
+    ("diastolic_bp", 0.0, 300.0),
+    ("pulse", 0.0, 350.0),
+    ("temperature", 25.0, 45.0),
+    ("glucose", 0.0, 120.0),
+];
+
+fn vitals(v: VitalSigns) -> Result<VitalSigns, PayloadError> {
+    let schema = |m: String| PayloadError::Schema(m);
+    if !pseudonym::is_well_formed(&v.patient) {
+        return Err(schema("patient must be a pseudonym".into()));
+    }
+    if fhir::date_range(&v.time).is_none() || !v.time.contains('T') {
+        return Err(schema(
+            "time must be an instant with a time zone, e.g. 2026-11-24T08:30:00Z".into(),
+        ));
+    }
+    let values = [
+        v.respiratory_rate,
+        v.spo2,
+        v.systolic_bp,
+        v.diastolic_bp,
+        v.pulse,
+        v.temperature,
+        v.glucose,
+    ];
+    for ((name, lo, hi), value) in VITAL_RANGES.iter().zip(values) {
+        if let Some(x) = value
+            && !(*lo..=*hi).contains(&x)
+        {
+            return Err(schema(format!("{name} must lie in {lo}..={hi}")));
+        }
+    }
+    if values.iter().all(Option::is_none) && v.consciousness.is_none() {
+        return Err(schema(
+            "a vital-signs record holds at least one reading".into(),
+        ));
+    }
+    Ok(v)
+}
+
 /// Why a payload is refused.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PayloadError {
@@ -108,6 +200,10 @@ pub fn check_bytes(kind: &str, payload: &[u8]) -> Result<Checked, PayloadError> 
                     .map_err(|e| PayloadError::Schema(e.to_string()))
                     .and_then(report)
                     .map(Checked::Report),
+                VITAL_SIGNS => serde_json::from_slice::<VitalSigns>(payload)
+                    .map_err(|e| PayloadError::Schema(e.to_string()))
+                    .and_then(vitals)
+                    .map(|_| Checked::Other),
                 fhir::KIND_OBSERVATION | fhir::KIND_CONDITION | fhir::KIND_IMMUNIZATION => {
                     let summary = fhir::validate(&parse(payload)?).map_err(PayloadError::Fhir)?;
                     if summary.kind != kind {
@@ -311,6 +407,34 @@ mod tests {
             check("participant.register", &bad),
             Err(PayloadError::Pii(f)) if f.field == "/label"
         ));
+    }
+
+    #[test]
+    fn vital_signs_are_checked() {
+        let ok = json!({"patient": P, "time": "2026-11-24T08:30:00Z", "pulse": 72, "spo2": 96,
+            "on_oxygen": false, "spo2_scale": 1, "consciousness": "alert", "temperature": 36.8});
+        assert_eq!(check(VITAL_SIGNS, &ok), Ok(Checked::Other));
+        let mut cases = Vec::new();
+        for (field, value) in [
+            ("pulse", json!(400)),
+            ("temperature", json!(50.1)),
+            ("spo2", json!(101)),
+            ("spo2_scale", json!(3)),
+            ("consciousness", json!("asleep")),
+            ("time", json!("2026-11-24")),
+            ("heart", json!(70)),
+        ] {
+            let mut v = ok.clone();
+            v[field] = value;
+            cases.push(v);
+        }
+        cases.push(json!({"patient": P, "time": "2026-11-24T08:30:00Z"}));
+        for v in cases {
+            assert!(
+                matches!(check(VITAL_SIGNS, &v), Err(PayloadError::Schema(_))),
+                "{v}"
+            );
+        }
     }
 
     #[test]

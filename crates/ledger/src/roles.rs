@@ -76,9 +76,9 @@ pub mod kind {
     /// Revokes a participant.
     pub const REVOKE: &str = "participant.revoke";
     /// A doctor's medical report.
-    pub const MEDICAL_REPORT: &str = "medical_report";
+    pub const MEDICAL_REPORT: &str = medledger_health::records::MEDICAL_REPORT;
     /// Vital-sign readings.
-    pub const VITAL_SIGNS: &str = "vital_signs";
+    pub const VITAL_SIGNS: &str = medledger_health::records::VITAL_SIGNS;
     /// Daily epidemic counts.
     pub const EPIDEMIC_REPORT: &str = "epidemic_report";
     /// Vaccination counts.

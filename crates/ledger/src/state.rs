@@ -859,7 +859,7 @@ mod tests {
                 &device,
                 kind::VITAL_SIGNS,
                 t,
-                &json!({"patient": p, "pulse": 72}),
+                &json!({"patient": p, "time": "2026-11-24T08:30:00Z", "pulse": 72}),
             )
             .unwrap()
         };
@@ -884,12 +884,17 @@ mod tests {
                 Rejection::DevicePatient
             );
         }
-        let no_patient =
-            Transaction::sign(&device, kind::VITAL_SIGNS, T0 + 3, &json!({"pulse": 72})).unwrap();
-        assert_eq!(
+        let no_patient = Transaction::sign(
+            &device,
+            kind::VITAL_SIGNS,
+            T0 + 3,
+            &json!({"time": "2026-11-24T08:30:00Z", "pulse": 72}),
+        )
+        .unwrap();
+        assert!(matches!(
             rejection(w.block(vec![no_patient], T0 + 3)),
-            Rejection::DevicePatient
-        );
+            Rejection::Schema(_)
+        ));
     }
 
     #[test]

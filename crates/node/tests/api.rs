@@ -913,7 +913,9 @@ fn payload_for(kind: &str, node: &Node, victim: &SigningKey) -> Value {
         kind::EPIDEMIC_REPORT | kind::VACCINATION_REPORT => {
             json!({"region": "Nisava", "date": "2026-11-24", "count": 12})
         }
-        kind::VITAL_SIGNS => json!({"patient": "MFRGGZDFMZTWQ2LKNNWG23TPOA", "pulse": 72}),
+        kind::VITAL_SIGNS => {
+            json!({"patient": "MFRGGZDFMZTWQ2LKNNWG23TPOA", "time": "2026-11-24T08:30:00Z", "pulse": 72})
+        }
         kind::MEDICAL_REPORT => report_payload(),
         kind::FHIR_OBSERVATION => json!({
             "resourceType": "Observation",
