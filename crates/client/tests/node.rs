@@ -70,6 +70,7 @@ fn serve(dir: &Path) -> Node {
         SequencerConfig::default(),
     ));
     let state = Arc::new(AppState {
+        views: medledger_node::views::Views::follow(&seq, 60),
         seq: seq.clone(),
         tokens: Tokens::new(dir),
         config: NodeConfig::default(),

@@ -44,6 +44,14 @@ pub fn date_of_ms(ms: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// `YYYY-MM-DDThh:mm:ss.sssZ` of a time in milliseconds since the epoch.
+pub fn instant_of_ms(ms: i64) -> String {
+    let (y, m, d) = civil_from_days(ms.div_euclid(86_400_000));
+    let t = ms.rem_euclid(86_400_000);
+    let (h, min, s, milli) = (t / 3_600_000, t / 60_000 % 60, t / 1000 % 60, t % 1000);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{milli:03}Z")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,6 +67,11 @@ mod tests {
             assert_eq!(days_from_civil(y, m, d), z);
         }
         assert_eq!(date_of_ms(1_795_536_000_000), "2026-11-24");
+        assert_eq!(
+            instant_of_ms(1_795_536_000_000 + 30_723_004),
+            "2026-11-24T08:32:03.004Z"
+        );
+        assert_eq!(instant_of_ms(-1), "1969-12-31T23:59:59.999Z");
         assert_eq!(days_in_month(2024, 2), 29);
         assert_eq!(days_in_month(1900, 2), 28);
         assert_eq!(days_in_month(2000, 2), 29);

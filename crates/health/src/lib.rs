@@ -3,6 +3,7 @@
 //! Everything here is a pure function of its input, so every node and every
 //! verifier judges the same transaction the same way.
 
+pub mod alerts;
 pub mod calendar;
 pub mod fhir;
 pub mod ids;
@@ -10,5 +11,6 @@ pub mod news2;
 pub mod pii;
 pub mod pseudonym;
 pub mod records;
+pub mod registries;
 #[cfg(test)]
 mod testing;

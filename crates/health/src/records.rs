@@ -8,7 +8,7 @@
 
 use crate::fhir::{self, FhirError};
 use crate::pii::{self, PiiFinding};
-use crate::pseudonym;
+use crate::{pseudonym, registries};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -158,6 +158,10 @@ pub enum Checked {
     Report(MedicalReport),
     /// A FHIR resource.
     Fhir(fhir::Summary),
+    /// An organ-donor decision.
+    Donor(registries::DonorDecision),
+    /// A patient's choice of doctor.
+    ChosenDoctor(registries::ChosenDoctor),
     /// Any other kind: the PII guard passed; its schema is the state
     /// machine's business.
     Other,
@@ -204,6 +208,16 @@ pub fn check_bytes(kind: &str, payload: &[u8]) -> Result<Checked, PayloadError> 
                     .map_err(|e| PayloadError::Schema(e.to_string()))
                     .and_then(vitals)
                     .map(|_| Checked::Other),
+                registries::EPIDEMIC_REPORT => {
+                    registries::epidemic(payload).map(|_| Checked::Other)
+                }
+                registries::VACCINATION_REPORT => {
+                    registries::vaccination(payload).map(|_| Checked::Other)
+                }
+                registries::ORGAN_DONOR_DECISION => registries::donor(payload).map(Checked::Donor),
+                registries::CHOSEN_DOCTOR => {
+                    registries::chosen_doctor(payload).map(Checked::ChosenDoctor)
+                }
                 fhir::KIND_OBSERVATION | fhir::KIND_CONDITION | fhir::KIND_IMMUNIZATION => {
                     let summary = fhir::validate(&parse(payload)?).map_err(PayloadError::Fhir)?;
                     if summary.kind != kind {
@@ -315,14 +329,17 @@ pub fn terms(kind: &str, payload: &[u8]) -> Terms {
         patient: Option<String>,
         #[serde(default)]
         diagnoses: Vec<String>,
+        disease: Option<String>,
+        vaccine: Option<String>,
     }
     match serde_json::from_slice::<Light>(payload) {
         Ok(l) => Terms {
             patient: l.patient.filter(|p| pseudonym::is_well_formed(p)),
-            codes: if kind == MEDICAL_REPORT {
-                l.diagnoses
-            } else {
-                Vec::new()
+            codes: match kind {
+                MEDICAL_REPORT => l.diagnoses,
+                registries::EPIDEMIC_REPORT => l.disease.into_iter().collect(),
+                registries::VACCINATION_REPORT => l.vaccine.into_iter().collect(),
+                _ => Vec::new(),
             },
         },
         Err(_) => Terms::default(),

@@ -25,7 +25,7 @@ use medledger_formats::record::{self, RecordError};
 use medledger_formats::tx::Transaction;
 use medledger_health::records;
 use medledger_store::index::{
-    BlockEntry, BlockIndex, Index, IndexError, ParticipantRecord, TxEntry,
+    BlockEntry, BlockIndex, Directory, Index, IndexError, TxEntry,
 };
 use medledger_store::merkle_store::MerkleStore;
 use medledger_store::segment::{self, Location, PairRef, SEGMENT_HEADER, SegmentError, SegmentLog};
@@ -273,11 +273,7 @@ pub struct Ledger {
     pub node_key: SigningKey,
 }
 
-fn block_index(
-    block: &Block,
-    location: Location,
-    participants: Vec<ParticipantRecord>,
-) -> BlockIndex {
+fn block_index(block: &Block, location: Location, directory: Directory) -> BlockIndex {
     let h = block.header.header();
     BlockIndex {
         block: BlockEntry {
@@ -303,17 +299,25 @@ fn block_index(
                 }
             })
             .collect(),
-        participants,
+        participants: directory.participants,
+        chosen: directory.chosen,
     }
 }
 
-/// Participant records to index for the keys `txs` touched, as they stand in `state`.
-pub fn participant_records(state: &LedgerState, txs: &[Transaction]) -> Vec<ParticipantRecord> {
-    LedgerState::touched_participants(txs)
-        .into_iter()
-        .filter_map(|k| state.participant(&k))
-        .filter_map(|p| serde_json::to_vec(p).ok().map(|v| (p.key.0, v)))
-        .collect()
+/// Directory records to index for what `txs` touched, as they stand in
+/// `state`: participants and chosen doctors.
+pub fn directory_records(state: &LedgerState, txs: &[Transaction]) -> Directory {
+    Directory {
+        participants: LedgerState::touched_participants(txs)
+            .into_iter()
+            .filter_map(|k| state.participant(&k))
+            .filter_map(|p| serde_json::to_vec(p).ok().map(|v| (p.key.0, v)))
+            .collect(),
+        chosen: LedgerState::touched_patients(txs)
+            .into_iter()
+            .filter_map(|p| state.chosen_doctor(&p).map(|d| (p, d.0)))
+            .collect(),
+    }
 }
 
 impl Store {
@@ -368,7 +372,7 @@ impl Store {
     pub fn commit(
         &self,
         block: &Block,
-        participants: Vec<ParticipantRecord>,
+        directory: Directory,
     ) -> Result<Committed, LedgerError> {
         let h = block.header.header();
         // Only the block that follows the tip may be written: after a failed
@@ -401,7 +405,7 @@ impl Store {
         *write(&self.checkpoint) = Some(checkpoint.clone());
         let durable = h.height.is_multiple_of(INDEX_FLUSH_EVERY);
         self.index
-            .apply(&[block_index(block, location, participants)], durable)?;
+            .apply(&[block_index(block, location, directory)], durable)?;
         Ok(Committed {
             header: block.header.clone(),
             checkpoint,
@@ -689,7 +693,7 @@ impl Ledger {
             .admit(&genesis, time, 0)
             .map_err(LedgerError::Rejected)?;
         let txs = vec![genesis];
-        let parts = participant_records(&ledger.state, &txs);
+        let parts = directory_records(&ledger.state, &txs);
         let block = ledger
             .state
             .seal_block(txs, time, &node_key)
@@ -1018,7 +1022,13 @@ impl Store {
         } else {
             self.genesis_skew()?
         };
-        let mut state = LedgerState::restore(max_skew_ms, participants, origin, tip);
+        let chosen = self
+            .index
+            .chosen_doctors()?
+            .into_iter()
+            .map(|(p, d)| (p, medledger_formats::keys::PublicKey::from(d)))
+            .collect();
+        let mut state = LedgerState::restore(max_skew_ms, participants, chosen, origin, tip);
         if last_height.is_none_or(|h| indexed > h) {
             return Ok(state);
         }
@@ -1060,7 +1070,7 @@ impl Store {
                 });
             }
             pending.add(block.txs.iter().map(|t| *t.id()));
-            let parts = participant_records(&state, &block.txs);
+            let parts = directory_records(&state, &block.txs);
             batch.push(block_index(&block, b.location, parts));
             if batch.len() >= 256 {
                 flush(&mut batch, &pending)?;

@@ -27,11 +27,13 @@ pub enum Role {
     Admin,
     /// A ledger node: proposes blocks and signs checkpoints.
     Node,
+    /// An officer of the organ-donor registry.
+    RegistryOfficer,
 }
 
 impl Role {
     /// Every role, for listings and tests.
-    pub const ALL: [Role; 10] = [
+    pub const ALL: [Role; 11] = [
         Role::Institution,
         Role::Doctor,
         Role::Device,
@@ -42,6 +44,7 @@ impl Role {
         Role::DataProtectionOfficer,
         Role::Admin,
         Role::Node,
+        Role::RegistryOfficer,
     ];
 
     /// The name used in JSON.
@@ -57,6 +60,7 @@ impl Role {
             Role::DataProtectionOfficer => "data_protection_officer",
             Role::Admin => "admin",
             Role::Node => "node",
+            Role::RegistryOfficer => "registry_officer",
         }
     }
 }
@@ -80,11 +84,13 @@ pub mod kind {
     /// Vital-sign readings.
     pub const VITAL_SIGNS: &str = medledger_health::records::VITAL_SIGNS;
     /// Daily epidemic counts.
-    pub const EPIDEMIC_REPORT: &str = "epidemic_report";
+    pub const EPIDEMIC_REPORT: &str = medledger_health::registries::EPIDEMIC_REPORT;
     /// Vaccination counts.
-    pub const VACCINATION_REPORT: &str = "vaccination_report";
+    pub const VACCINATION_REPORT: &str = medledger_health::registries::VACCINATION_REPORT;
     /// An organ-donor decision.
-    pub const ORGAN_DONOR_DECISION: &str = "organ_donor_decision";
+    pub const ORGAN_DONOR_DECISION: &str = medledger_health::registries::ORGAN_DONOR_DECISION;
+    /// A patient's choice of doctor.
+    pub const CHOSEN_DOCTOR: &str = medledger_health::registries::CHOSEN_DOCTOR;
     /// A FHIR R4 Observation (vital signs or laboratory).
     pub const FHIR_OBSERVATION: &str = medledger_health::fhir::KIND_OBSERVATION;
     /// A FHIR R4 Condition coded in ICD-10.
@@ -93,7 +99,7 @@ pub mod kind {
     pub const FHIR_IMMUNIZATION: &str = medledger_health::fhir::KIND_IMMUNIZATION;
 
     /// Every kind a participant may submit (all but genesis).
-    pub const SUBMITTABLE: [&str; 10] = [
+    pub const SUBMITTABLE: [&str; 11] = [
         REGISTER,
         REVOKE,
         MEDICAL_REPORT,
@@ -101,6 +107,7 @@ pub mod kind {
         EPIDEMIC_REPORT,
         VACCINATION_REPORT,
         ORGAN_DONOR_DECISION,
+        CHOSEN_DOCTOR,
         FHIR_OBSERVATION,
         FHIR_CONDITION,
         FHIR_IMMUNIZATION,
@@ -115,7 +122,8 @@ pub fn allowed_roles(kind: &str) -> Option<&'static [Role]> {
         kind::MEDICAL_REPORT => &[Doctor],
         kind::VITAL_SIGNS => &[Doctor, Device, Institution],
         kind::EPIDEMIC_REPORT | kind::VACCINATION_REPORT => &[Institution, PublicHealth],
-        kind::ORGAN_DONOR_DECISION => &[Doctor],
+        kind::ORGAN_DONOR_DECISION => &[Doctor, RegistryOfficer],
+        kind::CHOSEN_DOCTOR => &[Institution],
         kind::FHIR_OBSERVATION => &[Institution, Doctor, Device],
         kind::FHIR_CONDITION | kind::FHIR_IMMUNIZATION => &[Institution, Doctor],
         // Genesis is admitted only by its own rule, never by role.

@@ -140,6 +140,10 @@ pub enum Rejection {
     /// A device wrote about another patient than the one it is bound to.
     #[error("a device may write only about the patient it is registered for")]
     DevicePatient,
+    /// A doctor recorded an organ-donor decision for a patient who has not
+    /// chosen them.
+    #[error("only the patient's chosen doctor or a registry officer may record this")]
+    NotChosenDoctor,
     /// The payload holds a direct identifier (the value is never repeated).
     #[error("{0}")]
     Pii(PiiFinding),
@@ -162,6 +166,7 @@ impl Rejection {
             Rejection::Schema(_) => "schema_violation",
             Rejection::BadSignature => "bad_signature",
             Rejection::DevicePatient => "device_patient_mismatch",
+            Rejection::NotChosenDoctor => "not_chosen_doctor",
             Rejection::Pii(_) => "pii_detected",
             Rejection::Fhir(_) => "fhir_invalid",
         }
@@ -264,6 +269,8 @@ impl Default for Tip {
 #[derive(Clone, Debug, Default)]
 pub struct LedgerState {
     participants: HashMap<PublicKey, Participant>,
+    /// Patient pseudonym → the patient's chosen doctor.
+    chosen: HashMap<String, PublicKey>,
     origin: Option<String>,
     tip: Tip,
     max_skew_ms: u64,
@@ -275,6 +282,7 @@ enum Effect {
     Genesis(GenesisPayload),
     Register(RegisterPayload),
     Revoke(PublicKey),
+    Chosen(String, PublicKey),
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(tx: &Transaction) -> Result<T, Rejection> {
@@ -308,11 +316,13 @@ impl LedgerState {
     pub fn restore(
         max_skew_ms: u64,
         participants: Vec<Participant>,
+        chosen: HashMap<String, PublicKey>,
         origin: Option<String>,
         tip: Tip,
     ) -> Self {
         Self {
             participants: participants.into_iter().map(|p| (p.key, p)).collect(),
+            chosen,
             origin,
             tip,
             max_skew_ms,
@@ -322,6 +332,11 @@ impl LedgerState {
     /// The participant with `key`.
     pub fn participant(&self, key: &PublicKey) -> Option<&Participant> {
         self.participants.get(key)
+    }
+
+    /// The chosen doctor of the patient with pseudonym `patient`.
+    pub fn chosen_doctor(&self, patient: &str) -> Option<&PublicKey> {
+        self.chosen.get(patient)
     }
 
     /// All participants.
@@ -419,13 +434,38 @@ impl LedgerState {
                 return Err(Rejection::DevicePatient);
             }
         }
-        if let Checked::Report(r) = &checked
-            && r.institution != author.institution
-        {
-            return Err(Rejection::Schema(format!(
-                "institution must be the doctor's registered institution, {}",
-                author.institution
-            )));
+        match &checked {
+            Checked::Report(r) if r.institution != author.institution => {
+                return Err(Rejection::Schema(format!(
+                    "institution must be the doctor's registered institution, {}",
+                    author.institution
+                )));
+            }
+            Checked::Donor(d)
+                if author.role == Role::Doctor
+                    && self.chosen.get(&d.patient) != Some(&author.key) =>
+            {
+                return Err(Rejection::NotChosenDoctor);
+            }
+            Checked::ChosenDoctor(c) => {
+                let key = PublicKey::parse_hex(&c.doctor).map_err(|_| {
+                    Rejection::Schema("doctor must be a public key, 64 lowercase hex digits".into())
+                })?;
+                return match self.participants.get(&key) {
+                    Some(d)
+                        if d.role == Role::Doctor
+                            && d.revoked_at.is_none()
+                            && d.institution == author.institution =>
+                    {
+                        Ok(Effect::Chosen(c.patient.clone(), key))
+                    }
+                    _ => Err(Rejection::Schema(format!(
+                        "doctor must be an active doctor of {}",
+                        author.institution
+                    ))),
+                };
+            }
+            _ => {}
         }
         match h.kind.as_str() {
             kind::REGISTER => {
@@ -515,6 +555,9 @@ impl LedgerState {
                     p.revoked_at = Some(leaf);
                 }
             }
+            Effect::Chosen(patient, doctor) => {
+                self.chosen.insert(patient, doctor);
+            }
         }
     }
 
@@ -565,6 +608,15 @@ impl LedgerState {
             }
         }
         out
+    }
+
+    /// Patients whose chosen doctor `txs` may have set (for the index).
+    pub fn touched_patients(txs: &[Transaction]) -> Vec<String> {
+        txs.iter()
+            .filter(|tx| tx.header().kind == kind::CHOSEN_DOCTOR)
+            .filter_map(|tx| medledger_health::registries::chosen_doctor(tx.payload_jcs()).ok())
+            .map(|c| c.patient)
+            .collect()
     }
 
     /// Seals a block of already admitted transactions on top of the tip and

@@ -65,9 +65,11 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Pseudonym key and integration accounts' keys.
     pub health: crate::health::Health,
+    /// Alerts, counts and registries derived from the log.
+    pub views: Arc<crate::views::Views>,
 }
 
-type Shared = Arc<AppState>;
+pub(crate) type Shared = Arc<AppState>;
 type ApiResult<T> = Result<T, Problem>;
 
 /// The OpenAPI document served at `/openapi.json`.
@@ -92,6 +94,10 @@ pub fn router(state: Shared) -> Router {
             "/v1/patients/{pseudonym}/history",
             get(crate::health::history),
         )
+        .route("/v1/vitals", post(crate::services::vitals))
+        .route("/v1/alerts", get(crate::services::alerts))
+        .route("/v1/alerts/stream", get(crate::services::alert_stream))
+        .route("/v1/donors/{pseudonym}", get(crate::services::donor))
         .route("/fhir", post(crate::fhir_api::bundle))
         .route("/fhir/metadata", get(crate::fhir_api::metadata))
         .route(
@@ -323,7 +329,38 @@ async fn submit(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<Response> {
-    require_json(&headers)?;
+    let (results, batch) = admit_body(&state, &headers, body, None).await?;
+    if !batch {
+        return match results.into_iter().next() {
+            Some(Ok(r)) => Ok((StatusCode::OK, axum::Json(receipt_json(&r))).into_response()),
+            Some(Err(p)) => Err(p),
+            None => Err(Problem::internal("missing result")),
+        };
+    }
+    let out: Vec<Value> = results
+        .iter()
+        .map(|r| match r {
+            Ok(r) => {
+                let mut v = receipt_json(r);
+                v["status"] = json!(200);
+                v
+            }
+            Err(p) => json!({"status": p.status, "problem": p}),
+        })
+        .collect();
+    Ok(axum::Json(json!({ "results": out })).into_response())
+}
+
+/// Admits the signed transactions of a request body (one, or an array),
+/// each of kind `only` if given, and waits for their outcomes. Also says
+/// whether the body was an array.
+pub(crate) async fn admit_body(
+    state: &Shared,
+    headers: &HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    only: Option<&'static str>,
+) -> ApiResult<(Vec<Result<Receipt, Problem>>, bool)> {
+    require_json(headers)?;
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             too_large(state.config.max_body_bytes)
@@ -343,7 +380,15 @@ async fn submit(
         let mut good = Vec::new();
         let mut at = Vec::new();
         for (i, item) in items.into_iter().enumerate() {
-            match parse_item(item) {
+            let parsed = parse_item(item).and_then(|tx| match only {
+                Some(kind) if tx.header().kind != kind => Err(Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "wrong_kind",
+                    format!("this endpoint takes {kind} transactions only"),
+                )),
+                _ => Ok(tx),
+            });
+            match parsed {
                 Ok(tx) => {
                     good.push(tx);
                     at.push(i);
@@ -381,25 +426,7 @@ async fn submit(
         .into_iter()
         .map(|s| s.unwrap_or_else(|| Err(Problem::internal("missing result"))))
         .collect::<Vec<_>>();
-    if !batch {
-        return match results.into_iter().next() {
-            Some(Ok(r)) => Ok((StatusCode::OK, axum::Json(receipt_json(&r))).into_response()),
-            Some(Err(p)) => Err(p),
-            None => Err(Problem::internal("missing result")),
-        };
-    }
-    let out: Vec<Value> = results
-        .iter()
-        .map(|r| match r {
-            Ok(r) => {
-                let mut v = receipt_json(r);
-                v["status"] = json!(200);
-                v
-            }
-            Err(p) => json!({"status": p.status, "problem": p}),
-        })
-        .collect();
-    Ok(axum::Json(json!({ "results": out })).into_response())
+    Ok((results, batch))
 }
 
 /// A path parameter, or 400 `code` when it is not UTF-8 once percent-decoded.

@@ -23,6 +23,11 @@ pub struct NodeConfig {
     /// The pseudonymization authority's key file; a node with one serves
     /// `POST /v1/pseudonyms`. Only the authority's own node sets it.
     pub pseudonym_key: Option<std::path::PathBuf>,
+    /// NEWS2 scores a patient's latest reading of each parameter taken
+    /// within this many minutes of the patient's newest reading.
+    pub news2_window_minutes: u64,
+    /// Statistics suppress counts from 1 to `stats_k - 1` (at least 2).
+    pub stats_k: u64,
 }
 
 impl Default for NodeConfig {
@@ -35,6 +40,8 @@ impl Default for NodeConfig {
             max_block_txs: 8192,
             log: "info".into(),
             pseudonym_key: None,
+            news2_window_minutes: 60,
+            stats_k: 5,
         }
     }
 }
@@ -58,6 +65,9 @@ pub enum ConfigError {
         /// The error.
         source: toml::de::Error,
     },
+    /// A setting is out of its range.
+    #[error("{0}")]
+    Invalid(String),
     /// An environment override does not parse.
     #[error("environment variable {name}: cannot parse {value:?}")]
     Env {
@@ -120,6 +130,22 @@ impl NodeConfig {
         if let Some(v) = get("MEDLEDGER_PSEUDONYM_KEY") {
             self.pseudonym_key = Some(v.into());
         }
+        if let Some(v) = get("MEDLEDGER_NEWS2_WINDOW_MINUTES") {
+            self.news2_window_minutes = parse("MEDLEDGER_NEWS2_WINDOW_MINUTES", v)?;
+        }
+        if let Some(v) = get("MEDLEDGER_STATS_K") {
+            self.stats_k = parse("MEDLEDGER_STATS_K", v)?;
+        }
+        if self.stats_k < 2 {
+            return Err(ConfigError::Invalid(
+                "stats_k must be at least 2: k = 1 would publish every small count".into(),
+            ));
+        }
+        if !(1..=7 * 24 * 60).contains(&self.news2_window_minutes) {
+            return Err(ConfigError::Invalid(
+                "news2_window_minutes must lie in 1..=10080 (a week)".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -143,5 +169,10 @@ mod tests {
                 .is_err()
         );
         assert!(toml::from_str::<NodeConfig>("bogus = 1").is_err());
+        let mut cfg = NodeConfig::default();
+        assert!(
+            cfg.apply_env(|k| (k == "MEDLEDGER_STATS_K").then(|| "1".into()))
+                .is_err()
+        );
     }
 }

@@ -8,6 +8,8 @@ pub mod health;
 pub mod problem;
 pub mod sequencer;
 pub mod serve;
+pub mod services;
 pub mod tokens;
+pub mod views;
 
 pub use sequencer::{Receipt, Sequencer, SequencerConfig, SubmitError};

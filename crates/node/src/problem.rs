@@ -92,6 +92,7 @@ pub fn submit_problem(e: &SubmitError) -> Problem {
             Rejection::UnknownAuthor
             | Rejection::RevokedAuthor
             | Rejection::DevicePatient
+            | Rejection::NotChosenDoctor
             | Rejection::RoleNotAllowed { .. } => StatusCode::FORBIDDEN,
             Rejection::Duplicate => StatusCode::CONFLICT,
             Rejection::Stale { .. }

@@ -17,7 +17,7 @@ use medledger_formats::keys::KeyCache;
 use medledger_formats::merkle::Hash;
 use medledger_formats::receipt::TlogProof;
 use medledger_formats::tx::Transaction;
-use medledger_ledger::ledger::{Ledger, Pending, Store, now_ms, participant_records};
+use medledger_ledger::ledger::{Ledger, Pending, Store, now_ms, directory_records};
 use medledger_ledger::state::{Checked, LedgerState, Rejection, payload_rules};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -193,13 +193,40 @@ type Waiter = (Arc<Collector>, usize);
 
 struct Cut {
     block: medledger_formats::block::Block,
-    participants: Vec<medledger_store::index::ParticipantRecord>,
+    directory: medledger_store::index::Directory,
     waiters: Vec<Waiter>,
+}
+
+/// Tells readers of the log that blocks were committed.
+#[derive(Debug, Default)]
+pub struct CommitSignal {
+    size: Mutex<u64>,
+    grew: std::sync::Condvar,
+}
+
+impl CommitSignal {
+    fn publish(&self, log_size: u64) {
+        let mut size = self.size.lock().unwrap_or_else(|p| p.into_inner());
+        *size = log_size;
+        self.grew.notify_all();
+    }
+
+    /// Waits until the log holds more than `size` entries, or `timeout`
+    /// passes; returns the log size last published.
+    pub fn wait_beyond(&self, size: u64, timeout: std::time::Duration) -> u64 {
+        let guard = self.size.lock().unwrap_or_else(|p| p.into_inner());
+        let (guard, _) = self
+            .grew
+            .wait_timeout_while(guard, timeout, |s| *s <= size)
+            .unwrap_or_else(|p| p.into_inner());
+        *guard
+    }
 }
 
 /// A running sequencer over an open ledger.
 pub struct Sequencer {
     submit: Option<Sender<Submission>>,
+    commits: Arc<CommitSignal>,
     keys: Arc<KeyCache>,
     store: Arc<Store>,
     failed: Arc<AtomicBool>,
@@ -231,6 +258,7 @@ impl Sequencer {
         let (ready_tx, ready_rx) = bounded::<()>(1);
         let (cut_tx, cut_rx) = bounded::<Cut>(1);
         let keys = Arc::new(KeyCache::new(KEY_CACHE));
+        let commits = Arc::new(CommitSignal::default());
         let seq = SequencerThread {
             keys: keys.clone(),
             state,
@@ -247,13 +275,15 @@ impl Sequencer {
         let com = {
             let store = store.clone();
             let failed = failed.clone();
+            let commits = commits.clone();
             std::thread::Builder::new()
                 .name("committer".into())
-                .spawn(move || commit(ready_tx, cut_rx, store, pending, failed))
+                .spawn(move || commit(ready_tx, cut_rx, store, pending, failed, &commits))
         };
         let threads = [seq, com].into_iter().filter_map(Result::ok).collect();
         Sequencer {
             submit: Some(submit_tx),
+            commits,
             keys,
             store,
             failed,
@@ -264,6 +294,11 @@ impl Sequencer {
     /// The store, for reads; it never waits for a commit's fsync.
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// Signalled after every committed block.
+    pub fn commits(&self) -> &Arc<CommitSignal> {
+        &self.commits
     }
 
     /// True once storage has failed.
@@ -517,11 +552,11 @@ fn seal(
     key: &SigningKey,
     block: OpenBlock,
 ) -> Result<Cut, (Vec<Waiter>, String)> {
-    let participants = participant_records(state, &block.txs);
+    let directory = directory_records(state, &block.txs);
     match state.seal_block(block.txs, block.time, key) {
         Ok(b) => Ok(Cut {
             block: b,
-            participants,
+            directory,
             waiters: block.waiters,
         }),
         Err(e) => Err((block.waiters, e.to_string())),
@@ -585,6 +620,7 @@ fn commit(
     store: Arc<Store>,
     pending: Arc<Pending>,
     failed: Arc<AtomicBool>,
+    commits: &CommitSignal,
 ) {
     loop {
         if ready.send(()).is_err() {
@@ -599,7 +635,7 @@ fn commit(
             continue;
         }
         let result = store
-            .commit(&cut.block, cut.participants)
+            .commit(&cut.block, cut.directory)
             .map_err(|e| e.to_string());
         let committed = match result {
             Ok(c) => c,
@@ -643,5 +679,6 @@ fn commit(
             }
         }
         pending.remove(cut.block.txs.iter().map(|t| t.id()));
+        commits.publish(h.log_size);
     }
 }

@@ -88,8 +88,10 @@ pub async fn serve(
         Some(path) => Some(crate::health::load_pseudonym_key(path)?),
         None => None,
     };
+    let views = crate::views::Views::follow(&seq, config.news2_window_minutes);
     let state = Arc::new(AppState {
         seq: seq.clone(),
+        views,
         tokens: Tokens::new(dir),
         config,
         metrics: install_metrics(),

@@ -29,6 +29,7 @@ use medledger_node::config::NodeConfig;
 use medledger_node::fhir_api::FHIR_WRITERS;
 use medledger_node::health::{Health, Signers};
 use medledger_node::tokens::{self, Tokens};
+use medledger_node::views::Views;
 use medledger_node::{Sequencer, SequencerConfig};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -66,8 +67,10 @@ fn start_with(config: NodeConfig) -> Node {
         Ledger::open(dir.path()).expect("open"),
         SequencerConfig::default(),
     );
+    let views = Views::follow(&seq, config.news2_window_minutes);
     let state = Arc::new(AppState {
         seq: Arc::new(seq),
+        views,
         tokens: Tokens::new(dir.path()),
         config,
         metrics: None,

@@ -27,6 +27,8 @@ const BY_PATIENT: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::
 const BY_CODE: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_code");
 const BY_TIME: MultimapTableDefinition<u64, u64> = MultimapTableDefinition::new("by_time");
 const PARTICIPANTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("participants");
+/// Patient pseudonym → public key of the patient's chosen doctor.
+const CHOSEN: TableDefinition<&str, &[u8; 32]> = TableDefinition::new("chosen_doctor");
 
 const INDEXED_BLOCKS: &str = "indexed_blocks";
 
@@ -61,6 +63,16 @@ db_err!(
 
 /// A participant record: public key and its encoded record.
 pub type ParticipantRecord = ([u8; 32], Vec<u8>);
+
+/// The directory records a block changes: participants and chosen doctors,
+/// as they stand after the block.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Directory {
+    /// Participant records: public key → encoded record.
+    pub participants: Vec<ParticipantRecord>,
+    /// Chosen doctors: patient pseudonym → doctor's public key.
+    pub chosen: Vec<(String, [u8; 32])>,
+}
 
 /// A block's entry in the index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,6 +115,8 @@ pub struct BlockIndex {
     pub txs: Vec<TxEntry>,
     /// Participant records it writes: public key → encoded record.
     pub participants: Vec<ParticipantRecord>,
+    /// Chosen doctors it sets: patient pseudonym → doctor's public key.
+    pub chosen: Vec<(String, [u8; 32])>,
 }
 
 /// A secondary index to query.
@@ -177,6 +191,7 @@ impl Index {
             let mut by_code = w.open_table(BY_CODE)?;
             let mut by_time = w.open_multimap_table(BY_TIME)?;
             let mut parts = w.open_table(PARTICIPANTS)?;
+            let mut chosen = w.open_table(CHOSEN)?;
             for b in blocks {
                 let e = &b.block;
                 bl.insert(
@@ -206,6 +221,9 @@ impl Index {
                 for (key, rec) in &b.participants {
                     parts.insert(key, rec.as_slice())?;
                 }
+                for (patient, doctor) in &b.chosen {
+                    chosen.insert(patient.as_str(), doctor)?;
+                }
             }
             meta.insert(INDEXED_BLOCKS, last.block.height + 1)?;
         }
@@ -234,6 +252,7 @@ impl Index {
         w.delete_table(BY_CODE)?;
         w.delete_multimap_table(BY_TIME)?;
         w.delete_table(PARTICIPANTS)?;
+        w.delete_table(CHOSEN)?;
         Self::create_tables(&w)?;
         w.commit()?;
         Ok(())
@@ -250,6 +269,7 @@ impl Index {
         w.open_table(BY_CODE)?;
         w.open_multimap_table(BY_TIME)?;
         w.open_table(PARTICIPANTS)?;
+        w.open_table(CHOSEN)?;
         Ok(())
     }
 
@@ -300,6 +320,18 @@ impl Index {
         for item in t.iter()? {
             let (k, v) = item?;
             out.push((*k.value(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Every patient's chosen doctor: pseudonym → the doctor's public key.
+    pub fn chosen_doctors(&self) -> Result<Vec<(String, [u8; 32])>, IndexError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(CHOSEN)?;
+        let mut out = Vec::with_capacity(t.len()? as usize);
+        for item in t.iter()? {
+            let (k, v) = item?;
+            out.push((k.value().to_string(), *v.value()));
         }
         Ok(out)
     }
@@ -390,6 +422,7 @@ mod tests {
             },
             txs,
             participants: vec![([9; 32], b"{}".to_vec())],
+            chosen: vec![("P".into(), [7; 32])],
         };
         index
             .apply(
@@ -418,6 +451,10 @@ mod tests {
             vec![2]
         );
         assert_eq!(index.leaves_by(By::Kind("b"), 0, 10).unwrap(), vec![1, 2]);
+        assert_eq!(
+            index.chosen_doctors().unwrap(),
+            vec![("P".to_string(), [7; 32])]
+        );
         assert_eq!(
             index.leaves_by(By::Patient("P"), 0, 10).unwrap(),
             vec![0, 2]
