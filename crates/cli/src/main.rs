@@ -4,6 +4,7 @@ mod bench;
 mod bench_http;
 mod demo;
 mod demo_data;
+mod export;
 mod import;
 mod pseudonym;
 mod receipt;
@@ -116,6 +117,9 @@ enum Command {
     /// Bundles, into a stopped node's data directory or a running node.
     /// Resumable; writes a report of accepted and refused rows.
     Import(import::ImportArgs),
+    /// Research export of one kind of record as CSV, NDJSON or FHIR NDJSON,
+    /// with a manifest (`export verify` proves it complete and unchanged).
+    Export(export::ExportArgs),
     /// The pseudonymization authority's tool: LBO/JMBG to keyed pseudonyms.
     Pseudonym(pseudonym::PseudonymArgs),
     /// Fill a node with synthetic data of a primary-care health centre.
@@ -299,6 +303,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Get(args) => remote::get(args),
         Command::Checkpoint { command } => remote::checkpoint(command),
         Command::Import(args) => import::run(args),
+        Command::Export(args) => export::run(args),
         Command::Pseudonym(args) => pseudonym::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Sign { key, kind, payload } => {

@@ -507,7 +507,10 @@ fn duplicated_blocks_are_reported() {
             .state
             .seal_block(vec![tx], time, &ledger.node_key)
             .expect("seal");
-        ledger.store.commit(&block, Default::default()).expect("commit");
+        ledger
+            .store
+            .commit(&block, Default::default())
+            .expect("commit");
     }
     let stderr = assert_verify_fails(&b.dir);
     let want = format!(
@@ -544,7 +547,10 @@ fn revoked_author_is_refused() {
             .state
             .seal_block(vec![late.clone()], time, &ledger.node_key)
             .expect("seal");
-        ledger.store.commit(&block, Default::default()).expect("commit");
+        ledger
+            .store
+            .commit(&block, Default::default())
+            .expect("commit");
         block.header.header().height
     };
     let stderr = assert_verify_fails(&b.dir);

@@ -15,137 +15,11 @@ use medledger_ledger::roles::{Role, kind};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
-
-/// A running `medledger serve`; killed if a test panics with it still up.
-struct Server {
-    child: Option<Child>,
-    base: String,
-    log: PathBuf,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
-}
-
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("HTTP client")
-}
-
-impl Server {
-    /// Starts the node on `dir` (creating a ledger if there is none) and
-    /// waits until /healthz answers.
-    fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
-        let port = free_port();
-        let log = dir.with_extension(format!("serve-{port}.log"));
-        let stderr = std::fs::File::create(&log).expect("server log");
-        let child = bin()
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(dir)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn medledger serve");
-        let mut server = Server {
-            child: Some(child),
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-        };
-        let http = client();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = server.child.as_mut().unwrap().try_wait() {
-                panic!("serve exited early ({status}):\n{}", server.log_text());
-            }
-            if let Ok(r) = http.get(server.url("/healthz")).send()
-                && r.status() == 200
-            {
-                return server;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve did not come up:\n{}",
-                server.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn pid(&self) -> String {
-        self.child.as_ref().expect("running").id().to_string()
-    }
-
-    /// Sends SIGTERM without waiting.
-    fn signal_term(&self) {
-        let ok = std::process::Command::new("kill")
-            .args(["-TERM", &self.pid()])
-            .status()
-            .expect("run kill");
-        assert!(ok.success(), "kill -TERM failed");
-    }
-
-    /// Waits for the process to exit (after SIGTERM) and returns its status.
-    fn wait_exit(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("serve did not stop after SIGTERM:\n{}", self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGTERM, and requires a clean exit 0.
-    fn stop(mut self) {
-        self.signal_term();
-        let status = self.wait_exit();
-        let log = self.log_text();
-        assert_eq!(
-            status.code(),
-            Some(0),
-            "serve must exit 0 on SIGTERM:\n{log}"
-        );
-        assert!(!log.contains("panicked"), "serve panicked:\n{log}");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// Status and body (JSON when it parses, else a JSON string) of a response.
 fn answer(r: reqwest::Result<reqwest::blocking::Response>) -> (u16, Value) {
@@ -216,22 +90,6 @@ fn submit_ok(http: &reqwest::blocking::Client, s: &Server, txs: &[Transaction]) 
     for r in body["results"].as_array().unwrap() {
         assert_eq!(r["status"], 200, "{r}");
     }
-}
-
-/// `medledger token issue` for `key`.
-fn issue_token(dir: &Path, key: &SigningKey) -> String {
-    let out = bin()
-        .args(["token", "issue", "--data-dir"])
-        .arg(dir)
-        .args(["--participant", &keys::public_key(key).to_hex()])
-        .output()
-        .expect("run token issue");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 fn get_tx(http: &reqwest::blocking::Client, s: &Server, id: &str, token: &str) -> u16 {

@@ -5,6 +5,7 @@
 
 pub mod alerts;
 pub mod calendar;
+pub mod export;
 pub mod fhir;
 pub mod ids;
 pub mod news2;
@@ -12,5 +13,6 @@ pub mod pii;
 pub mod pseudonym;
 pub mod records;
 pub mod registries;
+pub mod suppression;
 #[cfg(test)]
 mod testing;

@@ -129,7 +129,7 @@ fn vitals(v: VitalSigns) -> Result<VitalSigns, PayloadError> {
             return Err(schema(format!("{name} must lie in {lo}..={hi}")));
         }
     }
-    if values.iter().all(Option::is_none) && v.consciousness.is_none() {
+    if values.iter().all(Option::is_none) && v.consciousness.is_none() && v.on_oxygen.is_none() {
         return Err(schema(
             "a vital-signs record holds at least one reading".into(),
         ));

@@ -24,9 +24,7 @@ use medledger_formats::receipt::TlogProof;
 use medledger_formats::record::{self, RecordError};
 use medledger_formats::tx::Transaction;
 use medledger_health::records;
-use medledger_store::index::{
-    BlockEntry, BlockIndex, Directory, Index, IndexError, TxEntry,
-};
+use medledger_store::index::{BlockEntry, BlockIndex, Directory, Index, IndexError, TxEntry};
 use medledger_store::merkle_store::MerkleStore;
 use medledger_store::segment::{self, Location, PairRef, SEGMENT_HEADER, SegmentError, SegmentLog};
 use serde::{Deserialize, Serialize};
@@ -369,11 +367,7 @@ impl Store {
 
     /// Writes a block and makes it durable (one fsync), then updates the
     /// subtree hashes and the index. Returns once the block is durable.
-    pub fn commit(
-        &self,
-        block: &Block,
-        directory: Directory,
-    ) -> Result<Committed, LedgerError> {
+    pub fn commit(&self, block: &Block, directory: Directory) -> Result<Committed, LedgerError> {
         let h = block.header.header();
         // Only the block that follows the tip may be written: after a failed
         // commit the sequencer's next block would chain to a missing one.

@@ -94,10 +94,13 @@ pub fn router(state: Shared) -> Router {
             "/v1/patients/{pseudonym}/history",
             get(crate::health::history),
         )
+        .route("/v1/export", get(crate::export::export))
         .route("/v1/vitals", post(crate::services::vitals))
         .route("/v1/alerts", get(crate::services::alerts))
         .route("/v1/alerts/stream", get(crate::services::alert_stream))
         .route("/v1/donors/{pseudonym}", get(crate::services::donor))
+        .route("/v1/stats/epidemic", get(crate::stats::epidemic))
+        .route("/v1/stats/vaccination", get(crate::stats::vaccination))
         .route("/fhir", post(crate::fhir_api::bundle))
         .route("/fhir/metadata", get(crate::fhir_api::metadata))
         .route(

@@ -3,12 +3,14 @@
 
 pub mod api;
 pub mod config;
+pub mod export;
 pub mod fhir_api;
 pub mod health;
 pub mod problem;
 pub mod sequencer;
 pub mod serve;
 pub mod services;
+pub mod stats;
 pub mod tokens;
 pub mod views;
 

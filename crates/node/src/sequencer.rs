@@ -17,7 +17,7 @@ use medledger_formats::keys::KeyCache;
 use medledger_formats::merkle::Hash;
 use medledger_formats::receipt::TlogProof;
 use medledger_formats::tx::Transaction;
-use medledger_ledger::ledger::{Ledger, Pending, Store, now_ms, directory_records};
+use medledger_ledger::ledger::{Ledger, Pending, Store, directory_records, now_ms};
 use medledger_ledger::state::{Checked, LedgerState, Rejection, payload_rules};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};

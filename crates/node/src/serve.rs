@@ -101,6 +101,13 @@ pub async fn serve(
         },
     });
     let app = router(state.clone());
+    let views = state.views.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Event streams never finish on their own; end them so that the
+        // graceful shutdown does not wait for their clients.
+        views.close();
+    };
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

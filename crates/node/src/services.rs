@@ -45,7 +45,10 @@ pub(crate) async fn vitals(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let (results, _) = admit_body(&state, &headers, body, Some(kind::VITAL_SIGNS)).await?;
+    let (results, batch) = admit_body(&state, &headers, body, Some(kind::VITAL_SIGNS)).await?;
+    if !batch && let Some(Err(p)) = results.first() {
+        return Err(p.clone());
+    }
     let accepted = results.iter().filter(|r| r.is_ok()).count();
     let out: Vec<Value> = results
         .iter()
@@ -95,8 +98,8 @@ pub(crate) async fn alerts(
     let q = query(q)?;
     let min = min_level(&q)?;
     let offset = parse_u64("offset", q.offset.as_deref())?.unwrap_or(0) as usize;
-    let limit = parse_u64("limit", q.limit.as_deref())?
-        .map_or(100, |l| (l as usize).clamp(1, MAX_ALERTS));
+    let limit =
+        parse_u64("limit", q.limit.as_deref())?.map_or(100, |l| (l as usize).clamp(1, MAX_ALERTS));
     let st = state.clone();
     blocking(move || {
         authorize(&st, &headers, ALERT_READERS)?;
@@ -144,13 +147,20 @@ pub(crate) async fn alert_stream(
     let st = state.clone();
     let headers2 = headers.clone();
     blocking(move || authorize(&st, &headers2, ALERT_READERS).map(|_| ())).await?;
-    let rx = state.views.subscribe();
+    let (rx, closed) = state.views.subscribe();
     let patient = q.patient;
-    let events = futures_util::stream::unfold(rx, move |mut rx| {
+    let events = futures_util::stream::unfold((rx, closed), move |(mut rx, mut closed)| {
         let patient = patient.clone();
         async move {
             loop {
-                let event = match rx.recv().await {
+                if *closed.borrow() {
+                    return None;
+                }
+                let received = tokio::select! {
+                    r = rx.recv() => r,
+                    _ = closed.changed() => return None,
+                };
+                let event = match received {
                     Ok(AlertEvent::Raised(a)) => {
                         if a.level < min || patient.as_deref().is_some_and(|p| a.patient != p) {
                             continue;
@@ -174,7 +184,7 @@ pub(crate) async fn alert_stream(
                         .json_data(json!({"missed": n})),
                     Err(RecvError::Closed) => return None,
                 };
-                return Some((Ok(event.unwrap_or_default()), rx));
+                return Some((Ok(event.unwrap_or_default()), (rx, closed)));
             }
         }
     });

@@ -127,6 +127,7 @@ pub struct Views {
     counts: RwLock<Counts>,
     donors: RwLock<HashMap<String, Vec<DonorEntry>>>,
     events: broadcast::Sender<AlertEvent>,
+    closed: tokio::sync::watch::Sender<bool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -142,6 +143,7 @@ impl Views {
             counts: RwLock::default(),
             donors: RwLock::default(),
             events: broadcast::channel(EVENT_BUFFER).0,
+            closed: tokio::sync::watch::channel(false).0,
         })
     }
 
@@ -185,9 +187,19 @@ impl Views {
         out
     }
 
-    /// Subscribes to alert changes.
-    pub fn subscribe(&self) -> broadcast::Receiver<AlertEvent> {
-        self.events.subscribe()
+    /// Subscribes to alert changes, and to the node closing.
+    pub fn subscribe(
+        &self,
+    ) -> (
+        broadcast::Receiver<AlertEvent>,
+        tokio::sync::watch::Receiver<bool>,
+    ) {
+        (self.events.subscribe(), self.closed.subscribe())
+    }
+
+    /// Ends every subscription: the node is shutting down.
+    pub fn close(&self) {
+        self.closed.send_replace(true);
     }
 
     /// Reads the counts in force.

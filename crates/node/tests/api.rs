@@ -28,6 +28,7 @@ use medledger_node::api::{AppState, DIRECTORY_READERS, OPENAPI, RECORD_READERS, 
 use medledger_node::config::NodeConfig;
 use medledger_node::fhir_api::FHIR_WRITERS;
 use medledger_node::health::{Health, Signers};
+use medledger_node::services::{ALERT_READERS, DONOR_READERS};
 use medledger_node::tokens::{self, Tokens};
 use medledger_node::views::Views;
 use medledger_node::{Sequencer, SequencerConfig};
@@ -147,6 +148,33 @@ fn request(method: Method, uri: &str, token: Option<&str>) -> axum::http::reques
 }
 
 impl Node {
+    /// A request whose success is an endless event stream: the status and
+    /// headers of a 200, the whole body of anything else.
+    async fn call_stream(&self, req: Request<Body>) -> Resp {
+        let resp = self.app.clone().oneshot(req).await.expect("infallible");
+        if resp.status() != 200 {
+            let (parts, body) = resp.into_parts();
+            let body = axum::body::to_bytes(body, usize::MAX).await.expect("body");
+            let r = Resp {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body: body.to_vec(),
+            };
+            conform(&Method::GET, "/v1/alerts/stream", &r);
+            return r;
+        }
+        let ct = resp.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(ct.starts_with("text/event-stream"), "{ct}");
+        Resp {
+            status: 200,
+            headers: resp.headers().clone(),
+            body: Vec::new(),
+        }
+    }
+
     async fn call(&self, req: Request<Body>) -> Resp {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
@@ -834,6 +862,8 @@ async fn roles_md_endpoint_matrix_holds_for_every_caller_and_endpoint() {
             ("get", "/v1/participants") => Some(DIRECTORY_READERS),
             ("post", "/v1/pseudonyms") => Some(&[Role::PseudonymizationAuthority][..]),
             ("post", "/fhir") => Some(FHIR_WRITERS),
+            ("get", "/v1/alerts") | ("get", "/v1/alerts/stream") => Some(ALERT_READERS),
+            ("get", "/v1/donors/{pseudonym}") => Some(DONOR_READERS),
             _ => None,
         };
         for (col, cell) in header.iter().zip(row).skip(1) {
@@ -850,13 +880,27 @@ async fn roles_md_endpoint_matrix_holds_for_every_caller_and_endpoint() {
             let r = if cell == "signed" {
                 // Not token-gated: the same signed write succeeds whatever token comes along.
                 assert_eq!(method, "post");
+                let tx = if template == "/v1/vitals" {
+                    signed(
+                        &doctor,
+                        kind::VITAL_SIGNS,
+                        &payload_for(kind::VITAL_SIGNS, &doctor, &doctor),
+                    )
+                } else {
+                    report(&doctor)
+                };
                 let mut b = request(Method::POST, &uri, token);
                 b = b.header(header::CONTENT_TYPE, "application/json");
                 node.call(
-                    b.body(Body::from(
-                        serde_json::to_vec(&wire(&report(&doctor))).unwrap(),
-                    ))
-                    .unwrap(),
+                    b.body(Body::from(serde_json::to_vec(&wire(&tx)).unwrap()))
+                        .unwrap(),
+                )
+                .await
+            } else if template == "/v1/alerts/stream" {
+                node.call_stream(
+                    request(Method::GET, &uri, token)
+                        .body(Body::empty())
+                        .unwrap(),
                 )
                 .await
             } else if method == "post" {
@@ -907,15 +951,20 @@ async fn roles_md_endpoint_matrix_holds_for_every_caller_and_endpoint() {
 }
 
 /// A payload `kind` accepts from an allowed role.
-fn payload_for(kind: &str, node: &Node, victim: &SigningKey) -> Value {
+fn payload_for(kind: &str, doctor: &SigningKey, victim: &SigningKey) -> Value {
     match kind {
         kind::REGISTER => {
             json!({"key": keys::public_key(&new_key()), "role": "doctor", "institution": "Test"})
         }
         kind::REVOKE => json!({"key": keys::public_key(victim), "reason": "test"}),
-        kind::EPIDEMIC_REPORT | kind::VACCINATION_REPORT => {
-            json!({"region": "Nisava", "date": "2026-11-24", "count": 12})
-        }
+        kind::EPIDEMIC_REPORT => json!({"date": "2026-11-24", "region": "Nisavski",
+            "disease": "U07.1", "new_cases": 12, "hospitalised": 3, "on_respirator": 1, "deaths": 0}),
+        kind::VACCINATION_REPORT => json!({"date": "2026-11-24", "region": "Nisavski",
+            "vaccine": "J07BX03", "dose": 1, "age_band": "65-74", "doses": 40}),
+        kind::ORGAN_DONOR_DECISION => json!({"patient": "MFRGGZDFMZTWQ2LKNNWG23TPOA",
+            "decision": "opt_in", "organs": ["kidneys", "corneas"], "date": "2026-11-24"}),
+        kind::CHOSEN_DOCTOR => json!({"patient": "MFRGGZDFMZTWQ2LKNNWG23TPOA",
+            "doctor": keys::public_key(doctor), "date": "2026-11-24"}),
         kind::VITAL_SIGNS => {
             json!({"patient": "MFRGGZDFMZTWQ2LKNNWG23TPOA", "time": "2026-11-24T08:30:00Z", "pulse": 72})
         }
@@ -941,10 +990,7 @@ fn payload_for(kind: &str, node: &Node, victim: &SigningKey) -> Value {
             "patient": {"reference": "Patient/MFRGGZDFMZTWQ2LKNNWG23TPOA"},
             "occurrenceDateTime": "2026-11-24"
         }),
-        _ => {
-            let _ = node;
-            json!({"patient": "MFRGGZDFMZTWQ2LKNNWG23TPOA", "decision": "donor"})
-        }
+        other => panic!("no sample payload for {other}"),
     }
 }
 
@@ -956,6 +1002,16 @@ async fn roles_md_kind_table_matches_allowed_roles_and_the_ledger() {
     let victim = new_key();
     node.submit_ok(&[register_tx(&node.admin, &victim, Role::Doctor)])
         .await;
+
+    // The patient has chosen the doctor, who may then record the patient's
+    // organ-donor decision.
+    let doctor = keys["doctor"].1.clone();
+    node.submit_ok(&[signed(
+        &keys["institution"].1,
+        kind::CHOSEN_DOCTOR,
+        &payload_for(kind::CHOSEN_DOCTOR, &doctor, &victim),
+    )])
+    .await;
 
     let (header, rows) = md_table("kind");
     let expected_columns: Vec<&str> = std::iter::once("kind")
@@ -986,7 +1042,7 @@ async fn roles_md_kind_table_matches_allowed_roles_and_the_ledger() {
                 allowed.contains(role),
                 "ROLES.md {k} × {col} disagrees with roles.rs"
             );
-            txs.push(signed(key, k, &payload_for(k, &node, &victim)));
+            txs.push(signed(key, k, &payload_for(k, &doctor, &victim)));
             want.push((k, col.clone(), yes));
         }
     }
@@ -1050,6 +1106,24 @@ async fn openapi_documents_exactly_the_routes_and_every_documented_route_answers
         let uri = sample_uri(&template, &id_hex(&tx));
         let r = match (m.as_str(), template.as_str()) {
             ("post", "/v1/transactions") => node.post_json(&wire(&report(&doctor))).await,
+            ("post", "/v1/vitals") => {
+                let vitals = signed(
+                    &doctor,
+                    kind::VITAL_SIGNS,
+                    &payload_for(kind::VITAL_SIGNS, &doctor, &doctor),
+                );
+                node.post_to(&uri, None, serde_json::to_vec(&[wire(&vitals)]).unwrap())
+                    .await
+            }
+            ("get", "/v1/alerts/stream") => {
+                node.call_stream(
+                    request(Method::GET, &uri, Some(&token))
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+            }
+            ("get", "/v1/donors/{pseudonym}") => node.get(&uri, Some(&doctor_token)).await,
             ("post", "/v1/pseudonyms") => {
                 node.post_to(&uri, Some(&authority_token), sample_body(&template))
                     .await
@@ -1126,6 +1200,8 @@ fn openapi_document_is_consistent() {
         Rejection::Future { max_skew_ms: 0 },
         Rejection::Schema(String::new()),
         Rejection::BadSignature,
+        Rejection::DevicePatient,
+        Rejection::NotChosenDoctor,
     ];
     for r in rejections {
         assert!(
@@ -1957,7 +2033,11 @@ async fn no_client_input_yields_a_server_error() {
             let Ok(req) = request(Method::GET, &uri, Some(&token)).body(Body::empty()) else {
                 continue;
             };
-            let r = node.call(req).await;
+            let r = if template == "/v1/alerts/stream" {
+                node.call_stream(req).await
+            } else {
+                node.call(req).await
+            };
             assert!(r.status < 500, "GET {uri}: {}", r.text());
         }
     }

@@ -11,8 +11,10 @@ use medledger_ledger::state::{RegisterPayload, RevokePayload};
 use serde_json::{Value, json};
 use std::fs;
 use std::io::Write;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// Origin line used by every test ledger.
 pub const ORIGIN: &str = "medledger.test/log";
@@ -477,4 +479,150 @@ pub fn pair_height(pair: &[SegRecord; 2]) -> u64 {
 /// Segment file name for a first height.
 pub fn segment_name(first_height: u64) -> String {
     format!("{first_height:020}.seg")
+}
+
+/// A running `medledger serve`; killed if a test panics with it still up.
+pub struct Server {
+    /// The process, until it is stopped.
+    pub child: Option<Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// Its stderr log.
+    pub log: PathBuf,
+}
+
+/// A port nothing listens on.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+/// A blocking HTTP client with a 30 s timeout.
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("HTTP client")
+}
+
+impl Server {
+    /// Starts the node on `dir` (creating a ledger if there is none) and
+    /// waits until /healthz answers.
+    pub fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
+        let port = free_port();
+        let log = dir.with_extension(format!("serve-{port}.log"));
+        let stderr = std::fs::File::create(&log).expect("server log");
+        let child = bin()
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn medledger serve");
+        let mut server = Server {
+            child: Some(child),
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        let http = client();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = server.child.as_mut().unwrap().try_wait() {
+                panic!("serve exited early ({status}):\n{}", server.log_text());
+            }
+            if let Ok(r) = http.get(server.url("/healthz")).send()
+                && r.status() == 200
+            {
+                return server;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not come up:\n{}",
+                server.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> String {
+        self.child.as_ref().expect("running").id().to_string()
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn signal_term(&self) {
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid()])
+            .status()
+            .expect("run kill");
+        assert!(ok.success(), "kill -TERM failed");
+    }
+
+    /// Waits for the process to exit (after SIGTERM) and returns its status.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("serve did not stop after SIGTERM:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, and requires a clean exit 0.
+    pub fn stop(mut self) {
+        self.signal_term();
+        let status = self.wait_exit();
+        let log = self.log_text();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "serve must exit 0 on SIGTERM:\n{log}"
+        );
+        assert!(!log.contains("panicked"), "serve panicked:\n{log}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `medledger token issue` for `key`.
+pub fn issue_token(dir: &Path, key: &SigningKey) -> String {
+    let out = bin()
+        .args(["token", "issue", "--data-dir"])
+        .arg(dir)
+        .args(["--participant", &keys::public_key(key).to_hex()])
+        .output()
+        .expect("run token issue");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
