@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use medledger_client::Client;
 use medledger_formats::keys;
+use medledger_health::pseudonym::synthetic;
 use medledger_formats::tx::{Transaction, TxWire};
 use medledger_ledger::ledger::{now_ms, read_key_file};
 use medledger_ledger::roles::{Role, kind};
@@ -53,6 +54,11 @@ pub struct HttpArgs {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+    /// Send full NEWS2 vital-sign records from wearables (one device per
+    /// signer, each bound to its patient) to `POST /v1/vitals` instead of
+    /// medical reports to `POST /v1/transactions`.
+    #[arg(long)]
+    vitals: bool,
 }
 
 /// A keep-alive HTTP/1.1 connection that POSTs JSON and reads whole responses.
@@ -218,11 +224,65 @@ pub(crate) fn bench_doctors(
     Ok((doctors, regs))
 }
 
-/// Signs `count` ~300-byte medical reports, round-robin over `doctors`, on
-/// every core (before any clock starts).
+/// `n` fresh wearable keys, each bound to its own patient, and the admin's
+/// transactions registering them.
+fn bench_devices(
+    admin: &ed25519_dalek::SigningKey,
+    n: usize,
+) -> Result<(Vec<ed25519_dalek::SigningKey>, Vec<Transaction>)> {
+    let devices: Vec<_> = (0..n).map(|_| keys::generate()).collect::<Result<_, _>>()?;
+    let regs = devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let p = medledger_ledger::state::RegisterPayload {
+                key: keys::public_key(d),
+                role: Role::Device,
+                institution: "Klinicki centar Nis".into(),
+                label: "bench wearable".into(),
+                patient: Some(synthetic(i as u64)),
+            };
+            Ok(Transaction::sign(
+                admin,
+                kind::REGISTER,
+                now_ms(),
+                &serde_json::to_value(p)?,
+            )?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((devices, regs))
+}
+
+/// A full set of NEWS2 readings from wearable `device` (about 230 bytes).
+fn vitals_payload(device: usize, i: usize) -> serde_json::Value {
+    let time = 1_795_536_000_000 + i as i64 * 1000;
+    json!({
+        "patient": synthetic(device as u64),
+        "time": medledger_health::calendar::instant_of_ms(time),
+        "respiratory_rate": 14 + i % 12,
+        "spo2": 90 + i % 10,
+        "on_oxygen": i % 7 == 0,
+        "systolic_bp": 95 + i % 40,
+        "pulse": 55 + i % 70,
+        "consciousness": "alert",
+        "temperature": 36.0 + (i % 30) as f64 / 10.0,
+    })
+}
+
+/// Signs `count` ~300-byte medical reports (or, with `vitals`, vital-sign
+/// records), round-robin over `signers`, on every core (before any clock
+/// starts).
 pub(crate) fn sign_all(
     doctors: &[ed25519_dalek::SigningKey],
     count: usize,
+) -> Result<Vec<Transaction>> {
+    sign_round_robin(doctors, count, false)
+}
+
+fn sign_round_robin(
+    doctors: &[ed25519_dalek::SigningKey],
+    count: usize,
+    vitals: bool,
 ) -> Result<Vec<Transaction>> {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let per = count.div_ceil(threads);
@@ -233,12 +293,22 @@ pub(crate) fn sign_all(
                 s.spawn(move || {
                     (t * per..((t + 1) * per).min(count))
                         .map(|i| {
-                            Transaction::sign(
-                                &doctors[i % doctors.len()],
-                                kind::MEDICAL_REPORT,
-                                time,
-                                &report_payload(i),
-                            )
+                            let signer = i % doctors.len();
+                            if vitals {
+                                Transaction::sign(
+                                    &doctors[signer],
+                                    kind::VITAL_SIGNS,
+                                    time,
+                                    &vitals_payload(signer, i),
+                                )
+                            } else {
+                                Transaction::sign(
+                                    &doctors[signer],
+                                    kind::MEDICAL_REPORT,
+                                    time,
+                                    &report_payload(i),
+                                )
+                            }
                         })
                         .collect::<Result<Vec<_>, _>>()
                 })
@@ -272,7 +342,8 @@ fn bodies(txs: &[Transaction], batch: usize) -> Result<Vec<Vec<u8>>> {
         .collect()
 }
 
-/// Verifies every receipt in `resp` for the transactions in `body`.
+/// Verifies every receipt in `resp` for the transactions in `body`; for
+/// `/v1/vitals`, whose answers carry ids only, fetches each receipt.
 fn verify_response(client: &Client, body: &[u8], resp: &[u8], batch: usize) -> Result<usize> {
     let wires: Vec<TxWire> = if batch == 1 {
         vec![serde_json::from_slice(body)?]
@@ -289,10 +360,16 @@ fn verify_response(client: &Client, body: &[u8], resp: &[u8], batch: usize) -> R
     let mut n = 0;
     for (w, item) in wires.into_iter().zip(items) {
         let tx = Transaction::from_wire(w)?;
-        let Some(text) = item["receipt"].as_str() else {
-            continue;
-        };
-        client.trust().receipt_for(text, &tx)?;
+        match (item["receipt"].as_str(), item["id"].as_str()) {
+            (Some(text), _) => {
+                client.trust().receipt_for(text, &tx)?;
+            }
+            (None, Some(id)) if item["status"] == 200 => {
+                let fetched = client.receipt_hex(id)?;
+                anyhow::ensure!(&fetched.id == tx.id(), "receipt of another transaction");
+            }
+            _ => continue,
+        }
         n += 1;
     }
     Ok(n)
@@ -340,12 +417,21 @@ pub fn run(a: HttpArgs) -> Result<ExitCode> {
         .admin_key
         .context("bench http registers its own doctors: pass --admin-key DATA_DIR/admin.key")?;
     let admin = read_key_file(&admin_key)?;
-    let (doctors, regs) = bench_doctors(&admin, a.signers.max(1))?;
+    let (signers, regs) = if a.vitals {
+        bench_devices(&admin, a.signers.max(1))?
+    } else {
+        bench_doctors(&admin, a.signers.max(1))?
+    };
     for r in client.submit_batch(&regs)? {
-        r.context("registering a bench doctor")?;
+        r.context("registering a bench signer")?;
     }
+    let path = if a.vitals {
+        "/v1/vitals"
+    } else {
+        "/v1/transactions"
+    };
 
-    let txs = sign_all(&doctors, count)?;
+    let txs = sign_round_robin(&signers, count, a.vitals)?;
     let payload_bytes =
         txs.iter().map(|t| t.payload_jcs().len()).sum::<usize>() as f64 / count as f64;
     let bodies = bodies(&txs, batch)?;
@@ -383,7 +469,7 @@ pub fn run(a: HttpArgs) -> Result<ExitCode> {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(body) = bodies.get(i) else { break };
                     let t0 = Instant::now();
-                    let result = conn.post("/v1/transactions", body);
+                    let result = conn.post(path, body);
                     mine.push(t0.elapsed().as_secs_f64() * 1e3);
                     match result {
                         Ok((status, resp)) => {
