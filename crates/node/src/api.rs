@@ -465,12 +465,13 @@ async fn get_transaction(
     let id = parse_id(&path_param(id, "bad_id")?)?;
     let st = state.clone();
     blocking(move || {
-        authorize(&st, &headers, RECORD_READERS)?;
+        let reader = authorize(&st, &headers, RECORD_READERS)?;
         let store = st.seq.store();
         let (tx, leaf, height) = store
             .transaction(&id.0)
             .map_err(ledger_err)?
             .ok_or_else(|| Problem::not_found(format!("transaction {id}")))?;
+        crate::services::may_read_kind(&reader, &tx.header().kind)?;
         let mut proof = store.receipt(leaf, None).map_err(ledger_err)?;
         proof.extra = Some(tx.leaf_preimage());
         let wire = tx.to_wire().map_err(|e| Problem::internal(e.to_string()))?;

@@ -17,6 +17,7 @@ use medledger_health::news2::Risk;
 use medledger_health::pseudonym;
 use medledger_health::registries::{Decision, Organ};
 use medledger_ledger::roles::{Role, kind};
+use medledger_ledger::state::Participant;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::convert::Infallible;
@@ -33,6 +34,18 @@ pub const DONOR_READERS: &[Role] = &[
     Role::RegistryOfficer,
     Role::DataProtectionOfficer,
 ];
+
+/// Whether `reader` may read records of `kind`: organ-donor decisions are
+/// for [`DONOR_READERS`] only, whatever else the role may read.
+pub(crate) fn may_read_kind(reader: &Participant, kind: &str) -> Result<(), Problem> {
+    if kind == kind::ORGAN_DONOR_DECISION && !DONOR_READERS.contains(&reader.role) {
+        return Err(Problem::forbidden(format!(
+            "role {} may not read the organ-donor registry",
+            reader.role
+        )));
+    }
+    Ok(())
+}
 
 /// Most alerts in one page.
 const MAX_ALERTS: usize = 1000;

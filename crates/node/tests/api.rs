@@ -1048,7 +1048,8 @@ async fn roles_md_kind_table_matches_allowed_roles_and_the_ledger() {
     }
     let results = node.submit(&txs).await;
     assert_eq!(results.len(), txs.len());
-    let admin_token = node.token(&node.admin);
+    // A doctor reads every kind, the organ-donor registry included.
+    let reader_token = node.token(&doctor);
     for ((r, tx), (k, col, yes)) in results.iter().zip(&txs).zip(&want) {
         if *yes {
             assert_eq!(r["status"], 200, "{k} from {col}: {r}");
@@ -1057,7 +1058,7 @@ async fn roles_md_kind_table_matches_allowed_roles_and_the_ledger() {
             assert_eq!(r["problem"]["code"], "role_not_allowed", "{k} from {col}");
         }
         let uri = format!("/v1/transactions/{}", id_hex(tx));
-        let read = node.get(&uri, Some(&admin_token)).await;
+        let read = node.get(&uri, Some(&reader_token)).await;
         assert_eq!(read.status, if *yes { 200 } else { 404 }, "{k} from {col}");
     }
 
@@ -2458,4 +2459,339 @@ async fn fhir_transactions_are_all_or_nothing_batches_are_not_and_errors_are_out
         "not-supported",
         "unknown parameters are refused"
     );
+}
+
+// ---- smart-health services -----------------------------------------------------
+
+/// Registers `key` with `role` at `institution`.
+fn register_at(admin: &SigningKey, key: &SigningKey, role: Role, institution: &str) -> Transaction {
+    let p = json!({"key": keys::public_key(key), "role": role, "institution": institution, "label": role.as_str()});
+    signed(admin, kind::REGISTER, &p)
+}
+
+impl Node {
+    /// Waits until the node's views have read the whole log.
+    async fn views_caught_up(&self, token: &str) {
+        let size = self.status().await["log_size"].as_u64().unwrap();
+        for _ in 0..500 {
+            let a = self.get("/v1/alerts?limit=1", Some(token)).await.json();
+            if a["as_of"].as_u64().unwrap() >= size {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("views did not reach log size {size}");
+    }
+}
+
+fn epidemic(date: &str, region: &str, disease: &str, new_cases: u64) -> Value {
+    json!({"date": date, "region": region, "disease": disease, "new_cases": new_cases,
+        "hospitalised": new_cases / 2, "on_respirator": 0, "deaths": 0})
+}
+
+/// Entries of one published measure by their coordinates.
+fn entries(published: &Value) -> BTreeMap<Vec<Option<String>>, (Option<u64>, String)> {
+    published["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            let coords = e["coordinates"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().map(str::to_owned))
+                .collect();
+            (
+                coords,
+                (
+                    e["value"].as_u64(),
+                    e["status"].as_str().unwrap().to_owned(),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn epidemic_statistics_apply_corrections_and_suppress_small_cells() {
+    let node = start();
+    let (nis, bg, admin) = (new_key(), new_key(), node.admin.clone());
+    node.submit_ok(&[
+        register_at(&admin, &nis, Role::Institution, "KC Nis"),
+        register_at(&admin, &bg, Role::PublicHealth, "Institut Batut"),
+    ])
+    .await;
+    // Truth: (region, disease) → new cases, summed over reporters and days.
+    let mut truth: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut txs = Vec::new();
+    let reports = [
+        (&nis, "2026-11-20", "Nisavski", "U07.1", 40),
+        (&nis, "2026-11-21", "Nisavski", "U07.1", 35),
+        (&nis, "2026-11-20", "Nisavski", "J10.1", 2),
+        (&nis, "2026-11-20", "Toplicki", "U07.1", 12),
+        (&nis, "2026-11-20", "Toplicki", "J10.1", 9),
+        (&bg, "2026-11-20", "Beograd", "U07.1", 120),
+        (&bg, "2026-11-20", "Beograd", "J10.1", 3),
+        (&bg, "2026-11-20", "Nisavski", "U07.1", 6),
+    ];
+    for (who, date, region, disease, n) in reports {
+        txs.push(signed(
+            who,
+            kind::EPIDEMIC_REPORT,
+            &epidemic(date, region, disease, n),
+        ));
+        *truth.entry((region.into(), disease.into())).or_default() += n;
+    }
+    node.submit_ok(&txs).await;
+    // A correction from the same institution for the same day, region and
+    // disease supersedes the first report (40 → 44); another institution's
+    // report for the same cell is its own.
+    node.submit_ok(&[signed(
+        &nis,
+        kind::EPIDEMIC_REPORT,
+        &epidemic("2026-11-20", "Nisavski", "U07.1", 44),
+    )])
+    .await;
+    *truth.get_mut(&("Nisavski".into(), "U07.1".into())).unwrap() += 4;
+    let reader = new_key();
+    node.submit_ok(&[register_tx(&admin, &reader, Role::Doctor)])
+        .await;
+    node.views_caught_up(&node.token(&reader)).await;
+
+    let r = node
+        .get(
+            "/v1/stats/epidemic?group_by=region,disease&measure=new_cases",
+            None,
+        )
+        .await;
+    r.expect(200, "");
+    let body = r.json();
+    assert_eq!(body["k"], 5);
+    assert_eq!(body["reports"], 8, "the correction replaced a report");
+    let table = &body["measures"]["new_cases"];
+    assert_eq!(table["rule"]["k"], 5);
+    let got = entries(table);
+    let regions = ["Beograd", "Nisavski", "Toplicki"];
+    let diseases = ["J10.1", "U07.1"];
+    let value = |r: Option<&str>, d: Option<&str>| -> u64 {
+        truth
+            .iter()
+            .filter(|((tr, td), _)| r.is_none_or(|r| r == tr) && d.is_none_or(|d| d == td))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let mut withheld = 0;
+    for r in regions.iter().map(|r| Some(*r)).chain([None]) {
+        for d in diseases.iter().map(|d| Some(*d)).chain([None]) {
+            let key = vec![r.map(str::to_owned), d.map(str::to_owned)];
+            let (published, status) = got.get(&key).unwrap_or_else(|| panic!("no entry {key:?}"));
+            let v = value(r, d);
+            match published {
+                Some(p) => assert_eq!(*p, v, "{key:?}"),
+                None => withheld += 1,
+            }
+            if (1..5).contains(&v) {
+                assert_eq!(*published, None, "{key:?} = {v} must be withheld");
+                assert_eq!(status, "primary", "{key:?}");
+            }
+        }
+    }
+    assert_eq!(got.len(), 12, "4 × 3 cells and margins");
+    // Complementary suppression: no line (a row or column with its total)
+    // holds exactly one withheld entry, which its total would give away.
+    for r in regions.iter().map(|r| Some(*r)).chain([None]) {
+        let line: Vec<_> = diseases
+            .iter()
+            .map(|d| Some(*d))
+            .chain([None])
+            .map(|d| got[&vec![r.map(str::to_owned), d.map(str::to_owned)]].0)
+            .collect();
+        assert_ne!(line.iter().filter(|v| v.is_none()).count(), 1, "{r:?}");
+    }
+    for d in diseases.iter().map(|d| Some(*d)).chain([None]) {
+        let line: Vec<_> = regions
+            .iter()
+            .map(|r| Some(*r))
+            .chain([None])
+            .map(|r| got[&vec![r.map(str::to_owned), d.map(str::to_owned)]].0)
+            .collect();
+        assert_ne!(line.iter().filter(|v| v.is_none()).count(), 1, "{d:?}");
+    }
+    assert!(withheld >= 4, "three small cells and their complements");
+
+    // Filters and a one-dimensional table.
+    let by_day = node
+        .get(
+            "/v1/stats/epidemic?group_by=date&region=Nisavski&disease=U07.1&measure=new_cases",
+            None,
+        )
+        .await
+        .json();
+    let days = entries(&by_day["measures"]["new_cases"]);
+    assert_eq!(days[&vec![Some("2026-11-20".to_owned())]].0, Some(50));
+    assert_eq!(days[&vec![Some("2026-11-21".to_owned())]].0, Some(35));
+    assert_eq!(days[&vec![None]].0, Some(85));
+    let none = node
+        .get("/v1/stats/epidemic?from=2027-01-01&measure=deaths", None)
+        .await
+        .json();
+    assert_eq!(none["reports"], 0);
+    assert_eq!(none["measures"]["deaths"], Value::Null);
+    for bad in [
+        "group_by=patient",
+        "group_by=date,region,disease,date",
+        "group_by=region,region",
+        "from=yesterday",
+        "measure=infections",
+    ] {
+        node.get(&format!("/v1/stats/epidemic?{bad}"), None)
+            .await
+            .expect(400, "bad_query");
+    }
+    let vax = node
+        .get("/v1/stats/vaccination?group_by=age_band,dose", None)
+        .await;
+    vax.expect(200, "");
+    assert_eq!(vax.json()["measures"]["doses"], Value::Null);
+}
+
+#[tokio::test]
+async fn organ_donor_decisions_need_the_chosen_doctor_or_an_officer_and_keep_their_history() {
+    let node = start();
+    let admin = node.admin.clone();
+    let (centre, chosen, other, officer, researcher) =
+        (new_key(), new_key(), new_key(), new_key(), new_key());
+    let elsewhere = new_key();
+    node.submit_ok(&[
+        register_at(&admin, &centre, Role::Institution, "DZ Nis"),
+        register_at(&admin, &chosen, Role::Doctor, "DZ Nis"),
+        register_at(&admin, &other, Role::Doctor, "DZ Nis"),
+        register_at(&admin, &elsewhere, Role::Doctor, "KC Kragujevac"),
+        register_at(
+            &admin,
+            &officer,
+            Role::RegistryOfficer,
+            "Uprava za biomedicinu",
+        ),
+        register_tx(&admin, &researcher, Role::Researcher),
+    ])
+    .await;
+    let p = "MFRGGZDFMZTWQ2LKNNWG23TPOA";
+    let choice = |doctor: &SigningKey| json!({"patient": p, "doctor": keys::public_key(doctor), "date": "2026-01-10"});
+    // The choice is recorded by the doctor's own institution.
+    let r = node
+        .post_json(&wire(&signed(
+            &centre,
+            kind::CHOSEN_DOCTOR,
+            &choice(&elsewhere),
+        )))
+        .await;
+    r.expect(422, "schema_violation");
+    node.submit_ok(&[signed(&centre, kind::CHOSEN_DOCTOR, &choice(&chosen))])
+        .await;
+
+    let decision = |d: &str, organs: &[&str]| {
+        let mut v = json!({"patient": p, "decision": d, "date": "2026-11-24"});
+        if !organs.is_empty() {
+            v["organs"] = json!(organs);
+        }
+        v
+    };
+    node.post_json(&wire(&signed(
+        &other,
+        kind::ORGAN_DONOR_DECISION,
+        &decision("opt_in_all", &[]),
+    )))
+    .await
+    .expect(403, "not_chosen_doctor");
+    let first = signed(
+        &chosen,
+        kind::ORGAN_DONOR_DECISION,
+        &decision("opt_in", &["kidneys", "corneas"]),
+    );
+    node.submit_ok(std::slice::from_ref(&first)).await;
+
+    let token = node.token(&chosen);
+    let read = |token: String| {
+        let node = &node;
+        async move {
+            node.views_caught_up(&node.token(&node.admin)).await;
+            node.get(&format!("/v1/donors/{p}"), Some(&token)).await
+        }
+    };
+    let entry = read(token.clone()).await.json();
+    assert_eq!(entry["current"]["status"], "donor");
+    assert_eq!(entry["current"]["organs"], json!(["kidneys", "corneas"]));
+
+    node.submit_ok(&[signed(
+        &officer,
+        kind::ORGAN_DONOR_DECISION,
+        &decision("opt_out", &[]),
+    )])
+    .await;
+    assert_eq!(
+        read(token.clone()).await.json()["current"]["status"],
+        "refused"
+    );
+    node.submit_ok(&[signed(
+        &chosen,
+        kind::ORGAN_DONOR_DECISION,
+        &decision("withdrawal", &[]),
+    )])
+    .await;
+    let entry = read(node.token(&officer)).await.json();
+    assert_eq!(entry["current"]["status"], "no_decision");
+    assert_eq!(entry["current"]["withdrawn"], true);
+    let history = entry["history"].as_array().unwrap();
+    let decisions: Vec<&str> = history
+        .iter()
+        .map(|h| h["decision"].as_str().unwrap())
+        .collect();
+    assert_eq!(decisions, ["opt_in", "opt_out", "withdrawal"]);
+    let verifier = NoteVerifier::parse(node.status().await["vkey"].as_str().unwrap()).unwrap();
+    for h in history {
+        let proof = TlogProof::parse(h["receipt"].as_str().unwrap()).unwrap();
+        let id = Hex32Bytes::<32>::parse_hex(h["id"].as_str().unwrap()).unwrap();
+        proof
+            .verify(&id.0, Some(ORIGIN), std::slice::from_ref(&verifier))
+            .expect("receipt verifies");
+    }
+    assert_eq!(history[0]["id"], id_hex(&first));
+
+    // Only the registry's readers see decisions, here or anywhere else.
+    let researcher_token = node.token(&researcher);
+    node.get(&format!("/v1/donors/{p}"), Some(&researcher_token))
+        .await
+        .expect(403, "forbidden");
+    node.get(
+        &format!("/v1/transactions/{}", id_hex(&first)),
+        Some(&researcher_token),
+    )
+    .await
+    .expect(403, "forbidden");
+    let h = node
+        .get(
+            &format!("/v1/patients/{p}/history"),
+            Some(&researcher_token),
+        )
+        .await
+        .json();
+    assert!(
+        h["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["kind"] != kind::ORGAN_DONOR_DECISION),
+        "{h}"
+    );
+    let unknown = node
+        .get(
+            &format!("/v1/donors/{}", medledger_health::pseudonym::synthetic(5)),
+            Some(&token),
+        )
+        .await
+        .json();
+    assert_eq!(unknown["current"]["status"], "no_decision");
+    assert_eq!(unknown["history"], json!([]));
 }
