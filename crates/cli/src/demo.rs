@@ -1,6 +1,8 @@
 //! `medledger demo`: fills a node with synthetic data for a Serbian
 //! primary-care health centre (doctors, patients behind pseudonyms,
-//! medical reports, vital-sign series), signed by the demo's doctors.
+//! medical reports, vital-sign series, daily epidemic and vaccination
+//! counts, organ-donor decisions), signed by the demo's doctors and the
+//! centre's integration account.
 
 use crate::demo_data::{self, Scale};
 use crate::import::Sink;
@@ -171,18 +173,46 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
             );
         }
     }
+    // Every record with its signer: the patients' choices of doctor (made
+    // at the health centre), the clinical records, the centre's daily
+    // public-health counts, and organ-donor decisions taken with the chosen
+    // doctor.
+    let mut signed: Vec<(&SigningKey, &str, serde_json::Value)> = Vec::new();
+    for (i, p) in demo.patients.iter().enumerate() {
+        let doctor = keys::public_key(&doctors[i % doctors.len()]);
+        signed.push((
+            &integration,
+            kind::CHOSEN_DOCTOR,
+            json!({"patient": p, "doctor": doctor, "date": today}),
+        ));
+    }
+    for r in &demo.records {
+        signed.push((
+            &doctors[r.doctor % doctors.len()],
+            r.kind,
+            r.payload.clone(),
+        ));
+    }
+    let counts = demo_data::public_health(args.seed, &today);
+    let n_counts = counts.len();
+    for (k, payload) in counts {
+        signed.push((&integration, k, payload));
+    }
+    let decisions = demo_data::donor_decisions(args.seed, demo.patients.len(), &today);
+    let n_decisions = decisions.len();
+    for (p, mut payload) in decisions {
+        payload["patient"] = json!(demo.patients[p]);
+        signed.push((
+            &doctors[p % doctors.len()],
+            kind::ORGAN_DONOR_DECISION,
+            payload,
+        ));
+    }
     let mut accepted = 0usize;
-    for chunk in demo.records.chunks(1000) {
+    for chunk in signed.chunks(1000) {
         let txs = chunk
             .iter()
-            .map(|r| {
-                Transaction::sign(
-                    &doctors[r.doctor % doctors.len()],
-                    r.kind,
-                    now_ms(),
-                    &r.payload,
-                )
-            })
+            .map(|(key, k, payload)| Transaction::sign(key, k, now_ms(), payload))
             .collect::<Result<Vec<_>, _>>()?;
         for o in sink.submit(txs) {
             match o {
@@ -202,6 +232,8 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
             "doctors": demo.doctors.len(),
             "patients": demo.patients.len(),
             "records": accepted,
+            "public_health_reports": n_counts,
+            "donor_decisions": n_decisions,
             "refused": refused,
             "doctor_keys": run_dir,
             "integration_key": integration_path,

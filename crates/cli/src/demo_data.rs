@@ -24,6 +24,7 @@ use medledger_health::calendar;
 use medledger_health::fhir::KIND_OBSERVATION;
 use medledger_health::pseudonym::{Identifier, PseudonymKey};
 use medledger_health::records::{self, MEDICAL_REPORT};
+use medledger_health::registries::{EPIDEMIC_REPORT, VACCINATION_REPORT};
 use serde_json::{Value, json};
 use std::cmp::Reverse;
 use std::collections::HashSet;
@@ -156,6 +157,8 @@ enum Stream {
     Patient = 3,
     Reports = 4,
     Vitals = 5,
+    Counts = 6,
+    Donors = 7,
 }
 
 /// splitmix64.
@@ -1442,6 +1445,113 @@ fn blood_pressure(subject: &str, at: &str, sys: i64, dia: i64) -> Value {
             ]),
         ),
     )
+}
+
+// ---------------------------------------------------------------------------
+// Public-health counts and the organ-donor registry
+// ---------------------------------------------------------------------------
+
+/// Districts of the demo's public-health reports, with their relative
+/// populations (Pirot and Toplica are small, so their counts are small).
+const DISTRICTS: [(&str, f64); 6] = [
+    ("Grad Beograd", 8.0),
+    ("Nisavski", 2.0),
+    ("Jablanicki", 1.0),
+    ("Pcinjski", 1.0),
+    ("Toplicki", 0.4),
+    ("Pirotski", 0.4),
+];
+
+/// Days of the demo's public-health counts, ending today.
+pub(crate) const COUNT_DAYS: u32 = 60;
+
+/// Daily epidemic counts (COVID-19, influenza and gastroenteritis, with an
+/// influenza wave peaking three weeks ago) and influenza vaccinations by
+/// age band, per district, for the last [`COUNT_DAYS`] days, plus one
+/// correction of an earlier report. `(kind, payload)` in submission order.
+pub(crate) fn public_health(seed: u64, today: &str) -> Vec<(&'static str, Value)> {
+    let cal = Calendar::new(today);
+    let mut rng = Rng::stream(seed, Stream::Counts, 0);
+    let mut out = Vec::new();
+    for day in (0..COUNT_DAYS).rev() {
+        let date = cal.date(day);
+        let wave = (-((f64::from(day) - 21.0) / 9.0).powi(2)).exp();
+        for (region, size) in DISTRICTS {
+            for (disease, base) in [("U07.1", 1.2), ("J11.1", 0.5 + 9.0 * wave), ("A09", 0.8)] {
+                let mean = base * size;
+                let new_cases = (mean + rng.noise(mean.sqrt() * 2.0 + 1.0)).max(0.0).round() as u64;
+                let hospitalised = (new_cases as f64 * rng.range((0.05, 0.2))).round() as u64;
+                let on_respirator = u64::from(hospitalised > 3 && rng.chance(0.3));
+                let deaths = u64::from(on_respirator > 0 && rng.chance(0.2));
+                out.push((
+                    EPIDEMIC_REPORT,
+                    json!({"date": date, "region": region, "disease": disease,
+                        "new_cases": new_cases, "hospitalised": hospitalised,
+                        "on_respirator": on_respirator, "deaths": deaths}),
+                ));
+            }
+            for (band, uptake) in [
+                ("18-29", 0.2),
+                ("30-49", 0.4),
+                ("50-64", 0.8),
+                ("65-74", 1.6),
+                ("75-84", 1.4),
+                ("85+", 0.5),
+            ] {
+                let doses = (uptake * size * 2.0 * (1.0 + rng.noise(0.6)))
+                    .max(0.0)
+                    .round() as u64;
+                out.push((
+                    VACCINATION_REPORT,
+                    json!({"date": date, "region": region, "vaccine": "J07BB02", "dose": 1,
+                        "age_band": band, "doses": doses}),
+                ));
+            }
+        }
+    }
+    // A late correction: three days ago Nis reported 4 COVID-19 cases too few.
+    let date = cal.date(3);
+    if let Some((_, first)) = out.iter().find(|(k, p)| {
+        *k == EPIDEMIC_REPORT
+            && p["date"] == date
+            && p["region"] == "Nisavski"
+            && p["disease"] == "U07.1"
+    }) {
+        let mut fixed = first.clone();
+        fixed["new_cases"] = json!(first["new_cases"].as_u64().unwrap_or(0) + 4);
+        out.push((EPIDEMIC_REPORT, fixed));
+    }
+    out
+}
+
+/// Organ-donor decisions of about one patient in six, each recorded by the
+/// patient's chosen doctor: `(patient index, payload without the patient)`.
+/// A few patients later withdraw their decision.
+pub(crate) fn donor_decisions(seed: u64, patients: usize, today: &str) -> Vec<(usize, Value)> {
+    let cal = Calendar::new(today);
+    let mut rng = Rng::stream(seed, Stream::Donors, 0);
+    let mut out = Vec::new();
+    for p in 0..patients {
+        if !rng.chance(1.0 / 6.0) {
+            continue;
+        }
+        let date = cal.date(rng.below(300) as u32 + 30);
+        let decision = match rng.index(4) {
+            0 | 1 => json!({"decision": "opt_in_all", "date": date}),
+            2 => {
+                json!({"decision": "opt_in", "organs": ["kidneys", "liver", "corneas"], "date": date})
+            }
+            _ => json!({"decision": "opt_out", "date": date}),
+        };
+        out.push((p, decision));
+        if rng.chance(0.1) {
+            out.push((
+                p,
+                json!({"decision": "withdrawal", "date": cal.date(rng.below(20) as u32)}),
+            ));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
