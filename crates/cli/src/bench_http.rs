@@ -261,7 +261,7 @@ fn vitals_payload(device: usize, i: usize) -> serde_json::Value {
         "time": medledger_health::calendar::instant_of_ms(time),
         "respiratory_rate": 14 + i % 12,
         "spo2": 90 + i % 10,
-        "on_oxygen": i % 7 == 0,
+        "on_oxygen": i.is_multiple_of(7),
         "systolic_bp": 95 + i % 40,
         "pulse": 55 + i % 70,
         "consciousness": "alert",
