@@ -255,7 +255,7 @@ fn bench_devices(
 
 /// A full set of NEWS2 readings from wearable `device` (about 230 bytes).
 fn vitals_payload(device: usize, i: usize) -> serde_json::Value {
-    let time = 1_795_536_000_000 + i as i64 * 1000;
+    let time = 1_795_478_400_000 + i as i64 * 1000;
     json!({
         "patient": synthetic(device as u64),
         "time": medledger_health::calendar::instant_of_ms(time),

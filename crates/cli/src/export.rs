@@ -92,9 +92,11 @@ pub struct ExportArgs {
 
 #[derive(Subcommand)]
 enum ExportCommand {
-    /// Prove an export complete and unchanged against a ledger: its
-    /// checkpoint's signature, the ledger's consistency with it, every row
-    /// byte for byte, and that no selected record is missing. Exits 0 on
+    /// Prove an export complete and unchanged against a ledger.
+    ///
+    /// Checks the manifest checkpoint's signature, the ledger's consistency
+    /// with it, every row byte for byte against the ledger's record at its
+    /// leaf, and that no record the query selects is missing. Exits 0 on
     /// success, 1 when the export does not verify, 3 when the ledger
     /// contradicts the checkpoint.
     Verify(VerifyArgs),
@@ -1029,19 +1031,19 @@ fn verify_export(a: &VerifyArgs, manifest: &Path) -> Checked<String> {
         }
     };
     let rows = result?;
+    let days = match (&head.query.from, &head.query.to) {
+        (None, None) => "every date".to_owned(),
+        (f, t) => format!(
+            "dated {}..{}",
+            f.as_deref().unwrap_or(""),
+            t.as_deref().unwrap_or("")
+        ),
+    };
     Ok(format!(
-        "ok: {} holds exactly the {rows} {} records {} of the ledger as of checkpoint {} size {size} \
-         (root {}), each unchanged and proven in that tree, checked against the {mode}",
+        "ok: {}: {rows} {} rows ({days}) are exactly the ledger's selected records as of {} \
+         size {size} (root {}), each unchanged and proven in that tree; checked against the {mode}",
         a.file.display(),
         export.kind(),
-        match (&head.query.from, &head.query.to) {
-            (None, None) => "of every date".to_owned(),
-            (f, t) => format!(
-                "dated {}..{}",
-                f.as_deref().unwrap_or(""),
-                t.as_deref().unwrap_or("")
-            ),
-        },
         pinned.cp.origin,
         hex::encode(pinned.cp.root)
     ))

@@ -169,11 +169,12 @@ impl Ledger {
 fn add(dir: &Path, records: &mut Vec<(String, String, u64)>, txs: Vec<(Transaction, &str)>) {
     for chunk in txs.chunks(50) {
         let lines: Vec<String> = chunk.iter().map(|(t, _)| line(t)).collect();
-        let imp = import(dir, &lines, 50);
+        let imp = import_args(dir, &lines, 50, &["--format", "signed"]);
         assert!(
             imp.output.status.success(),
-            "import: {}",
-            text(&imp.output).1
+            "import: {}\n{:?}",
+            text(&imp.output).1,
+            imp.results.iter().take(3).collect::<Vec<_>>()
         );
         for ((tx, day), r) in chunk.iter().zip(&imp.results) {
             assert_eq!(r["id"], hex::encode(tx.id()), "{r}");

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 const PATIENTS: u64 = 1000;
 const WINDOW_MINUTES: i64 = 60;
 /// 2026-11-24T06:00:00Z.
-const START_MS: i64 = 1_795_536_000_000 + 6 * 3_600_000;
+const START_MS: i64 = 1_795_478_400_000 + 6 * 3_600_000;
 
 /// One reading record as sent, with the leaf it was committed at.
 #[derive(Clone, Debug)]

@@ -197,29 +197,31 @@ struct Cut {
     waiters: Vec<Waiter>,
 }
 
-/// Tells readers of the log that blocks were committed.
+/// Tells readers of the log that blocks were committed, or that the
+/// sequencer is stopping.
 #[derive(Debug, Default)]
 pub struct CommitSignal {
-    size: Mutex<u64>,
-    grew: std::sync::Condvar,
+    /// Log size last published, and whether the sequencer is stopping.
+    state: Mutex<(u64, bool)>,
+    changed: std::sync::Condvar,
 }
 
 impl CommitSignal {
-    fn publish(&self, log_size: u64) {
-        let mut size = self.size.lock().unwrap_or_else(|p| p.into_inner());
-        *size = log_size;
-        self.grew.notify_all();
+    fn update(&self, f: impl FnOnce(&mut (u64, bool))) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut state);
+        self.changed.notify_all();
     }
 
     /// Waits until the log holds more than `size` entries, or `timeout`
-    /// passes; returns the log size last published.
-    pub fn wait_beyond(&self, size: u64, timeout: std::time::Duration) -> u64 {
-        let guard = self.size.lock().unwrap_or_else(|p| p.into_inner());
+    /// passes. `None` once the sequencer is stopping: readers then return.
+    pub fn wait_beyond(&self, size: u64, timeout: std::time::Duration) -> Option<u64> {
+        let guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let (guard, _) = self
-            .grew
-            .wait_timeout_while(guard, timeout, |s| *s <= size)
+            .changed
+            .wait_timeout_while(guard, timeout, |(s, closed)| *s <= size && !*closed)
             .unwrap_or_else(|p| p.into_inner());
-        *guard
+        (!guard.1).then_some(guard.0)
     }
 }
 
@@ -227,6 +229,7 @@ impl CommitSignal {
 pub struct Sequencer {
     submit: Option<Sender<Submission>>,
     commits: Arc<CommitSignal>,
+    readers: Mutex<Vec<JoinHandle<()>>>,
     keys: Arc<KeyCache>,
     store: Arc<Store>,
     failed: Arc<AtomicBool>,
@@ -284,6 +287,7 @@ impl Sequencer {
         Sequencer {
             submit: Some(submit_tx),
             commits,
+            readers: Mutex::default(),
             keys,
             store,
             failed,
@@ -296,9 +300,33 @@ impl Sequencer {
         &self.store
     }
 
-    /// Signalled after every committed block.
-    pub fn commits(&self) -> &Arc<CommitSignal> {
-        &self.commits
+    /// Runs `read` on a thread named `name` that follows the log: it gets
+    /// the store and the [`CommitSignal`], and must return once
+    /// [`CommitSignal::wait_beyond`] says the sequencer is stopping. The
+    /// sequencer joins it when it stops, so no reader keeps the ledger open.
+    pub fn spawn_reader(
+        &self,
+        name: &str,
+        read: impl FnOnce(Arc<Store>, Arc<CommitSignal>) + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (store, commits) = (self.store.clone(), self.commits.clone());
+        let handle = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || read(store, commits))?;
+        self.readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(handle);
+        Ok(())
+    }
+
+    /// Stops the readers and waits for them.
+    fn stop_readers(&mut self) {
+        self.commits.update(|s| s.1 = true);
+        let readers = std::mem::take(self.readers.get_mut().unwrap_or_else(|p| p.into_inner()));
+        for r in readers {
+            let _ = r.join();
+        }
     }
 
     /// True once storage has failed.
@@ -382,6 +410,7 @@ impl Sequencer {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        self.stop_readers();
         self.store.flush().map_err(|e| e.to_string())
     }
 }
@@ -394,6 +423,7 @@ impl Drop for Sequencer {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        self.stop_readers();
     }
 }
 
@@ -679,6 +709,6 @@ fn commit(
             }
         }
         pending.remove(cut.block.txs.iter().map(|t| t.id()));
-        commits.publish(h.log_size);
+        commits.update(|s| s.0 = h.log_size);
     }
 }

@@ -147,16 +147,14 @@ impl Views {
         })
     }
 
-    /// Views of `seq`'s log, kept up to date on a thread of their own until
-    /// they are dropped.
+    /// Views of `seq`'s log, kept up to date on a reader thread of the
+    /// sequencer until either stops.
     pub fn follow(seq: &crate::Sequencer, window_minutes: u64) -> Arc<Self> {
         let views = Self::new(window_minutes);
-        let store = seq.store().clone();
-        let commits = seq.commits().clone();
         let weak = Arc::downgrade(&views);
-        let spawned = std::thread::Builder::new()
-            .name("views".into())
-            .spawn(move || follow(&weak, &store, &commits));
+        let spawned = seq.spawn_reader("views", move |store, commits| {
+            follow(&weak, &store, &commits);
+        });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the views thread");
         }
@@ -423,6 +421,8 @@ impl Directory<'_> {
     }
 }
 
+/// Applies every committed block to the views, in order, until the views
+/// are dropped or the sequencer stops.
 fn follow(views: &Weak<Views>, store: &Store, commits: &CommitSignal) {
     let mut directory = Directory {
         store,
@@ -447,6 +447,11 @@ fn follow(views: &Weak<Views>, store: &Store, commits: &CommitSignal) {
         }
         let applied = v.applied();
         drop(v);
-        commits.wait_beyond(applied, Duration::from_millis(250));
+        if commits
+            .wait_beyond(applied, Duration::from_millis(250))
+            .is_none()
+        {
+            return;
+        }
     }
 }
