@@ -2795,3 +2795,58 @@ async fn organ_donor_decisions_need_the_chosen_doctor_or_an_officer_and_keep_the
     assert_eq!(unknown["current"]["status"], "no_decision");
     assert_eq!(unknown["history"], json!([]));
 }
+
+#[tokio::test]
+async fn fhir_vital_sign_observations_feed_the_news2_alerts() {
+    let node = start();
+    let integration = new_key();
+    node.submit_ok(&[register_tx(&node.admin, &integration, Role::Institution)])
+        .await;
+    node.hold_key(&integration);
+    let token = node.token(&integration);
+    // A heart rate of 135 scores 3: a low-medium alert on its own.
+    let mut hr = observation();
+    hr["valueQuantity"]["value"] = json!(135);
+    let r = node
+        .post_to(
+            "/fhir/Observation",
+            Some(&token),
+            hr.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    node.views_caught_up(&token).await;
+    let alerts = node.get("/v1/alerts", Some(&token)).await.json();
+    assert_eq!(alerts["total"], 1, "{alerts}");
+    let a = &alerts["alerts"][0];
+    assert_eq!(a["patient"], "MFRGGZDFMZTWQ2LKNNWG23TPOA");
+    assert_eq!(
+        (a["level"].as_str(), a["score"].as_u64()),
+        (Some("low_medium"), Some(3))
+    );
+    assert_eq!(a["complete"], false);
+    assert_eq!(a["parameters"][0]["parameter"], "pulse");
+    assert_eq!(
+        a["transactions"][0]["id"], id,
+        "the alert names the Observation"
+    );
+    node.get("/v1/alerts?min_level=medium", Some(&token))
+        .await
+        .expect(200, "");
+    node.get("/v1/alerts?min_level=urgent", Some(&token))
+        .await
+        .expect(400, "bad_query");
+    // A normal reading taken later clears it.
+    let mut calm = observation();
+    calm["effectiveDateTime"] = json!("2026-11-24T09:10:00Z");
+    node.post_to(
+        "/fhir/Observation",
+        Some(&token),
+        calm.to_string().into_bytes(),
+    )
+    .await;
+    node.views_caught_up(&token).await;
+    let alerts = node.get("/v1/alerts", Some(&token)).await.json();
+    assert_eq!(alerts["total"], 0, "{alerts}");
+}
