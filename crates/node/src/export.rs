@@ -217,9 +217,11 @@ pub(crate) async fn export(
     q: Result<QueryParams<ExportParams>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let export = query(q)?.check()?;
+    let kind = export.kind();
     let st = state.clone();
     let (note, size) = blocking(move || {
-        authorize(&st, &headers, RECORD_READERS)?;
+        let reader = authorize(&st, &headers, RECORD_READERS)?;
+        crate::services::may_read_kind(&reader, kind)?;
         pin(st.seq.store()).map_err(failure_problem)
     })
     .await?;
