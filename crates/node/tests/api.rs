@@ -2777,10 +2777,17 @@ async fn organ_donor_decisions_need_the_chosen_doctor_or_an_officer_and_keep_the
     .await
     .expect(403, "forbidden");
     let export = node
-        .get("/v1/export?kind=organ_donor_decision&format=csv", Some(&token))
+        .get(
+            "/v1/export?kind=organ_donor_decision&format=csv",
+            Some(&token),
+        )
         .await;
     assert_eq!(export.status, 200);
-    assert_eq!(export.text().lines().count(), 4, "a header and three decisions");
+    assert_eq!(
+        export.text().lines().count(),
+        4,
+        "a header and three decisions"
+    );
     let h = node
         .get(
             &format!("/v1/patients/{p}/history"),
