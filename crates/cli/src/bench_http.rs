@@ -235,19 +235,16 @@ fn bench_devices(
         .iter()
         .enumerate()
         .map(|(i, d)| {
-            let p = medledger_ledger::state::RegisterPayload {
-                key: keys::public_key(d),
-                role: Role::Device,
-                institution: "Klinicki centar Nis".into(),
-                label: "bench wearable".into(),
-                patient: Some(synthetic(i as u64)),
-            };
-            Ok(Transaction::sign(
+            crate::demo::sign_registration(
                 admin,
-                kind::REGISTER,
-                now_ms(),
-                &serde_json::to_value(p)?,
-            )?)
+                &medledger_ledger::state::RegisterPayload {
+                    key: keys::public_key(d),
+                    role: Role::Device,
+                    institution: "Klinicki centar Nis".into(),
+                    label: "bench wearable".into(),
+                    patient: Some(synthetic(i as u64)),
+                },
+            )
         })
         .collect::<Result<Vec<_>>>()?;
     Ok((devices, regs))

@@ -65,13 +65,20 @@ pub(crate) fn register(
     institution: &str,
     label: &str,
 ) -> Result<Transaction> {
-    let p = RegisterPayload {
-        key: keys::public_key(key),
-        role,
-        institution: institution.into(),
-        label: label.into(),
-        patient: None,
-    };
+    sign_registration(
+        admin,
+        &RegisterPayload {
+            key: keys::public_key(key),
+            role,
+            institution: institution.into(),
+            label: label.into(),
+            patient: None,
+        },
+    )
+}
+
+/// The admin's signed `participant.register` of `p`.
+pub(crate) fn sign_registration(admin: &SigningKey, p: &RegisterPayload) -> Result<Transaction> {
     Ok(Transaction::sign(
         admin,
         kind::REGISTER,

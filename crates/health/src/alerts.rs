@@ -339,20 +339,7 @@ mod tests {
 
     /// A record of `time` with no readings.
     fn empty(time: &str) -> VitalSigns {
-        VitalSigns {
-            patient: "p".into(),
-            time: time.into(),
-            respiratory_rate: None,
-            spo2: None,
-            on_oxygen: None,
-            spo2_scale: None,
-            systolic_bp: None,
-            diastolic_bp: None,
-            pulse: None,
-            consciousness: None,
-            temperature: None,
-            glucose: None,
-        }
+        VitalSigns::at("p".into(), time.into())
     }
 
     /// A record of `time` with readings that score 0 in every parameter.

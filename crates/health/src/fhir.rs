@@ -806,20 +806,7 @@ pub fn vital_signs_of(v: &Value, summary: &Summary) -> Option<crate::records::Vi
             q.get("code")?.as_str()?.to_owned(),
         ))
     };
-    let mut out = crate::records::VitalSigns {
-        patient: summary.patient.clone(),
-        time,
-        respiratory_rate: None,
-        spo2: None,
-        on_oxygen: None,
-        spo2_scale: None,
-        systolic_bp: None,
-        diastolic_bp: None,
-        pulse: None,
-        consciousness: None,
-        temperature: None,
-        glucose: None,
-    };
+    let mut out = crate::records::VitalSigns::at(summary.patient.clone(), time);
     match measure {
         Measure::BloodPressure => {
             for c in v.get("component")?.as_array()? {

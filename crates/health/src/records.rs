@@ -91,6 +91,26 @@ pub struct VitalSigns {
     pub glucose: Option<f64>,
 }
 
+impl VitalSigns {
+    /// A record of `patient` at `time` with no readings yet.
+    pub fn at(patient: String, time: String) -> Self {
+        VitalSigns {
+            patient,
+            time,
+            respiratory_rate: None,
+            spo2: None,
+            on_oxygen: None,
+            spo2_scale: None,
+            systolic_bp: None,
+            diastolic_bp: None,
+            pulse: None,
+            consciousness: None,
+            temperature: None,
+            glucose: None,
+        }
+    }
+}
+
 /// Plausible ranges of the numeric readings: a value outside is a device
 /// fault or a typing error, not a patient.
 const VITAL_RANGES: [(&str, f64, f64); 7] = [

@@ -212,6 +212,19 @@ pub(crate) async fn pseudonyms(
     Ok(Json(json!({ "pseudonyms": out })).into_response())
 }
 
+/// The pseudonym in a path, or 400 `bad_pseudonym`.
+pub(crate) fn pseudonym_param(p: Result<Path<String>, PathRejection>) -> Result<String, Problem> {
+    let patient = path_param(p, "bad_pseudonym")?;
+    if !pseudonym::is_well_formed(&patient) {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad_pseudonym",
+            "a pseudonym is 26 characters of base32 (A-Z, 2-7)",
+        ));
+    }
+    Ok(patient)
+}
+
 /// Query of a history.
 #[derive(Deserialize)]
 pub(crate) struct HistoryQuery {
@@ -306,14 +319,7 @@ pub(crate) async fn history(
     patient: Result<Path<String>, PathRejection>,
     q: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
-    let patient = path_param(patient, "bad_pseudonym")?;
-    if !pseudonym::is_well_formed(&patient) {
-        return Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "bad_pseudonym",
-            "a pseudonym is 26 characters of base32 (A-Z, 2-7)",
-        ));
-    }
+    let patient = pseudonym_param(patient)?;
     let q = query(q)?;
     let as_of = parse_u64("as_of", q.as_of.as_deref())?;
     let after = parse_u64("after", q.after.as_deref())?;

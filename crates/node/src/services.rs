@@ -1,7 +1,7 @@
 //! The smart-health services: the vitals batch endpoint, NEWS2 alerts (a
 //! list and a Server-Sent Events stream) and the organ-donor registry.
 
-use crate::api::{Shared, admit_body, authorize, blocking, parse_u64, path_param, query};
+use crate::api::{Shared, admit_body, authorize, blocking, parse_u64, query};
 use crate::health::checkpoint_for;
 use crate::problem::Problem;
 use crate::views::{AlertEvent, DonorEntry};
@@ -14,7 +14,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use medledger_health::news2::Risk;
-use medledger_health::pseudonym;
 use medledger_health::registries::{Decision, Organ};
 use medledger_ledger::roles::{Role, kind};
 use medledger_ledger::state::Participant;
@@ -245,14 +244,7 @@ pub(crate) async fn donor(
     headers: HeaderMap,
     patient: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
-    let patient = path_param(patient, "bad_pseudonym")?;
-    if !pseudonym::is_well_formed(&patient) {
-        return Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "bad_pseudonym",
-            "a pseudonym is 26 characters of base32 (A-Z, 2-7)",
-        ));
-    }
+    let patient = crate::health::pseudonym_param(patient)?;
     let st = state.clone();
     blocking(move || {
         authorize(&st, &headers, DONOR_READERS)?;

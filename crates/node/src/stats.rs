@@ -147,6 +147,26 @@ fn selected_measures(q: &StatsQuery, measures: &[&str]) -> Result<Vec<usize>, Pr
     }
 }
 
+/// Publishes the matching `rows`' tables and answers with them.
+fn answer(
+    as_of: u64,
+    k: u64,
+    dims: &[String],
+    rows: &[Row],
+    measures: &[&str],
+    selected: &[usize],
+) -> Result<Response, Problem> {
+    let tables = tables(rows, dims, measures, selected, k)?;
+    Ok(Json(json!({
+        "as_of": as_of,
+        "k": k,
+        "group_by": dims,
+        "reports": rows.len(),
+        "measures": tables,
+    }))
+    .into_response())
+}
+
 fn keep(filter: &Option<BTreeSet<String>>, value: &str) -> bool {
     filter.as_ref().is_none_or(|f| f.contains(value))
 }
@@ -187,15 +207,7 @@ pub(crate) async fn epidemic(
                 measures: vec![r.new_cases, r.hospitalised, r.on_respirator, r.deaths],
             })
             .collect();
-        let measures = tables(&rows, &dims, &EPIDEMIC_MEASURES, &selected, k)?;
-        Ok(Json(json!({
-            "as_of": as_of,
-            "k": k,
-            "group_by": dims,
-            "reports": rows.len(),
-            "measures": measures,
-        }))
-        .into_response())
+        answer(as_of, k, &dims, &rows, &EPIDEMIC_MEASURES, &selected)
     })
     .await
 }
@@ -247,15 +259,7 @@ pub(crate) async fn vaccination(
                 measures: vec![r.doses],
             })
             .collect();
-        let measures = tables(&rows, &dims, &["doses"], &selected, k)?;
-        Ok(Json(json!({
-            "as_of": as_of,
-            "k": k,
-            "group_by": dims,
-            "reports": rows.len(),
-            "measures": measures,
-        }))
-        .into_response())
+        answer(as_of, k, &dims, &rows, &["doses"], &selected)
     })
     .await
 }
