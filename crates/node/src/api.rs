@@ -112,6 +112,8 @@ pub fn router(state: Shared) -> Router {
             get(crate::fhir_api::search).post(crate::fhir_api::create),
         )
         .route("/fhir/{type}/{id}", get(crate::fhir_api::read))
+        .route("/", get(crate::dashboard::index))
+        .route("/dashboard/{asset}", get(crate::dashboard::file))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi))
         .route("/healthz", get(|| async { "ok" }))

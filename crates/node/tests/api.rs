@@ -1844,9 +1844,11 @@ async fn proof_and_block_queries_validate_their_parameters() {
 async fn unknown_paths_are_404_and_wrong_methods_405_problems() {
     let node = start();
     for p in [
-        "/",
         "/v1",
         "/v1/",
+        "/dashboard/",
+        "/dashboard/secret.key",
+        "/dashboard/../admin.key",
         "/v2/status",
         "/v1/transactions/",
         "/v1/status/x",
@@ -2057,6 +2059,7 @@ fn sample_uri(template: &str, id: &str) -> String {
         .replace("{type}", "Observation")
         .replace("{id}", id)
         .replace("{height}", "1")
+        .replace("{asset}", "app.js")
         .replace("{pseudonym}", "MFRGGZDFMZTWQ2LKNNWG23TPOA")
         .replace("/v1/proofs/consistency", "/v1/proofs/consistency?from=1")
 }
