@@ -6,6 +6,9 @@ use crate::receipt;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use medledger_client::{Client, Error as ClientError, SignedCheckpoint, Verdict, VerifiedReceipt};
+use medledger_formats::checkpoint::Checkpoint;
+use medledger_formats::cosignature::{CosignatureVerifier, Cosigner, verify_quorum};
+use medledger_formats::note::{Note, NoteVerifier};
 use medledger_formats::tx::{Transaction, TxWire};
 use medledger_ledger::ledger::{now_ms, read_key_file};
 use serde_json::{Value, json};
@@ -105,6 +108,32 @@ pub enum CheckpointCommand {
         /// Check once and exit: 0 if consistent.
         #[arg(long)]
         once: bool,
+        /// Act as a witness: cosign (C2SP tlog-cosignature, Ed25519) every
+        /// checkpoint this watch has verified, with this key file.
+        #[arg(long, requires_all = ["cosigner", "cosigned"])]
+        cosign_key: Option<PathBuf>,
+        /// The witness's name (a schema-less URL), with --cosign-key.
+        #[arg(long, requires = "cosign_key")]
+        cosigner: Option<String>,
+        /// Where the latest verified checkpoint is written with the
+        /// witness's cosignature, with --cosign-key.
+        #[arg(long, requires = "cosign_key")]
+        cosigned: Option<PathBuf>,
+    },
+    /// Verify a checkpoint's log signature and a quorum of cosignatures.
+    /// Exits 0 if they verify, 1 if not.
+    Verify {
+        /// File holding the cosigned checkpoint (a signed note).
+        note: PathBuf,
+        /// The log's verifier key.
+        #[arg(long)]
+        vkey: String,
+        /// A trusted cosigner's verifier key (type 0x04); repeat for each.
+        #[arg(long = "cosigner")]
+        cosigners: Vec<String>,
+        /// How many distinct trusted cosigners must have cosigned.
+        #[arg(long, default_value_t = 1)]
+        quorum: usize,
     },
 }
 
@@ -344,6 +373,53 @@ fn write_atomic(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// Writes `note` (a checkpoint this witness verified) to `out` with the
+/// witness's cosignature added.
+fn cosign(cosigner: &Cosigner, out: &Path, note: &str) -> Result<()> {
+    let mut note = Note::parse(note)?;
+    let now = now_ms() / 1000;
+    note.sigs.push(cosigner.cosign(&note, now)?);
+    write_atomic(out, &note.render())
+}
+
+/// `medledger checkpoint verify`.
+fn verify_cosigned(
+    note: &Path,
+    vkey: &str,
+    cosigners: &[String],
+    quorum: usize,
+) -> Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(note).with_context(|| format!("reading {}", note.display()))?;
+    let verifier = NoteVerifier::parse(vkey).context("--vkey")?;
+    let cosigners = cosigners
+        .iter()
+        .map(|c| CosignatureVerifier::parse(c).with_context(|| format!("--cosigner {c}")))
+        .collect::<Result<Vec<_>>>()?;
+    let parsed = Note::parse(&text)?;
+    let outcome = Checkpoint::verify_note(&parsed, None, std::slice::from_ref(&verifier))
+        .map_err(anyhow::Error::from)
+        .and_then(|cp| Ok((cp, verify_quorum(&parsed, &cosigners, quorum)?)));
+    match outcome {
+        Ok((cp, ok)) => {
+            let by: Vec<Value> = ok
+                .iter()
+                .map(|(c, t)| json!({"cosigner": c.name(), "time": t}))
+                .collect();
+            println!(
+                "{}",
+                json!({"status": "verified", "origin": cp.origin, "size": cp.size,
+                    "root": hex::encode(cp.root), "cosignatures": by})
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
 /// The result of one watch step.
 enum Step {
     /// The stored checkpoint is unchanged, extended, or was just trusted.
@@ -396,13 +472,35 @@ fn watch_step(
 
 /// `medledger checkpoint ...`.
 pub fn checkpoint(cmd: CheckpointCommand) -> Result<ExitCode> {
-    let CheckpointCommand::Watch {
-        url,
-        state,
-        vkey,
-        interval,
-        once,
-    } = cmd;
+    let (url, state, vkey, interval, once, witness) = match cmd {
+        CheckpointCommand::Verify {
+            note,
+            vkey,
+            cosigners,
+            quorum,
+        } => return verify_cosigned(&note, &vkey, &cosigners, quorum),
+        CheckpointCommand::Watch {
+            url,
+            state,
+            vkey,
+            interval,
+            once,
+            cosign_key,
+            cosigner,
+            cosigned,
+        } => {
+            let witness = match (cosign_key, cosigner, cosigned) {
+                (Some(key), Some(name), Some(out)) => {
+                    let c = Cosigner::new(&name, read_key_file(&key)?)
+                        .context("--cosigner and --cosign-key")?;
+                    eprintln!("cosigner vkey: {}", c.verifier().to_vkey());
+                    Some((c, out))
+                }
+                _ => None,
+            };
+            (url, state, vkey, interval, once, witness)
+        }
+    };
     let client = Client::from_vkey(&url, &vkey).context("--vkey")?;
     let mut trusted = match std::fs::read_to_string(&state) {
         Ok(note) => Some(client.trust().checkpoint(&note).with_context(|| {
@@ -416,7 +514,12 @@ pub fn checkpoint(cmd: CheckpointCommand) -> Result<ExitCode> {
     };
     loop {
         match watch_step(&client, &state, &mut trusted) {
-            Ok(Step::Ok(line)) => println!("{line}"),
+            Ok(Step::Ok(line)) => {
+                if let (Some((cosigner, out)), Some(cp)) = (&witness, &trusted) {
+                    cosign(cosigner, out, &cp.note)?;
+                }
+                println!("{line}");
+            }
             Ok(Step::Inconsistent(ev)) => {
                 print!("{ev}");
                 let _ = std::io::stdout().flush();

@@ -305,6 +305,113 @@ fn submit_get_fetch_and_watch_against_a_served_node() {
     assert_ne!(fs::read_to_string(&state).unwrap(), first, "state advanced");
     let out = run(&watch, None);
     assert_eq!(json_lines(&out)[0]["status"], "unchanged");
+
+    // Two witnesses cosign what their own watch verified; a verifier needs
+    // a quorum of them, and a cosignature moved or altered fails.
+    let mut witnesses = Vec::new();
+    for name in ["witness.a.example/w", "witness.b.example/w"] {
+        let wkey = root.path().join(format!("{}.key", &name[8..9]));
+        fs::write(
+            &wkey,
+            medledger_formats::keys::encode_key_file(&medledger_formats::keys::generate().unwrap()),
+        )
+        .unwrap();
+        let wstate = root.path().join(format!("{}.state", &name[8..9]));
+        let out = run(
+            &[
+                "checkpoint",
+                "watch",
+                url,
+                "--state",
+                wstate.to_str().unwrap(),
+                "--vkey",
+                &vkey,
+                "--once",
+                "--cosign-key",
+                wkey.to_str().unwrap(),
+                "--cosigner",
+                name,
+                "--cosigned",
+                root.path().join("cosigned").to_str().unwrap(),
+            ],
+            None,
+        );
+        assert!(out.status.success(), "{:?}", text(&out));
+        let cosigner_vkey = text(&out)
+            .1
+            .lines()
+            .find_map(|l| l.strip_prefix("cosigner vkey: "))
+            .expect("the witness prints its vkey")
+            .to_owned();
+        let cosigned = fs::read_to_string(root.path().join("cosigned")).unwrap();
+        witnesses.push((cosigner_vkey, cosigned));
+    }
+    // Both witnesses saw the same checkpoint: merge their cosignature lines.
+    let (a, b) = (&witnesses[0].1, &witnesses[1].1);
+    let b_line = b.lines().last().unwrap();
+    let both = root.path().join("both");
+    fs::write(&both, format!("{a}{b_line}\n")).unwrap();
+    let verify = |note: &Path, quorum: &str| {
+        run(
+            &[
+                "checkpoint",
+                "verify",
+                note.to_str().unwrap(),
+                "--vkey",
+                &vkey,
+                "--cosigner",
+                &witnesses[0].0,
+                "--cosigner",
+                &witnesses[1].0,
+                "--quorum",
+                quorum,
+            ],
+            None,
+        )
+    };
+    let out = verify(&both, "2");
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(
+        json_lines(&out)[0]["cosignatures"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let only_a = root.path().join("only-a");
+    fs::write(&only_a, a).unwrap();
+    assert!(verify(&only_a, "1").status.success());
+    let out = verify(&only_a, "2");
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    assert!(
+        text(&out).1.contains("1 of the required 2"),
+        "{:?}",
+        text(&out)
+    );
+    // Alter the cosignature's timestamp: base64 of id || time || signature.
+    let forged: String = {
+        let last = a.lines().last().unwrap();
+        let (head, b64) = last.rsplit_once(' ').unwrap();
+        let mut raw = base64_decode(b64);
+        raw[11] ^= 1;
+        let body = &a[..a.len() - last.len() - 1];
+        format!("{body}{head} {}\n", base64_encode(&raw))
+    };
+    let forged_path = root.path().join("forged");
+    fs::write(&forged_path, forged).unwrap();
+    let out = verify(&forged_path, "1");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("does not verify"), "{:?}", text(&out));
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
 }
 
 #[test]

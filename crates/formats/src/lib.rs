@@ -6,6 +6,7 @@ pub mod block;
 pub mod bytes;
 pub mod canon;
 pub mod checkpoint;
+pub mod cosignature;
 pub mod keys;
 pub mod merkle;
 pub mod note;

@@ -176,7 +176,7 @@ fn check_key_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn validate_key_name(name: &str) -> Result<(), NoteError> {
+pub(crate) fn validate_key_name(name: &str) -> Result<(), NoteError> {
     check_key_name(name).map_err(|reason| NoteError::InvalidKeyName {
         name: name.to_owned(),
         reason,
