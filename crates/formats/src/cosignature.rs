@@ -9,7 +9,7 @@
 //! followed by the checkpoint's note text. Cosigner keys are written as
 //! vkeys of type `0x04`.
 
-use crate::note::{Note, NoteError, NoteSignature, compute_key_id, validate_key_name};
+use crate::note::{Note, NoteError, NoteSignature, compute_key_id, parse_vkey, validate_key_name};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -116,48 +116,17 @@ impl CosignatureVerifier {
     /// Parses a vkey `name+hex8(key id)+base64(0x04 || public key)`,
     /// checking the key id.
     pub fn parse(vkey: &str) -> Result<Self, CosignatureError> {
-        let mut parts = vkey.splitn(3, '+');
-        let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(NoteError::MalformedVerifierKey("expected name+keyid+key").into());
-        };
-        validate_key_name(name)?;
-        if id_hex.len() != 8
-            || !id_hex
-                .bytes()
-                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        {
-            return Err(
-                NoteError::MalformedVerifierKey("key id is not 8 lowercase hex digits").into(),
-            );
-        }
-        let found = u32::from_str_radix(id_hex, 16)
-            .map_err(|_| NoteError::MalformedVerifierKey("key id is not 8 lowercase hex digits"))?;
-        let material = BASE64
-            .decode(key_b64)
-            .map_err(|_| NoteError::MalformedVerifierKey("key is not canonical base64"))?;
-        let (&sig_type, public) = material
-            .split_first()
-            .ok_or(NoteError::MalformedVerifierKey("key is empty"))?;
-        if sig_type != SIG_TYPE_COSIGNATURE_ED25519 {
-            return Err(CosignatureError::KeyType(sig_type));
-        }
-        let public: &[u8; 32] = public
-            .try_into()
-            .map_err(|_| NoteError::MalformedVerifierKey("Ed25519 key is not 32 bytes"))?;
-        let expected = compute_key_id(name, SIG_TYPE_COSIGNATURE_ED25519, public);
-        if expected != found {
-            return Err(NoteError::KeyIdMismatch { expected, found }.into());
-        }
-        let key = VerifyingKey::from_bytes(public).map_err(|_| NoteError::InvalidPublicKey)?;
+        let (name, public) =
+            parse_vkey(vkey, SIG_TYPE_COSIGNATURE_ED25519).map_err(|e| match e {
+                NoteError::UnsupportedKeyType(t) => CosignatureError::KeyType(t),
+                other => other.into(),
+            })?;
+        let key_id = compute_key_id(&name, SIG_TYPE_COSIGNATURE_ED25519, &public);
+        let key = VerifyingKey::from_bytes(&public).map_err(|_| NoteError::InvalidPublicKey)?;
         if key.is_weak() {
             return Err(NoteError::InvalidPublicKey.into());
         }
-        Ok(CosignatureVerifier {
-            name: name.to_owned(),
-            key_id: found,
-            key,
-        })
+        Ok(CosignatureVerifier { name, key_id, key })
     }
 
     /// The cosigner's name.

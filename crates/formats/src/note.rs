@@ -154,6 +154,50 @@ pub fn compute_key_id(name: &str, sig_type: u8, public_key: &[u8]) -> u32 {
     u32::from_be_bytes(id)
 }
 
+/// Parses a vkey `name+hex8(key id)+base64(sig_type || 32-byte key)` of
+/// signature type `sig_type`, checking the name and that the key id is
+/// `SHA-256(name || 0x0A || sig_type || key)[:4]`. Returns the name and key.
+pub(crate) fn parse_vkey(vkey: &str, sig_type: u8) -> Result<(String, [u8; 32]), NoteError> {
+    // Key names cannot contain '+', but base64 can: split at most twice.
+    let mut parts = vkey.splitn(3, '+');
+    let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(NoteError::MalformedVerifierKey("expected name+keyid+key"));
+    };
+    validate_key_name(name)?;
+    // The spec fixes the id encoding to exactly 8 lowercase hex digits;
+    // checking the digits ourselves also rejects the sign prefix that
+    // `from_str_radix` would accept.
+    if id_hex.len() != 8
+        || !id_hex
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(NoteError::MalformedVerifierKey(
+            "key id is not 8 lowercase hex digits",
+        ));
+    }
+    let found = u32::from_str_radix(id_hex, 16)
+        .map_err(|_| NoteError::MalformedVerifierKey("key id is not 8 lowercase hex digits"))?;
+    let key_bytes = BASE64
+        .decode(key_b64)
+        .map_err(|_| NoteError::MalformedVerifierKey("key is not canonical base64"))?;
+    let (&found_type, public) = key_bytes
+        .split_first()
+        .ok_or(NoteError::MalformedVerifierKey("key is empty"))?;
+    if found_type != sig_type {
+        return Err(NoteError::UnsupportedKeyType(found_type));
+    }
+    let public: [u8; 32] = public
+        .try_into()
+        .map_err(|_| NoteError::MalformedVerifierKey("Ed25519 key is not 32 bytes"))?;
+    let expected = compute_key_id(name, sig_type, &public);
+    if expected != found {
+        return Err(NoteError::KeyIdMismatch { expected, found });
+    }
+    Ok((name.to_owned(), public))
+}
+
 /// Checks the spec's key name rules: non-empty, no Unicode whitespace, no `+`.
 ///
 /// Control characters are also rejected: a note may not contain them, so a
@@ -297,45 +341,9 @@ impl NoteVerifier {
     /// Only Ed25519 keys (type `0x01`) are accepted; other types give
     /// [`NoteError::UnsupportedKeyType`].
     pub fn parse(vkey: &str) -> Result<Self, NoteError> {
-        // Key names cannot contain '+', but base64 can: split at most twice.
-        let mut parts = vkey.splitn(3, '+');
-        let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(NoteError::MalformedVerifierKey("expected name+keyid+key"));
-        };
-        validate_key_name(name)?;
-        // The spec fixes the id encoding to exactly 8 lowercase hex digits;
-        // checking the digits ourselves also rejects the sign prefix that
-        // `from_str_radix` would accept.
-        if id_hex.len() != 8
-            || !id_hex
-                .bytes()
-                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        {
-            return Err(NoteError::MalformedVerifierKey(
-                "key id is not 8 lowercase hex digits",
-            ));
-        }
-        let found = u32::from_str_radix(id_hex, 16)
-            .map_err(|_| NoteError::MalformedVerifierKey("key id is not 8 lowercase hex digits"))?;
-        let key_bytes = BASE64
-            .decode(key_b64)
-            .map_err(|_| NoteError::MalformedVerifierKey("key is not canonical base64"))?;
-        let (&sig_type, public) = key_bytes
-            .split_first()
-            .ok_or(NoteError::MalformedVerifierKey("key is empty"))?;
-        if sig_type != SIG_TYPE_ED25519 {
-            return Err(NoteError::UnsupportedKeyType(sig_type));
-        }
-        let public: &[u8; 32] = public
-            .try_into()
-            .map_err(|_| NoteError::MalformedVerifierKey("Ed25519 key is not 32 bytes"))?;
-        let expected = compute_key_id(name, SIG_TYPE_ED25519, public);
-        if expected != found {
-            return Err(NoteError::KeyIdMismatch { expected, found });
-        }
-        let key = VerifyingKey::from_bytes(public).map_err(|_| NoteError::InvalidPublicKey)?;
-        Self::new(name, key)
+        let (name, public) = parse_vkey(vkey, SIG_TYPE_ED25519)?;
+        let key = VerifyingKey::from_bytes(&public).map_err(|_| NoteError::InvalidPublicKey)?;
+        Self::new(&name, key)
     }
 
     /// Creates a verifier from a key name and public key, computing the key
