@@ -172,10 +172,12 @@ pub enum PayloadError {
 }
 
 /// What [`check`] learned about a valid payload.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Checked {
     /// A medical report.
     Report(MedicalReport),
+    /// Vital-sign readings.
+    Vitals(VitalSigns),
     /// A FHIR resource.
     Fhir(fhir::Summary),
     /// An organ-donor decision.
@@ -185,6 +187,21 @@ pub enum Checked {
     /// Any other kind: the PII guard passed; its schema is the state
     /// machine's business.
     Other,
+}
+
+impl Checked {
+    /// The patient the payload is about, as its schema read it; `None` for
+    /// kinds that are about no patient, and for [`Checked::Other`].
+    pub fn patient(&self) -> Option<&str> {
+        match self {
+            Checked::Report(r) => Some(&r.patient),
+            Checked::Vitals(v) => Some(&v.patient),
+            Checked::Fhir(f) => Some(&f.patient),
+            Checked::Donor(d) => Some(&d.patient),
+            Checked::ChosenDoctor(c) => Some(&c.patient),
+            Checked::Other => None,
+        }
+    }
 }
 
 /// Checks `payload` (the parsed JSON of a transaction of `kind`).
@@ -227,7 +244,7 @@ pub fn check_bytes(kind: &str, payload: &[u8]) -> Result<Checked, PayloadError> 
                 VITAL_SIGNS => serde_json::from_slice::<VitalSigns>(payload)
                     .map_err(|e| PayloadError::Schema(e.to_string()))
                     .and_then(vitals)
-                    .map(|_| Checked::Other),
+                    .map(Checked::Vitals),
                 registries::EPIDEMIC_REPORT => {
                     registries::epidemic(payload).map(|_| Checked::Other)
                 }
@@ -450,7 +467,10 @@ mod tests {
     fn vital_signs_are_checked() {
         let ok = json!({"patient": P, "time": "2026-11-24T08:30:00Z", "pulse": 72, "spo2": 96,
             "on_oxygen": false, "spo2_scale": 1, "consciousness": "alert", "temperature": 36.8});
-        assert_eq!(check(VITAL_SIGNS, &ok), Ok(Checked::Other));
+        assert!(
+            matches!(check(VITAL_SIGNS, &ok), Ok(Checked::Vitals(v)) if v.patient == P),
+            "a valid record passes with its readings"
+        );
         let mut cases = Vec::new();
         for (field, value) in [
             ("pulse", json!(400)),
