@@ -17,10 +17,8 @@ use medledger_ledger::state::RegisterPayload;
 use serde_json::{Value, json};
 use std::fs;
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Output, Stdio};
 
 /// Days the records are spread over.
 const DAYS: [&str; 8] = [
@@ -37,67 +35,6 @@ const DAYS: [&str; 8] = [
 const FROM: &str = "2026-11-22";
 const TO: &str = "2026-11-25";
 const REPORTS: u64 = 320;
-
-// ---- a served node ------------------------------------------------------------
-
-/// A `medledger serve` child, killed when dropped.
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn healthy(url: &str) -> bool {
-    reqwest::blocking::Client::new()
-        .get(format!("{url}/healthz"))
-        .timeout(Duration::from_secs(2))
-        .send()
-        .is_ok_and(|r| r.status().is_success())
-}
-
-/// Serves `dir` (an existing ledger) on a free port; waits for /healthz.
-fn serve(dir: &Path) -> Served {
-    for _ in 0..5 {
-        let port = free_port();
-        let url = format!("http://127.0.0.1:{port}");
-        let child = bin()
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(dir)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn serve");
-        let mut served = Served { child, url };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if healthy(&served.url) {
-                return served;
-            }
-            if let Ok(Some(_)) = served.child.try_wait() {
-                break; // port taken in the meantime: try another
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = served.child.kill();
-        let _ = served.child.wait();
-    }
-    panic!("medledger serve did not become healthy");
-}
 
 // ---- the ledger -----------------------------------------------------------------
 
@@ -422,8 +359,8 @@ fn exports_verify_and_tampering_is_caught_by_row() {
     }
 
     // Through a served node: the same files, byte for byte.
-    let node = serve(&dir);
-    let url = node.url.clone();
+    let node = Server::start(&dir, &[]);
+    let url = node.base.clone();
     let remote = ["--url", url.as_str(), "--token", token.as_str()];
     let mut remote_vkey = remote.to_vec();
     remote_vkey.extend_from_slice(&["--vkey", vkey]);
@@ -634,8 +571,8 @@ fn exports_verify_and_tampering_is_caught_by_row() {
     let (code, msg) = verify(&file, None, &data_dir, vkey);
     assert_eq!(code, 3, "{msg}");
     assert!(msg.contains("INCONSISTENT"), "{msg}");
-    let node = serve(&dir);
-    let remote = ["--url", node.url.as_str(), "--token", token.as_str()];
+    let node = Server::start(&dir, &[]);
+    let remote = ["--url", node.base.as_str(), "--token", token.as_str()];
     let (code, msg) = verify(&file, None, &remote, vkey);
     assert_eq!(code, 3, "{msg}");
     assert!(msg.contains("FORK"), "{msg}");

@@ -191,7 +191,6 @@ pub(crate) async fn epidemic(
             .counts()
             .epidemic
             .values()
-            .map(|c| &c.report)
             .filter(|r| {
                 r.date >= from
                     && r.date <= to
@@ -239,7 +238,6 @@ pub(crate) async fn vaccination(
             .counts()
             .vaccination
             .values()
-            .map(|c| &c.report)
             .filter(|r| {
                 r.date >= from
                     && r.date <= to

@@ -82,30 +82,18 @@ struct AlertBook {
     seq: u64,
 }
 
-/// One epidemic or vaccination report as it stands (its latest version).
-#[derive(Clone, Debug)]
-pub struct Counted<T> {
-    /// The reporting institution.
-    pub institution: String,
-    /// The report.
-    pub report: T,
-    /// Leaf of the version in force.
-    pub leaf: u64,
-    /// Versions seen, the first included.
-    pub versions: u32,
-}
-
-/// The public-health counts in force.
+/// The public-health counts in force: for each report's identity (the
+/// reporting institution with the report's day, region and code), its
+/// latest version. A later version replaces the earlier one here; both stay
+/// on the ledger.
 #[derive(Default)]
 pub struct Counts {
     /// Epidemic reports by (institution, date, region, disease).
-    pub epidemic: HashMap<(String, String, String, String), Counted<registries::EpidemicReport>>,
+    pub epidemic: HashMap<(String, String, String, String), registries::EpidemicReport>,
     /// Vaccination reports by (institution, date, region, vaccine, dose, age band).
     #[allow(clippy::type_complexity)]
-    pub vaccination: HashMap<
-        (String, String, String, String, u8, String),
-        Counted<registries::VaccinationReport>,
-    >,
+    pub vaccination:
+        HashMap<(String, String, String, String, u8, String), registries::VaccinationReport>,
 }
 
 /// One organ-donor decision on record.
@@ -241,7 +229,7 @@ impl Views {
                 }
                 kind::EPIDEMIC_REPORT | kind::VACCINATION_REPORT => {
                     if let Some(institution) = directory.institution(tx) {
-                        self.count(tx, leaf, institution);
+                        self.count(tx, institution);
                     }
                 }
                 _ => {}
@@ -288,7 +276,7 @@ impl Views {
         let _ = self.events.send(AlertEvent::Raised(alert));
     }
 
-    fn count(&self, tx: &Transaction, leaf: u64, institution: String) {
+    fn count(&self, tx: &Transaction, institution: String) {
         let mut counts = self.counts.write().unwrap_or_else(|p| p.into_inner());
         let payload = tx.payload_jcs();
         if tx.header().kind == kind::EPIDEMIC_REPORT {
@@ -296,48 +284,27 @@ impl Views {
                 return;
             };
             let key = (
-                institution.clone(),
+                institution,
                 r.date.clone(),
                 r.region.clone(),
                 r.disease.clone(),
             );
-            supersede(&mut counts.epidemic, key, institution, r, leaf);
+            counts.epidemic.insert(key, r);
         } else {
             let Ok(r) = registries::vaccination(payload) else {
                 return;
             };
             let key = (
-                institution.clone(),
+                institution,
                 r.date.clone(),
                 r.region.clone(),
                 r.vaccine.clone(),
                 r.dose,
                 r.age_band.clone(),
             );
-            supersede(&mut counts.vaccination, key, institution, r, leaf);
+            counts.vaccination.insert(key, r);
         }
     }
-}
-
-/// Puts `report` in force for `key`; an earlier version stays on the
-/// ledger and is counted in `versions`.
-fn supersede<K: std::hash::Hash + Eq, T>(
-    map: &mut HashMap<K, Counted<T>>,
-    key: K,
-    institution: String,
-    report: T,
-    leaf: u64,
-) {
-    let versions = map.get(&key).map_or(0, |c| c.versions) + 1;
-    map.insert(
-        key,
-        Counted {
-            institution,
-            report,
-            leaf,
-            versions,
-        },
-    );
 }
 
 fn same(old: &Alert, a: &Assessment, leaves: &[u64]) -> bool {
