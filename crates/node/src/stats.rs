@@ -167,8 +167,22 @@ fn answer(
     .into_response())
 }
 
-fn keep(filter: &Option<BTreeSet<String>>, value: &str) -> bool {
-    filter.as_ref().is_none_or(|f| f.contains(value))
+/// The rows dated from `from` to `to` whose label in each filtered
+/// dimension is one the filter lists.
+fn select(
+    rows: impl Iterator<Item = Row>,
+    (from, to): &(String, String),
+    filters: &[(&str, Option<BTreeSet<String>>)],
+) -> Vec<Row> {
+    rows.filter(|r| {
+        let date = &r.labels["date"];
+        date >= from
+            && date <= to
+            && filters
+                .iter()
+                .all(|(dim, filter)| filter.as_ref().is_none_or(|f| f.contains(&r.labels[dim])))
+    })
+    .collect()
 }
 
 const EPIDEMIC_MEASURES: [&str; 4] = ["new_cases", "hospitalised", "on_respirator", "deaths"];
@@ -180,32 +194,27 @@ pub(crate) async fn epidemic(
 ) -> Result<Response, Problem> {
     let q = query(q)?;
     let dims = group_by(&q, &["date", "region", "disease"], "region")?;
-    let (from, to) = days(&q)?;
+    let range = days(&q)?;
     let selected = selected_measures(&q, &EPIDEMIC_MEASURES)?;
-    let (regions, diseases) = (list(&q.region), list(&q.disease));
+    let filters = [("region", list(&q.region)), ("disease", list(&q.disease))];
     let k = state.config.stats_k;
     blocking(move || {
         let views = &state.views;
         let as_of = views.applied();
-        let rows: Vec<Row> = views
-            .counts()
-            .epidemic
-            .values()
-            .filter(|r| {
-                r.date >= from
-                    && r.date <= to
-                    && keep(&regions, &r.region)
-                    && keep(&diseases, &r.disease)
-            })
-            .map(|r| Row {
+        // The counts are read under the view's lock; the tables are built
+        // after it is released.
+        let rows = {
+            let counts = views.counts();
+            let rows = counts.epidemic.values().map(|r| Row {
                 labels: HashMap::from([
                     ("date", r.date.clone()),
                     ("region", r.region.clone()),
                     ("disease", r.disease.clone()),
                 ]),
                 measures: vec![r.new_cases, r.hospitalised, r.on_respirator, r.deaths],
-            })
-            .collect();
+            });
+            select(rows, &range, &filters)
+        };
         answer(as_of, k, &dims, &rows, &EPIDEMIC_MEASURES, &selected)
     })
     .await
@@ -222,31 +231,23 @@ pub(crate) async fn vaccination(
         &["date", "region", "vaccine", "dose", "age_band"],
         "region",
     )?;
-    let (from, to) = days(&q)?;
+    let range = days(&q)?;
     let selected = selected_measures(&q, &["doses"])?;
-    let (regions, vaccines, doses, bands) = (
-        list(&q.region),
-        list(&q.vaccine),
-        list(&q.dose),
-        list(&q.age_band),
-    );
+    let filters = [
+        ("region", list(&q.region)),
+        ("vaccine", list(&q.vaccine)),
+        ("dose", list(&q.dose)),
+        ("age_band", list(&q.age_band)),
+    ];
     let k = state.config.stats_k;
     blocking(move || {
         let views = &state.views;
         let as_of = views.applied();
-        let rows: Vec<Row> = views
-            .counts()
-            .vaccination
-            .values()
-            .filter(|r| {
-                r.date >= from
-                    && r.date <= to
-                    && keep(&regions, &r.region)
-                    && keep(&vaccines, &r.vaccine)
-                    && keep(&doses, &r.dose.to_string())
-                    && keep(&bands, &r.age_band)
-            })
-            .map(|r| Row {
+        // The counts are read under the view's lock; the tables are built
+        // after it is released.
+        let rows = {
+            let counts = views.counts();
+            let rows = counts.vaccination.values().map(|r| Row {
                 labels: HashMap::from([
                     ("date", r.date.clone()),
                     ("region", r.region.clone()),
@@ -255,8 +256,9 @@ pub(crate) async fn vaccination(
                     ("age_band", r.age_band.clone()),
                 ]),
                 measures: vec![r.doses],
-            })
-            .collect();
+            });
+            select(rows, &range, &filters)
+        };
         answer(as_of, k, &dims, &rows, &["doses"], &selected)
     })
     .await
