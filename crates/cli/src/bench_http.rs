@@ -243,6 +243,7 @@ fn bench_devices(
                     institution: "Klinicki centar Nis".into(),
                     label: "bench wearable".into(),
                     patient: Some(synthetic(i as u64)),
+                    cluster: None,
                 },
             )
         })

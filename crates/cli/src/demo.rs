@@ -73,6 +73,7 @@ pub(crate) fn register(
             institution: institution.into(),
             label: label.into(),
             patient: None,
+            cluster: None,
         },
     )
 }

@@ -18,7 +18,7 @@ use medledger_formats::tx::Transaction;
 use medledger_ledger::Ledger;
 use medledger_ledger::ledger::{now_ms, read_key_file, write_secret_file};
 use medledger_ledger::roles::{Role, kind};
-use medledger_ledger::state::{RegisterPayload, RevokePayload};
+use medledger_ledger::state::{ClusterMember, RegisterPayload, RevokePayload};
 use medledger_ledger::verify;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -68,6 +68,19 @@ enum Command {
         /// Institution that runs this node.
         #[arg(long, default_value = "medledger")]
         institution: String,
+        /// Start a cluster (or, with `--join`, join one) as the node with
+        /// this Raft id.
+        #[arg(long)]
+        cluster_id: Option<u64>,
+        /// The base URL the other nodes reach this node at, e.g.
+        /// http://127.0.0.1:7001 (for the first node of a cluster).
+        #[arg(long, conflicts_with = "join")]
+        cluster_addr: Option<String>,
+        /// Join an existing cluster: create only this node's key; an admin
+        /// then registers it (`participant register --role node
+        /// --cluster-id --cluster-addr`) and the cluster adds it.
+        #[arg(long, requires = "cluster_id", requires = "origin")]
+        join: bool,
     },
     /// Print a ledger's origin, node verifier key, height and latest signed checkpoint.
     Info {
@@ -191,6 +204,13 @@ enum ParticipantCommand {
         /// For a device: the pseudonym of the one patient it writes about.
         #[arg(long)]
         patient: Option<String>,
+        /// For a node joining a cluster: its Raft id (with `--cluster-addr`).
+        #[arg(long, requires = "cluster_addr")]
+        cluster_id: Option<u64>,
+        /// For a node joining a cluster: the base URL other nodes reach it
+        /// at, e.g. http://127.0.0.2:7878.
+        #[arg(long, requires = "cluster_id")]
+        cluster_addr: Option<String>,
     },
     /// Revoke a participant (prints the signed transaction).
     Revoke {
@@ -251,12 +271,40 @@ fn run(cli: Cli) -> Result<ExitCode> {
             data_dir,
             origin,
             institution,
+            cluster_id,
+            cluster_addr,
+            join,
         } => {
             let origin = match origin {
                 Some(o) => o,
                 None => default_origin()?,
             };
-            let report = Ledger::init(&data_dir, &origin, &institution)?;
+            let cluster_file = cluster_id.map(|id| medledger_node::cluster::ClusterFile { id });
+            if join {
+                let key = Ledger::init_joining(&data_dir, &origin)?;
+                if let Some(f) = &cluster_file {
+                    f.write(&data_dir).map_err(anyhow::Error::msg)?;
+                }
+                println!("initialised {} to join a cluster", data_dir.display());
+                println!("origin:     {origin}");
+                println!("node key:   {}", key.to_hex());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let member = match (cluster_id, cluster_addr) {
+                (Some(id), Some(addr)) => {
+                    let m = ClusterMember { id, addr };
+                    m.check().map_err(anyhow::Error::msg)?;
+                    Some(m)
+                }
+                (None, None) => None,
+                _ => anyhow::bail!(
+                    "a cluster's first node needs both --cluster-id and --cluster-addr"
+                ),
+            };
+            let report = Ledger::init_with(&data_dir, &origin, &institution, member)?;
+            if let Some(f) = &cluster_file {
+                f.write(&data_dir).map_err(anyhow::Error::msg)?;
+            }
             println!("initialised {}", data_dir.display());
             println!("origin:     {}", report.origin);
             println!("node vkey:  {}", report.vkey);
@@ -406,6 +454,8 @@ fn participant(cmd: ParticipantCommand) -> Result<ExitCode> {
             institution,
             label,
             patient,
+            cluster_id,
+            cluster_addr,
         } => {
             let admin = read_key_file(&admin_key)?;
             let role: Role = serde_json::from_value(serde_json::Value::String(role.clone()))
@@ -416,6 +466,9 @@ fn participant(cmd: ParticipantCommand) -> Result<ExitCode> {
                 institution,
                 label,
                 patient,
+                cluster: cluster_id
+                    .zip(cluster_addr)
+                    .map(|(id, addr)| ClusterMember { id, addr }),
             };
             print_signed(&admin, kind::REGISTER, &serde_json::to_value(payload)?)
         }

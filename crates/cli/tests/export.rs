@@ -45,6 +45,7 @@ fn register(admin: &SigningKey, key: &SigningKey, role: Role, institution: &str)
         institution: institution.into(),
         label: role.as_str().into(),
         patient: None,
+        cluster: None,
     };
     Transaction::sign(
         admin,

@@ -75,6 +75,7 @@ fn serve(dir: &Path) -> Node {
         tokens: Tokens::new(dir),
         config: NodeConfig::default(),
         metrics: None,
+        cluster: None,
         health: Default::default(),
     });
     serve_router(router(state), Some(seq))
@@ -98,6 +99,7 @@ fn register(admin: &SigningKey, doctor: &SigningKey) -> Transaction {
         institution: "Test".into(),
         label: String::new(),
         patient: None,
+        cluster: None,
     };
     Transaction::sign(
         admin,

@@ -12,7 +12,8 @@
 
 use crate::roles::{Role, kind};
 use crate::state::{
-    BlockFault, DEFAULT_MAX_SKEW_MS, GenesisPayload, LedgerState, Participant, Rejection, Seen, Tip,
+    BlockFault, ClusterMember, DEFAULT_MAX_SKEW_MS, GenesisPayload, LedgerState, Participant,
+    Rejection, Seen, Tip,
 };
 use ed25519_dalek::SigningKey;
 use medledger_formats::block::{Block, SealedHeader};
@@ -642,6 +643,17 @@ fn block_ids(body: &[u8]) -> Result<(SealedHeader, Vec<Hash>), RecordError> {
 impl Ledger {
     /// Creates a new ledger in `dir`: node key, admin key, genesis block.
     pub fn init(dir: &Path, origin: &str, institution: &str) -> Result<InitReport, LedgerError> {
+        Self::init_with(dir, origin, institution, None)
+    }
+
+    /// [`Ledger::init`], with the first node's place in a cluster recorded
+    /// in genesis when `cluster` is given.
+    pub fn init_with(
+        dir: &Path,
+        origin: &str,
+        institution: &str,
+        cluster: Option<ClusterMember>,
+    ) -> Result<InitReport, LedgerError> {
         let (config_path, node_path, admin_path) = paths(dir);
         if config_path.exists() {
             return Err(LedgerError::AlreadyInitialized(dir.to_path_buf()));
@@ -656,16 +668,7 @@ impl Ledger {
         let admin_key = keys::generate().map_err(fmt_err)?;
         write_secret_file(&node_path, &keys::encode_key_file(&node_key))?;
         write_secret_file(&admin_path, &keys::encode_key_file(&admin_key))?;
-        let config = LedgerConfig {
-            origin: origin.to_owned(),
-            v: 1,
-        };
-        let text = serde_json::to_string_pretty(&config).map_err(fmt_err)?;
-        let tmp = dir.join("ledger.json.tmp");
-        fs::write(&tmp, text + "\n").map_err(io_at(&tmp))?;
-        File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(io_at(&tmp))?;
+        let (config, tmp) = write_config(dir, origin)?;
         let mut ledger = Self::open_parts(dir, config.clone(), node_key.clone())?;
         let time = now_ms();
         let genesis = Transaction::sign(
@@ -678,6 +681,7 @@ impl Ledger {
                 node: keys::public_key(&node_key),
                 institution: institution.to_owned(),
                 max_skew_ms: DEFAULT_MAX_SKEW_MS,
+                cluster,
             })
             .map_err(fmt_err)?,
         )
@@ -705,8 +709,41 @@ impl Ledger {
         })
     }
 
+    /// Creates the data directory of a node that joins a cluster: its own
+    /// node key and the ledger's origin, and no blocks. It receives every
+    /// block, genesis included, from the cluster. Returns the node key.
+    pub fn init_joining(dir: &Path, origin: &str) -> Result<keys::PublicKey, LedgerError> {
+        let (config_path, node_path, _) = paths(dir);
+        if config_path.exists() {
+            return Err(LedgerError::AlreadyInitialized(dir.to_path_buf()));
+        }
+        fs::create_dir_all(dir).map_err(io_at(dir))?;
+        let node_key = keys::generate().map_err(fmt_err)?;
+        NoteSigner::new(origin, node_key.clone()).map_err(|e| LedgerError::Config {
+            path: config_path.clone(),
+            what: format!("origin {origin:?}: {e}"),
+        })?;
+        write_secret_file(&node_path, &keys::encode_key_file(&node_key))?;
+        write_config(dir, origin)?;
+        let tmp = dir.join("ledger.json.tmp");
+        fs::rename(&tmp, &config_path).map_err(io_at(&config_path))?;
+        medledger_store::backend::sync_dir(dir).map_err(io_at(dir))?;
+        Ok(keys::public_key(&node_key))
+    }
+
     /// Opens an existing ledger, repairing derived data from the segments.
     pub fn open(dir: &Path) -> Result<Self, LedgerError> {
+        Self::open_as(dir, true)
+    }
+
+    /// Opens the ledger of a cluster node. Its key need not be an active
+    /// node's yet: a joining node applies blocks before the one that
+    /// registers it, and only an active node's blocks are ever accepted.
+    pub fn open_cluster(dir: &Path) -> Result<Self, LedgerError> {
+        Self::open_as(dir, false)
+    }
+
+    fn open_as(dir: &Path, proposer: bool) -> Result<Self, LedgerError> {
         let (config_path, node_path, _) = paths(dir);
         let text = match fs::read_to_string(&config_path) {
             Ok(t) => t,
@@ -721,7 +758,20 @@ impl Ledger {
                 what: e.to_string(),
             })?;
         let node_key = read_key_file(&node_path)?;
-        Self::open_parts(dir, config, node_key)
+        let ledger = Self::open_parts(dir, config, node_key)?;
+        // A ledger past genesis must be driven by its own registered node key.
+        let node = keys::public_key(&ledger.node_key);
+        let active = ledger
+            .state
+            .participant(&node)
+            .is_some_and(|p| p.role == Role::Node && p.revoked_at.is_none());
+        if proposer && ledger.state.tip().next_height > 0 && !active {
+            return Err(LedgerError::Config {
+                path: dir.join("node.key"),
+                what: format!("key {node} is not this ledger's active node key"),
+            });
+        }
+        Ok(ledger)
     }
 
     fn open_parts(
@@ -790,17 +840,6 @@ impl Ledger {
         };
         store.repair_tree()?;
         let state = store.catch_up_index()?;
-        // A ledger past genesis must be driven by its own registered node key.
-        let node = keys::public_key(&node_key);
-        let active = state
-            .participant(&node)
-            .is_some_and(|p| p.role == Role::Node && p.revoked_at.is_none());
-        if state.tip().next_height > 0 && !active {
-            return Err(LedgerError::Config {
-                path: dir.join("node.key"),
-                what: format!("key {node} is not this ledger's active node key"),
-            });
-        }
         if let Some(last) = store.last() {
             let h = last.header();
             *write(&store.checkpoint) = Some(store.sign_checkpoint(h.log_size, h.log_root.0)?);
@@ -811,6 +850,22 @@ impl Ledger {
             node_key,
         })
     }
+}
+
+/// Writes and syncs `ledger.json.tmp`; the caller renames it into place
+/// once the rest of the directory is ready.
+fn write_config(dir: &Path, origin: &str) -> Result<(LedgerConfig, PathBuf), LedgerError> {
+    let config = LedgerConfig {
+        origin: origin.to_owned(),
+        v: 1,
+    };
+    let text = serde_json::to_string_pretty(&config).map_err(fmt_err)?;
+    let tmp = dir.join("ledger.json.tmp");
+    fs::write(&tmp, text + "\n").map_err(io_at(&tmp))?;
+    File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io_at(&tmp))?;
+    Ok((config, tmp))
 }
 
 /// Walks stored blocks in order from `from` (a block's location; the start

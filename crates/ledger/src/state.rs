@@ -43,6 +43,46 @@ pub struct Participant {
     /// For a device: the one patient (pseudonym) it may write about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patient: Option<String>,
+    /// For a node of a cluster: its Raft id and address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterMember>,
+}
+
+/// A node's place in a cluster: its Raft id and the base URL other nodes
+/// reach it at. Registering a node with one adds it to the cluster;
+/// revoking it removes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterMember {
+    /// Raft node id, unique among the ledger's active nodes, at least 1.
+    pub id: u64,
+    /// Base URL of the node's HTTP API, e.g. `http://10.0.0.2:7878`.
+    pub addr: String,
+}
+
+impl ClusterMember {
+    /// Checks the id and the address.
+    pub fn check(&self) -> Result<(), String> {
+        if self.id == 0 {
+            return Err("cluster id must be at least 1".into());
+        }
+        let rest = self
+            .addr
+            .strip_prefix("http://")
+            .or_else(|| self.addr.strip_prefix("https://"));
+        match rest {
+            Some(r)
+                if !r.is_empty()
+                    && self.addr.len() <= 200
+                    && !self
+                        .addr
+                        .contains(|c: char| c.is_whitespace() || c.is_control()) =>
+            {
+                Ok(())
+            }
+            _ => Err("cluster addr must be an http:// or https:// base URL".into()),
+        }
+    }
 }
 
 /// Payload of `participant.register`.
@@ -62,6 +102,9 @@ pub struct RegisterPayload {
     /// required for devices, refused for every other role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patient: Option<String>,
+    /// For a node: its place in the cluster (refused for other roles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterMember>,
 }
 
 /// Payload of `participant.revoke`.
@@ -91,6 +134,9 @@ pub struct GenesisPayload {
     /// A rule of the ledger, so it lives in genesis: every node and every
     /// verifier judges the same blocks the same way.
     pub max_skew_ms: u64,
+    /// The first node's place in the cluster, for a ledger run by a cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterMember>,
 }
 
 /// Smallest and largest skew a genesis may set.
@@ -334,6 +380,14 @@ impl LedgerState {
         self.participants.get(key)
     }
 
+    /// The active nodes that have a place in the cluster, by key.
+    pub fn cluster_members(&self) -> impl Iterator<Item = (&PublicKey, &ClusterMember)> {
+        self.participants
+            .iter()
+            .filter(|(_, p)| p.role == Role::Node && p.revoked_at.is_none())
+            .filter_map(|(k, p)| p.cluster.as_ref().map(|c| (k, c)))
+    }
+
     /// The chosen doctor of the patient with pseudonym `patient`.
     pub fn chosen_doctor(&self, patient: &str) -> Option<&PublicKey> {
         self.chosen.get(patient)
@@ -404,6 +458,9 @@ impl LedgerState {
                 return Err(Rejection::Schema(
                     "origin must be non-empty without spaces or '+'".into(),
                 ));
+            }
+            if let Some(c) = &g.cluster {
+                c.check().map_err(Rejection::Schema)?;
             }
             return Ok(Effect::Genesis(g));
         }
@@ -492,6 +549,20 @@ impl LedgerState {
                     }
                     (None, _) => {}
                 }
+                if let Some(c) = &r.cluster {
+                    if r.role != Role::Node {
+                        return Err(Rejection::Schema(
+                            "only nodes are registered with a cluster place".into(),
+                        ));
+                    }
+                    c.check().map_err(Rejection::Schema)?;
+                    if self.cluster_members().any(|(_, m)| m.id == c.id) {
+                        return Err(Rejection::Schema(format!(
+                            "cluster id {} is already an active node's",
+                            c.id
+                        )));
+                    }
+                }
                 Ok(Effect::Register(r))
             }
             kind::REVOKE => {
@@ -501,11 +572,17 @@ impl LedgerState {
                     Some(p) if p.revoked_at.is_some() => {
                         Err(Rejection::Schema("participant is already revoked".into()))
                     }
-                    // Revoking the node that proposes blocks would leave no valid
-                    // proposer for the next block; node membership has its own rules.
-                    Some(p) if p.role == Role::Node => Err(Rejection::Schema(
-                        "a node key cannot be revoked by participant.revoke".into(),
-                    )),
+                    // Revoking the last node would leave no valid proposer
+                    // for the next block; another cluster node must remain.
+                    Some(p)
+                        if p.role == Role::Node
+                            && !self.cluster_members().any(|(k, _)| *k != r.key) =>
+                    {
+                        Err(Rejection::Schema(
+                            "a node key can be revoked only while another cluster node remains"
+                                .into(),
+                        ))
+                    }
                     Some(_) => Ok(Effect::Revoke(r.key)),
                 }
             }
@@ -519,7 +596,10 @@ impl LedgerState {
             Effect::Genesis(g) => {
                 self.origin = Some(g.origin);
                 self.max_skew_ms = g.max_skew_ms;
-                for (key, role) in [(g.admin, Role::Admin), (g.node, Role::Node)] {
+                for (key, role, cluster) in [
+                    (g.admin, Role::Admin, None),
+                    (g.node, Role::Node, g.cluster.clone()),
+                ] {
                     self.participants.insert(
                         key,
                         Participant {
@@ -530,6 +610,7 @@ impl LedgerState {
                             registered_at: leaf,
                             revoked_at: None,
                             patient: None,
+                            cluster,
                         },
                     );
                 }
@@ -545,6 +626,7 @@ impl LedgerState {
                         registered_at: leaf,
                         revoked_at: None,
                         patient: r.patient,
+                        cluster: r.cluster,
                     },
                 );
             }
@@ -801,6 +883,7 @@ mod tests {
                 node: keys::public_key(&w.node),
                 institution: "Test".into(),
                 max_skew_ms: DEFAULT_MAX_SKEW_MS,
+                cluster: None,
             };
             let tx = Transaction::sign(
                 &w.admin,
@@ -830,6 +913,7 @@ mod tests {
                 institution: "Test".into(),
                 label: String::new(),
                 patient: (role == Role::Device).then(|| medledger_health::pseudonym::synthetic(7)),
+                cluster: None,
             };
             Transaction::sign(
                 &self.admin,
@@ -957,6 +1041,7 @@ mod tests {
                 institution: "Test".into(),
                 label: String::new(),
                 patient,
+                cluster: None,
             };
             Transaction::sign(
                 &w.admin,

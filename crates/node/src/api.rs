@@ -67,6 +67,8 @@ pub struct AppState {
     pub health: crate::health::Health,
     /// Alerts, counts and registries derived from the log.
     pub views: Arc<crate::views::Views>,
+    /// Cluster mode: the Raft side.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -126,6 +128,10 @@ pub fn router(state: Shared) -> Router {
                 "this endpoint does not take that method (see Allow)",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            to_leader,
+        ))
         .with_state(state);
     api.layer(
         ServiceBuilder::new()
@@ -632,6 +638,28 @@ async fn blocks(
     .await
 }
 
+/// In a cluster, a write sent to a follower is redirected (307, so the
+/// client repeats the same POST) to the leader.
+async fn to_leader(
+    State(state): State<Shared>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let write =
+        req.method() == axum::http::Method::POST && !req.uri().path().starts_with("/v1/pseudonyms");
+    if let (true, Some(cluster)) = (write, &state.cluster)
+        && let Err(crate::SubmitError::NotLeader(Some(leader))) = cluster.leadership.epoch()
+    {
+        let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        return axum::response::Redirect::temporary(&format!(
+            "{}{target}",
+            leader.trim_end_matches('/')
+        ))
+        .into_response();
+    }
+    next.run(req).await
+}
+
 async fn status(State(state): State<Shared>) -> ApiResult<Response> {
     let store = state.seq.store();
     let (height, size, root) = store.last().map_or((0, 0, String::new()), |h| {
@@ -646,6 +674,7 @@ async fn status(State(state): State<Shared>) -> ApiResult<Response> {
         "log_root": root,
         "checkpoint": store.checkpoint().map(|c| c.render()),
         "writable": !state.seq.failed(),
+        "cluster": state.cluster.as_ref().map(|c| c.status()),
     }))
     .into_response())
 }

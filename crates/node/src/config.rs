@@ -28,6 +28,14 @@ pub struct NodeConfig {
     pub news2_window_minutes: u64,
     /// Statistics suppress counts from 1 to `stats_k - 1` (at least 2).
     pub stats_k: u64,
+    /// Cluster: Raft heartbeat interval in ms; an election starts after 3
+    /// to 6 heartbeats without a leader.
+    pub raft_heartbeat_ms: u64,
+    /// Cluster: Raft entries (blocks) between snapshots, after which older
+    /// entries are purged from the Raft log.
+    pub raft_snapshot_every: u64,
+    /// Cluster: Raft entries kept behind a snapshot for slow followers.
+    pub raft_keep_logs: u64,
 }
 
 impl Default for NodeConfig {
@@ -42,6 +50,9 @@ impl Default for NodeConfig {
             pseudonym_key: None,
             news2_window_minutes: 60,
             stats_k: 5,
+            raft_heartbeat_ms: 150,
+            raft_snapshot_every: 2000,
+            raft_keep_logs: 500,
         }
     }
 }
@@ -135,6 +146,25 @@ impl NodeConfig {
         }
         if let Some(v) = get("MEDLEDGER_STATS_K") {
             self.stats_k = parse("MEDLEDGER_STATS_K", v)?;
+        }
+        if let Some(v) = get("MEDLEDGER_RAFT_HEARTBEAT_MS") {
+            self.raft_heartbeat_ms = parse("MEDLEDGER_RAFT_HEARTBEAT_MS", v)?;
+        }
+        if let Some(v) = get("MEDLEDGER_RAFT_SNAPSHOT_EVERY") {
+            self.raft_snapshot_every = parse("MEDLEDGER_RAFT_SNAPSHOT_EVERY", v)?;
+        }
+        if let Some(v) = get("MEDLEDGER_RAFT_KEEP_LOGS") {
+            self.raft_keep_logs = parse("MEDLEDGER_RAFT_KEEP_LOGS", v)?;
+        }
+        if !(20..=10_000).contains(&self.raft_heartbeat_ms) {
+            return Err(ConfigError::Invalid(
+                "raft_heartbeat_ms must lie in 20..=10000".into(),
+            ));
+        }
+        if self.raft_snapshot_every == 0 {
+            return Err(ConfigError::Invalid(
+                "raft_snapshot_every must be at least 1".into(),
+            ));
         }
         if self.stats_k < 2 {
             return Err(ConfigError::Invalid(

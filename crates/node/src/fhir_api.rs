@@ -202,7 +202,10 @@ fn prepare(
 /// What the sequencer said, as a FHIR error.
 fn submit_error(e: &SubmitError) -> FhirError {
     match e {
-        SubmitError::Unavailable(m) => FhirError::new(503, "transient", None, m.clone()),
+        SubmitError::Unavailable(m) | SubmitError::NotCommitted(m) => {
+            FhirError::new(503, "transient", None, m.clone())
+        }
+        SubmitError::NotLeader(_) => FhirError::new(503, "transient", None, e.to_string()),
         SubmitError::Rejected(r) => match r {
             Rejection::Fhir(f) => f.clone(),
             Rejection::Pii(f) => FhirError::new(

@@ -2,6 +2,7 @@
 //! API that institutions run.
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod dashboard;
 pub mod export;

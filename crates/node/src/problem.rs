@@ -25,6 +25,9 @@ pub struct Problem {
     /// For `pii_detected`: where, and what kind of identifier.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub pii: Option<Box<PiiDetail>>,
+    /// For `not_leader`: the cluster leader's base URL, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<Box<String>>,
 }
 
 /// Where a payload holds an identifier, and what kind; never its value.
@@ -46,6 +49,7 @@ impl Problem {
             detail: detail.into(),
             code,
             pii: None,
+            leader: None,
         }
     }
 
@@ -86,7 +90,9 @@ impl Problem {
 /// The status for each admission outcome.
 pub fn submit_problem(e: &SubmitError) -> Problem {
     let status = match e {
-        SubmitError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        SubmitError::Unavailable(_) | SubmitError::NotLeader(_) | SubmitError::NotCommitted(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         SubmitError::Rejected(r) => match r {
             Rejection::BadSignature => StatusCode::UNAUTHORIZED,
             Rejection::UnknownAuthor
@@ -104,6 +110,9 @@ pub fn submit_problem(e: &SubmitError) -> Problem {
         },
     };
     let mut p = Problem::new(status, e.code(), e.to_string());
+    if let SubmitError::NotLeader(leader) = e {
+        p.leader = leader.clone().map(Box::new);
+    }
     if let SubmitError::Rejected(Rejection::Pii(f)) = e {
         p.pii = Some(Box::new(PiiDetail {
             field: f.field.clone(),

@@ -11,6 +11,7 @@
 //! While one block is being made durable the next one fills, so the fsync
 //! rate sets the block rate, not the transaction rate.
 
+use crate::cluster::Cluster;
 use crossbeam_channel::{Receiver, Sender, bounded, select};
 use ed25519_dalek::SigningKey;
 use medledger_formats::keys::KeyCache;
@@ -55,6 +56,15 @@ pub enum SubmitError {
     /// Storage failed; the node stops accepting writes until restarted.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// In a cluster, only the leader takes writes; the leader's base URL
+    /// when known.
+    #[error("this node is not the cluster's leader")]
+    NotLeader(Option<String>),
+    /// In a cluster, the block holding it was not committed (leadership
+    /// moved, or the cluster's state machine refused the block); nothing
+    /// of it is on the ledger and it may be submitted again.
+    #[error("not committed: {0}")]
+    NotCommitted(String),
 }
 
 impl SubmitError {
@@ -63,6 +73,8 @@ impl SubmitError {
         match self {
             SubmitError::Rejected(r) => r.code(),
             SubmitError::Unavailable(_) => "storage_unavailable",
+            SubmitError::NotLeader(_) => "not_leader",
+            SubmitError::NotCommitted(_) => "not_committed",
         }
     }
 }
@@ -195,6 +207,8 @@ struct Cut {
     block: medledger_formats::block::Block,
     directory: medledger_store::index::Directory,
     waiters: Vec<Waiter>,
+    /// The cluster epoch it was sealed in (0 for a single node).
+    epoch: u64,
 }
 
 /// Tells readers of the log that blocks were committed, or that the
@@ -207,6 +221,11 @@ pub struct CommitSignal {
 }
 
 impl CommitSignal {
+    /// Tells readers the log now holds `size` entries.
+    pub fn publish(&self, size: u64) {
+        self.update(|s| s.0 = s.0.max(size));
+    }
+
     fn update(&self, f: impl FnOnce(&mut (u64, bool))) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut state);
@@ -245,14 +264,48 @@ struct OpenBlock {
 }
 
 impl Sequencer {
-    /// Starts the sequencer and committer threads.
+    /// Starts the sequencer and committer threads of a single node.
     pub fn start(ledger: Ledger, config: SequencerConfig) -> Self {
         let Ledger {
             store,
             state,
             node_key,
         } = ledger;
-        let store = Arc::new(store);
+        let parts = Parts {
+            store: Arc::new(store),
+            state,
+            key: node_key,
+            commits: Arc::new(CommitSignal::default()),
+        };
+        Self::launch(parts, config, None)
+    }
+
+    /// Starts the sequencer of a cluster node: it seals blocks only while
+    /// this node leads, and its committer proposes them through Raft. Call
+    /// on the async runtime, which the committer uses.
+    pub fn start_cluster(cluster: Arc<Cluster>, key: SigningKey, config: SequencerConfig) -> Self {
+        let side = &cluster.side;
+        let parts = Parts {
+            store: side.store.clone(),
+            state: side.state.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            key,
+            commits: side.commits.clone(),
+        };
+        let handle = tokio::runtime::Handle::current();
+        Self::launch(parts, config, Some((cluster, handle)))
+    }
+
+    fn launch(
+        parts: Parts,
+        config: SequencerConfig,
+        cluster: Option<(Arc<Cluster>, tokio::runtime::Handle)>,
+    ) -> Self {
+        let Parts {
+            store,
+            state,
+            key,
+            commits,
+        } = parts;
         let pending = Arc::new(Pending::default());
         let failed = Arc::new(AtomicBool::new(false));
         let (submit_tx, submit_rx) = bounded::<Submission>(config.queue);
@@ -261,27 +314,32 @@ impl Sequencer {
         let (ready_tx, ready_rx) = bounded::<()>(1);
         let (cut_tx, cut_rx) = bounded::<Cut>(1);
         let keys = Arc::new(KeyCache::new(KEY_CACHE));
-        let commits = Arc::new(CommitSignal::default());
         let seq = SequencerThread {
             keys: keys.clone(),
             state,
-            key: node_key,
+            key,
             config,
             store: store.clone(),
             pending: pending.clone(),
             failed: failed.clone(),
             open: None,
+            cluster: cluster.as_ref().map(|(c, _)| c.clone()),
+            epoch: 0,
         };
         let seq = std::thread::Builder::new()
             .name("sequencer".into())
             .spawn(move || seq.run(submit_rx, ready_rx, cut_tx));
         let com = {
-            let store = store.clone();
-            let failed = failed.clone();
-            let commits = commits.clone();
+            let committer = Committer {
+                store: store.clone(),
+                pending,
+                failed: failed.clone(),
+                commits: commits.clone(),
+                cluster,
+            };
             std::thread::Builder::new()
                 .name("committer".into())
-                .spawn(move || commit(ready_tx, cut_rx, store, pending, failed, &commits))
+                .spawn(move || committer.run(ready_tx, cut_rx))
         };
         let threads = [seq, com].into_iter().filter_map(Result::ok).collect();
         Sequencer {
@@ -427,6 +485,14 @@ impl Drop for Sequencer {
     }
 }
 
+/// What a sequencer starts from.
+struct Parts {
+    store: Arc<Store>,
+    state: LedgerState,
+    key: SigningKey,
+    commits: Arc<CommitSignal>,
+}
+
 /// What the sequencer thread works with.
 struct SequencerThread {
     keys: Arc<KeyCache>,
@@ -437,9 +503,45 @@ struct SequencerThread {
     pending: Arc<Pending>,
     failed: Arc<AtomicBool>,
     open: Option<OpenBlock>,
+    /// In a cluster: whether this node may seal, and the applied state.
+    cluster: Option<Arc<Cluster>>,
+    /// The cluster epoch `state` belongs to.
+    epoch: u64,
 }
 
 impl SequencerThread {
+    /// In a cluster, checks that this node may seal and that `state` is
+    /// of the current epoch; a new epoch (new leadership, or a block that
+    /// was not committed) drops the open block, whose transactions were
+    /// admitted against a state that no longer holds, and starts again
+    /// from the state every node has applied.
+    fn sync(&mut self) -> Result<(), SubmitError> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(());
+        };
+        let epoch = cluster.leadership.epoch();
+        if epoch.as_ref().ok() != Some(&self.epoch)
+            && let Some(block) = self.open.take()
+        {
+            self.pending.remove(block.txs.iter().map(|t| t.id()));
+            let why = SubmitError::NotCommitted("leadership changed".into());
+            for (c, i) in block.waiters {
+                c.set(i, Err(why.clone()));
+            }
+        }
+        let epoch = epoch?;
+        if epoch != self.epoch {
+            self.state = cluster
+                .side
+                .state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            self.epoch = epoch;
+        }
+        Ok(())
+    }
+
     /// True when the open block may take no more transactions.
     fn full(&self) -> bool {
         self.open.as_ref().is_some_and(|b| {
@@ -457,6 +559,8 @@ impl SequencerThread {
                 if let Ok(sub) = submissions.try_recv() {
                     self.take(sub, &submissions);
                 }
+                // A block admitted in an epoch that has ended is dropped here.
+                let _ = self.sync();
                 let Some(block) = self.open.take() else {
                     continue;
                 };
@@ -468,7 +572,7 @@ impl SequencerThread {
                     }
                     continue;
                 }
-                match seal(&mut self.state, &self.key, block) {
+                match seal(&mut self.state, &self.key, block, self.epoch) {
                     Ok(cut) => {
                         if cuts.send(cut).is_err() {
                             return;
@@ -509,6 +613,12 @@ impl SequencerThread {
     /// Admits `first` and whatever else is already queued (up to the block's
     /// budget), checking the signatures of small submissions in one batch.
     fn take(&mut self, first: Submission, more: &Receiver<Submission>) {
+        if let Err(e) = self.sync() {
+            for (i, ..) in first.txs {
+                first.collector.set(i, Err(e.clone()));
+            }
+            return;
+        }
         let size = |s: &Submission| -> usize {
             s.txs
                 .iter()
@@ -581,6 +691,7 @@ fn seal(
     state: &mut LedgerState,
     key: &SigningKey,
     block: OpenBlock,
+    epoch: u64,
 ) -> Result<Cut, (Vec<Waiter>, String)> {
     let directory = directory_records(state, &block.txs);
     match state.seal_block(block.txs, block.time, key) {
@@ -588,6 +699,7 @@ fn seal(
             block: b,
             directory,
             waiters: block.waiters,
+            epoch,
         }),
         Err(e) => Err((block.waiters, e.to_string())),
     }
@@ -644,46 +756,117 @@ fn admit_submission(
     }
 }
 
-fn commit(
-    ready: Sender<()>,
-    cuts: Receiver<Cut>,
+/// The committer thread: makes each cut block durable (itself, or through
+/// Raft in a cluster) and hands out receipts.
+struct Committer {
     store: Arc<Store>,
     pending: Arc<Pending>,
     failed: Arc<AtomicBool>,
-    commits: &CommitSignal,
-) {
-    loop {
-        if ready.send(()).is_err() {
-            return;
-        }
-        let Ok(cut) = cuts.recv() else { return };
-        if failed.load(Ordering::SeqCst) {
-            // A block after a failed one would chain to a block that is not there.
-            for (c, i) in cut.waiters {
-                c.set(i, Err(SubmitError::Unavailable("storage failed".into())));
+    commits: Arc<CommitSignal>,
+    cluster: Option<(Arc<Cluster>, tokio::runtime::Handle)>,
+}
+
+impl Committer {
+    fn run(self, ready: Sender<()>, cuts: Receiver<Cut>) {
+        loop {
+            if ready.send(()).is_err() {
+                return;
             }
-            continue;
-        }
-        let result = store
-            .commit(&cut.block, cut.directory)
-            .map_err(|e| e.to_string());
-        let committed = match result {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "commit failed; refusing further writes");
-                failed.store(true, Ordering::SeqCst);
-                for (c, i) in cut.waiters {
-                    c.set(i, Err(SubmitError::Unavailable(e.clone())));
-                }
+            let Ok(cut) = cuts.recv() else { return };
+            if self.failed.load(Ordering::SeqCst) {
+                // A block after a failed one would chain to a block that is not there.
+                self.refuse(cut, SubmitError::Unavailable("storage failed".into()));
                 continue;
             }
-        };
-        let h = committed.header.header();
-        metrics::histogram!("medledger_fsync_seconds").record(committed.fsync.as_secs_f64());
+            match &self.cluster {
+                None => self.commit(cut),
+                Some((cluster, handle)) => self.propose(cluster, handle, cut),
+            }
+        }
+    }
+
+    fn refuse(&self, cut: Cut, why: SubmitError) {
+        self.pending.remove(cut.block.txs.iter().map(|t| t.id()));
+        for (c, i) in cut.waiters {
+            c.set(i, Err(why.clone()));
+        }
+    }
+
+    /// Single node: write and fsync the block here.
+    fn commit(&self, cut: Cut) {
+        let result = self
+            .store
+            .commit(&cut.block, cut.directory.clone())
+            .map_err(|e| e.to_string());
+        match result {
+            Ok(committed) => {
+                metrics::histogram!("medledger_fsync_seconds")
+                    .record(committed.fsync.as_secs_f64());
+                self.answer(cut, &committed.checkpoint);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "commit failed; refusing further writes");
+                self.failed.store(true, Ordering::SeqCst);
+                self.refuse(cut, SubmitError::Unavailable(e));
+            }
+        }
+    }
+
+    /// Cluster: propose the block as a Raft entry; every node, this one
+    /// included, re-validates and commits it once a quorum holds it.
+    fn propose(&self, cluster: &Cluster, handle: &tokio::runtime::Handle, cut: Cut) {
+        match cluster.leadership.epoch() {
+            Ok(epoch) if epoch == cut.epoch => {}
+            Ok(_) => {
+                return self.refuse(cut, SubmitError::NotCommitted("leadership changed".into()));
+            }
+            Err(e) => return self.refuse(cut, e),
+        }
+        let hash = *cut.block.header.hash();
+        let own = || cluster.side.own.lock().unwrap_or_else(|p| p.into_inner());
+        own().insert(hash);
+        let proposal = super::cluster::Proposal::of(&cut.block);
+        let written = handle.block_on(cluster.raft.client_write(proposal));
+        own().remove(&hash);
+        match written.map(|w| w.data) {
+            Ok(super::cluster::Outcome::Committed { .. }) => match self.store.checkpoint() {
+                Some(checkpoint) => self.answer(cut, &checkpoint),
+                None => self.refuse(cut, SubmitError::Unavailable("no checkpoint".into())),
+            },
+            Ok(outcome) => {
+                // Refused by the state machine everywhere: start over from
+                // the applied state.
+                cluster.leadership.bump();
+                let why = match outcome {
+                    super::cluster::Outcome::Refused(r) => r,
+                    other => format!("{other:?}"),
+                };
+                self.refuse(
+                    cut,
+                    SubmitError::NotCommitted(format!("block refused: {why}")),
+                );
+            }
+            Err(e) => {
+                cluster.leadership.bump();
+                let why = match e.forward_to_leader() {
+                    Some(_) => SubmitError::NotLeader(cluster.leadership.leader()),
+                    None => SubmitError::NotCommitted(e.to_string()),
+                };
+                self.refuse(cut, why);
+            }
+        }
+    }
+
+    /// Hands each waiter its receipt against `checkpoint`.
+    fn answer(&self, cut: Cut, checkpoint: &medledger_formats::note::Note) {
+        let h = cut.block.header.header();
         metrics::gauge!("medledger_block_height").set(h.height as f64);
         metrics::gauge!("medledger_log_size").set(h.log_size as f64);
         metrics::histogram!("medledger_block_transactions").record(h.tx_count as f64);
-        match store.receipts(h.first_leaf..h.log_size, Some(&committed.checkpoint)) {
+        match self
+            .store
+            .receipts(h.first_leaf..h.log_size, Some(checkpoint))
+        {
             Ok(proofs) => {
                 for (((c, i), tx), (k, mut proof)) in cut
                     .waiters
@@ -708,7 +891,7 @@ fn commit(
                 }
             }
         }
-        pending.remove(cut.block.txs.iter().map(|t| t.id()));
-        commits.update(|s| s.0 = h.log_size);
+        self.pending.remove(cut.block.txs.iter().map(|t| t.id()));
+        self.commits.publish(h.log_size);
     }
 }

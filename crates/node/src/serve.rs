@@ -3,6 +3,7 @@
 //! requests finish, every admitted block is committed, everything is fsynced.
 
 use crate::api::{AppState, router};
+use crate::cluster::{Cluster, ClusterFile, Ledgerside, RaftSettings};
 use crate::config::NodeConfig;
 use crate::tokens::Tokens;
 use crate::{Sequencer, SequencerConfig};
@@ -30,6 +31,9 @@ pub enum ServeError {
     /// Final flush failed.
     #[error("shutdown: {0}")]
     Shutdown(String),
+    /// Cluster mode could not start.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// The pseudonym key is unusable.
     #[error(transparent)]
     PseudonymKey(#[from] crate::health::SecretError),
@@ -53,7 +57,12 @@ pub fn open_or_init(
     origin: &str,
 ) -> Result<(Ledger, Option<std::path::PathBuf>), ServeError> {
     if dir.join("ledger.json").exists() {
-        return Ok((Ledger::open(dir)?, None));
+        let clustered = dir.join(crate::cluster::ClusterFile::NAME).exists();
+        let ledger = match clustered {
+            true => Ledger::open_cluster(dir)?,
+            false => Ledger::open(dir)?,
+        };
+        return Ok((ledger, None));
     }
     let report = Ledger::init(dir, origin, "medledger")?;
     Ok((Ledger::open(dir)?, Some(report.admin_key)))
@@ -69,13 +78,39 @@ pub async fn serve(
     config: NodeConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let seq = Arc::new(Sequencer::start(
-        ledger,
-        SequencerConfig {
-            max_block_txs: config.max_block_txs.max(1),
-            ..SequencerConfig::default()
-        },
-    ));
+    let seq_config = SequencerConfig {
+        max_block_txs: config.max_block_txs.max(1),
+        ..SequencerConfig::default()
+    };
+    let (seq, cluster) = match ClusterFile::read(dir).map_err(ServeError::Cluster)? {
+        None => (Sequencer::start(ledger, seq_config), None),
+        Some(file) => {
+            let Ledger {
+                store,
+                state,
+                node_key,
+            } = ledger;
+            let side = Arc::new(Ledgerside {
+                store: Arc::new(store),
+                state: std::sync::Mutex::new(state),
+                commits: Arc::default(),
+                own: std::sync::Mutex::default(),
+                id: file.id,
+                node: medledger_formats::keys::public_key(&node_key),
+            });
+            let settings = RaftSettings {
+                heartbeat_ms: config.raft_heartbeat_ms,
+                snapshot_every: config.raft_snapshot_every,
+                keep_logs: config.raft_keep_logs,
+            };
+            let cluster = Cluster::start(dir, file.id, side, &settings)
+                .await
+                .map_err(ServeError::Cluster)?;
+            let seq = Sequencer::start_cluster(cluster.clone(), node_key, seq_config);
+            (seq, Some(cluster))
+        }
+    };
+    let seq = Arc::new(seq);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -94,13 +129,17 @@ pub async fn serve(
         views,
         tokens: Tokens::new(dir),
         config,
+        cluster: cluster.clone(),
         metrics: install_metrics(),
         health: crate::health::Health {
             pseudonym_key,
             signers: crate::health::Signers::new(Some(dir.join(INTEGRATIONS_DIR))),
         },
     });
-    let app = router(state.clone());
+    let mut app = router(state.clone());
+    if let Some(c) = &cluster {
+        app = app.merge(crate::cluster::routes(c.clone()));
+    }
     let views = state.views.clone();
     let shutdown = async move {
         shutdown.await;
@@ -134,6 +173,11 @@ pub async fn serve(
         }
     };
     seq.shutdown().map_err(ServeError::Shutdown)?;
+    if let Some(c) = cluster
+        && c.raft.shutdown().await.is_err()
+    {
+        return Err(ServeError::Shutdown("raft did not stop cleanly".into()));
+    }
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -75,6 +75,7 @@ fn start_with(config: NodeConfig) -> Node {
         tokens: Tokens::new(dir.path()),
         config,
         metrics: None,
+        cluster: None,
         health: Health {
             pseudonym_key: Some(PseudonymKey::from_bytes(&PSEUDONYM_KEY).expect("key")),
             signers: Signers::new(Some(dir.path().join("integrations"))),

@@ -30,6 +30,7 @@ fn setup() -> (tempfile::TempDir, Sequencer, Vec<SigningKey>) {
                 institution: "Test".into(),
                 label: String::new(),
                 patient: None,
+                cluster: None,
             };
             Transaction::sign(
                 &admin,

@@ -121,6 +121,7 @@ pub fn register_tx(admin: &SigningKey, key: &SigningKey) -> Transaction {
         institution: "Klinicki centar Nis".into(),
         label: "test doctor".into(),
         patient: None,
+        cluster: None,
     };
     Transaction::sign(
         admin,

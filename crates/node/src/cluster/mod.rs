@@ -1,0 +1,388 @@
+//! Cluster mode: institutions' nodes order blocks with Raft (openraft 0.9,
+//! storage-v2). Everything that touches openraft's traits lives in this
+//! module, because openraft 0.10 rewrites them.
+//!
+//! ```text
+//! leader:   sequencer (admits, seals a block) ─► Raft entry ─► quorum ─┐
+//! every node, leader too:                                              ▼
+//!   state machine: re-validate the whole block ─► commit to segments ─► checkpoint
+//! ```
+//! A Raft entry is one sealed block. Every node applies committed entries
+//! through the same deterministic ledger state machine as single-node mode
+//! and re-validates each block first, so a leader that proposes an invalid
+//! transaction gets its block refused identically everywhere; the leader's
+//! sequencer then rebuilds its state from what was applied.
+//!
+//! Membership lives on the ledger: an active node participant registered
+//! with a cluster place is a voter. The leader reconciles Raft's membership
+//! with the ledger's (adding a learner, promoting it once it has caught up,
+//! removing revoked nodes).
+
+// openraft's `StorageError` and axum's `Response` are what the traits and
+// handlers return; boxing them would only add an allocation per call.
+#![allow(clippy::result_large_err)]
+
+mod log_store;
+mod network;
+mod state_machine;
+
+pub use log_store::LogStore;
+pub use network::{Network, fetch_blocks, routes};
+pub use state_machine::{Ledgerside, SnapshotPoint, StateMachine};
+
+use crate::sequencer::SubmitError;
+use medledger_formats::block::Block;
+use medledger_formats::record::{self, RecordError};
+use openraft::{BasicNode, ChangeMembers, Raft, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+openraft::declare_raft_types!(
+    /// The Raft types of a medledger cluster.
+    pub TypeConfig:
+        D = Proposal,
+        R = Outcome,
+        NodeId = u64,
+        Node = BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = std::io::Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// The openraft handle of a node.
+pub type RaftHandle = Raft<TypeConfig>;
+
+/// A Raft entry's data: one sealed block in the segment record encoding.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Proposal {
+    /// The block record body (header, signature, transaction headers).
+    #[serde(with = "serde_bytes")]
+    pub block: Vec<u8>,
+    /// The payloads record body.
+    #[serde(with = "serde_bytes")]
+    pub payloads: Vec<u8>,
+}
+
+impl Proposal {
+    /// Encodes `block`.
+    pub fn of(block: &Block) -> Self {
+        let mut b = Vec::new();
+        record::encode_block(block, &mut b);
+        let mut p = Vec::new();
+        record::encode_payloads(block, &mut p);
+        Proposal {
+            block: b,
+            payloads: p,
+        }
+    }
+
+    /// Decodes the block (its transactions' canonical form and commitments
+    /// are checked; signatures are the state machine's job).
+    pub fn block(&self) -> Result<Block, RecordError> {
+        record::decode_block(&self.block, &self.payloads)
+    }
+}
+
+/// What applying an entry did.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Outcome {
+    /// A blank or membership entry.
+    Nothing,
+    /// The block was committed.
+    Committed {
+        /// Its height.
+        height: u64,
+        /// The log size after it.
+        log_size: u64,
+    },
+    /// The block was refused by the state machine, on every node alike.
+    Refused(String),
+}
+
+/// A node's cluster settings, `cluster.json` in its data directory.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile {
+    /// This node's Raft id.
+    pub id: u64,
+}
+
+impl ClusterFile {
+    /// File name in the data directory.
+    pub const NAME: &'static str = "cluster.json";
+
+    /// Reads the settings, `None` for a single node's directory.
+    pub fn read(dir: &Path) -> Result<Option<Self>, String> {
+        let path = dir.join(Self::NAME);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    /// Writes the settings (synced).
+    pub fn write(&self, dir: &Path) -> Result<(), String> {
+        let path = dir.join(Self::NAME);
+        let text = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
+        medledger_ledger::ledger::write_secret_file(&path, &(text + "\n"))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Raft timing and log retention.
+#[derive(Clone, Debug)]
+pub struct RaftSettings {
+    /// Heartbeat interval, ms; elections time out after 3 to 6 of them.
+    pub heartbeat_ms: u64,
+    /// Entries between snapshots.
+    pub snapshot_every: u64,
+    /// Entries kept in the log behind a snapshot.
+    pub keep_logs: u64,
+}
+
+impl RaftSettings {
+    fn config(&self) -> Result<openraft::Config, String> {
+        openraft::Config {
+            cluster_name: "medledger".into(),
+            heartbeat_interval: self.heartbeat_ms,
+            election_timeout_min: self.heartbeat_ms * 3,
+            election_timeout_max: self.heartbeat_ms * 6,
+            // Entries are whole blocks: a few per message.
+            max_payload_entries: 16,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            max_in_snapshot_log_to_keep: self.keep_logs,
+            install_snapshot_timeout: 600_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// Whether this node may seal blocks now, shared by the Raft metrics
+/// watcher and the sequencer.
+#[derive(Default)]
+pub struct Leadership {
+    /// `Some(term)` while this node leads and has applied every entry
+    /// before its term: its applied state is then the whole ledger.
+    ready: Mutex<Option<u64>>,
+    /// The current leader's base URL, if known and not this node.
+    leader: Mutex<Option<String>>,
+    /// Bumped when a sealed block was refused or lost: blocks sealed on
+    /// the state before it must not be proposed.
+    generation: AtomicU64,
+}
+
+impl Leadership {
+    /// The epoch blocks are sealed in, if this node may seal now.
+    pub fn epoch(&self) -> Result<u64, SubmitError> {
+        match *self.ready.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(term) => Ok(term << 32 | (self.generation.load(Ordering::SeqCst) & 0xffff_ffff)),
+            None => Err(SubmitError::NotLeader(self.leader())),
+        }
+    }
+
+    /// Starts a new epoch after a block was refused or lost.
+    pub fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The leader's base URL when another node leads.
+    pub fn leader(&self) -> Option<String> {
+        self.leader
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// A running cluster node's Raft side.
+pub struct Cluster {
+    /// The Raft handle.
+    pub raft: RaftHandle,
+    /// This node's id.
+    pub id: u64,
+    /// Whether this node may seal.
+    pub leadership: Arc<Leadership>,
+    /// The ledger side.
+    pub side: Arc<Ledgerside>,
+}
+
+impl Cluster {
+    /// Starts Raft over `side`, with its log in `dir/raft.redb`.
+    pub async fn start(
+        dir: &Path,
+        id: u64,
+        side: Arc<Ledgerside>,
+        settings: &RaftSettings,
+    ) -> Result<Arc<Self>, String> {
+        let path = dir.join("raft.redb");
+        let db = Arc::new(
+            redb::Database::create(&path).map_err(|e| format!("{}: {e}", path.display()))?,
+        );
+        let log = LogStore::new(db.clone()).map_err(|e| e.to_string())?;
+        let sm = StateMachine::new(side.clone(), db).map_err(|e| e.to_string())?;
+        let config = Arc::new(settings.config()?);
+        let raft = Raft::new(id, config, Network::new(), log, sm)
+            .await
+            .map_err(|e| e.to_string())?;
+        let cluster = Arc::new(Cluster {
+            raft,
+            id,
+            leadership: Arc::new(Leadership::default()),
+            side,
+        });
+        cluster.bootstrap().await;
+        tokio::spawn(watch_leadership(cluster.clone()));
+        tokio::spawn(reconcile_membership(cluster.clone()));
+        Ok(cluster)
+    }
+
+    /// A node whose ledger's genesis names it as the first cluster node
+    /// initializes Raft with itself as the only voter, once.
+    async fn bootstrap(&self) {
+        let first = {
+            let state = self.side.state.lock().unwrap_or_else(|p| p.into_inner());
+            let me = self.side.node;
+            state
+                .cluster_members()
+                .find(|(k, m)| **k == me && m.id == self.id)
+                .map(|(_, m)| m.addr.clone())
+        };
+        let Some(addr) = first else { return };
+        if self.raft.is_initialized().await.unwrap_or(true) {
+            return;
+        }
+        let members = BTreeMap::from([(self.id, BasicNode { addr })]);
+        if let Err(e) = self.raft.initialize(members).await {
+            tracing::info!(error = %e, "raft already initialized");
+        }
+    }
+
+    /// The base URLs of the other members.
+    pub fn peers(&self) -> Vec<String> {
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        state_machine::peers_of(&m, self.id)
+    }
+
+    /// Raft's view, for `/v1/status`.
+    pub fn status(&self) -> serde_json::Value {
+        let m = self.raft.metrics().borrow().clone();
+        let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+        let learners: Vec<u64> = m.membership_config.membership().learner_ids().collect();
+        serde_json::json!({
+            "id": self.id,
+            "state": format!("{:?}", m.state).to_lowercase(),
+            "term": m.current_term,
+            "leader": m.current_leader,
+            "voters": voters,
+            "learners": learners,
+            "last_log_index": m.last_log_index,
+            "last_applied": m.last_applied.map(|l| l.index),
+        })
+    }
+}
+
+/// Follows Raft's metrics: leadership, readiness and the leader's address.
+async fn watch_leadership(cluster: Arc<Cluster>) {
+    let mut rx = cluster.raft.metrics();
+    loop {
+        {
+            let m = rx.borrow_and_update().clone();
+            let ready = (m.state == ServerState::Leader
+                && m.current_leader == Some(cluster.id)
+                && m.last_applied.map(|l| l.leader_id.term) == Some(m.current_term))
+            .then_some(m.current_term);
+            let leader = m
+                .current_leader
+                .filter(|l| *l != cluster.id)
+                .and_then(|l| m.membership_config.membership().get_node(&l).cloned())
+                .map(|n| n.addr);
+            *cluster
+                .leadership
+                .ready
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = ready;
+            *cluster
+                .leadership
+                .leader
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = leader;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// On the leader, brings Raft's membership in line with the ledger's
+/// active cluster nodes: new ones join as learners and become voters once
+/// they have caught up; revoked ones are removed.
+async fn reconcile_membership(cluster: Arc<Cluster>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let m = cluster.raft.metrics().borrow().clone();
+        if m.running_state.is_err() {
+            return;
+        }
+        if m.state != ServerState::Leader || m.current_leader != Some(cluster.id) {
+            continue;
+        }
+        let wanted: BTreeMap<u64, String> = {
+            let state = cluster.side.state.lock().unwrap_or_else(|p| p.into_inner());
+            state
+                .cluster_members()
+                .map(|(_, c)| (c.id, c.addr.clone()))
+                .collect()
+        };
+        if wanted.is_empty() {
+            continue;
+        }
+        let membership = m.membership_config.membership().clone();
+        let known: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
+        for (id, addr) in &wanted {
+            if !known.contains(id) {
+                tracing::info!(id, %addr, "adding a learner");
+                if let Err(e) = cluster
+                    .raft
+                    .add_learner(*id, BasicNode { addr: addr.clone() }, false)
+                    .await
+                {
+                    tracing::warn!(id, error = %e, "could not add learner");
+                }
+            }
+        }
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let want: BTreeSet<u64> = wanted.keys().copied().collect();
+        if voters == want {
+            continue;
+        }
+        // Promote only learners that are close to the leader's log.
+        let last = m.last_log_index.unwrap_or(0);
+        let caught_up = |id: &u64| {
+            voters.contains(id)
+                || m.replication.as_ref().is_some_and(|r| {
+                    r.get(id)
+                        .and_then(|l| l.as_ref())
+                        .is_some_and(|l| l.index + 16 >= last)
+                })
+        };
+        if !want.iter().all(caught_up) {
+            continue;
+        }
+        tracing::info!(?want, "changing voters");
+        if let Err(e) = cluster
+            .raft
+            .change_membership(ChangeMembers::ReplaceAllVoters(want), false)
+            .await
+        {
+            tracing::warn!(error = %e, "could not change membership");
+        }
+    }
+}
