@@ -177,6 +177,10 @@ fn finish(slots: &Slots, started: std::time::Instant) -> Vec<Outcome> {
     results
 }
 
+/// Environment variable that turns a cluster node into a faulty proposer
+/// which admits every transaction unchecked (for failure tests only).
+pub const FAULT_UNCHECKED: &str = "MEDLEDGER_FAULT_UNCHECKED_ADMISSION";
+
 /// Authors whose decompressed keys are kept for signature checks.
 const KEY_CACHE: usize = 100_000;
 
@@ -253,6 +257,8 @@ pub struct Sequencer {
     store: Arc<Store>,
     failed: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    /// Fault injection for cluster tests: admit without any check.
+    unchecked: bool,
 }
 
 struct OpenBlock {
@@ -308,6 +314,12 @@ impl Sequencer {
         } = parts;
         let pending = Arc::new(Pending::default());
         let failed = Arc::new(AtomicBool::new(false));
+        // A faulty proposer, for the cluster's tests: its sequencer admits
+        // anything, and only the state machines stand in the way.
+        let unchecked = cluster.is_some() && std::env::var_os(FAULT_UNCHECKED).is_some();
+        if unchecked {
+            tracing::warn!("{FAULT_UNCHECKED} is set: this node admits transactions unchecked");
+        }
         let (submit_tx, submit_rx) = bounded::<Submission>(config.queue);
         // The committer says when it is idle; only then is a block cut, so
         // blocks grow while the previous one is being made durable.
@@ -325,6 +337,7 @@ impl Sequencer {
             open: None,
             cluster: cluster.as_ref().map(|(c, _)| c.clone()),
             epoch: 0,
+            unchecked,
         };
         let seq = std::thread::Builder::new()
             .name("sequencer".into())
@@ -350,6 +363,7 @@ impl Sequencer {
             store,
             failed,
             threads,
+            unchecked,
         }
     }
 
@@ -428,8 +442,10 @@ impl Sequencer {
         for (i, (tx, check)) in txs.into_iter().zip(checks).enumerate() {
             match check
                 .map_err(|_| Rejection::BadSignature)
-                .and_then(|()| payload_rules(&tx))
-            {
+                .and_then(|()| match self.unchecked {
+                    true => Ok(Checked::Other),
+                    false => payload_rules(&tx),
+                }) {
                 Ok(checked) => good.push((i, tx, checked)),
                 Err(r) => collector.set(i, Err(r.into())),
             }
@@ -507,6 +523,8 @@ struct SequencerThread {
     cluster: Option<Arc<Cluster>>,
     /// The cluster epoch `state` belongs to.
     epoch: u64,
+    /// Admit without checking (fault injection).
+    unchecked: bool,
 }
 
 impl SequencerThread {
@@ -683,6 +701,7 @@ impl SequencerThread {
             &self.store,
             &self.pending,
             &self.failed,
+            self.unchecked,
         );
     }
 }
@@ -712,6 +731,7 @@ fn admit_submission(
     store: &Arc<Store>,
     pending: &Pending,
     failed: &AtomicBool,
+    unchecked: bool,
 ) {
     if failed.load(Ordering::SeqCst) {
         for (i, ..) in sub.txs {
@@ -743,7 +763,11 @@ fn admit_submission(
             continue;
         }
         let leaf = state.tip().log.size() + block.txs.len() as u64;
-        match state.admit_checked(&tx, checked, block.time, leaf) {
+        let admitted = match unchecked {
+            true => Ok(()),
+            false => state.admit_checked(&tx, checked, block.time, leaf),
+        };
+        match admitted {
             Ok(()) => {
                 block.ids.insert(*tx.id());
                 block.bytes += tx.payload_jcs().len() + tx.header_jcs().len() + 84;

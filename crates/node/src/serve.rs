@@ -3,7 +3,7 @@
 //! requests finish, every admitted block is committed, everything is fsynced.
 
 use crate::api::{AppState, router};
-use crate::cluster::{Cluster, ClusterFile, Ledgerside, RaftSettings};
+use crate::cluster::{Cluster, ClusterFile, Ledgerside, Network, RaftSettings};
 use crate::config::NodeConfig;
 use crate::tokens::Tokens;
 use crate::{Sequencer, SequencerConfig};
@@ -97,6 +97,7 @@ pub async fn serve(
                 own: std::sync::Mutex::default(),
                 id: file.id,
                 node: medledger_formats::keys::public_key(&node_key),
+                network: Network::new(Some(config.listen.ip()).filter(|ip| !ip.is_unspecified())),
             });
             let settings = RaftSettings {
                 heartbeat_ms: config.raft_heartbeat_ms,

@@ -229,7 +229,7 @@ impl Cluster {
         let log = LogStore::new(db.clone()).map_err(|e| e.to_string())?;
         let sm = StateMachine::new(side.clone(), db).map_err(|e| e.to_string())?;
         let config = Arc::new(settings.config()?);
-        let raft = Raft::new(id, config, Network::new(), log, sm)
+        let raft = Raft::new(id, config, side.network.clone(), log, sm)
             .await
             .map_err(|e| e.to_string())?;
         let cluster = Arc::new(Cluster {
@@ -285,6 +285,8 @@ impl Cluster {
             "learners": learners,
             "last_log_index": m.last_log_index,
             "last_applied": m.last_applied.map(|l| l.index),
+            "snapshot": m.snapshot.map(|l| l.index),
+            "purged": m.purged.map(|l| l.index),
         })
     }
 }

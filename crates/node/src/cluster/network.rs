@@ -35,18 +35,14 @@ pub struct Network {
     client: reqwest::Client,
 }
 
-impl Default for Network {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Network {
-    /// A network with a fresh client.
-    pub fn new() -> Self {
+    /// A network whose connections leave from `local` (the address the
+    /// node listens on, so peers and firewalls see one address per node).
+    pub fn new(local: Option<std::net::IpAddr>) -> Self {
         Network {
             client: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(2))
+                .local_address(local)
                 .build()
                 .unwrap_or_default(),
         }
@@ -218,13 +214,14 @@ async fn blocks(State(c): State<Arc<Cluster>>, Query(r): Query<Range>) -> Respon
 /// Fetches committed blocks from `from` up to `to` from whichever peer
 /// answers, retrying for up to a minute while none does. Runs on a
 /// blocking thread of the runtime.
-pub fn fetch_blocks(peers: &[String], from: u64, to: u64) -> Result<Vec<Block>, String> {
+pub fn fetch_blocks(
+    network: &Network,
+    peers: &[String],
+    from: u64,
+    to: u64,
+) -> Result<Vec<Block>, String> {
     let handle = tokio::runtime::Handle::try_current().map_err(|e| e.to_string())?;
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(120))
-        .build()
-        .map_err(|e| e.to_string())?;
+    let client = &network.client;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let mut last = String::from("no peers to fetch blocks from");
     loop {
@@ -234,7 +231,12 @@ pub fn fetch_blocks(peers: &[String], from: u64, to: u64) -> Result<Vec<Block>, 
                 peer.trim_end_matches('/')
             );
             let got = handle.block_on(async {
-                let resp = client.get(&url).send().await.map_err(|e| e.to_string())?;
+                let resp = client
+                    .get(&url)
+                    .timeout(Duration::from_secs(120))
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
                 if !resp.status().is_success() {
                     return Err(format!("HTTP {}", resp.status()));
                 }

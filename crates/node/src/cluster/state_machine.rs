@@ -63,6 +63,8 @@ pub struct Ledgerside {
     pub id: u64,
     /// This node's key.
     pub node: medledger_formats::keys::PublicKey,
+    /// Connections to peers.
+    pub network: super::Network,
 }
 
 fn sm_err(verb: ErrorVerb, e: impl ToString) -> StorageError<u64> {
@@ -133,7 +135,7 @@ impl Ledgerside {
             if have >= height {
                 return Ok(());
             }
-            let blocks = fetch_blocks(peers, have, height)?;
+            let blocks = fetch_blocks(&self.network, peers, have, height)?;
             for block in &blocks {
                 if let Err(reason) = self.apply_block(block)? {
                     return Err(format!(

@@ -1,0 +1,812 @@
+//! A three-node cluster of real `medledger serve` processes on 127.0.0.11,
+//! .12 and .13. Node-to-node traffic goes through a TCP proxy in front of
+//! each node, so a test can cut a node off. Every test ends the same way:
+//! every acknowledged transaction is on every node, and the nodes' ledgers
+//! are byte-identical (segments compared) and verify.
+
+mod common;
+
+use common::*;
+use ed25519_dalek::SigningKey;
+use medledger_formats::keys;
+use medledger_formats::tx::Transaction;
+use medledger_ledger::Ledger;
+use medledger_ledger::ledger::{now_ms, read_key_file};
+use medledger_ledger::roles::{Role, kind};
+use medledger_ledger::state::{ClusterMember, RegisterPayload};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Who a proxy turns away.
+#[derive(Default)]
+struct Blocked {
+    all: bool,
+    from: HashSet<IpAddr>,
+}
+
+/// A TCP proxy in front of one node, standing for the network between
+/// nodes: it can drop everything, or everything from one node.
+struct Proxy {
+    addr: SocketAddr,
+    blocked: Arc<Mutex<Blocked>>,
+    conns: Arc<Mutex<Vec<(IpAddr, TcpStream)>>>,
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(Shutdown::Both);
+    let _ = from.shutdown(Shutdown::Both);
+}
+
+impl Proxy {
+    fn start(listen: SocketAddr, target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind(listen).expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let blocked = Arc::new(Mutex::new(Blocked::default()));
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let (b, c) = (blocked.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(inbound) = stream else { continue };
+                let Ok(peer) = inbound.peer_addr() else {
+                    continue;
+                };
+                {
+                    let b = b.lock().unwrap();
+                    if b.all || b.from.contains(&peer.ip()) {
+                        let _ = inbound.shutdown(Shutdown::Both);
+                        continue;
+                    }
+                }
+                let Ok(outbound) = TcpStream::connect(target) else {
+                    continue;
+                };
+                let (Ok(i2), Ok(o2)) = (inbound.try_clone(), outbound.try_clone()) else {
+                    continue;
+                };
+                if let Ok(keep) = inbound.try_clone() {
+                    c.lock().unwrap().push((peer.ip(), keep));
+                }
+                std::thread::spawn(move || pipe(inbound, outbound));
+                std::thread::spawn(move || pipe(o2, i2));
+            }
+        });
+        Proxy {
+            addr,
+            blocked,
+            conns,
+        }
+    }
+
+    /// Drops every connection (and open one) from `ip`, or from anyone.
+    fn cut(&self, ip: Option<IpAddr>) {
+        let mut b = self.blocked.lock().unwrap();
+        match ip {
+            Some(ip) => {
+                b.from.insert(ip);
+            }
+            None => b.all = true,
+        }
+        for (from, s) in self.conns.lock().unwrap().iter() {
+            if ip.is_none() || ip == Some(*from) {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    fn heal(&self) {
+        *self.blocked.lock().unwrap() = Blocked::default();
+    }
+}
+
+struct Node {
+    id: u64,
+    dir: PathBuf,
+    ip: IpAddr,
+    api: SocketAddr,
+    proxy: Proxy,
+    child: Option<Child>,
+    log: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+fn port_on(ip: IpAddr) -> SocketAddr {
+    TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+}
+
+impl Node {
+    fn base(&self) -> String {
+        format!("http://{}", self.api)
+    }
+
+    fn start(&mut self) {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log");
+        let child = bin()
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(["--listen", &self.api.to_string()])
+            .env("RUST_LOG", "info,openraft=warn,tower_http=warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn serve");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while status(self).is_none() {
+            if let Some(Ok(Some(s))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("node {} exited ({s}):\n{}", self.id, self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} did not come up",
+                self.id
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no shutdown at all.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, and wait for a clean exit.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signals a child process this test spawned.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Ok(Some(s)) = c.try_wait() {
+                    assert!(
+                        s.success(),
+                        "node {} stopped with {s}:\n{}",
+                        self.id,
+                        self.log_text()
+                    );
+                    return;
+                }
+                assert!(Instant::now() < deadline, "node {} did not stop", self.id);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    fn log_text(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+fn status(node: &Node) -> Option<Value> {
+    let r = http()
+        .get(format!("{}/v1/status", node.base()))
+        .send()
+        .ok()?;
+    r.json().ok()
+}
+
+struct Cluster {
+    _tmp: tempfile::TempDir,
+    nodes: Vec<Node>,
+    admin: SigningKey,
+    doctors: Vec<SigningKey>,
+}
+
+impl Cluster {
+    /// Three nodes; `env` is given to every node, `env_of(id)` to one.
+    fn start(env: &[(&str, &str)], env_of: impl Fn(u64) -> Vec<(String, String)>) -> Cluster {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut nodes = Vec::new();
+        for id in 1..=3u64 {
+            let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10 + id as u8));
+            let api = port_on(ip);
+            let proxy = Proxy::start(SocketAddr::new(ip, 0), api);
+            let dir = tmp.path().join(format!("n{id}"));
+            let mut cmd = bin();
+            cmd.arg("init").arg("--data-dir").arg(&dir).args([
+                "--origin",
+                ORIGIN,
+                "--cluster-id",
+                &id.to_string(),
+            ]);
+            if id == 1 {
+                cmd.args(["--cluster-addr", &format!("http://{}", proxy.addr)]);
+            } else {
+                cmd.arg("--join");
+            }
+            let out = cmd.output().expect("init");
+            assert!(out.status.success(), "init: {}", text(&out).1);
+            let mut all: Vec<(String, String)> = env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            all.extend(env_of(id));
+            nodes.push(Node {
+                id,
+                log: tmp.path().join(format!("n{id}.log")),
+                dir,
+                ip,
+                api,
+                proxy,
+                child: None,
+                env: all,
+            });
+        }
+        for n in &mut nodes {
+            n.start();
+        }
+        let admin = read_key_file(&nodes[0].dir.join("admin.key")).expect("admin key");
+        let mut c = Cluster {
+            _tmp: tmp,
+            nodes,
+            admin,
+            doctors: Vec::new(),
+        };
+        let leader = c.leader(Duration::from_secs(20));
+        assert_eq!(leader, 0, "the first node leads a new cluster");
+        let mut txs = Vec::new();
+        for n in &c.nodes[1..] {
+            let key = read_key_file(&n.dir.join("node.key")).expect("node key");
+            let p = RegisterPayload {
+                key: keys::public_key(&key),
+                role: Role::Node,
+                institution: format!("Institution {}", n.id),
+                label: format!("node {}", n.id),
+                patient: None,
+                cluster: Some(ClusterMember {
+                    id: n.id,
+                    addr: format!("http://{}", n.proxy.addr),
+                }),
+            };
+            txs.push(
+                Transaction::sign(
+                    &c.admin,
+                    kind::REGISTER,
+                    now_ms(),
+                    &serde_json::to_value(p).unwrap(),
+                )
+                .unwrap(),
+            );
+        }
+        for _ in 0..4 {
+            let doctor = keys::generate().unwrap();
+            txs.push(register_tx(&c.admin, &doctor));
+            c.doctors.push(doctor);
+        }
+        let acked = submit_batch(&c.nodes[0].base(), &txs);
+        assert_eq!(acked.len(), txs.len(), "registrations acknowledged");
+        // Every node becomes a voter and holds the same ledger.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let voters: Vec<usize> = c
+                .nodes
+                .iter()
+                .filter_map(status)
+                .map(|s| s["cluster"]["voters"].as_array().map_or(0, Vec::len))
+                .collect();
+            if voters == [3, 3, 3] {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "voters never reached 3: {voters:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        c.converge(&[0, 1, 2]);
+        c
+    }
+
+    /// Index of the node that leads (and says so), waiting up to `wait`.
+    fn leader(&self, wait: Duration) -> usize {
+        self.leader_among(&[0, 1, 2], wait)
+    }
+
+    fn leader_among(&self, among: &[usize], wait: Duration) -> usize {
+        let deadline = Instant::now() + wait;
+        loop {
+            for &i in among {
+                if let Some(s) = status(&self.nodes[i])
+                    && s["cluster"]["state"] == "leader"
+                {
+                    return i;
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader among {among:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until the nodes `which` hold the same log (size and root) and
+    /// have applied every entry they know of; returns the size.
+    fn converge(&self, which: &[usize]) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let s: Vec<Option<Value>> = which.iter().map(|&i| status(&self.nodes[i])).collect();
+            if s.iter().all(Option::is_some) {
+                let s: Vec<Value> = s.into_iter().flatten().collect();
+                let same = s.iter().all(|x| {
+                    x["log_size"] == s[0]["log_size"]
+                        && x["log_root"] == s[0]["log_root"]
+                        && x["cluster"]["last_applied"] == x["cluster"]["last_log_index"]
+                });
+                if same {
+                    return s[0]["log_size"].as_u64().unwrap_or(0);
+                }
+                if Instant::now() > deadline {
+                    panic!("nodes {which:?} never converged: {s:#?}");
+                }
+            }
+            assert!(Instant::now() < deadline, "nodes {which:?} unreachable");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Isolates node `i`: nobody reaches it and it reaches nobody.
+    fn isolate(&self, i: usize) {
+        self.nodes[i].proxy.cut(None);
+        for (j, n) in self.nodes.iter().enumerate() {
+            if j != i {
+                n.proxy.cut(Some(self.nodes[i].ip));
+            }
+        }
+    }
+
+    fn heal(&self) {
+        for n in &self.nodes {
+            n.proxy.heal();
+        }
+    }
+
+    /// Stops every node, then checks that each holds every acknowledged
+    /// transaction and none of `absent`, that the ledgers verify, and that
+    /// their segment files are byte-identical.
+    fn finish(mut self, acked: &HashSet<[u8; 32]>, absent: &[[u8; 32]]) {
+        let size = self.converge(&[0, 1, 2]);
+        for n in &mut self.nodes {
+            n.stop();
+        }
+        let mut segments: Option<Vec<(String, Vec<u8>)>> = None;
+        for n in &self.nodes {
+            let ledger = Ledger::open_cluster(&n.dir).expect("open ledger");
+            assert_eq!(ledger.state.tip().log.size(), size);
+            let ids: Vec<&[u8; 32]> = acked.iter().collect();
+            let found = ledger.store.index().leaves_of(&ids).expect("index");
+            let missing = found.iter().filter(|l| l.is_none()).count();
+            assert_eq!(
+                missing, 0,
+                "node {}: {missing} acknowledged transactions missing",
+                n.id
+            );
+            let gone: Vec<&[u8; 32]> = absent.iter().collect();
+            let found = ledger.store.index().leaves_of(&gone).expect("index");
+            assert!(
+                found.iter().all(Option::is_none),
+                "node {} holds a transaction that must not be committed",
+                n.id
+            );
+            drop(ledger);
+            assert_verifies(&n.dir);
+            let mut files: Vec<(String, Vec<u8>)> = segment_files(&n.dir)
+                .into_iter()
+                .map(|p| {
+                    let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                    (name, std::fs::read(&p).expect("segment"))
+                })
+                .collect();
+            files.sort();
+            match &segments {
+                None => segments = Some(files),
+                Some(first) => assert!(
+                    *first == files,
+                    "node {}'s segment files differ from node 1's",
+                    n.id
+                ),
+            }
+        }
+        eprintln!(
+            "{} acknowledged transactions on three identical ledgers of {size}",
+            acked.len()
+        );
+    }
+}
+
+/// Submits `txs` as one batch to `base` (following a redirect to the
+/// leader); returns the ids acknowledged with a receipt.
+fn submit_batch(base: &str, txs: &[Transaction]) -> Vec<[u8; 32]> {
+    let body: Vec<_> = txs.iter().map(|t| t.to_wire().unwrap()).collect();
+    let Ok(resp) = http()
+        .post(format!("{base}/v1/transactions"))
+        .json(&body)
+        .send()
+    else {
+        return Vec::new();
+    };
+    if resp.status() != 200 {
+        return Vec::new();
+    }
+    let Ok(v) = resp.json::<Value>() else {
+        return Vec::new();
+    };
+    let results = v["results"].as_array().cloned().unwrap_or_default();
+    txs.iter()
+        .zip(results)
+        .filter(|(t, r)| {
+            r["status"] == 200
+                && r["receipt"].is_string()
+                && r["id"].as_str() == Some(hex::encode(t.id()).as_str())
+        })
+        .map(|(t, _)| *t.id())
+        .collect()
+}
+
+/// Writers that keep submitting small batches to every node in turn and
+/// record what was acknowledged, and when.
+struct Load {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<(Instant, [u8; 32])>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(c: &Cluster, batch: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let bases: Vec<String> = c.nodes.iter().map(Node::base).collect();
+        let threads = c
+            .doctors
+            .iter()
+            .enumerate()
+            .map(|(k, doctor)| {
+                let (stop, acked, bases, doctor) =
+                    (stop.clone(), acked.clone(), bases.clone(), doctor.clone());
+                std::thread::spawn(move || {
+                    let mut i = k as u64 * 1_000_000;
+                    let mut target = k;
+                    while !stop.load(Ordering::SeqCst) {
+                        let txs: Vec<Transaction> = (0..batch)
+                            .map(|_| {
+                                i += 1;
+                                report_tx(&doctor, i)
+                            })
+                            .collect();
+                        let ok = submit_batch(&bases[target % bases.len()], &txs);
+                        let now = Instant::now();
+                        if ok.is_empty() {
+                            target += 1;
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        acked
+                            .lock()
+                            .unwrap()
+                            .extend(ok.into_iter().map(|id| (now, id)));
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            acked,
+            threads,
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    /// The first acknowledgement after `t`.
+    fn first_after(&self, t: Instant) -> Option<Instant> {
+        self.acked
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(at, _)| *at)
+            .filter(|at| *at > t)
+            .min()
+    }
+
+    fn wait_for_more(&self, n: usize, wait: Duration) {
+        let target = self.count() + n;
+        let deadline = Instant::now() + wait;
+        while self.count() < target {
+            assert!(
+                Instant::now() < deadline,
+                "writes stalled at {}",
+                self.count()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(self) -> HashSet<[u8; 32]> {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            t.join().expect("writer");
+        }
+        let acked = self.acked.lock().unwrap();
+        acked.iter().map(|(_, id)| *id).collect()
+    }
+}
+
+/// Loopback addresses other than 127.0.0.1 are needed; Linux has them.
+fn supported() -> bool {
+    TcpListener::bind("127.0.0.12:0").is_ok()
+}
+
+#[test]
+fn killed_leader_is_replaced_and_no_acknowledged_write_is_lost() {
+    if !supported() {
+        return;
+    }
+    let mut c = Cluster::start(&[], |_| Vec::new());
+    let load = Load::start(&c, 50);
+    load.wait_for_more(2_000, Duration::from_secs(60));
+    let old = c.leader(Duration::from_secs(5));
+    let killed_at = Instant::now();
+    c.nodes[old].kill();
+    let rest: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    let new = c.leader_among(&rest, Duration::from_secs(30));
+    load.wait_for_more(2_000, Duration::from_secs(60));
+    let first = load.first_after(killed_at).expect("writes resumed");
+    eprintln!(
+        "failover: leader {} killed; node {} leads; first write acknowledged {:.2} s after the kill",
+        c.nodes[old].id,
+        c.nodes[new].id,
+        (first - killed_at).as_secs_f64()
+    );
+    c.nodes[old].start();
+    load.wait_for_more(1_000, Duration::from_secs(60));
+    let acked = load.stop();
+    c.finish(&acked, &[]);
+}
+
+#[test]
+fn node_down_for_100k_transactions_catches_up_from_a_snapshot() {
+    if !supported() {
+        return;
+    }
+    let total = env_count("MEDLEDGER_CATCH_UP_TXS", 100_000) as usize;
+    let mut c = Cluster::start(
+        &[
+            ("MEDLEDGER_RAFT_SNAPSHOT_EVERY", "20"),
+            ("MEDLEDGER_RAFT_KEEP_LOGS", "5"),
+        ],
+        |_| Vec::new(),
+    );
+    let leader = c.leader(Duration::from_secs(5));
+    let down = (leader + 1) % 3;
+    c.nodes[down].kill();
+    let before = c.converge(&[leader, (leader + 2) % 3]);
+    // Signed up front, sent from four writers in batches of 1,000.
+    let mut acked = HashSet::new();
+    let per = total / c.doctors.len();
+    let base = c.nodes[leader].base();
+    let chunks: Vec<Vec<Transaction>> = c
+        .doctors
+        .iter()
+        .enumerate()
+        .map(|(k, d)| {
+            (0..per)
+                .map(|i| report_tx(d, (k * per + i) as u64 + 10_000_000))
+                .collect()
+        })
+        .collect();
+    let started = Instant::now();
+    let handles: Vec<_> = chunks
+        .into_iter()
+        .map(|txs| {
+            let base = base.clone();
+            std::thread::spawn(move || {
+                let mut ok = Vec::new();
+                for batch in txs.chunks(1000) {
+                    ok.extend(submit_batch(&base, batch));
+                }
+                ok
+            })
+        })
+        .collect();
+    for h in handles {
+        acked.extend(h.join().expect("writer"));
+    }
+    let written = started.elapsed();
+    assert_eq!(
+        acked.len(),
+        per * c.doctors.len(),
+        "every write acknowledged"
+    );
+    let up: Vec<usize> = (0..3).filter(|&i| i != down).collect();
+    let size = c.converge(&up);
+    let s = status(&c.nodes[leader]).expect("leader status");
+    let purged = s["cluster"]["purged"].as_u64().unwrap_or(0);
+    assert!(purged > 0, "the leader purged its Raft log: {s}");
+    eprintln!(
+        "wrote {} transactions to two of three nodes in {:.1} s",
+        acked.len(),
+        written.as_secs_f64()
+    );
+    let restarted = Instant::now();
+    c.nodes[down].start();
+    c.converge(&[0, 1, 2]);
+    let took = restarted.elapsed().as_secs_f64();
+    let s = status(&c.nodes[down]).expect("status");
+    assert!(
+        s["cluster"]["snapshot"].as_u64().is_some(),
+        "the node that was down installed a snapshot: {s}"
+    );
+    eprintln!(
+        "catch-up: {} transactions in {:.1} s from restart, {:.0} tx/s",
+        size - before,
+        took,
+        (size - before) as f64 / took
+    );
+    c.finish(&acked, &[]);
+}
+
+#[test]
+fn cut_off_leader_acknowledges_nothing_and_no_fork_appears() {
+    if !supported() {
+        return;
+    }
+    let c = Cluster::start(&[], |_| Vec::new());
+    let old = c.leader(Duration::from_secs(5));
+    let mut acked: HashSet<[u8; 32]> = HashSet::new();
+    acked.extend(submit_batch(
+        &c.nodes[old].base(),
+        &[report_tx(&c.doctors[0], 1)],
+    ));
+    c.isolate(old);
+    // The minority leader cannot reach a quorum: nothing it takes is acknowledged.
+    let lost = report_tx(&c.doctors[1], 2);
+    let wire = lost.to_wire().unwrap();
+    let answer = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(format!("{}/v1/transactions", c.nodes[old].base()))
+        .json(&wire)
+        .send();
+    if let Ok(r) = answer {
+        assert_ne!(r.status(), 200, "a cut-off leader acknowledged a write");
+    }
+    let rest: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    let new = c.leader_among(&rest, Duration::from_secs(30));
+    let more: Vec<Transaction> = (0..20).map(|i| report_tx(&c.doctors[2], 100 + i)).collect();
+    let ok = submit_batch(&c.nodes[new].base(), &more);
+    assert_eq!(ok.len(), more.len(), "the majority goes on writing");
+    acked.extend(ok);
+    c.heal();
+    c.converge(&[0, 1, 2]);
+    let s = status(&c.nodes[old]).expect("status");
+    assert_ne!(
+        s["cluster"]["state"], "leader",
+        "the old leader stepped down"
+    );
+    c.finish(&acked, &[*lost.id()]);
+}
+
+#[test]
+fn rolling_restart_under_load_loses_nothing() {
+    if !supported() {
+        return;
+    }
+    let mut c = Cluster::start(&[], |_| Vec::new());
+    let load = Load::start(&c, 50);
+    load.wait_for_more(1_000, Duration::from_secs(60));
+    for i in 0..3 {
+        c.nodes[i].stop();
+        load.wait_for_more(500, Duration::from_secs(60));
+        c.nodes[i].start();
+        c.converge(&[0, 1, 2]);
+        load.wait_for_more(500, Duration::from_secs(60));
+    }
+    let acked = load.stop();
+    c.finish(&acked, &[]);
+}
+
+#[test]
+fn faulty_proposer_gets_no_invalid_transaction_into_any_ledger() {
+    if !supported() {
+        return;
+    }
+    let c = Cluster::start(&[], |id| {
+        if id == 1 {
+            vec![(
+                "MEDLEDGER_FAULT_UNCHECKED_ADMISSION".to_string(),
+                "1".to_string(),
+            )]
+        } else {
+            Vec::new()
+        }
+    });
+    let leader = c.leader(Duration::from_secs(5));
+    assert_eq!(leader, 0, "the faulty node leads");
+    // Each is refused by an honest node's admission; the faulty one takes it.
+    let mut pii = report_payload(7);
+    pii["anamnesis"] = json!("Patient e-mail: pera.peric@example.com, JMBG 0101990710006.");
+    let stranger = keys::generate().unwrap();
+    let bad = [
+        Transaction::sign(&c.doctors[0], kind::MEDICAL_REPORT, now_ms(), &pii).unwrap(),
+        report_tx(&stranger, 8),
+        Transaction::sign(
+            &c.doctors[1],
+            kind::REGISTER,
+            now_ms(),
+            &json!({
+                "key": keys::public_key(&stranger), "role": "admin", "institution": "X"
+            }),
+        )
+        .unwrap(),
+    ];
+    for tx in &bad {
+        let ok = submit_batch(&c.nodes[leader].base(), std::slice::from_ref(tx));
+        assert!(ok.is_empty(), "an invalid transaction was acknowledged");
+    }
+    // Valid writes still go through the same faulty leader.
+    let good: Vec<Transaction> = (0..10).map(|i| report_tx(&c.doctors[2], 50 + i)).collect();
+    let ok = submit_batch(&c.nodes[leader].base(), &good);
+    assert_eq!(ok.len(), good.len());
+    // Every node's state machine refused the faulty blocks itself.
+    for n in &c.nodes {
+        let metrics = http()
+            .get(format!("{}/metrics", n.base()))
+            .send()
+            .and_then(|r| r.text())
+            .unwrap_or_default();
+        let refused: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("medledger_blocks_refused_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0);
+        assert!(refused >= 3.0, "node {} refused {refused} blocks", n.id);
+    }
+    let absent: Vec<[u8; 32]> = bad.iter().map(|t| *t.id()).collect();
+    c.finish(&ok.into_iter().collect(), &absent);
+}
