@@ -486,11 +486,14 @@ fn submit_batch(base: &str, txs: &[Transaction]) -> Vec<[u8; 32]> {
         .collect()
 }
 
+/// Acknowledged ids with the time each acknowledgement arrived.
+type Acks = Arc<Mutex<Vec<(Instant, [u8; 32])>>>;
+
 /// Writers that keep submitting small batches to every node in turn and
 /// record what was acknowledged, and when.
 struct Load {
     stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<(Instant, [u8; 32])>>>,
+    acked: Acks,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
