@@ -83,7 +83,10 @@
 //!
 //! Within one string the finding that starts first is reported. Text with
 //! neither an ASCII digit nor an `@` is passed after one pass over its
-//! bytes.
+//! bytes. A string that is exactly 64 lowercase hex digits (a public key or
+//! a hash, as `participant.register` and `chosen_doctor` carry) is not
+//! free text and is passed: one random key in a few hundred holds a run of
+//! digits shaped like a phone number.
 
 use std::fmt::Write as _;
 use std::ops::RangeInclusive;
@@ -654,6 +657,9 @@ fn scan_number(n: &Number, insured: bool) -> Option<PiiKind> {
 /// Checks free text; `insured` means an insurance key is an ancestor.
 fn scan_str(text: &str, insured: bool) -> Option<PiiKind> {
     let bytes = text.as_bytes();
+    if bytes.len() == 64 && bytes.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
     let (digit, at) = interesting(bytes);
     let email = if at { first_email(bytes) } else { None };
     if digit {
@@ -1143,6 +1149,18 @@ mod tests {
         ] {
             assert_kind(text, secret, PiiKind::Phone);
         }
+    }
+
+    #[test]
+    fn keys_and_hashes_are_not_free_text() {
+        // A key whose hex holds `0641234567`, a mobile number's shape.
+        let key = "ab0641234567cdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        assert_eq!(key.len(), 64);
+        assert_eq!(scan_str(key, false), None);
+        // The same digits in text, or in a value that is not a bare key, are found.
+        assert_eq!(scan_str("ab0641234567", false), Some(PiiKind::Phone));
+        assert_eq!(scan_str(&format!("{key} "), false), Some(PiiKind::Phone));
+        assert_eq!(scan_str(&key.to_uppercase(), false), Some(PiiKind::Phone));
     }
 
     #[test]
