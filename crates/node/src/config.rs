@@ -28,6 +28,9 @@ pub struct NodeConfig {
     pub news2_window_minutes: u64,
     /// Statistics suppress counts from 1 to `stats_k - 1` (at least 2).
     pub stats_k: u64,
+    /// The key name this node cosigns checkpoints under; by default
+    /// `<origin>/cosigner/<first 16 hex digits of the node public key>`.
+    pub cosigner_name: Option<String>,
 }
 
 impl Default for NodeConfig {
@@ -42,6 +45,7 @@ impl Default for NodeConfig {
             pseudonym_key: None,
             news2_window_minutes: 60,
             stats_k: 5,
+            cosigner_name: None,
         }
     }
 }
@@ -136,6 +140,9 @@ impl NodeConfig {
         if let Some(v) = get("MEDLEDGER_STATS_K") {
             self.stats_k = parse("MEDLEDGER_STATS_K", v)?;
         }
+        if let Some(v) = get("MEDLEDGER_COSIGNER_NAME") {
+            self.cosigner_name = Some(v);
+        }
         if self.stats_k < 2 {
             return Err(ConfigError::Invalid(
                 "stats_k must be at least 2: k = 1 would publish every small count".into(),
@@ -169,6 +176,12 @@ mod tests {
                 .is_err()
         );
         assert!(toml::from_str::<NodeConfig>("bogus = 1").is_err());
+        assert_eq!(cfg.cosigner_name, None);
+        let mut cfg: NodeConfig = toml::from_str("cosigner_name = \"n1.example/c\"\n").unwrap();
+        assert_eq!(cfg.cosigner_name.as_deref(), Some("n1.example/c"));
+        cfg.apply_env(|k| (k == "MEDLEDGER_COSIGNER_NAME").then(|| "n2.example/c".into()))
+            .unwrap();
+        assert_eq!(cfg.cosigner_name.as_deref(), Some("n2.example/c"));
         let mut cfg = NodeConfig::default();
         assert!(
             cfg.apply_env(|k| (k == "MEDLEDGER_STATS_K").then(|| "1".into()))

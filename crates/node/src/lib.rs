@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod config;
+pub mod cosign;
 pub mod dashboard;
 pub mod export;
 pub mod fhir_api;

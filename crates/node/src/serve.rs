@@ -33,6 +33,9 @@ pub enum ServeError {
     /// The pseudonym key is unusable.
     #[error(transparent)]
     PseudonymKey(#[from] crate::health::SecretError),
+    /// `cosigner_name` is not a valid key name.
+    #[error(transparent)]
+    Cosigner(#[from] crate::cosign::CosignerNameError),
 }
 
 /// Installs the Prometheus recorder (once per process).
@@ -69,6 +72,11 @@ pub async fn serve(
     config: NodeConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let cosigner = crate::cosign::node_cosigner(
+        ledger.store.origin(),
+        &ledger.node_key,
+        config.cosigner_name.as_deref(),
+    )?;
     let seq = Arc::new(Sequencer::start(
         ledger,
         SequencerConfig {
@@ -99,6 +107,8 @@ pub async fn serve(
             pseudonym_key,
             signers: crate::health::Signers::new(Some(dir.join(INTEGRATIONS_DIR))),
         },
+        cosigner: Arc::new(cosigner),
+        peers: Arc::default(),
     });
     let app = router(state.clone());
     let views = state.views.clone();
