@@ -125,6 +125,7 @@ fn bad_query(detail: impl Into<String>) -> Problem {
     Problem::new(StatusCode::BAD_REQUEST, "bad_query", detail)
 }
 
+/// The query of `GET /v1/cosignature`, parsed by hand for clear errors.
 #[derive(Deserialize)]
 pub(crate) struct CosignatureQuery {
     size: Option<String>,
@@ -213,6 +214,16 @@ pub(crate) async fn cosign_with_peers(state: &Shared, note: &mut Note) -> Result
             let got = tokio::time::timeout(PEER_TIMEOUT, from_peer(http, peer, body, cp)).await;
             match got {
                 Ok(Ok(sig)) => Some(sig),
+                Ok(Err(e @ PeerError::Status { status: 409, .. })) => {
+                    // The peer holds another root at this size.
+                    tracing::warn!(
+                        %peer,
+                        size = cp.size,
+                        error = %e,
+                        "split view: the peer disagrees with this node's checkpoint"
+                    );
+                    None
+                }
                 Ok(Err(e)) => {
                     tracing::info!(%peer, error = %e, "peer cosignature left out");
                     None
