@@ -1,11 +1,20 @@
 //! Commands that talk to a node over HTTP: `submit`, `get`, `receipt fetch`
 //! and `checkpoint watch`. Every receipt and checkpoint they print or store
 //! has been verified by `medledger-client` against the node's vkey.
+//!
+//! `checkpoint watch` follows one node or every node of a cluster: each
+//! round, the checkpoints the nodes serve must all be states of one log
+//! (else a split view) that extends the checkpoint stored last (else a
+//! fork or rollback).
 
 use crate::receipt;
 use anyhow::{Context, Result, bail};
+use base64::Engine as _;
 use clap::{Args, Subcommand};
-use medledger_client::{Client, Error as ClientError, SignedCheckpoint, Verdict, VerifiedReceipt};
+use medledger_client::{
+    Client, Error as ClientError, Evidence, Inconsistency, SignedCheckpoint, Trust, Verdict,
+    VerifiedReceipt,
+};
 use medledger_formats::checkpoint::Checkpoint;
 use medledger_formats::cosignature::{CosignatureVerifier, Cosigner, verify_quorum};
 use medledger_formats::note::{Note, NoteVerifier};
@@ -17,7 +26,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// Exit code of `checkpoint watch` when it finds a fork or rollback.
+/// Exit code of `checkpoint watch` when it finds a fork, a rollback or a
+/// split view.
 pub const EXIT_INCONSISTENT: u8 = 3;
 
 /// `medledger submit`.
@@ -90,18 +100,27 @@ pub enum ReceiptCommand {
 /// Checkpoint subcommands.
 #[derive(Subcommand)]
 pub enum CheckpointCommand {
-    /// Follow a node's checkpoints and check each extends the last one seen.
-    /// Exits 3 with the evidence on a fork or rollback.
+    /// Follow the checkpoints of a node, or of every node of a cluster, and
+    /// check they agree and each extends the last one seen. Exits 3 with
+    /// the evidence on a fork, a rollback or a split view.
     Watch {
-        /// Node URL.
-        url: String,
+        /// Node URL; give one per node of the cluster (or use --url).
+        urls: Vec<String>,
+        /// Another node's URL; repeat for each.
+        #[arg(long = "url")]
+        more_urls: Vec<String>,
         /// File holding the last verified checkpoint (signed note); created
         /// on first use.
         #[arg(long)]
         state: PathBuf,
-        /// The node's verifier key.
+        /// A node's verifier key; repeat for each node. Every checkpoint
+        /// must verify with one of them.
+        #[arg(long = "vkey", required = true)]
+        vkeys: Vec<String>,
+        /// Write the evidence of a fork, rollback or split view here (JSON,
+        /// replaced atomically).
         #[arg(long)]
-        vkey: String,
+        evidence: Option<PathBuf>,
         /// Seconds between checks.
         #[arg(long, default_value_t = 10)]
         interval: u64,
@@ -357,7 +376,7 @@ fn write_atomic(path: &Path, text: &str) -> Result<()> {
     };
     let name = path
         .file_name()
-        .context("--state must name a file")?
+        .with_context(|| format!("{} must name a file", path.display()))?
         .to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp"));
     {
@@ -420,69 +439,237 @@ fn verify_cosigned(
     }
 }
 
-/// The result of one watch step.
-enum Step {
-    /// The stored checkpoint is unchanged, extended, or was just trusted.
-    Ok(Value),
-    /// Fork or rollback, with the evidence.
-    Inconsistent(Box<medledger_client::Evidence>),
+/// One watched node.
+struct Watched {
+    url: String,
+    client: Client,
 }
 
-fn watch_step(
-    client: &Client,
+/// What one watch round found.
+enum Round {
+    /// The nodes agree and extend the stored checkpoint (or it was just
+    /// trusted); the line to print.
+    Ok(Value),
+    /// Two nodes serve checkpoints that cannot both be states of one log:
+    /// the evidence (one entry per conflicting pair).
+    SplitView(Vec<Value>),
+    /// The largest checkpoint served does not extend the stored one, and
+    /// the node serving it.
+    Inconsistent(Box<Evidence>, String),
+}
+
+/// A checkpoint and where it came from, for evidence.
+fn checkpoint_json(source: Value, cp: &SignedCheckpoint) -> Value {
+    let mut v = source;
+    v["size"] = json!(cp.checkpoint.size);
+    v["root"] = json!(hex::encode(cp.checkpoint.root));
+    v["note"] = json!(cp.note);
+    v
+}
+
+/// One conflict of the evidence: both signed checkpoints with their
+/// sources, the check that failed, and the consistency proof `prover` gave
+/// (or the sizes it was asked for), if one was needed.
+fn conflict_json(ev: &Evidence, old: Value, new: Value, prover: &str) -> Value {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    json!({
+        "failed": ev.failed,
+        "checkpoints": [checkpoint_json(old, &ev.old), checkpoint_json(new, &ev.new)],
+        "proof": ev.proof.as_ref().map(|p| json!({
+            "from": p.from,
+            "to": p.to,
+            "by": prover,
+            "hashes": p.proof.iter().map(|h| b64.encode(h)).collect::<Vec<_>>(),
+        })),
+        "asked": ev.asked.map(|(from, to)| json!({"from": from, "to": to, "by": prover})),
+    })
+}
+
+/// The evidence file: what was found, for which log, when, and the conflicts.
+fn evidence_json(kind: &str, origin: &str, conflicts: Vec<Value>) -> Value {
+    json!({
+        "kind": kind,
+        "origin": origin,
+        "time": now_ms() / 1000,
+        "conflicts": conflicts,
+    })
+}
+
+/// One round: fetch every node's checkpoint, compare them with the largest,
+/// then check the largest against the stored one. A node that does not
+/// answer (or serves a checkpoint no trusted key signed) is reported and
+/// skipped; the round fails only if none answers.
+fn watch_round(
+    nodes: &[Watched],
     state: &Path,
     trusted: &mut Option<SignedCheckpoint>,
-) -> Result<Step> {
-    let new = client.checkpoint()?;
-    let Some(old) = trusted.as_ref() else {
-        write_atomic(state, &new.note)?;
-        let line = json!({
-            "status": "trusted_first",
-            "size": new.checkpoint.size,
-            "root": hex::encode(new.checkpoint.root),
+) -> Result<Round> {
+    let mut seen: Vec<(&Watched, SignedCheckpoint)> = Vec::new();
+    let mut listed = Vec::new();
+    let mut failure = None;
+    for node in nodes {
+        match node.client.checkpoint() {
+            Ok(cp) => {
+                listed.push(json!({
+                    "url": node.url,
+                    "size": cp.checkpoint.size,
+                    "root": hex::encode(cp.checkpoint.root),
+                }));
+                seen.push((node, cp));
+            }
+            Err(e) => {
+                if nodes.len() > 1 {
+                    eprintln!("warning: {}: {e}; skipped this round", node.url);
+                }
+                listed.push(json!({"url": node.url, "error": e.to_string()}));
+                failure = Some(e);
+            }
+        }
+    }
+    let Some(head_at) =
+        (0..seen.len()).max_by_key(|&i| (seen[i].1.checkpoint.size, usize::MAX - i))
+    else {
+        return Err(match failure {
+            Some(e) if nodes.len() == 1 => e.into(),
+            Some(e) => anyhow::Error::new(e).context("no node answered"),
+            None => anyhow::anyhow!("no node to watch"),
         });
-        eprintln!(
-            "note: {} held no checkpoint; trusting the node's current one (size {})",
-            state.display(),
-            new.checkpoint.size
-        );
-        *trusted = Some(new);
-        return Ok(Step::Ok(line));
     };
-    match client.compare(old, &new)? {
-        Verdict::Unchanged => Ok(Step::Ok(json!({
+    let (head_node, head) = (seen[head_at].0, seen[head_at].1.clone());
+
+    // Every other checkpoint must be the head's or a prefix of it, proven by
+    // the node serving the head.
+    let mut conflicts = Vec::new();
+    for (i, (node, cp)) in seen.iter().enumerate() {
+        if i == head_at {
+            continue;
+        }
+        match head_node.client.compare(cp, &head) {
+            Ok(Verdict::Unchanged | Verdict::Extends(_)) => {}
+            Ok(Verdict::Inconsistent(ev)) => {
+                eprintln!(
+                    "error: SPLIT VIEW: {} serves size {} and {} serves size {}: {}",
+                    node.url, cp.checkpoint.size, head_node.url, head.checkpoint.size, ev.failed
+                );
+                conflicts.push(conflict_json(
+                    &ev,
+                    json!({"url": node.url}),
+                    json!({"url": head_node.url}),
+                    &head_node.url,
+                ));
+            }
+            Err(e) => eprintln!(
+                "warning: cannot compare {} with {}: {e}; skipped this round",
+                node.url, head_node.url
+            ),
+        }
+    }
+    if !conflicts.is_empty() {
+        return Ok(Round::SplitView(conflicts));
+    }
+
+    let with_nodes = |mut line: Value| {
+        if nodes.len() > 1 {
+            line["nodes"] = Value::Array(listed.clone());
+        }
+        line
+    };
+    let Some(old) = trusted.as_ref() else {
+        write_atomic(state, &head.note)?;
+        eprintln!(
+            "note: {} held no checkpoint; trusting {}'s current one (size {})",
+            state.display(),
+            head_node.url,
+            head.checkpoint.size
+        );
+        let line = with_nodes(json!({
+            "status": "trusted_first",
+            "size": head.checkpoint.size,
+            "root": hex::encode(head.checkpoint.root),
+        }));
+        *trusted = Some(head);
+        return Ok(Round::Ok(line));
+    };
+    if head.checkpoint.size < old.checkpoint.size && seen.len() < nodes.len() {
+        // A node that did not answer may hold the stored size: only when
+        // every node is behind it has the log shrunk.
+        eprintln!(
+            "warning: the nodes that answered serve at most size {}, the stored checkpoint has {}; checking again next round",
+            head.checkpoint.size, old.checkpoint.size
+        );
+        return Ok(Round::Ok(with_nodes(json!({
+            "status": "deferred",
+            "size": old.checkpoint.size,
+            "root": hex::encode(old.checkpoint.root),
+        }))));
+    }
+    match head_node.client.compare(old, &head)? {
+        Verdict::Unchanged => Ok(Round::Ok(with_nodes(json!({
             "status": "unchanged",
-            "size": new.checkpoint.size,
-            "root": hex::encode(new.checkpoint.root),
-        }))),
+            "size": head.checkpoint.size,
+            "root": hex::encode(head.checkpoint.root),
+        })))),
         Verdict::Extends(p) => {
-            write_atomic(state, &new.note)?;
-            let line = json!({
+            write_atomic(state, &head.note)?;
+            let line = with_nodes(json!({
                 "status": "consistent",
                 "from": p.from,
                 "to": p.to,
-                "root": hex::encode(new.checkpoint.root),
-            });
-            *trusted = Some(new);
-            Ok(Step::Ok(line))
+                "root": hex::encode(head.checkpoint.root),
+            }));
+            *trusted = Some(head);
+            Ok(Round::Ok(line))
         }
-        Verdict::Inconsistent(ev) => Ok(Step::Inconsistent(ev)),
+        Verdict::Inconsistent(ev) => Ok(Round::Inconsistent(ev, head_node.url.clone())),
     }
+}
+
+/// The trust of `checkpoint watch`: every vkey must be named after the same
+/// origin, because a checkpoint is signed under its origin's name.
+fn watch_trust(vkeys: &[String]) -> Result<Trust> {
+    let verifiers = vkeys
+        .iter()
+        .map(|k| NoteVerifier::parse(k.trim()).with_context(|| format!("--vkey {k}")))
+        .collect::<Result<Vec<_>>>()?;
+    let origin = verifiers
+        .first()
+        .map(|v| v.name().to_owned())
+        .context("--vkey is required")?;
+    if let Some(other) = verifiers.iter().find(|v| v.name() != origin) {
+        bail!(
+            "every --vkey must be named after the ledger's origin: {origin:?} and {:?} differ",
+            other.name()
+        );
+    }
+    Ok(Trust::new(origin, verifiers))
+}
+
+/// Settings of `checkpoint watch`.
+struct WatchArgs {
+    urls: Vec<String>,
+    state: PathBuf,
+    vkeys: Vec<String>,
+    evidence: Option<PathBuf>,
+    interval: u64,
+    once: bool,
+    witness: Option<(Cosigner, PathBuf)>,
 }
 
 /// `medledger checkpoint ...`.
 pub fn checkpoint(cmd: CheckpointCommand) -> Result<ExitCode> {
-    let (url, state, vkey, interval, once, witness) = match cmd {
+    match cmd {
         CheckpointCommand::Verify {
             note,
             vkey,
             cosigners,
             quorum,
-        } => return verify_cosigned(&note, &vkey, &cosigners, quorum),
+        } => verify_cosigned(&note, &vkey, &cosigners, quorum),
         CheckpointCommand::Watch {
-            url,
+            urls,
+            more_urls,
             state,
-            vkey,
+            vkeys,
+            evidence,
             interval,
             once,
             cosign_key,
@@ -498,31 +685,86 @@ pub fn checkpoint(cmd: CheckpointCommand) -> Result<ExitCode> {
                 }
                 _ => None,
             };
-            (url, state, vkey, interval, once, witness)
+            watch(WatchArgs {
+                urls: urls.into_iter().chain(more_urls).collect(),
+                state,
+                vkeys,
+                evidence,
+                interval,
+                once,
+                witness,
+            })
         }
-    };
-    let client = Client::from_vkey(&url, &vkey).context("--vkey")?;
-    let mut trusted = match std::fs::read_to_string(&state) {
-        Ok(note) => Some(client.trust().checkpoint(&note).with_context(|| {
+    }
+}
+
+/// `medledger checkpoint watch`.
+fn watch(a: WatchArgs) -> Result<ExitCode> {
+    if a.urls.is_empty() {
+        bail!("give at least one node URL");
+    }
+    let trust = watch_trust(&a.vkeys)?;
+    let nodes = a
+        .urls
+        .iter()
+        .map(|url| {
+            Ok(Watched {
+                url: url.clone(),
+                client: Client::new(url, trust.clone()).with_context(|| format!("node {url}"))?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let state = &a.state;
+    let mut trusted = match std::fs::read_to_string(state) {
+        Ok(note) => Some(trust.checkpoint(&note).with_context(|| {
             format!(
-                "{} does not hold a checkpoint signed by the --vkey key",
+                "{} does not hold a checkpoint signed by a --vkey key",
                 state.display()
             )
         })?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => bail!("reading {}: {e}", state.display()),
     };
+    let write_evidence = |evidence: &Value| -> Result<()> {
+        if let Some(path) = &a.evidence {
+            write_atomic(path, &format!("{evidence:#}\n"))?;
+            eprintln!("evidence written to {}", path.display());
+        }
+        Ok(())
+    };
     loop {
-        match watch_step(&client, &state, &mut trusted) {
-            Ok(Step::Ok(line)) => {
-                if let (Some((cosigner, out)), Some(cp)) = (&witness, &trusted) {
+        match watch_round(&nodes, state, &mut trusted) {
+            Ok(Round::Ok(line)) => {
+                if let (Some((cosigner, out)), Some(cp)) = (&a.witness, &trusted) {
                     cosign(cosigner, out, &cp.note)?;
                 }
                 println!("{line}");
             }
-            Ok(Step::Inconsistent(ev)) => {
+            Ok(Round::SplitView(conflicts)) => {
+                let evidence = evidence_json("split_view", trust.origin(), conflicts);
+                println!("{evidence}");
+                let _ = std::io::stdout().flush();
+                write_evidence(&evidence)?;
+                eprintln!(
+                    "error: SPLIT VIEW: the nodes serve checkpoints of different logs; {} kept unchanged",
+                    state.display()
+                );
+                return Ok(ExitCode::from(EXIT_INCONSISTENT));
+            }
+            Ok(Round::Inconsistent(ev, url)) => {
                 print!("{ev}");
                 let _ = std::io::stdout().flush();
+                let kind = match ev.kind {
+                    Inconsistency::Fork => "fork",
+                    Inconsistency::Rollback => "rollback",
+                };
+                let conflict = conflict_json(
+                    &ev,
+                    json!({"state": state.display().to_string()}),
+                    json!({"url": url}),
+                    &url,
+                );
+                write_evidence(&evidence_json(kind, trust.origin(), vec![conflict]))?;
                 eprintln!(
                     "error: {} on {url}: {}; {} kept unchanged",
                     ev.kind,
@@ -531,12 +773,12 @@ pub fn checkpoint(cmd: CheckpointCommand) -> Result<ExitCode> {
                 );
                 return Ok(ExitCode::from(EXIT_INCONSISTENT));
             }
-            Err(e) if once => return Err(e),
+            Err(e) if a.once => return Err(e),
             Err(e) => eprintln!("warning: check failed, retrying: {e:#}"),
         }
-        if once {
+        if a.once {
             return Ok(ExitCode::SUCCESS);
         }
-        std::thread::sleep(Duration::from_secs(interval.max(1)));
+        std::thread::sleep(Duration::from_secs(a.interval.max(1)));
     }
 }

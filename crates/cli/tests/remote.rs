@@ -554,3 +554,332 @@ fn watcher_exits_3_with_evidence_when_the_node_forks() {
     assert_eq!(out.status.code(), Some(3), "{stdout}");
     assert!(stdout.contains("the log shrank from 5 to 4"), "{stdout}");
 }
+
+/// `receipt verify` as a process.
+fn receipt_verify(file: &Path, keys: &[&str], extra: &[&str]) -> Output {
+    let mut args = vec!["receipt", "verify", file.to_str().unwrap()];
+    for k in keys {
+        args.extend(["--key", k]);
+    }
+    args.extend(extra);
+    run(&args, None)
+}
+
+#[test]
+fn receipt_verify_requires_a_quorum_of_distinct_trusted_cosigners() {
+    use medledger_formats::cosignature::Cosigner;
+    use medledger_formats::receipt::TlogProof;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("data");
+    let (vkey, _, doctor) = ledger_with_doctor(root.path(), &dir);
+    let tx = report_tx(&doctor, 1);
+    import_ok(&dir, std::slice::from_ref(&tx), 1);
+    let id = hex::encode(tx.id());
+    let (node_cosigner, cosigned) = {
+        let node = serve(&dir);
+        let http = client();
+        let status: serde_json::Value = http
+            .get(format!("{}/v1/status", node.url))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let receipt = http
+            .get(format!(
+                "{}/v1/transactions/{id}/receipt?cosigned=true",
+                node.url
+            ))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        (
+            status["cosigner_vkey"].as_str().unwrap().to_owned(),
+            receipt,
+        )
+    };
+    // A witness cosigns the node's checkpoint; another trusted one does not.
+    let witness = Cosigner::new(
+        "witness.example/w",
+        medledger_formats::keys::generate().unwrap(),
+    )
+    .unwrap();
+    let absent = Cosigner::new(
+        "witness.example/absent",
+        medledger_formats::keys::generate().unwrap(),
+    )
+    .unwrap();
+    let (w, gone) = (witness.verifier().to_vkey(), absent.verifier().to_vkey());
+    let time = medledger_ledger::ledger::now_ms() / 1000;
+    let with_lines = |name: &str, lines: &[medledger_formats::note::NoteSignature]| {
+        let mut proof = TlogProof::parse(&cosigned).unwrap();
+        proof.checkpoint.sigs.extend(lines.iter().cloned());
+        let path = root.path().join(name);
+        fs::write(&path, proof.render()).unwrap();
+        path
+    };
+    let checkpoint = TlogProof::parse(&cosigned).unwrap().checkpoint;
+    let good = witness.cosign(&checkpoint, time).unwrap();
+    let both = with_lines("both", std::slice::from_ref(&good));
+    let trusted = [vkey.as_str(), &node_cosigner, &w, &gone];
+
+    // The node's cosignature and the witness's make a quorum of two.
+    let out = receipt_verify(&both, &trusted, &["--quorum", "2", "--id", &id]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with(&format!("ok: transaction {id}"))
+            && stdout.contains("cosigned by 2 trusted cosigners (quorum 2): ")
+            && stdout.contains("witness.example/w"),
+        "{stdout}"
+    );
+    // Three are not there.
+    let out = receipt_verify(&both, &trusted, &["--quorum", "3"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("receipt INVALID: cosignatures: 2 of the required 3 cosignatures verify"),
+        "{stderr}"
+    );
+    // The witness twice, by two lines and by two --key: still one cosigner.
+    let again = witness.cosign(&checkpoint, time + 1).unwrap();
+    let twice = with_lines("twice", &[good.clone(), again]);
+    let out = receipt_verify(&twice, &[&vkey, &w, &w, &gone], &["--quorum", "2"]);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    assert!(
+        text(&out).1.contains("1 of the required 2"),
+        "{:?}",
+        text(&out)
+    );
+    // A forged line from a trusted cosigner fails, quorum or not.
+    let mut forged = good.clone();
+    forged.sig[20] ^= 1;
+    let forged = with_lines("forged", &[forged]);
+    let out = receipt_verify(&forged, &trusted, &["--quorum", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    assert!(
+        text(&out)
+            .1
+            .contains("cosignature by witness.example/w does not verify"),
+        "{:?}",
+        text(&out)
+    );
+    // So does a cosignature of another checkpoint moved onto this one.
+    let mut elsewhere = checkpoint.clone();
+    elsewhere.text = elsewhere.text.replacen('\n', "\n9", 1);
+    let moved = with_lines("moved", &[witness.cosign(&elsewhere, time).unwrap()]);
+    let out = receipt_verify(&moved, &trusted, &["--quorum", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    assert!(text(&out).1.contains("does not verify"), "{:?}", text(&out));
+
+    // Without cosigner keys the cosigned receipt verifies like any other.
+    assert!(receipt_verify(&both, &[&vkey], &[]).status.success());
+    // A quorum that no key could meet, or no log key at all, is a usage error.
+    let out = receipt_verify(&both, &[&vkey], &["--quorum", "1"]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(text(&out).1.contains("--quorum 1 cannot be met"));
+    let out = receipt_verify(&both, &[&node_cosigner, &w], &["--quorum", "2"]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(text(&out).1.contains("no node verifier key"));
+}
+
+/// `checkpoint watch --once` over `urls`, trusting `vkeys`.
+fn watch_once(urls: &[&str], vkeys: &[&str], state: &Path, evidence: &Path) -> Output {
+    let mut args = vec!["checkpoint", "watch", urls[0]];
+    for u in &urls[1..] {
+        args.extend(["--url", u]);
+    }
+    for k in vkeys {
+        args.extend(["--vkey", k]);
+    }
+    args.extend([
+        "--state",
+        state.to_str().unwrap(),
+        "--evidence",
+        evidence.to_str().unwrap(),
+        "--once",
+    ]);
+    run(&args, None)
+}
+
+#[test]
+fn watching_nodes_of_different_ledgers_reports_a_split_view_with_evidence() {
+    use medledger_formats::checkpoint::Checkpoint;
+    use medledger_formats::note::NoteVerifier;
+    let root = tempfile::tempdir().unwrap();
+    // Three ledgers under one origin, each with its own genesis: A and C
+    // have two entries, B one.
+    let (a, b, c) = (
+        root.path().join("a"),
+        root.path().join("b"),
+        root.path().join("c"),
+    );
+    let (vkey_a, _, _) = ledger_with_doctor(root.path(), &a);
+    let vkey_b = init(&b);
+    let (vkey_c, _, _) = ledger_with_doctor(root.path(), &c);
+    let (node_a, node_b, node_c) = (serve(&a), serve(&b), serve(&c));
+    let state = root.path().join("state");
+    let evidence = root.path().join("evidence.json");
+    let out = watch_once(
+        &[&node_a.url, &node_b.url, &node_c.url],
+        &[&vkey_a, &vkey_b, &vkey_c],
+        &state,
+        &evidence,
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
+    assert!(stderr.contains("SPLIT VIEW"), "{stderr}");
+    assert!(!state.exists(), "nothing is trusted from a split view");
+    let ev: serde_json::Value = serde_json::from_str(&fs::read_to_string(&evidence).unwrap())
+        .expect("the evidence is JSON");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(stdout.trim()).unwrap(),
+        ev,
+        "stdout carries the evidence too"
+    );
+    assert_eq!(
+        (ev["kind"].as_str(), ev["origin"].as_str()),
+        (Some("split_view"), Some(ORIGIN))
+    );
+    let conflicts = ev["conflicts"].as_array().unwrap();
+    assert_eq!(conflicts.len(), 2, "B and C each disagree with A: {ev:#}");
+    let key_of = |url: &str| {
+        let vkey = if url == node_a.url {
+            &vkey_a
+        } else if url == node_b.url {
+            &vkey_b
+        } else {
+            &vkey_c
+        };
+        NoteVerifier::parse(vkey).unwrap()
+    };
+    for (conflict, other) in conflicts.iter().zip([&node_b.url, &node_c.url]) {
+        let cps = conflict["checkpoints"].as_array().unwrap();
+        assert_eq!(cps[0]["url"], other.as_str());
+        assert_eq!(cps[1]["url"], node_a.url.as_str());
+        // Both checkpoints are signed notes that verify with their node's key.
+        for cp in cps {
+            let url = cp["url"].as_str().unwrap();
+            let (opened, _) =
+                Checkpoint::open(cp["note"].as_str().unwrap(), Some(ORIGIN), &[key_of(url)])
+                    .unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(Some(opened.size), cp["size"].as_u64());
+            assert_eq!(hex::encode(opened.root), cp["root"].as_str().unwrap());
+        }
+    }
+    // B is smaller: A's proof from 1 to 2 is there, and it fails.
+    let proof = &conflicts[0]["proof"];
+    assert_eq!(
+        (
+            proof["from"].as_u64(),
+            proof["to"].as_u64(),
+            proof["by"].as_str()
+        ),
+        (Some(1), Some(2), Some(node_a.url.as_str()))
+    );
+    let hashes: Vec<[u8; 32]> = proof["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| base64_decode(h.as_str().unwrap()).try_into().unwrap())
+        .collect();
+    let root_of = |i: usize| -> [u8; 32] {
+        hex::decode(conflicts[0]["checkpoints"][i]["root"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap()
+    };
+    assert!(
+        medledger_formats::merkle::verify_consistency(1, 2, &hashes, &root_of(0), &root_of(1))
+            .is_err()
+    );
+    // C has A's size and another root: no proof could help.
+    assert!(
+        conflicts[1]["failed"]
+            .as_str()
+            .unwrap()
+            .contains("two different roots signed for tree size 2")
+    );
+    assert_eq!(conflicts[1]["proof"], serde_json::Value::Null);
+}
+
+#[test]
+fn watching_one_node_twice_or_with_a_dead_one_finds_no_split_view() {
+    let root = tempfile::tempdir().unwrap();
+    let a = root.path().join("a");
+    let (vkey, _, doctor) = ledger_with_doctor(root.path(), &a);
+    // An older copy of A, one entry behind.
+    let behind = root.path().join("behind");
+    copy_dir(&a, &behind);
+    import_ok(&a, &[report_tx(&doctor, 1)], 1);
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let state = root.path().join("state");
+    let evidence = root.path().join("evidence.json");
+
+    let node_a = serve(&a);
+    let out = watch_once(
+        &[&node_a.url, &node_a.url, &dead],
+        &[&vkey],
+        &state,
+        &evidence,
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(!stderr.contains("SPLIT VIEW"), "{stderr}");
+    assert!(stderr.contains(&format!("warning: {dead}")), "{stderr}");
+    let line = &json_lines(&out)[0];
+    assert_eq!(
+        (line["status"].as_str(), line["size"].as_u64()),
+        (Some("trusted_first"), Some(3))
+    );
+    let nodes = line["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3);
+    assert_eq!(nodes[0]["size"], 3);
+    assert_eq!(nodes[1]["size"], 3);
+    assert!(nodes[2]["error"].is_string(), "{line}");
+    let trusted = fs::read_to_string(&state).unwrap();
+    drop(node_a);
+
+    // Only a node behind the stored checkpoint answers: another may hold it.
+    let node_behind = serve(&behind);
+    let out = watch_once(&[&node_behind.url, &dead], &[&vkey], &state, &evidence);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert_eq!(json_lines(&out)[0]["status"], "deferred");
+    assert_eq!(fs::read_to_string(&state).unwrap(), trusted);
+    assert!(!evidence.exists());
+    // Every node answers and all are behind: the log shrank.
+    let out = watch_once(&[&node_behind.url], &[&vkey], &state, &evidence);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
+    assert!(stdout.contains("the log shrank from 3 to 2"), "{stdout}");
+    let ev: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&evidence).unwrap()).unwrap();
+    assert_eq!(ev["kind"], "fork");
+    let cps = &ev["conflicts"][0]["checkpoints"];
+    assert_eq!(cps[0]["state"], state.to_str().unwrap());
+    assert_eq!(cps[0]["note"], trusted.as_str());
+    assert_eq!(cps[1]["url"], node_behind.url.as_str());
+    assert_eq!(fs::read_to_string(&state).unwrap(), trusted, "state kept");
+    // No node answering is an error, not a verdict.
+    let out = watch_once(&[&dead], &[&vkey], &state, &root.path().join("none"));
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+}
+
+#[test]
+fn serve_refuses_an_invalid_cosigner_name() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("data");
+    init(&dir);
+    let out = bin()
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("MEDLEDGER_COSIGNER_NAME", "has space")
+        .output()
+        .expect("run serve");
+    assert_no_panic(&out);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cosigner name \"has space\""), "{stderr}");
+}

@@ -65,10 +65,11 @@ fn serve_router(app: Router, seq: Option<Arc<Sequencer>>) -> Node {
 }
 
 fn serve(dir: &Path) -> Node {
-    let seq = Arc::new(Sequencer::start(
-        Ledger::open(dir).unwrap(),
-        SequencerConfig::default(),
-    ));
+    let ledger = Ledger::open(dir).unwrap();
+    let cosigner =
+        medledger_node::cosign::node_cosigner(ledger.store.origin(), &ledger.node_key, None)
+            .unwrap();
+    let seq = Arc::new(Sequencer::start(ledger, SequencerConfig::default()));
     let state = Arc::new(AppState {
         views: medledger_node::views::Views::follow(&seq, 60),
         seq: seq.clone(),
@@ -77,6 +78,8 @@ fn serve(dir: &Path) -> Node {
         metrics: None,
         cluster: None,
         health: Default::default(),
+        cosigner: Arc::new(cosigner),
+        peers: Arc::default(),
     });
     serve_router(router(state), Some(seq))
 }

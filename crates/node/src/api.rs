@@ -69,6 +69,11 @@ pub struct AppState {
     pub views: Arc<crate::views::Views>,
     /// Cluster mode: the Raft side.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// This node as a cosigner of the ledger's checkpoints (its node key).
+    pub cosigner: Arc<medledger_formats::cosignature::Cosigner>,
+    /// Base URLs of the other nodes' HTTP APIs (e.g. `http://10.0.0.2:7878`),
+    /// asked for cosignatures; empty for a single node.
+    pub peers: Arc<std::sync::RwLock<Vec<String>>>,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -86,6 +91,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/transactions/{id}", get(get_transaction))
         .route("/v1/transactions/{id}/receipt", get(get_receipt))
         .route("/v1/checkpoint", get(checkpoint))
+        .route("/v1/cosignature", get(crate::cosign::cosignature))
         .route("/v1/proofs/consistency", get(consistency))
         .route("/v1/blocks", get(blocks))
         .route("/v1/blocks/{height}", get(block))
@@ -499,22 +505,43 @@ fn text(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
 }
 
+#[derive(Deserialize)]
+struct ReceiptQuery {
+    cosigned: Option<String>,
+}
+
 async fn get_receipt(
     State(state): State<Shared>,
     id: Result<Path<String>, PathRejection>,
+    q: Result<Query<ReceiptQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
     let id = parse_id(&path_param(id, "bad_id")?)?;
+    let cosigned = match query(q)?.cosigned.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                "cosigned must be true or false",
+            ));
+        }
+    };
     let store = store_of(&state);
-    blocking(move || {
+    let mut proof = blocking(move || {
         let (tx, leaf, _) = store
             .transaction(&id.0)
             .map_err(ledger_err)?
             .ok_or_else(|| Problem::not_found(format!("transaction {id}")))?;
         let mut proof = store.receipt(leaf, None).map_err(ledger_err)?;
         proof.extra = Some(tx.leaf_preimage());
-        Ok(text(proof.render()))
+        Ok(proof)
     })
-    .await
+    .await?;
+    if cosigned {
+        crate::cosign::cosign_with_peers(&state, &mut proof.checkpoint).await?;
+    }
+    Ok(text(proof.render()))
 }
 
 async fn checkpoint(State(state): State<Shared>) -> ApiResult<Response> {
@@ -669,6 +696,7 @@ async fn status(State(state): State<Shared>) -> ApiResult<Response> {
     Ok(axum::Json(json!({
         "origin": store.origin(),
         "vkey": store.verifier().to_vkey(),
+        "cosigner_vkey": state.cosigner.verifier().to_vkey(),
         "height": height,
         "log_size": size,
         "log_root": root,

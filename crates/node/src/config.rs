@@ -36,6 +36,9 @@ pub struct NodeConfig {
     pub raft_snapshot_every: u64,
     /// Cluster: Raft entries kept behind a snapshot for slow followers.
     pub raft_keep_logs: u64,
+    /// The key name this node cosigns checkpoints under; by default
+    /// `<origin>/cosigner/<first 16 hex digits of the node public key>`.
+    pub cosigner_name: Option<String>,
 }
 
 impl Default for NodeConfig {
@@ -53,6 +56,7 @@ impl Default for NodeConfig {
             raft_heartbeat_ms: 150,
             raft_snapshot_every: 2000,
             raft_keep_logs: 500,
+            cosigner_name: None,
         }
     }
 }
@@ -166,6 +170,9 @@ impl NodeConfig {
                 "raft_snapshot_every must be at least 1".into(),
             ));
         }
+        if let Some(v) = get("MEDLEDGER_COSIGNER_NAME") {
+            self.cosigner_name = Some(v);
+        }
         if self.stats_k < 2 {
             return Err(ConfigError::Invalid(
                 "stats_k must be at least 2: k = 1 would publish every small count".into(),
@@ -199,6 +206,12 @@ mod tests {
                 .is_err()
         );
         assert!(toml::from_str::<NodeConfig>("bogus = 1").is_err());
+        assert_eq!(cfg.cosigner_name, None);
+        let mut cfg: NodeConfig = toml::from_str("cosigner_name = \"n1.example/c\"\n").unwrap();
+        assert_eq!(cfg.cosigner_name.as_deref(), Some("n1.example/c"));
+        cfg.apply_env(|k| (k == "MEDLEDGER_COSIGNER_NAME").then(|| "n2.example/c".into()))
+            .unwrap();
+        assert_eq!(cfg.cosigner_name.as_deref(), Some("n2.example/c"));
         let mut cfg = NodeConfig::default();
         assert!(
             cfg.apply_env(|k| (k == "MEDLEDGER_STATS_K").then(|| "1".into()))

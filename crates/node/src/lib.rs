@@ -4,6 +4,7 @@
 pub mod api;
 pub mod cluster;
 pub mod config;
+pub mod cosign;
 pub mod dashboard;
 pub mod export;
 pub mod fhir_api;

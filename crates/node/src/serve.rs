@@ -37,6 +37,9 @@ pub enum ServeError {
     /// The pseudonym key is unusable.
     #[error(transparent)]
     PseudonymKey(#[from] crate::health::SecretError),
+    /// `cosigner_name` is not a valid key name.
+    #[error(transparent)]
+    Cosigner(#[from] crate::cosign::CosignerNameError),
 }
 
 /// Installs the Prometheus recorder (once per process).
@@ -78,6 +81,11 @@ pub async fn serve(
     config: NodeConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let cosigner = crate::cosign::node_cosigner(
+        ledger.store.origin(),
+        &ledger.node_key,
+        config.cosigner_name.as_deref(),
+    )?;
     let seq_config = SequencerConfig {
         max_block_txs: config.max_block_txs.max(1),
         ..SequencerConfig::default()
@@ -136,7 +144,12 @@ pub async fn serve(
             pseudonym_key,
             signers: crate::health::Signers::new(Some(dir.join(INTEGRATIONS_DIR))),
         },
+        cosigner: Arc::new(cosigner),
+        peers: Arc::default(),
     });
+    if let Some(c) = &cluster {
+        tokio::spawn(crate::cluster::follow_peers(c.clone(), state.peers.clone()));
+    }
     let mut app = router(state.clone());
     if let Some(c) = &cluster {
         app = app.merge(crate::cluster::routes(c.clone()));

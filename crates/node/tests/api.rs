@@ -15,7 +15,9 @@ use axum::http::{HeaderMap, Method, Request, header};
 use ed25519_dalek::SigningKey;
 use medledger_formats::bytes::Bytes as Hex32Bytes;
 use medledger_formats::checkpoint::Checkpoint;
+use medledger_formats::cosignature::{CosignatureVerifier, verify_quorum};
 use medledger_formats::keys;
+use medledger_formats::merkle;
 use medledger_formats::note::{Note, NoteVerifier};
 use medledger_formats::receipt::TlogProof;
 use medledger_formats::tx::Transaction;
@@ -26,6 +28,7 @@ use medledger_ledger::roles::{Role, allowed_roles, kind};
 use medledger_ledger::state::{DEFAULT_MAX_SKEW_MS, Rejection};
 use medledger_node::api::{AppState, DIRECTORY_READERS, OPENAPI, RECORD_READERS, router};
 use medledger_node::config::NodeConfig;
+use medledger_node::cosign::{PEER_TIMEOUT, node_cosigner};
 use medledger_node::fhir_api::FHIR_WRITERS;
 use medledger_node::health::{Health, Signers};
 use medledger_node::services::{ALERT_READERS, DONOR_READERS};
@@ -35,7 +38,7 @@ use medledger_node::{Sequencer, SequencerConfig};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, RwLock};
 use std::task::Poll;
 use tower::ServiceExt;
 
@@ -50,6 +53,8 @@ struct Node {
     app: Router,
     admin: SigningKey,
     node_key: SigningKey,
+    /// The other nodes this one asks for cosignatures.
+    peers: Arc<RwLock<Vec<String>>>,
 }
 
 /// The pseudonym key of the test nodes.
@@ -62,13 +67,23 @@ fn start() -> Node {
 fn start_with(config: NodeConfig) -> Node {
     let dir = tempfile::tempdir().expect("tempdir");
     Ledger::init(dir.path(), ORIGIN, "Test").expect("init");
+    open_node(dir, config)
+}
+
+/// Serves the ledger already in `dir`.
+fn open_node(dir: tempfile::TempDir, config: NodeConfig) -> Node {
     let admin = read_key_file(&dir.path().join("admin.key")).expect("admin key");
     let node_key = read_key_file(&dir.path().join("node.key")).expect("node key");
-    let seq = Sequencer::start(
-        Ledger::open(dir.path()).expect("open"),
-        SequencerConfig::default(),
-    );
+    let ledger = Ledger::open(dir.path()).expect("open");
+    let cosigner = node_cosigner(
+        ledger.store.origin(),
+        &ledger.node_key,
+        config.cosigner_name.as_deref(),
+    )
+    .expect("cosigner");
+    let seq = Sequencer::start(ledger, SequencerConfig::default());
     let views = Views::follow(&seq, config.news2_window_minutes);
+    let peers = Arc::new(RwLock::new(Vec::new()));
     let state = Arc::new(AppState {
         seq: Arc::new(seq),
         views,
@@ -80,12 +95,15 @@ fn start_with(config: NodeConfig) -> Node {
             pseudonym_key: Some(PseudonymKey::from_bytes(&PSEUDONYM_KEY).expect("key")),
             signers: Signers::new(Some(dir.path().join("integrations"))),
         },
+        cosigner: Arc::new(cosigner),
+        peers: peers.clone(),
     });
     Node {
         app: router(state),
         dir,
         admin,
         node_key,
+        peers,
     }
 }
 
@@ -248,6 +266,36 @@ impl Node {
 
     async fn status(&self) -> Value {
         self.get("/v1/status", None).await.json()
+    }
+
+    /// `/v1/cosignature` for the node's current size and root.
+    async fn cosignature_uri(&self) -> String {
+        let s = self.status().await;
+        format!(
+            "/v1/cosignature?size={}&root={}",
+            s["log_size"],
+            s["log_root"].as_str().expect("root")
+        )
+    }
+
+    /// The node's cosigner, from its status.
+    async fn cosigner(&self) -> CosignatureVerifier {
+        let vkey = self.status().await["cosigner_vkey"]
+            .as_str()
+            .expect("cosigner_vkey")
+            .to_owned();
+        CosignatureVerifier::parse(&vkey).expect("cosigner vkey parses")
+    }
+
+    /// Serves the node on a loopback port; returns its base URL.
+    async fn listen(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let app = self.app.clone();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
     }
 }
 
@@ -852,7 +900,7 @@ async fn roles_md_endpoint_matrix_holds_for_every_caller_and_endpoint() {
     let mut cells = 0;
     for row in &rows {
         let (method, template) = endpoint_of(&row[0]);
-        let uri = sample_uri(&template, &id);
+        let mut uri = sample_uri(&template, &id);
         // The constants in api.rs must say what the document says.
         let readers = match (method.as_str(), template.as_str()) {
             ("get", "/v1/transactions/{id}")
@@ -869,6 +917,10 @@ async fn roles_md_endpoint_matrix_holds_for_every_caller_and_endpoint() {
         };
         for (col, cell) in header.iter().zip(row).skip(1) {
             let token = tokens[col].as_deref();
+            if template == "/v1/cosignature" {
+                // The log grows as the walk submits: cosign its current head.
+                uri = node.cosignature_uri().await;
+            }
             if let (Some(readers), Some(role)) =
                 (readers, Role::ALL.iter().find(|r| r.as_str() == col))
             {
@@ -1108,6 +1160,7 @@ async fn openapi_documents_exactly_the_routes_and_every_documented_route_answers
         let uri = sample_uri(&template, &id_hex(&tx));
         let r = match (m.as_str(), template.as_str()) {
             ("post", "/v1/transactions") => node.post_json(&wire(&report(&doctor))).await,
+            ("get", "/v1/cosignature") => node.get(&node.cosignature_uri().await, None).await,
             ("post", "/v1/vitals") => {
                 let vitals = signed(
                     &doctor,
@@ -1387,6 +1440,322 @@ async fn submitted_transaction_reads_back_with_receipts_that_verify_offline() {
     assert_eq!(node.get("/readyz", None).await.text(), "ready");
     let metrics = node.get("/metrics", None).await;
     assert!(metrics.content_type().starts_with("text/plain"));
+}
+
+// ---- cosignatures -------------------------------------------------------------
+
+/// The checkpoint note `(ORIGIN, size, root)` carrying one signature `line`.
+fn cosigned_note(size: u64, root_hex: &str, line: &str) -> Note {
+    let root: [u8; 32] = hex::decode(root_hex)
+        .expect("hex root")
+        .try_into()
+        .expect("32 bytes");
+    let text = Checkpoint {
+        origin: ORIGIN.into(),
+        size,
+        root,
+        extensions: Vec::new(),
+    }
+    .to_text();
+    Note::parse(&format!("{text}\n{line}")).expect("a signature line")
+}
+
+/// Id (hex) of the genesis transaction, which every ledger holds.
+async fn genesis_id(node: &Node) -> String {
+    let block = node.get("/v1/blocks/0", None).await.json();
+    block["transactions"][0]["id"]
+        .as_str()
+        .expect("genesis id")
+        .to_owned()
+}
+
+/// A loopback URL nothing listens on.
+fn dead_url() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    format!("http://127.0.0.1:{port}")
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("create copy");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+#[tokio::test]
+async fn cosignature_is_given_only_for_roots_of_the_nodes_own_log() {
+    let node = start();
+    let root0 = node.status().await["log_root"].as_str().unwrap().to_owned();
+    let doctor = new_key();
+    // One block of three, so that some sizes fall inside a block.
+    node.submit_ok(&[
+        register_tx(&node.admin, &doctor, Role::Doctor),
+        register_tx(&node.admin, &new_key(), Role::Doctor),
+        register_tx(&node.admin, &new_key(), Role::Researcher),
+    ])
+    .await;
+    node.submit_ok(&[report(&doctor)]).await;
+    let head = node.status().await;
+    let size = head["log_size"].as_u64().unwrap();
+    let root = head["log_root"].as_str().unwrap().to_owned();
+    let blocks = node.get("/v1/blocks?limit=100", None).await.json();
+    let leaves: Vec<[u8; 32]> = blocks["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b["transactions"].as_array().unwrap().clone())
+        .map(|t| {
+            hex::decode(t["id"].as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(leaves.len() as u64, size);
+    assert_eq!(hex::encode(merkle::root(&leaves)), root);
+
+    let cosigner = node.cosigner().await;
+    let key_prefix = &hex::encode(node.node_key.verifying_key().as_bytes())[..16];
+    assert_eq!(
+        cosigner.name(),
+        format!("{ORIGIN}/cosigner/{key_prefix}"),
+        "the default cosigner name"
+    );
+    // Every size the log has had, block boundary or not.
+    for n in 1..=size {
+        let r = hex::encode(merkle::root(&leaves[..n as usize]));
+        let before = now_ms() / 1000;
+        let resp = node
+            .get(&format!("/v1/cosignature?size={n}&root={r}"), None)
+            .await;
+        resp.expect(200, "");
+        let after = now_ms() / 1000;
+        assert!(resp.content_type().starts_with("text/plain"));
+        let line = resp.text();
+        assert!(
+            line.starts_with(&format!("\u{2014} {} ", cosigner.name())) && line.ends_with('\n'),
+            "{line:?}"
+        );
+        let time = cosigner
+            .verify(&cosigned_note(n, &r, &line))
+            .expect("the line verifies")
+            .expect("the line is this node's");
+        assert!((before..=after).contains(&time), "POSIX seconds: {time}");
+        // Moved onto another checkpoint, the line is a forgery.
+        assert!(cosigner.verify(&cosigned_note(n + 1, &r, &line)).is_err());
+    }
+
+    let beyond = node
+        .get(
+            &format!("/v1/cosignature?size={}&root={root}", size + 1),
+            None,
+        )
+        .await;
+    beyond.expect(404, "not_yet");
+    let conflict = node
+        .get(&format!("/v1/cosignature?size={size}&root={root0}"), None)
+        .await;
+    conflict.expect(409, "split_view");
+    let detail = conflict.json()["detail"].as_str().unwrap().to_owned();
+    assert!(
+        detail.contains(&root) && detail.contains(&root0),
+        "both roots: {detail}"
+    );
+    for q in [
+        String::new(),
+        format!("?root={root}"),
+        format!("?size={size}"),
+        format!("?size=0&root={root}"),
+        format!("?size=-1&root={root}"),
+        format!("?size=x&root={root}"),
+        format!("?size={size}&root={}", root.to_uppercase()),
+        format!("?size={size}&root={}", &root[..62]),
+        format!("?size={size}&root={root}00"),
+        format!("?size={size}&root=zz{}", &root[2..]),
+        format!("?size={size}&size={size}&root={root}"),
+        format!("?size={size}&root=%FF"),
+    ] {
+        node.get(&format!("/v1/cosignature{q}"), None)
+            .await
+            .expect(400, "bad_query");
+    }
+}
+
+#[tokio::test]
+async fn cosigned_receipt_adds_the_nodes_cosignature_and_the_plain_one_is_unchanged() {
+    let node = start();
+    let doctor = new_key();
+    node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
+        .await;
+    let tx = report(&doctor);
+    node.submit_ok(std::slice::from_ref(&tx)).await;
+    let uri = format!("/v1/transactions/{}/receipt", id_hex(&tx));
+    let plain = node.get(&uri, None).await.text();
+    assert_eq!(
+        node.get(&format!("{uri}?cosigned=false"), None)
+            .await
+            .text(),
+        plain
+    );
+    let resp = node.get(&format!("{uri}?cosigned=true"), None).await;
+    resp.expect(200, "");
+    assert!(resp.content_type().starts_with("text/plain"));
+    let cosigned = TlogProof::parse(&resp.text()).expect("receipt parses");
+    let plain = TlogProof::parse(&plain).expect("receipt parses");
+    let log = NoteVerifier::parse(node.status().await["vkey"].as_str().unwrap()).unwrap();
+    cosigned
+        .verify(tx.id(), Some(ORIGIN), std::slice::from_ref(&log))
+        .expect("the log's signature and the proof still verify");
+    // Everything but the added line is the plain receipt.
+    assert_eq!(
+        (&cosigned.extra, cosigned.index, &cosigned.proof),
+        (&plain.extra, plain.index, &plain.proof)
+    );
+    assert_eq!(cosigned.checkpoint.text, plain.checkpoint.text);
+    assert_eq!(cosigned.checkpoint.sigs[..1], plain.checkpoint.sigs[..]);
+    assert_eq!(cosigned.checkpoint.sigs.len(), 2);
+    let cosigner = node.cosigner().await;
+    verify_quorum(&cosigned.checkpoint, std::slice::from_ref(&cosigner), 1)
+        .expect("this node's cosignature verifies");
+    for q in [
+        "?cosigned=yes",
+        "?cosigned=",
+        "?cosigned=TRUE",
+        "?cosigned=true&cosigned=true",
+    ] {
+        node.get(&format!("{uri}{q}"), None)
+            .await
+            .expect(400, "bad_query");
+    }
+}
+
+#[tokio::test]
+async fn cosigned_receipt_gathers_agreeing_peers_and_leaves_out_a_peer_with_another_ledger() {
+    // A and C hold the same ledger, each with its own registered node key
+    // (C copies A's directory); B is another ledger under the same origin.
+    let a_dir = tempfile::tempdir().expect("tempdir");
+    Ledger::init(a_dir.path(), ORIGIN, "Test").expect("init");
+    let admin = read_key_file(&a_dir.path().join("admin.key")).expect("admin key");
+    let c_key = new_key();
+    let seq = Sequencer::start(
+        Ledger::open(a_dir.path()).expect("open"),
+        SequencerConfig::default(),
+    );
+    let outcome = seq
+        .enqueue(vec![register_tx(&admin, &c_key, Role::Node)])
+        .done()
+        .await;
+    assert!(outcome.iter().all(Result::is_ok), "{outcome:?}");
+    seq.shutdown().expect("shutdown");
+    let c_dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(a_dir.path(), c_dir.path());
+    std::fs::remove_file(c_dir.path().join("node.key")).expect("remove node.key");
+    medledger_ledger::ledger::write_secret_file(
+        &c_dir.path().join("node.key"),
+        &keys::encode_key_file(&c_key),
+    )
+    .expect("write node.key");
+    let a = open_node(a_dir, NodeConfig::default());
+    let c = open_node(
+        c_dir,
+        NodeConfig {
+            cosigner_name: Some("c.medledger.test/cosigner".into()),
+            ..NodeConfig::default()
+        },
+    );
+    // B is as long as A, so it can only disagree.
+    let b = start();
+    b.submit_ok(&[register_tx(&b.admin, &new_key(), Role::Node)])
+        .await;
+    let (a_url, b_url, c_url) = (a.listen().await, b.listen().await, c.listen().await);
+    let (a_cos, b_cos, c_cos) = (a.cosigner().await, b.cosigner().await, c.cosigner().await);
+    assert_eq!(
+        c_cos.name(),
+        "c.medledger.test/cosigner",
+        "cosigner_name is used"
+    );
+
+    let head = a.status().await;
+    let (size, root) = (&head["log_size"], head["log_root"].as_str().unwrap());
+    let uri = format!("/v1/cosignature?size={size}&root={root}");
+    c.get(&uri, None).await.expect(200, "");
+    let refused = b.get(&uri, None).await;
+    refused.expect(409, "split_view");
+
+    // A lists itself too, and a peer that is down: both change nothing.
+    *a.peers.write().unwrap() = vec![b_url, c_url, a_url, dead_url()];
+    let id = genesis_id(&a).await;
+    let resp = a
+        .get(
+            &format!("/v1/transactions/{id}/receipt?cosigned=true"),
+            None,
+        )
+        .await;
+    resp.expect(200, "");
+    let proof = TlogProof::parse(&resp.text()).expect("receipt parses");
+    let log = NoteVerifier::parse(head["vkey"].as_str().unwrap()).unwrap();
+    let id_bytes: [u8; 32] = hex::decode(&id).unwrap().try_into().unwrap();
+    proof
+        .verify(&id_bytes, Some(ORIGIN), std::slice::from_ref(&log))
+        .expect("receipt verifies");
+    let names: Vec<&str> = proof
+        .checkpoint
+        .sigs
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(names, [ORIGIN, a_cos.name(), c_cos.name()]);
+    let all = [a_cos.clone(), b_cos.clone(), c_cos.clone()];
+    let ok = verify_quorum(&proof.checkpoint, &all, 2).expect("A and C cosigned");
+    assert_eq!(ok.len(), 2);
+    assert_eq!(b_cos.verify(&proof.checkpoint).unwrap(), None, "B did not");
+    assert!(verify_quorum(&proof.checkpoint, &all, 3).is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn silent_and_unreachable_peers_are_skipped_within_one_peer_timeout() {
+    let node = start();
+    let id = genesis_id(&node).await;
+    // Peers that accept connections and never answer, and one nothing listens on.
+    let silent: Vec<std::net::TcpListener> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    let mut peers: Vec<String> = silent
+        .iter()
+        .map(|l| format!("http://{}", l.local_addr().expect("address")))
+        .collect();
+    peers.push(dead_url());
+    *node.peers.write().unwrap() = peers;
+    // Time is paused: it only moves when every task waits on a timer.
+    let started = tokio::time::Instant::now();
+    let resp = node
+        .get(
+            &format!("/v1/transactions/{id}/receipt?cosigned=true"),
+            None,
+        )
+        .await;
+    let waited = started.elapsed();
+    resp.expect(200, "");
+    assert!(
+        waited <= PEER_TIMEOUT + std::time::Duration::from_millis(100),
+        "peers are asked at once, each for at most {PEER_TIMEOUT:?}: waited {waited:?}"
+    );
+    let proof = TlogProof::parse(&resp.text()).expect("receipt parses");
+    assert_eq!(
+        proof.checkpoint.sigs.len(),
+        2,
+        "log signature and own cosignature"
+    );
+    verify_quorum(&proof.checkpoint, &[node.cosigner().await], 1).expect("own cosignature");
 }
 
 // ---- errors -----------------------------------------------------------------

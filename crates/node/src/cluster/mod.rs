@@ -291,6 +291,19 @@ impl Cluster {
     }
 }
 
+/// Keeps `peers` equal to the base URLs of the other members, for
+/// gathering their cosignatures.
+pub async fn follow_peers(cluster: Arc<Cluster>, peers: Arc<std::sync::RwLock<Vec<String>>>) {
+    let mut rx = cluster.raft.metrics();
+    loop {
+        let now = cluster.peers();
+        *peers.write().unwrap_or_else(|p| p.into_inner()) = now;
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Follows Raft's metrics: leadership, readiness and the leader's address.
 async fn watch_leadership(cluster: Arc<Cluster>) {
     let mut rx = cluster.raft.metrics();
