@@ -813,3 +813,68 @@ fn faulty_proposer_gets_no_invalid_transaction_into_any_ledger() {
     let absent: Vec<[u8; 32]> = bad.iter().map(|t| *t.id()).collect();
     c.finish(&ok.into_iter().collect(), &absent);
 }
+
+#[test]
+fn receipts_carry_every_nodes_cosignature_and_watch_sees_one_view() {
+    if !supported() {
+        return;
+    }
+    let c = Cluster::start(&[], |_| Vec::new());
+    let tx = report_tx(&c.doctors[0], 77);
+    let ok = submit_batch(&c.nodes[1].base(), std::slice::from_ref(&tx));
+    assert_eq!(ok.len(), 1);
+    c.converge(&[0, 1, 2]);
+    let statuses: Vec<Value> = c.nodes.iter().map(|n| status(n).expect("status")).collect();
+    let log_keys: Vec<String> = statuses
+        .iter()
+        .map(|s| s["vkey"].as_str().unwrap().to_owned())
+        .collect();
+    let cosigners: Vec<String> = statuses
+        .iter()
+        .map(|s| s["cosigner_vkey"].as_str().unwrap().to_owned())
+        .collect();
+    // Any node's receipt carries the cosignatures of all three.
+    let id = hex::encode(tx.id());
+    let receipt = http()
+        .get(format!(
+            "{}/v1/transactions/{id}/receipt?cosigned=true",
+            c.nodes[2].base()
+        ))
+        .send()
+        .and_then(|r| r.text())
+        .expect("receipt");
+    let file = c._tmp.path().join("r.tlog-proof");
+    std::fs::write(&file, &receipt).unwrap();
+    let verify = |quorum: usize, cosigners: &[String]| {
+        let mut cmd = bin();
+        cmd.args(["receipt", "verify"])
+            .arg(&file)
+            .args(["--id", &id]);
+        cmd.args(["--quorum", &quorum.to_string()]);
+        for k in log_keys.iter().chain(cosigners) {
+            cmd.args(["--key", k]);
+        }
+        cmd.output().expect("receipt verify")
+    };
+    let out = verify(3, &cosigners);
+    assert!(out.status.success(), "quorum of 3: {}", text(&out).1);
+    let out = verify(3, &cosigners[..2]);
+    assert!(
+        !out.status.success(),
+        "two trusted cosigners cannot make a quorum of 3"
+    );
+    // The auditor sees one view across the three nodes.
+    let mut cmd = bin();
+    cmd.args(["checkpoint", "watch", "--once", "--state"])
+        .arg(c._tmp.path().join("watch.state"));
+    for (n, k) in c.nodes.iter().zip(&log_keys) {
+        cmd.args(["--url", &n.base(), "--vkey", k]);
+    }
+    let out = cmd.output().expect("watch");
+    assert!(
+        out.status.success(),
+        "watch over three nodes: {}",
+        text(&out).1
+    );
+    c.finish(&ok.into_iter().collect(), &[]);
+}
