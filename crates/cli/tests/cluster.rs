@@ -578,16 +578,22 @@ impl Load {
     }
 }
 
+/// One cluster at a time: nine processes on a small machine would starve
+/// each other's heartbeats and turn a test about one failure into many.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 /// Loopback addresses other than 127.0.0.1 are needed; Linux has them.
-fn supported() -> bool {
-    TcpListener::bind("127.0.0.12:0").is_ok()
+/// Holds the one-cluster lock for the test.
+fn supported() -> Option<std::sync::MutexGuard<'static, ()>> {
+    let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    TcpListener::bind("127.0.0.12:0").is_ok().then_some(guard)
 }
 
 #[test]
 fn killed_leader_is_replaced_and_no_acknowledged_write_is_lost() {
-    if !supported() {
+    let Some(_one) = supported() else {
         return;
-    }
+    };
     let mut c = Cluster::start(&[], |_| Vec::new());
     let load = Load::start(&c, 50);
     load.wait_for_more(2_000, Duration::from_secs(60));
@@ -612,9 +618,9 @@ fn killed_leader_is_replaced_and_no_acknowledged_write_is_lost() {
 
 #[test]
 fn node_down_for_100k_transactions_catches_up_from_a_snapshot() {
-    if !supported() {
+    let Some(_one) = supported() else {
         return;
-    }
+    };
     let total = env_count("MEDLEDGER_CATCH_UP_TXS", 100_000) as usize;
     let mut c = Cluster::start(
         &[
@@ -694,9 +700,9 @@ fn node_down_for_100k_transactions_catches_up_from_a_snapshot() {
 
 #[test]
 fn cut_off_leader_acknowledges_nothing_and_no_fork_appears() {
-    if !supported() {
+    let Some(_one) = supported() else {
         return;
-    }
+    };
     let c = Cluster::start(&[], |_| Vec::new());
     let old = c.leader(Duration::from_secs(5));
     let mut acked: HashSet<[u8; 32]> = HashSet::new();
@@ -737,9 +743,9 @@ fn cut_off_leader_acknowledges_nothing_and_no_fork_appears() {
 
 #[test]
 fn rolling_restart_under_load_loses_nothing() {
-    if !supported() {
+    let Some(_one) = supported() else {
         return;
-    }
+    };
     let mut c = Cluster::start(&[], |_| Vec::new());
     let load = Load::start(&c, 50);
     load.wait_for_more(1_000, Duration::from_secs(60));
@@ -756,9 +762,9 @@ fn rolling_restart_under_load_loses_nothing() {
 
 #[test]
 fn faulty_proposer_gets_no_invalid_transaction_into_any_ledger() {
-    if !supported() {
+    let Some(_one) = supported() else {
         return;
-    }
+    };
     let c = Cluster::start(&[], |id| {
         if id == 1 {
             vec![(
@@ -816,9 +822,9 @@ fn faulty_proposer_gets_no_invalid_transaction_into_any_ledger() {
 
 #[test]
 fn receipts_carry_every_nodes_cosignature_and_watch_sees_one_view() {
-    if !supported() {
+    let Some(_one) = supported() else {
         return;
-    }
+    };
     let c = Cluster::start(&[], |_| Vec::new());
     let tx = report_tx(&c.doctors[0], 77);
     let ok = submit_batch(&c.nodes[1].base(), std::slice::from_ref(&tx));
