@@ -73,9 +73,19 @@ enum Command {
         #[arg(long)]
         cluster_id: Option<u64>,
         /// The base URL the other nodes reach this node at, e.g.
-        /// http://127.0.0.1:7001 (for the first node of a cluster).
+        /// http://127.0.0.1:7001 (for the first node of a cluster), or
+        /// https://… for its mutual-TLS `cluster_listen` address.
         #[arg(long, conflicts_with = "join")]
         cluster_addr: Option<String>,
+        /// The base URL of this node's public API, when it is not
+        /// `--cluster-addr` (for the first node of a cluster).
+        #[arg(long, requires = "cluster_addr")]
+        cluster_api: Option<String>,
+        /// With `--join` and mutual TLS: the node key (hex) of a node of
+        /// the cluster, trusted before this node has the ledger that lists
+        /// the cluster's nodes. Repeat for several.
+        #[arg(long = "trust", requires = "join")]
+        trust: Vec<String>,
         /// Join an existing cluster: create only this node's key; an admin
         /// then registers it (`participant register --role node
         /// --cluster-id --cluster-addr`) and the cluster adds it.
@@ -208,9 +218,13 @@ enum ParticipantCommand {
         #[arg(long, requires = "cluster_addr")]
         cluster_id: Option<u64>,
         /// For a node joining a cluster: the base URL other nodes reach it
-        /// at, e.g. http://127.0.0.2:7878.
+        /// at, e.g. http://127.0.0.2:7878 (https:// for mutual TLS).
         #[arg(long, requires = "cluster_id")]
         cluster_addr: Option<String>,
+        /// For a node joining a cluster: its public API's base URL, when it
+        /// is not `--cluster-addr`.
+        #[arg(long, requires = "cluster_id")]
+        cluster_api: Option<String>,
     },
     /// Revoke a participant (prints the signed transaction).
     Revoke {
@@ -273,13 +287,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             institution,
             cluster_id,
             cluster_addr,
+            cluster_api,
+            trust,
             join,
         } => {
             let origin = match origin {
                 Some(o) => o,
                 None => default_origin()?,
             };
-            let cluster_file = cluster_id.map(|id| medledger_node::cluster::ClusterFile { id });
+            let trust = trust
+                .iter()
+                .map(|k| PublicKey::parse_hex(k).context("--trust must be 64 lowercase hex digits"))
+                .collect::<Result<Vec<_>>>()?;
+            let cluster_file =
+                cluster_id.map(|id| medledger_node::cluster::ClusterFile { id, trust });
             if join {
                 let key = Ledger::init_joining(&data_dir, &origin)?;
                 if let Some(f) = &cluster_file {
@@ -292,7 +313,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             let member = match (cluster_id, cluster_addr) {
                 (Some(id), Some(addr)) => {
-                    let m = ClusterMember { id, addr };
+                    let m = ClusterMember {
+                        id,
+                        addr,
+                        api: cluster_api,
+                    };
                     m.check().map_err(anyhow::Error::msg)?;
                     Some(m)
                 }
@@ -302,6 +327,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ),
             };
             let report = Ledger::init_with(&data_dir, &origin, &institution, member)?;
+            if cluster_file.is_some() {
+                let key = medledger_ledger::ledger::read_key_file(&data_dir.join("node.key"))?;
+                println!("node key:   {}", keys::public_key(&key).to_hex());
+            }
             if let Some(f) = &cluster_file {
                 f.write(&data_dir).map_err(anyhow::Error::msg)?;
             }
@@ -456,6 +485,7 @@ fn participant(cmd: ParticipantCommand) -> Result<ExitCode> {
             patient,
             cluster_id,
             cluster_addr,
+            cluster_api,
         } => {
             let admin = read_key_file(&admin_key)?;
             let role: Role = serde_json::from_value(serde_json::Value::String(role.clone()))
@@ -468,7 +498,11 @@ fn participant(cmd: ParticipantCommand) -> Result<ExitCode> {
                 patient,
                 cluster: cluster_id
                     .zip(cluster_addr)
-                    .map(|(id, addr)| ClusterMember { id, addr }),
+                    .map(|(id, addr)| ClusterMember {
+                        id,
+                        addr,
+                        api: cluster_api,
+                    }),
             };
             print_signed(&admin, kind::REGISTER, &serde_json::to_value(payload)?)
         }

@@ -241,12 +241,25 @@ struct Cluster {
 impl Cluster {
     /// Three nodes; `env` is given to every node, `env_of(id)` to one.
     fn start(env: &[(&str, &str)], env_of: impl Fn(u64) -> Vec<(String, String)>) -> Cluster {
+        Self::start_with(false, env, env_of)
+    }
+
+    /// Three nodes; with `tls`, node-to-node traffic is mutual TLS on a
+    /// listener of its own.
+    fn start_with(
+        tls: bool,
+        env: &[(&str, &str)],
+        env_of: impl Fn(u64) -> Vec<(String, String)>,
+    ) -> Cluster {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut nodes = Vec::new();
+        let mut first_key = String::new();
         for id in 1..=3u64 {
             let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10 + id as u8));
             let api = port_on(ip);
-            let proxy = Proxy::start(SocketAddr::new(ip, 0), api);
+            let cluster_port = port_on(ip);
+            let proxy = Proxy::start(SocketAddr::new(ip, 0), if tls { cluster_port } else { api });
+            let scheme = if tls { "https" } else { "http" };
             let dir = tmp.path().join(format!("n{id}"));
             let mut cmd = bin();
             cmd.arg("init").arg("--data-dir").arg(&dir).args([
@@ -256,17 +269,34 @@ impl Cluster {
                 &id.to_string(),
             ]);
             if id == 1 {
-                cmd.args(["--cluster-addr", &format!("http://{}", proxy.addr)]);
+                cmd.args(["--cluster-addr", &format!("{scheme}://{}", proxy.addr)]);
+                if tls {
+                    cmd.args(["--cluster-api", &format!("http://{api}")]);
+                }
             } else {
                 cmd.arg("--join");
+                if tls {
+                    cmd.args(["--trust", &first_key]);
+                }
             }
             let out = cmd.output().expect("init");
             assert!(out.status.success(), "init: {}", text(&out).1);
+            if id == 1 {
+                first_key = text(&out)
+                    .0
+                    .lines()
+                    .find_map(|l| l.strip_prefix("node key:"))
+                    .map(|k| k.trim().to_owned())
+                    .expect("init prints the node key");
+            }
             let mut all: Vec<(String, String)> = env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
             all.extend(env_of(id));
+            if tls {
+                all.push(("MEDLEDGER_CLUSTER_LISTEN".into(), cluster_port.to_string()));
+            }
             nodes.push(Node {
                 id,
                 log: tmp.path().join(format!("n{id}.log")),
@@ -301,7 +331,8 @@ impl Cluster {
                 patient: None,
                 cluster: Some(ClusterMember {
                     id: n.id,
-                    addr: format!("http://{}", n.proxy.addr),
+                    addr: format!("{}://{}", if tls { "https" } else { "http" }, n.proxy.addr),
+                    api: tls.then(|| n.base()),
                 }),
             };
             txs.push(
@@ -882,5 +913,57 @@ fn receipts_carry_every_nodes_cosignature_and_watch_sees_one_view() {
         "watch over three nodes: {}",
         text(&out).1
     );
+    c.finish(&ok.into_iter().collect(), &[]);
+}
+
+#[test]
+fn mutual_tls_cluster_replicates_and_refuses_a_stranger() {
+    let Some(_one) = supported() else {
+        return;
+    };
+    let c = Cluster::start_with(true, &[], |_| Vec::new());
+    // Writes through a follower are redirected to the leader's public API.
+    let txs: Vec<Transaction> = (0..200)
+        .map(|i| report_tx(&c.doctors[0], 300 + i))
+        .collect();
+    let follower = (c.leader(Duration::from_secs(5)) + 1) % 3;
+    let ok = submit_batch(&c.nodes[follower].base(), &txs);
+    assert_eq!(ok.len(), txs.len());
+    c.converge(&[0, 1, 2]);
+    // A key that is no cluster node's cannot talk to the cluster listener,
+    // even one that trusts the node it calls.
+    let node1 = read_key_file(&c.nodes[0].dir.join("node.key")).unwrap();
+    let stranger = keys::generate().unwrap();
+    let trust = std::sync::Arc::new(medledger_node::cluster::tls::Trust::new(vec![
+        keys::public_key(&node1).0,
+    ]));
+    let configs = medledger_node::cluster::tls::configs(&stranger, trust.clone()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let peer = format!("https://{}", c.nodes[0].proxy.addr);
+    let fetch = |key_configs: &medledger_node::cluster::tls::TlsConfigs| {
+        let network = medledger_node::cluster::Network::with_tls(None, &key_configs.client);
+        let peers = vec![peer.clone()];
+        rt.block_on(async {
+            tokio::task::spawn_blocking(move || {
+                medledger_node::cluster::fetch_blocks(&network, &peers, 0, 1, Duration::ZERO)
+            })
+            .await
+            .unwrap()
+        })
+    };
+    let refused = fetch(&configs);
+    assert!(refused.is_err(), "a stranger fetched blocks");
+    // The node's own key is let in: the refusal was about the key.
+    let own = medledger_node::cluster::tls::configs(&node1, trust).unwrap();
+    let blocks = fetch(&own).expect("a cluster node fetches blocks");
+    assert_eq!(blocks.len(), 1);
+    // Plain HTTP to the cluster listener gets nowhere.
+    let plain = http()
+        .get(format!(
+            "http://{}/raft/blocks?from=0&to=1",
+            c.nodes[0].proxy.addr
+        ))
+        .send();
+    assert!(plain.map(|r| r.status() != 200).unwrap_or(true));
     c.finish(&ok.into_iter().collect(), &[]);
 }

@@ -56,32 +56,48 @@ pub struct Participant {
 pub struct ClusterMember {
     /// Raft node id, unique among the ledger's active nodes, at least 1.
     pub id: u64,
-    /// Base URL of the node's HTTP API, e.g. `http://10.0.0.2:7878`.
+    /// Base URL other nodes reach it at for Raft and block fetches, e.g.
+    /// `http://10.0.0.2:7878`, or `https://10.0.0.2:7879` for its mutual-TLS
+    /// cluster listener.
     pub addr: String,
+    /// Base URL of its public API when that is not `addr` (clients are
+    /// redirected there, and peers ask it for cosignatures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
+}
+
+fn check_url(what: &str, url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(r)
+            if !r.is_empty()
+                && url.len() <= 200
+                && !url.contains(|c: char| c.is_whitespace() || c.is_control()) =>
+        {
+            Ok(())
+        }
+        _ => Err(format!("{what} must be an http:// or https:// base URL")),
+    }
 }
 
 impl ClusterMember {
-    /// Checks the id and the address.
+    /// Checks the id and the addresses.
     pub fn check(&self) -> Result<(), String> {
         if self.id == 0 {
             return Err("cluster id must be at least 1".into());
         }
-        let rest = self
-            .addr
-            .strip_prefix("http://")
-            .or_else(|| self.addr.strip_prefix("https://"));
-        match rest {
-            Some(r)
-                if !r.is_empty()
-                    && self.addr.len() <= 200
-                    && !self
-                        .addr
-                        .contains(|c: char| c.is_whitespace() || c.is_control()) =>
-            {
-                Ok(())
-            }
-            _ => Err("cluster addr must be an http:// or https:// base URL".into()),
+        check_url("cluster addr", &self.addr)?;
+        match &self.api {
+            Some(api) => check_url("cluster api", api),
+            None => Ok(()),
         }
+    }
+
+    /// Where its public API is.
+    pub fn api(&self) -> &str {
+        self.api.as_deref().unwrap_or(&self.addr)
     }
 }
 

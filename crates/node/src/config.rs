@@ -28,6 +28,9 @@ pub struct NodeConfig {
     pub news2_window_minutes: u64,
     /// Statistics suppress counts from 1 to `stats_k - 1` (at least 2).
     pub stats_k: u64,
+    /// Cluster: serve node-to-node traffic here over mutual TLS (node keys
+    /// as raw public keys) instead of plain HTTP on `listen`.
+    pub cluster_listen: Option<SocketAddr>,
     /// Cluster: Raft heartbeat interval in ms; an election starts after 3
     /// to 6 heartbeats without a leader.
     pub raft_heartbeat_ms: u64,
@@ -53,6 +56,7 @@ impl Default for NodeConfig {
             pseudonym_key: None,
             news2_window_minutes: 60,
             stats_k: 5,
+            cluster_listen: None,
             raft_heartbeat_ms: 150,
             raft_snapshot_every: 2000,
             raft_keep_logs: 500,
@@ -150,6 +154,9 @@ impl NodeConfig {
         }
         if let Some(v) = get("MEDLEDGER_STATS_K") {
             self.stats_k = parse("MEDLEDGER_STATS_K", v)?;
+        }
+        if let Some(v) = get("MEDLEDGER_CLUSTER_LISTEN") {
+            self.cluster_listen = Some(parse("MEDLEDGER_CLUSTER_LISTEN", v)?);
         }
         if let Some(v) = get("MEDLEDGER_RAFT_HEARTBEAT_MS") {
             self.raft_heartbeat_ms = parse("MEDLEDGER_RAFT_HEARTBEAT_MS", v)?;

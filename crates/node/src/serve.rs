@@ -3,6 +3,7 @@
 //! requests finish, every admitted block is committed, everything is fsynced.
 
 use crate::api::{AppState, router};
+use crate::cluster::tls::{self, TlsListener, Trust};
 use crate::cluster::{Cluster, ClusterFile, Ledgerside, Network, RaftSettings};
 use crate::config::NodeConfig;
 use crate::tokens::Tokens;
@@ -98,6 +99,15 @@ pub async fn serve(
                 state,
                 node_key,
             } = ledger;
+            let local = Some(config.listen.ip()).filter(|ip| !ip.is_unspecified());
+            let trust = Arc::new(Trust::new(file.trust.iter().map(|k| k.0).collect()));
+            let (network, tls) = match config.cluster_listen {
+                None => (Network::new(local), None),
+                Some(_) => {
+                    let c = tls::configs(&node_key, trust.clone()).map_err(ServeError::Cluster)?;
+                    (Network::with_tls(local, &c.client), Some(c.server))
+                }
+            };
             let side = Arc::new(Ledgerside {
                 store: Arc::new(store),
                 state: std::sync::Mutex::new(state),
@@ -105,8 +115,9 @@ pub async fn serve(
                 own: std::sync::Mutex::default(),
                 id: file.id,
                 node: medledger_formats::keys::public_key(&node_key),
-                network: Network::new(Some(config.listen.ip()).filter(|ip| !ip.is_unspecified())),
+                network,
             });
+            trust.attach(&side);
             let settings = RaftSettings {
                 heartbeat_ms: config.raft_heartbeat_ms,
                 snapshot_every: config.raft_snapshot_every,
@@ -116,10 +127,15 @@ pub async fn serve(
                 .await
                 .map_err(ServeError::Cluster)?;
             let seq = Sequencer::start_cluster(cluster.clone(), node_key, seq_config);
-            (seq, Some(cluster))
+            (seq, Some((cluster, tls)))
         }
     };
     let seq = Arc::new(seq);
+    let cluster_listen = config.cluster_listen;
+    let (cluster, tls) = match cluster {
+        Some((c, tls)) => (Some(c), tls),
+        None => (None, None),
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -152,7 +168,18 @@ pub async fn serve(
     }
     let mut app = router(state.clone());
     if let Some(c) = &cluster {
-        app = app.merge(crate::cluster::routes(c.clone()));
+        match (tls, cluster_listen) {
+            // Node-to-node traffic only on its own mutual-TLS listener.
+            (Some(tls), Some(at)) => {
+                let tcp = tokio::net::TcpListener::bind(at)
+                    .await
+                    .map_err(|source| ServeError::Bind { addr: at, source })?;
+                let tls = TlsListener::new(tcp, tls).map_err(ServeError::Server)?;
+                tracing::info!(addr = %at, "cluster listener (mutual TLS)");
+                tokio::spawn(axum::serve(tls, crate::cluster::routes(c.clone())).into_future());
+            }
+            _ => app = app.merge(crate::cluster::routes(c.clone())),
+        }
     }
     let views = state.views.clone();
     let shutdown = async move {

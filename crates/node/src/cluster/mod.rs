@@ -25,6 +25,7 @@
 mod log_store;
 mod network;
 mod state_machine;
+pub mod tls;
 
 pub use log_store::LogStore;
 pub use network::{Network, fetch_blocks, routes};
@@ -108,6 +109,10 @@ pub enum Outcome {
 pub struct ClusterFile {
     /// This node's Raft id.
     pub id: u64,
+    /// Node keys accepted on mutual-TLS connections besides the ledger's
+    /// active cluster nodes: a joining node has no ledger yet.
+    #[serde(default)]
+    pub trust: Vec<medledger_formats::keys::PublicKey>,
 }
 
 impl ClusterFile {
@@ -265,10 +270,23 @@ impl Cluster {
         }
     }
 
-    /// The base URLs of the other members.
+    /// The public API of node `id`, as the ledger records it.
+    fn api_of(&self, id: u64) -> Option<String> {
+        let state = self.side.state.lock().unwrap_or_else(|p| p.into_inner());
+        state
+            .cluster_members()
+            .find(|(_, m)| m.id == id)
+            .map(|(_, m)| m.api().to_owned())
+    }
+
+    /// The public APIs of the other members.
     pub fn peers(&self) -> Vec<String> {
         let m = self.raft.metrics().borrow().membership_config.clone();
-        state_machine::peers_of(&m, self.id)
+        m.membership()
+            .nodes()
+            .filter(|(id, _)| **id != self.id)
+            .map(|(id, n)| self.api_of(*id).unwrap_or_else(|| n.addr.clone()))
+            .collect()
     }
 
     /// Raft's view, for `/v1/status`.
@@ -317,8 +335,7 @@ async fn watch_leadership(cluster: Arc<Cluster>) {
             let leader = m
                 .current_leader
                 .filter(|l| *l != cluster.id)
-                .and_then(|l| m.membership_config.membership().get_node(&l).cloned())
-                .map(|n| n.addr);
+                .and_then(|l| cluster.api_of(l));
             *cluster
                 .leadership
                 .ready

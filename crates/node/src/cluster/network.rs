@@ -29,29 +29,119 @@ const FETCH_BYTES: usize = 32 << 20;
 /// Largest Raft or fetch message accepted.
 const MAX_MESSAGE: usize = 512 << 20;
 
+/// The mutual-TLS client: hyper with rustls (ring), presenting the node key.
+type TlsClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Full<Bytes>,
+>;
+
 /// Makes connections to peers; one HTTP client (and its pool) for all.
 #[derive(Clone)]
 pub struct Network {
-    client: reqwest::Client,
+    plain: reqwest::Client,
+    tls: Option<TlsClient>,
+}
+
+/// Why a peer did not answer.
+enum Failure {
+    /// No connection (or no answer in time).
+    Unreachable(String),
+    /// It answered with an error status.
+    Status(u16),
 }
 
 impl Network {
-    /// A network whose connections leave from `local` (the address the
-    /// node listens on, so peers and firewalls see one address per node).
+    /// A network of plain HTTP whose connections leave from `local` (the
+    /// address the node listens on, so peers and firewalls see one address
+    /// per node).
     pub fn new(local: Option<std::net::IpAddr>) -> Self {
         Network {
-            client: reqwest::Client::builder()
+            plain: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(2))
                 .local_address(local)
                 .build()
                 .unwrap_or_default(),
+            tls: None,
+        }
+    }
+
+    /// A network that speaks only mutual TLS (`https://` peers) with
+    /// `config` (see [`super::tls::configs`]).
+    pub fn with_tls(local: Option<std::net::IpAddr>, config: &rustls::ClientConfig) -> Self {
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.enforce_http(false);
+        http.set_local_address(local);
+        http.set_connect_timeout(Some(Duration::from_secs(2)));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config.clone())
+            .https_only()
+            .enable_http1()
+            .wrap_connector(http);
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(https);
+        Network {
+            plain: Self::new(local).plain,
+            tls: Some(client),
+        }
+    }
+
+    /// Sends a request and reads the whole answer within `timeout`.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Bytes, Failure> {
+        let unreachable = |e: &dyn std::fmt::Display| Failure::Unreachable(e.to_string());
+        match &self.tls {
+            None => {
+                let resp = self
+                    .plain
+                    .request(method, url)
+                    .timeout(timeout)
+                    .header(header::CONTENT_TYPE, "application/octet-stream")
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| unreachable(&e))?;
+                if !resp.status().is_success() {
+                    return Err(Failure::Status(resp.status().as_u16()));
+                }
+                resp.bytes().await.map_err(|e| unreachable(&e))
+            }
+            Some(client) => {
+                let req = axum::http::Request::builder()
+                    .method(method)
+                    .uri(url)
+                    .header(header::CONTENT_TYPE, "application/octet-stream")
+                    .body(http_body_util::Full::new(Bytes::from(body)))
+                    .map_err(|e| unreachable(&e))?;
+                let call = async {
+                    let resp = client.request(req).await.map_err(|e| unreachable(&e))?;
+                    if !resp.status().is_success() {
+                        return Err(Failure::Status(resp.status().as_u16()));
+                    }
+                    use http_body_util::BodyExt;
+                    let body = resp
+                        .into_body()
+                        .collect()
+                        .await
+                        .map_err(|e| unreachable(&e))?;
+                    Ok(body.to_bytes())
+                };
+                tokio::time::timeout(timeout, call)
+                    .await
+                    .map_err(|e| unreachable(&e))?
+            }
         }
     }
 }
 
 /// A connection to one peer.
 pub struct Connection {
-    client: reqwest::Client,
+    network: Network,
     target: u64,
     addr: String,
 }
@@ -61,7 +151,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Connection {
         Connection {
-            client: self.client.clone(),
+            network: self.clone(),
             target,
             addr: node.addr.trim_end_matches('/').to_owned(),
         }
@@ -83,25 +173,24 @@ impl Connection {
     ) -> RpcResult<Resp, E> {
         let body =
             postcard::to_allocvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let resp = self
-            .client
-            .post(format!("{}/raft/{path}", self.addr))
-            .timeout(option.hard_ttl())
-            .header(header::CONTENT_TYPE, "application/octet-stream")
-            .body(body)
-            .send()
+        let url = format!("{}/raft/{path}", self.addr);
+        let bytes = match self
+            .network
+            .send(reqwest::Method::POST, &url, body, option.hard_ttl())
             .await
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-        if !resp.status().is_success() {
-            let status = resp.status();
-            return Err(RPCError::Network(NetworkError::new(
-                &std::io::Error::other(format!("{path}: HTTP {status}")),
-            )));
-        }
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        {
+            Ok(b) => b,
+            Err(Failure::Unreachable(e)) => {
+                return Err(RPCError::Unreachable(Unreachable::new(
+                    &std::io::Error::other(e),
+                )));
+            }
+            Err(Failure::Status(status)) => {
+                return Err(RPCError::Network(NetworkError::new(
+                    &std::io::Error::other(format!("{path}: HTTP {status}")),
+                )));
+            }
+        };
         let answer: Result<Resp, RaftError<u64, E>> =
             postcard::from_bytes(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -212,17 +301,17 @@ async fn blocks(State(c): State<Arc<Cluster>>, Query(r): Query<Range>) -> Respon
 }
 
 /// Fetches committed blocks from `from` up to `to` from whichever peer
-/// answers, retrying for up to a minute while none does. Runs on a
+/// answers, retrying for up to `patience` while none does. Runs on a
 /// blocking thread of the runtime.
 pub fn fetch_blocks(
     network: &Network,
     peers: &[String],
     from: u64,
     to: u64,
+    patience: Duration,
 ) -> Result<Vec<Block>, String> {
     let handle = tokio::runtime::Handle::try_current().map_err(|e| e.to_string())?;
-    let client = &network.client;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + patience;
     let mut last = String::from("no peers to fetch blocks from");
     loop {
         for peer in peers {
@@ -230,18 +319,17 @@ pub fn fetch_blocks(
                 "{}/raft/blocks?from={from}&to={to}",
                 peer.trim_end_matches('/')
             );
-            let got = handle.block_on(async {
-                let resp = client
-                    .get(&url)
-                    .timeout(Duration::from_secs(120))
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if !resp.status().is_success() {
-                    return Err(format!("HTTP {}", resp.status()));
-                }
-                resp.bytes().await.map_err(|e| e.to_string())
-            });
+            let got = handle
+                .block_on(network.send(
+                    reqwest::Method::GET,
+                    &url,
+                    Vec::new(),
+                    Duration::from_secs(120),
+                ))
+                .map_err(|e| match e {
+                    Failure::Unreachable(e) => e,
+                    Failure::Status(s) => format!("HTTP {s}"),
+                });
             let blocks = got.and_then(|bytes| {
                 let proposals: Vec<Proposal> =
                     postcard::from_bytes(&bytes).map_err(|e| e.to_string())?;

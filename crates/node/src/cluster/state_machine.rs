@@ -27,6 +27,9 @@ use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 
 const APPLIED: &str = "sm_applied";
+
+/// How long a node keeps asking its peers for blocks it lacks.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 const SNAPSHOT: &str = "sm_snapshot";
 
 /// What a snapshot holds: not the ledger, which every node keeps whole, but
@@ -135,7 +138,7 @@ impl Ledgerside {
             if have >= height {
                 return Ok(());
             }
-            let blocks = fetch_blocks(&self.network, peers, have, height)?;
+            let blocks = fetch_blocks(&self.network, peers, have, height, PATIENCE)?;
             for block in &blocks {
                 if let Err(reason) = self.apply_block(block)? {
                     return Err(format!(
