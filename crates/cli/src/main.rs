@@ -351,7 +351,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => serve(data_dir, listen, config, origin),
         Command::Token { command } => token(command),
         Command::Info { data_dir } => {
-            let ledger = Ledger::open(&data_dir)?;
+            let ledger = medledger_node::serve::open(&data_dir)?;
             let tip = ledger.state.tip();
             println!("origin:     {}", ledger.store.origin());
             println!("node vkey:  {}", ledger.store.verifier().to_vkey());

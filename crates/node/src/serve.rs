@@ -54,6 +54,14 @@ pub fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle
         .ok()
 }
 
+/// Opens the existing ledger in `dir`, as a cluster node's if it is one.
+pub fn open(dir: &Path) -> Result<Ledger, medledger_ledger::LedgerError> {
+    match dir.join(ClusterFile::NAME).exists() {
+        true => Ledger::open_cluster(dir),
+        false => Ledger::open(dir),
+    }
+}
+
 /// Opens the ledger in `dir`, creating it first if there is none.
 /// Returns the ledger and, if it was created, where the admin key is.
 pub fn open_or_init(
@@ -61,12 +69,7 @@ pub fn open_or_init(
     origin: &str,
 ) -> Result<(Ledger, Option<std::path::PathBuf>), ServeError> {
     if dir.join("ledger.json").exists() {
-        let clustered = dir.join(crate::cluster::ClusterFile::NAME).exists();
-        let ledger = match clustered {
-            true => Ledger::open_cluster(dir)?,
-            false => Ledger::open(dir)?,
-        };
-        return Ok((ledger, None));
+        return Ok((open(dir)?, None));
     }
     let report = Ledger::init(dir, origin, "medledger")?;
     Ok((Ledger::open(dir)?, Some(report.admin_key)))
