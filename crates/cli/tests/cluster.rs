@@ -517,8 +517,8 @@ fn submit_batch(base: &str, txs: &[Transaction]) -> Vec<[u8; 32]> {
         .collect()
 }
 
-/// Acknowledged ids with the time each acknowledgement arrived.
-type Acks = Arc<Mutex<Vec<(Instant, [u8; 32])>>>;
+/// Acknowledged ids with the times their request was sent and answered.
+type Acks = Arc<Mutex<Vec<(Instant, Instant, [u8; 32])>>>;
 
 /// Writers that keep submitting small batches to every node in turn and
 /// record what was acknowledged, and when.
@@ -550,6 +550,7 @@ impl Load {
                                 report_tx(&doctor, i)
                             })
                             .collect();
+                        let sent = Instant::now();
                         let ok = submit_batch(&bases[target % bases.len()], &txs);
                         let now = Instant::now();
                         if ok.is_empty() {
@@ -559,7 +560,7 @@ impl Load {
                         acked
                             .lock()
                             .unwrap()
-                            .extend(ok.into_iter().map(|id| (now, id)));
+                            .extend(ok.into_iter().map(|id| (sent, now, id)));
                     }
                 })
             })
@@ -575,14 +576,14 @@ impl Load {
         self.acked.lock().unwrap().len()
     }
 
-    /// The first acknowledgement after `t`.
+    /// The first acknowledgement of a request sent after `t`.
     fn first_after(&self, t: Instant) -> Option<Instant> {
         self.acked
             .lock()
             .unwrap()
             .iter()
-            .map(|(at, _)| *at)
-            .filter(|at| *at > t)
+            .filter(|(sent, _, _)| *sent > t)
+            .map(|(_, at, _)| *at)
             .min()
     }
 
@@ -605,7 +606,7 @@ impl Load {
             t.join().expect("writer");
         }
         let acked = self.acked.lock().unwrap();
-        acked.iter().map(|(_, id)| *id).collect()
+        acked.iter().map(|(_, _, id)| *id).collect()
     }
 }
 
