@@ -654,19 +654,9 @@ impl Ledger {
         institution: &str,
         cluster: Option<ClusterMember>,
     ) -> Result<InitReport, LedgerError> {
-        let (config_path, node_path, admin_path) = paths(dir);
-        if config_path.exists() {
-            return Err(LedgerError::AlreadyInitialized(dir.to_path_buf()));
-        }
-        fs::create_dir_all(dir).map_err(io_at(dir))?;
-        // Validate the origin as a note key name before writing anything.
-        let node_key = keys::generate().map_err(fmt_err)?;
-        NoteSigner::new(origin, node_key.clone()).map_err(|e| LedgerError::Config {
-            path: config_path.clone(),
-            what: format!("origin {origin:?}: {e}"),
-        })?;
+        let (config_path, _, admin_path) = paths(dir);
+        let node_key = new_node_key(dir, origin)?;
         let admin_key = keys::generate().map_err(fmt_err)?;
-        write_secret_file(&node_path, &keys::encode_key_file(&node_key))?;
         write_secret_file(&admin_path, &keys::encode_key_file(&admin_key))?;
         let (config, tmp) = write_config(dir, origin)?;
         let mut ledger = Self::open_parts(dir, config.clone(), node_key.clone())?;
@@ -713,17 +703,8 @@ impl Ledger {
     /// node key and the ledger's origin, and no blocks. It receives every
     /// block, genesis included, from the cluster. Returns the node key.
     pub fn init_joining(dir: &Path, origin: &str) -> Result<keys::PublicKey, LedgerError> {
-        let (config_path, node_path, _) = paths(dir);
-        if config_path.exists() {
-            return Err(LedgerError::AlreadyInitialized(dir.to_path_buf()));
-        }
-        fs::create_dir_all(dir).map_err(io_at(dir))?;
-        let node_key = keys::generate().map_err(fmt_err)?;
-        NoteSigner::new(origin, node_key.clone()).map_err(|e| LedgerError::Config {
-            path: config_path.clone(),
-            what: format!("origin {origin:?}: {e}"),
-        })?;
-        write_secret_file(&node_path, &keys::encode_key_file(&node_key))?;
+        let (config_path, _, _) = paths(dir);
+        let node_key = new_node_key(dir, origin)?;
         write_config(dir, origin)?;
         let tmp = dir.join("ledger.json.tmp");
         fs::rename(&tmp, &config_path).map_err(io_at(&config_path))?;
@@ -850,6 +831,23 @@ impl Ledger {
             node_key,
         })
     }
+}
+
+/// Starts a new data directory in `dir`: checks that it holds no ledger
+/// and that `origin` is a valid note key name, then writes a new node key.
+fn new_node_key(dir: &Path, origin: &str) -> Result<SigningKey, LedgerError> {
+    let (config_path, node_path, _) = paths(dir);
+    if config_path.exists() {
+        return Err(LedgerError::AlreadyInitialized(dir.to_path_buf()));
+    }
+    fs::create_dir_all(dir).map_err(io_at(dir))?;
+    let node_key = keys::generate().map_err(fmt_err)?;
+    NoteSigner::new(origin, node_key.clone()).map_err(|e| LedgerError::Config {
+        path: config_path,
+        what: format!("origin {origin:?}: {e}"),
+    })?;
+    write_secret_file(&node_path, &keys::encode_key_file(&node_key))?;
+    Ok(node_key)
 }
 
 /// Writes and syncs `ledger.json.tmp`; the caller renames it into place

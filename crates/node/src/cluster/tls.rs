@@ -64,6 +64,14 @@ fn key_of(spki: &[u8]) -> Option<[u8; 32]> {
         .map(|k| k.to_bytes())
 }
 
+/// Node keys are Ed25519; nothing else is offered or accepted.
+const SCHEMES: [SignatureScheme; 1] = [SignatureScheme::ED25519];
+
+/// Raw public keys exist in TLS 1.3 only.
+const TLS13_ONLY: Result<HandshakeSignatureValid, rustls::Error> = Err(
+    rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered),
+);
+
 /// Checks the peer's raw public key against the [`Trust`] and its
 /// handshake signature with ring.
 struct Verifier {
@@ -120,13 +128,11 @@ impl ServerCertVerifier for Verifier {
 
     fn verify_tls12_signature(
         &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls12NotOffered,
-        ))
+        TLS13_ONLY
     }
 
     fn verify_tls13_signature(
@@ -139,7 +145,7 @@ impl ServerCertVerifier for Verifier {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        vec![SignatureScheme::ED25519]
+        SCHEMES.to_vec()
     }
 
     fn requires_raw_public_keys(&self) -> bool {
@@ -164,13 +170,11 @@ impl ClientCertVerifier for Verifier {
 
     fn verify_tls12_signature(
         &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls12NotOffered,
-        ))
+        TLS13_ONLY
     }
 
     fn verify_tls13_signature(
@@ -183,7 +187,7 @@ impl ClientCertVerifier for Verifier {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        vec![SignatureScheme::ED25519]
+        SCHEMES.to_vec()
     }
 
     fn requires_raw_public_keys(&self) -> bool {
