@@ -185,8 +185,27 @@ pub async fn serve(
         }
     }
     let views = state.views.clone();
+    let stopped = Arc::new(std::sync::Mutex::new(None));
+    let raft_stopped = {
+        let (cluster, stopped) = (cluster.clone(), stopped.clone());
+        async move {
+            match cluster {
+                Some(c) => {
+                    let why = crate::cluster::stopped(&c).await;
+                    *stopped.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+                }
+                None => std::future::pending().await,
+            }
+        }
+    };
     let shutdown = async move {
-        shutdown.await;
+        // A node whose Raft stopped (its storage failed) must not go on
+        // serving as if it were part of the cluster: it shuts down, to be
+        // restarted, and replays its Raft log on the way up.
+        tokio::select! {
+            () = shutdown => {}
+            () = raft_stopped => {}
+        }
         // Event streams never finish on their own; end them so that the
         // graceful shutdown does not wait for their clients.
         views.close();
@@ -221,6 +240,9 @@ pub async fn serve(
         && c.raft.shutdown().await.is_err()
     {
         return Err(ServeError::Shutdown("raft did not stop cleanly".into()));
+    }
+    if let Some(why) = stopped.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(ServeError::Cluster(format!("raft stopped: {why}")));
     }
     tracing::info!("stopped cleanly");
     Ok(())

@@ -309,6 +309,21 @@ impl Cluster {
     }
 }
 
+/// Resolves when Raft stops on its own (a storage or state-machine error),
+/// with the reason.
+pub async fn stopped(cluster: &Cluster) -> String {
+    let mut rx = cluster.raft.metrics();
+    loop {
+        if let Err(e) = &rx.borrow_and_update().running_state {
+            tracing::error!(error = %e, "raft stopped");
+            return e.to_string();
+        }
+        if rx.changed().await.is_err() {
+            return "raft is gone".into();
+        }
+    }
+}
+
 /// Keeps `peers` equal to the base URLs of the other members, for
 /// gathering their cosignatures.
 pub async fn follow_peers(cluster: Arc<Cluster>, peers: Arc<std::sync::RwLock<Vec<String>>>) {
