@@ -342,19 +342,32 @@ impl Sequencer {
         let seq = std::thread::Builder::new()
             .name("sequencer".into())
             .spawn(move || seq.run(submit_rx, ready_rx, cut_tx));
-        let com = {
-            let committer = Committer {
-                store: store.clone(),
-                pending,
-                failed: failed.clone(),
-                commits: commits.clone(),
-                cluster,
-            };
-            std::thread::Builder::new()
-                .name("committer".into())
-                .spawn(move || committer.run(ready_tx, cut_rx))
+        let mut committer = Committer {
+            store: store.clone(),
+            pending,
+            failed: failed.clone(),
+            commits: commits.clone(),
+            cluster,
+            flight: None,
         };
-        let threads = [seq, com].into_iter().filter_map(Result::ok).collect();
+        // In a cluster, blocks are proposed without waiting for the one
+        // before: an answerer thread waits for them in order.
+        let answerer = committer.cluster.is_some().then(|| {
+            let (tx, rx) = bounded::<InFlight>(IN_FLIGHT - 1);
+            let answerer = committer.clone();
+            committer.flight = Some(tx);
+            std::thread::Builder::new()
+                .name("answerer".into())
+                .spawn(move || answerer.answer_in_order(rx))
+        });
+        let com = std::thread::Builder::new()
+            .name("committer".into())
+            .spawn(move || committer.run(ready_tx, cut_rx));
+        let threads = [Some(seq), Some(com), answerer]
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .collect();
         Sequencer {
             submit: Some(submit_tx),
             commits,
@@ -780,14 +793,26 @@ fn admit_submission(
     }
 }
 
+/// Most blocks proposed to the cluster and not yet answered.
+const IN_FLIGHT: usize = 4;
+
+/// A block proposed to the cluster, awaiting its outcome.
+struct InFlight {
+    cut: Cut,
+    outcome: super::cluster::Answer,
+}
+
 /// The committer thread: makes each cut block durable (itself, or through
 /// Raft in a cluster) and hands out receipts.
+#[derive(Clone)]
 struct Committer {
     store: Arc<Store>,
     pending: Arc<Pending>,
     failed: Arc<AtomicBool>,
     commits: Arc<CommitSignal>,
     cluster: Option<(Arc<Cluster>, tokio::runtime::Handle)>,
+    /// In a cluster: to the thread that answers proposed blocks in order.
+    flight: Option<Sender<InFlight>>,
 }
 
 impl Committer {
@@ -836,8 +861,9 @@ impl Committer {
         }
     }
 
-    /// Cluster: propose the block as a Raft entry; every node, this one
-    /// included, re-validates and commits it once a quorum holds it.
+    /// Cluster: propose the block as a Raft entry and move on; every node,
+    /// this one included, re-validates and commits it once a quorum holds
+    /// it, and the answerer hands out its outcome.
     fn propose(&self, cluster: &Cluster, handle: &tokio::runtime::Handle, cut: Cut) {
         match cluster.leadership.epoch() {
             Ok(epoch) if epoch == cut.epoch => {}
@@ -847,36 +873,73 @@ impl Committer {
             Err(e) => return self.refuse(cut, e),
         }
         let hash = *cut.block.header.hash();
-        let own = || cluster.side.own.lock().unwrap_or_else(|p| p.into_inner());
-        own().insert(hash);
+        cluster
+            .side
+            .own
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(hash);
         let proposal = super::cluster::Proposal::of(&cut.block);
-        let written = handle.block_on(cluster.raft.client_write(proposal));
-        own().remove(&hash);
-        match written.map(|w| w.data) {
-            Ok(super::cluster::Outcome::Committed { .. }) => match self.store.checkpoint() {
-                Some(checkpoint) => self.answer(cut, &checkpoint),
-                None => self.refuse(cut, SubmitError::Unavailable("no checkpoint".into())),
-            },
+        match handle.block_on(cluster.raft.client_write_ff(proposal)) {
             Ok(outcome) => {
-                // Refused by the state machine everywhere: start over from
-                // the applied state.
-                cluster.leadership.bump();
-                let why = match outcome {
-                    super::cluster::Outcome::Refused(r) => r,
-                    other => format!("{other:?}"),
-                };
-                self.refuse(
-                    cut,
-                    SubmitError::NotCommitted(format!("block refused: {why}")),
-                );
+                if let Some(flight) = &self.flight
+                    && let Err(e) = flight.send(InFlight { cut, outcome })
+                {
+                    let why = SubmitError::Unavailable("node stopping".into());
+                    self.refuse(e.into_inner().cut, why);
+                }
             }
-            Err(e) => {
+            Err(_) => {
                 cluster.leadership.bump();
-                let why = match e.forward_to_leader() {
-                    Some(_) => SubmitError::NotLeader(cluster.leadership.leader()),
-                    None => SubmitError::NotCommitted(e.to_string()),
-                };
-                self.refuse(cut, why);
+                self.refuse(cut, SubmitError::NotLeader(cluster.leadership.leader()));
+            }
+        }
+    }
+
+    /// The answerer thread: waits for each proposed block's outcome, in the
+    /// order they were proposed.
+    fn answer_in_order(self, proposed: Receiver<InFlight>) {
+        let Some((cluster, handle)) = self.cluster.clone() else {
+            return;
+        };
+        for InFlight { cut, outcome } in proposed {
+            let written = handle.block_on(outcome);
+            cluster
+                .side
+                .own
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(cut.block.header.hash());
+            match written.map(|w| w.map(|w| w.data)) {
+                Ok(Ok(super::cluster::Outcome::Committed { .. })) => {
+                    match self.store.checkpoint() {
+                        Some(checkpoint) => self.answer(cut, &checkpoint),
+                        None => self.refuse(cut, SubmitError::Unavailable("no checkpoint".into())),
+                    }
+                }
+                Ok(Ok(outcome)) => {
+                    // Refused by the state machine everywhere: start over
+                    // from the applied state. Blocks proposed on top of it
+                    // are refused too; only the first one starts an epoch.
+                    if cluster.leadership.epoch().ok() == Some(cut.epoch) {
+                        cluster.leadership.bump();
+                    }
+                    let why = match outcome {
+                        super::cluster::Outcome::Refused(r) => r,
+                        other => format!("{other:?}"),
+                    };
+                    let why = SubmitError::NotCommitted(format!("block refused: {why}"));
+                    self.refuse(cut, why);
+                }
+                // Leadership moved while the block was being replicated: a
+                // new leader may still commit it, so the outcome is not
+                // known (a resubmission answers 409 duplicate if it was).
+                Ok(Err(_)) | Err(_) => {
+                    if cluster.leadership.epoch().ok() == Some(cut.epoch) {
+                        cluster.leadership.bump();
+                    }
+                    self.refuse(cut, SubmitError::NotLeader(cluster.leadership.leader()));
+                }
             }
         }
     }

@@ -56,6 +56,12 @@ openraft::declare_raft_types!(
 /// The openraft handle of a node.
 pub type RaftHandle = Raft<TypeConfig>;
 
+/// Resolves to the outcome of a proposed entry.
+pub type Answer =
+    <openraft::impls::OneshotResponder<TypeConfig> as openraft::raft::responder::Responder<
+        TypeConfig,
+    >>::Receiver;
+
 /// A Raft entry's data: one sealed block in the segment record encoding.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Proposal {
