@@ -463,13 +463,18 @@ impl Cluster {
     /// Stops every node, then checks that each holds every acknowledged
     /// transaction and none of `absent`, that the ledgers verify, and that
     /// their segment files are byte-identical.
-    fn finish(mut self, acked: &HashSet<[u8; 32]>, absent: &[[u8; 32]]) {
-        let size = self.converge(&[0, 1, 2]);
+    fn finish(self, acked: &HashSet<[u8; 32]>, absent: &[[u8; 32]]) {
+        self.finish_on(&[0, 1, 2], acked, absent);
+    }
+
+    /// [`Cluster::finish`] for the nodes `which` only.
+    fn finish_on(mut self, which: &[usize], acked: &HashSet<[u8; 32]>, absent: &[[u8; 32]]) {
+        let size = self.converge(which);
         for n in &mut self.nodes {
             n.stop();
         }
         let mut segments: Option<Vec<(String, Vec<u8>)>> = None;
-        for n in &self.nodes {
+        for n in which.iter().map(|&i| &self.nodes[i]) {
             let ledger = Ledger::open_cluster(&n.dir).expect("open ledger");
             assert_eq!(ledger.state.tip().log.size(), size);
             let ids: Vec<&[u8; 32]> = acked.iter().collect();
@@ -507,8 +512,9 @@ impl Cluster {
             }
         }
         eprintln!(
-            "{} acknowledged transactions on three identical ledgers of {size}",
-            acked.len()
+            "{} acknowledged transactions on {} identical ledgers of {size}",
+            acked.len(),
+            which.len()
         );
     }
 }
@@ -992,4 +998,46 @@ fn mutual_tls_cluster_replicates_and_refuses_a_stranger() {
         .send();
     assert!(plain.map(|r| r.status() != 200).unwrap_or(true));
     c.finish(&ok.into_iter().collect(), &[]);
+}
+
+#[test]
+fn revoking_a_node_removes_it_from_the_cluster() {
+    let Some(_one) = supported() else {
+        return;
+    };
+    let c = Cluster::start(&[], |_| Vec::new());
+    let leader = c.leader(Duration::from_secs(5));
+    let gone = (leader + 1) % 3;
+    let key = read_key_file(&c.nodes[gone].dir.join("node.key")).unwrap();
+    let revoke = revoke_tx(&c.admin, &key);
+    let mut acked: HashSet<[u8; 32]> = submit_batch(&c.nodes[leader].base(), &[revoke])
+        .into_iter()
+        .collect();
+    assert_eq!(acked.len(), 1, "the revocation is acknowledged");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let voters = status(&c.nodes[leader]).map(|s| s["cluster"]["voters"].clone());
+        let want = json!(
+            [1, 2, 3]
+                .into_iter()
+                .filter(|id| *id != c.nodes[gone].id)
+                .collect::<Vec<u64>>()
+        );
+        if voters.as_ref() == Some(&want) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "voters stayed {voters:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The two that remain go on writing, and the one removed gets nothing more.
+    let rest: Vec<usize> = (0..3).filter(|&i| i != gone).collect();
+    let leader = c.leader_among(&rest, Duration::from_secs(10));
+    let more: Vec<Transaction> = (0..50).map(|i| report_tx(&c.doctors[0], 900 + i)).collect();
+    let ok = submit_batch(&c.nodes[leader].base(), &more);
+    assert_eq!(ok.len(), more.len());
+    acked.extend(ok);
+    let size = c.converge(&rest);
+    let removed = status(&c.nodes[gone]).expect("the removed node still answers");
+    assert!(removed["log_size"].as_u64().unwrap_or(0) < size);
+    c.finish_on(&rest, &acked, &[]);
 }
