@@ -9,9 +9,9 @@
 //! followed by the checkpoint's note text. Cosigner keys are written as
 //! vkeys of type `0x04`.
 
-use crate::note::{Note, NoteError, NoteSignature, compute_key_id, parse_vkey, validate_key_name};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use crate::note::{
+    Note, NoteError, NoteSignature, compute_key_id, parse_vkey, render_vkey, validate_key_name,
+};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 /// Signature type byte of Ed25519 cosignatures.
@@ -136,13 +136,11 @@ impl CosignatureVerifier {
 
     /// Renders the vkey.
     pub fn to_vkey(&self) -> String {
-        let mut material = vec![SIG_TYPE_COSIGNATURE_ED25519];
-        material.extend_from_slice(self.key.as_bytes());
-        format!(
-            "{}+{:08x}+{}",
-            self.name,
+        render_vkey(
+            &self.name,
             self.key_id,
-            BASE64.encode(material)
+            SIG_TYPE_COSIGNATURE_ED25519,
+            &self.key,
         )
     }
 

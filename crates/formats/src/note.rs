@@ -135,6 +135,14 @@ pub enum NoteError {
     NotCanonical,
 }
 
+/// Renders a vkey: `name+hex8(key id)+base64(signature type || public key)`.
+pub fn render_vkey(name: &str, key_id: u32, sig_type: u8, key: &VerifyingKey) -> String {
+    let mut material = Vec::with_capacity(33);
+    material.push(sig_type);
+    material.extend_from_slice(key.as_bytes());
+    format!("{name}+{key_id:08x}+{}", BASE64.encode(material))
+}
+
 /// Computes a key id: the first four bytes, big-endian, of
 /// `SHA-256(name || 0x0A || sig_type || public_key)`.
 ///
@@ -378,15 +386,7 @@ impl NoteVerifier {
 
     /// Renders the vkey string `name+hex8(id)+base64(0x01 || public key)`.
     pub fn to_vkey(&self) -> String {
-        let mut material = Vec::with_capacity(33);
-        material.push(SIG_TYPE_ED25519);
-        material.extend_from_slice(self.key.as_bytes());
-        format!(
-            "{}+{:08x}+{}",
-            self.name,
-            self.key_id,
-            BASE64.encode(material)
-        )
+        render_vkey(&self.name, self.key_id, SIG_TYPE_ED25519, &self.key)
     }
 
     /// Whether `sig` names this key (both key name and key id match).
