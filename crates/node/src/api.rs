@@ -86,8 +86,10 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 pub fn router(state: Shared) -> Router {
     let max_body = state.config.max_body_bytes;
     let max_concurrency = state.config.max_concurrency.max(1);
+    // The routes that write to the ledger: a follower redirects them.
+    let lead = axum::middleware::from_fn_with_state(state.clone(), to_leader);
     let api = Router::new()
-        .route("/v1/transactions", post(submit))
+        .route("/v1/transactions", post(submit).layer(lead.clone()))
         .route("/v1/transactions/{id}", get(get_transaction))
         .route("/v1/transactions/{id}/receipt", get(get_receipt))
         .route("/v1/checkpoint", get(checkpoint))
@@ -103,13 +105,16 @@ pub fn router(state: Shared) -> Router {
             get(crate::health::history),
         )
         .route("/v1/export", get(crate::export::export))
-        .route("/v1/vitals", post(crate::services::vitals))
+        .route(
+            "/v1/vitals",
+            post(crate::services::vitals).layer(lead.clone()),
+        )
         .route("/v1/alerts", get(crate::services::alerts))
         .route("/v1/alerts/stream", get(crate::services::alert_stream))
         .route("/v1/donors/{pseudonym}", get(crate::services::donor))
         .route("/v1/stats/epidemic", get(crate::stats::epidemic))
         .route("/v1/stats/vaccination", get(crate::stats::vaccination))
-        .route("/fhir", post(crate::fhir_api::bundle))
+        .route("/fhir", post(crate::fhir_api::bundle).layer(lead.clone()))
         .route("/fhir/metadata", get(crate::fhir_api::metadata))
         .route(
             "/fhir/Patient/{pseudonym}/$everything",
@@ -117,7 +122,7 @@ pub fn router(state: Shared) -> Router {
         )
         .route(
             "/fhir/{type}",
-            get(crate::fhir_api::search).post(crate::fhir_api::create),
+            get(crate::fhir_api::search).merge(post(crate::fhir_api::create).layer(lead)),
         )
         .route("/fhir/{type}/{id}", get(crate::fhir_api::read))
         .route("/", get(crate::dashboard::index))
@@ -134,10 +139,6 @@ pub fn router(state: Shared) -> Router {
                 "this endpoint does not take that method (see Allow)",
             )
         })
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            to_leader,
-        ))
         .with_state(state);
     api.layer(
         ServiceBuilder::new()
@@ -672,9 +673,7 @@ async fn to_leader(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let write =
-        req.method() == axum::http::Method::POST && !req.uri().path().starts_with("/v1/pseudonyms");
-    if let (true, Some(cluster)) = (write, &state.cluster)
+    if let Some(cluster) = &state.cluster
         && let Err(crate::SubmitError::NotLeader(Some(leader))) = cluster.leadership.epoch()
     {
         let target = req.uri().path_and_query().map_or("/", |p| p.as_str());

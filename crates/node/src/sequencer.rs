@@ -919,11 +919,8 @@ impl Committer {
                 }
                 Ok(Ok(outcome)) => {
                     // Refused by the state machine everywhere: start over
-                    // from the applied state. Blocks proposed on top of it
-                    // are refused too; only the first one starts an epoch.
-                    if cluster.leadership.epoch().ok() == Some(cut.epoch) {
-                        cluster.leadership.bump();
-                    }
+                    // from the applied state.
+                    cluster.leadership.bump_from(cut.epoch);
                     let why = match outcome {
                         super::cluster::Outcome::Refused(r) => r,
                         other => format!("{other:?}"),
@@ -935,9 +932,7 @@ impl Committer {
                 // new leader may still commit it, so the outcome is not
                 // known (a resubmission answers 409 duplicate if it was).
                 Ok(Err(_)) | Err(_) => {
-                    if cluster.leadership.epoch().ok() == Some(cut.epoch) {
-                        cluster.leadership.bump();
-                    }
+                    cluster.leadership.bump_from(cut.epoch);
                     self.refuse(cut, SubmitError::NotLeader(cluster.leadership.leader()));
                 }
             }

@@ -204,6 +204,15 @@ impl Leadership {
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// [`Leadership::bump`], unless the epoch has already moved on from
+    /// `epoch`: the blocks proposed on top of a lost one are lost with it,
+    /// and only the first loss starts a new epoch.
+    pub fn bump_from(&self, epoch: u64) {
+        if self.epoch().ok() == Some(epoch) {
+            self.bump();
+        }
+    }
+
     /// The leader's base URL when another node leads.
     pub fn leader(&self) -> Option<String> {
         self.leader
@@ -334,9 +343,14 @@ pub async fn stopped(cluster: &Cluster) -> String {
 /// gathering their cosignatures.
 pub async fn follow_peers(cluster: Arc<Cluster>, peers: Arc<std::sync::RwLock<Vec<String>>>) {
     let mut rx = cluster.raft.metrics();
+    let mut seen = None;
     loop {
-        let now = cluster.peers();
-        *peers.write().unwrap_or_else(|p| p.into_inner()) = now;
+        // Metrics change with every entry; the peers only with membership.
+        let membership = *rx.borrow_and_update().membership_config.log_id();
+        if seen != Some(membership) {
+            seen = Some(membership);
+            *peers.write().unwrap_or_else(|p| p.into_inner()) = cluster.peers();
+        }
         if rx.changed().await.is_err() {
             return;
         }
