@@ -360,17 +360,23 @@ pub async fn follow_peers(cluster: Arc<Cluster>, peers: Arc<std::sync::RwLock<Ve
 /// Follows Raft's metrics: leadership, readiness and the leader's address.
 async fn watch_leadership(cluster: Arc<Cluster>) {
     let mut rx = cluster.raft.metrics();
+    // What was last published: metrics change with every entry, these
+    // rarely, and the leader's URL takes the ledger's lock.
+    let mut published = None;
     loop {
-        {
-            let m = rx.borrow_and_update().clone();
+        let (ready, leader) = {
+            let m = rx.borrow_and_update();
             let ready = (m.state == ServerState::Leader
                 && m.current_leader == Some(cluster.id)
                 && m.last_applied.map(|l| l.leader_id.term) == Some(m.current_term))
             .then_some(m.current_term);
-            let leader = m
-                .current_leader
-                .filter(|l| *l != cluster.id)
-                .and_then(|l| cluster.api_of(l));
+            (ready, m.current_leader.filter(|l| *l != cluster.id))
+        };
+        // A leader the ledger does not list yet (a joining node) is looked
+        // up again on the next change.
+        if published != Some((ready, leader)) {
+            let url = leader.and_then(|l| cluster.api_of(l));
+            published = (url.is_some() || leader.is_none()).then_some((ready, leader));
             *cluster
                 .leadership
                 .ready
@@ -380,7 +386,7 @@ async fn watch_leadership(cluster: Arc<Cluster>) {
                 .leadership
                 .leader
                 .lock()
-                .unwrap_or_else(|p| p.into_inner()) = leader;
+                .unwrap_or_else(|p| p.into_inner()) = url;
         }
         if rx.changed().await.is_err() {
             return;
