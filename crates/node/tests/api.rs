@@ -243,6 +243,14 @@ impl Node {
         r.json()["results"].as_array().expect("results").clone()
     }
 
+    /// A new doctor, registered.
+    async fn doctor(&self) -> SigningKey {
+        let doctor = new_key();
+        self.submit_ok(&[register_tx(&self.admin, &doctor, Role::Doctor)])
+            .await;
+        doctor
+    }
+
     async fn submit_ok(&self, txs: &[Transaction]) {
         for (i, r) in self.submit(txs).await.iter().enumerate() {
             assert_eq!(r["status"], 200, "item {i}: {r}");
@@ -1140,9 +1148,7 @@ async fn openapi_documents_exactly_the_routes_and_every_documented_route_answers
         "openapi.json paths must be exactly the router's routes"
     );
     let node = start();
-    let doctor = new_key();
-    node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
-        .await;
+    let doctor = node.doctor().await;
     let tx = report(&doctor);
     node.submit_ok(std::slice::from_ref(&tx)).await;
     let token = node.token(&node.admin);
@@ -1359,9 +1365,7 @@ fn openapi_document_is_consistent() {
 #[tokio::test]
 async fn submitted_transaction_reads_back_with_receipts_that_verify_offline() {
     let node = start();
-    let doctor = new_key();
-    node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
-        .await;
+    let doctor = node.doctor().await;
     let token = node.token(&doctor);
     let tx = report(&doctor);
     let posted = node.post_json(&wire(&tx)).await;
@@ -1593,9 +1597,7 @@ async fn cosignature_is_given_only_for_roots_of_the_nodes_own_log() {
 #[tokio::test]
 async fn cosigned_receipt_adds_the_nodes_cosignature_and_the_plain_one_is_unchanged() {
     let node = start();
-    let doctor = new_key();
-    node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
-        .await;
+    let doctor = node.doctor().await;
     let tx = report(&doctor);
     node.submit_ok(std::slice::from_ref(&tx)).await;
     let uri = format!("/v1/transactions/{}/receipt", id_hex(&tx));
@@ -1792,9 +1794,7 @@ async fn malformed_json_is_400() {
 #[tokio::test]
 async fn content_type_other_than_json_is_415() {
     let node = start();
-    let doctor = new_key();
-    node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
-        .await;
+    let doctor = node.doctor().await;
     let body = || serde_json::to_vec(&wire(&report(&doctor))).unwrap();
     for ct in [
         None,
@@ -1857,9 +1857,7 @@ async fn batch_over_max_batch_is_413_and_an_empty_batch_422() {
         max_batch: 3,
         ..NodeConfig::default()
     });
-    let doctor = new_key();
-    node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
-        .await;
+    let doctor = node.doctor().await;
     let four: Vec<Value> = (0..4).map(|_| wire(&report(&doctor))).collect();
     node.post_json(&Value::Array(four.clone()))
         .await
@@ -1881,9 +1879,7 @@ async fn batch_over_max_batch_is_413_and_an_empty_batch_422() {
 #[tokio::test]
 async fn schema_violations_are_422() {
     let node = start();
-    let doctor = new_key();
-    node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
-        .await;
+    let doctor = node.doctor().await;
     let good = wire(&report(&doctor));
     let with = |f: &dyn Fn(&mut Value)| {
         let mut w = good.clone();
@@ -1927,9 +1923,7 @@ async fn schema_violations_are_422() {
 #[tokio::test]
 async fn bad_signature_is_401() {
     let node = start();
-    let doctor = new_key();
-    node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
-        .await;
+    let doctor = node.doctor().await;
     let token = node.token(&node.admin);
     let tx = report(&doctor);
     let flipped = bad_signature(&tx);
@@ -1981,9 +1975,7 @@ async fn unknown_revoked_and_unauthorized_authors_are_403() {
 #[tokio::test]
 async fn replayed_transaction_is_409_duplicate() {
     let node = start();
-    let doctor = new_key();
-    node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
-        .await;
+    let doctor = node.doctor().await;
     let tx = report(&doctor);
     let first = node.post_json(&wire(&tx)).await;
     first.expect(200, "");
@@ -2002,9 +1994,7 @@ async fn replayed_transaction_is_409_duplicate() {
 #[tokio::test]
 async fn times_outside_the_skew_are_422() {
     let node = start();
-    let doctor = new_key();
-    node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
-        .await;
+    let doctor = node.doctor().await;
     let p = report_payload();
     let margin = 60_000;
     node.post_json(&wire(&signed_at(
@@ -2036,9 +2026,7 @@ async fn times_outside_the_skew_are_422() {
 #[tokio::test]
 async fn batch_items_are_judged_each_on_their_own() {
     let node = start();
-    let doctor = new_key();
-    node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
-        .await;
+    let doctor = node.doctor().await;
     let token = node.token(&doctor);
     let good = report(&doctor);
     let also_good = report(&doctor);
@@ -2145,9 +2133,7 @@ async fn bad_ids_are_400_and_unknown_ids_404() {
 #[tokio::test]
 async fn proof_and_block_queries_validate_their_parameters() {
     let node = start();
-    let doctor = new_key();
-    node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
-        .await;
+    let doctor = node.doctor().await;
     node.submit_ok(&[report(&doctor)]).await;
     let size = node.status().await["log_size"].as_u64().unwrap();
     assert_eq!(size, 3);
@@ -2288,9 +2274,7 @@ async fn requests_over_max_concurrency_get_429_on_any_route() {
         max_concurrency: 1,
         ..NodeConfig::default()
     });
-    let doctor = new_key();
-    node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
-        .await;
+    let doctor = node.doctor().await;
     let (mut sender, held) = hold(&node).await;
     // The limit is the node's, not each route's: every route sheds load now.
     for uri in ["/healthz", "/v1/status", "/v1/checkpoint", "/nope"] {
@@ -2354,9 +2338,7 @@ impl Rng {
 #[tokio::test]
 async fn no_client_input_yields_a_server_error() {
     let node = start();
-    let doctor = new_key();
-    node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
-        .await;
+    let doctor = node.doctor().await;
     let token = node.token(&doctor);
     let mut rng = Rng(0x6d65_646c_6564_6765);
     let good = serde_json::to_string(&wire(&report(&doctor))).unwrap();
@@ -2560,9 +2542,7 @@ async fn pseudonyms_are_keyed_deterministic_and_never_echo_the_input() {
 #[tokio::test]
 async fn a_report_with_an_identifier_is_refused_naming_field_and_kind_only() {
     let node = start();
-    let doctor = new_key();
-    node.submit_ok(&[register_tx(&node.admin, &doctor, Role::Doctor)])
-        .await;
+    let doctor = node.doctor().await;
     for (field, value, kind) in [
         ("anamnesis", "JMBG 0101990710008, febrilan", "jmbg"),
         ("findings", "javiti se na pera.peric@example.rs", "email"),
