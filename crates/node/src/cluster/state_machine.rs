@@ -361,9 +361,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
-/// Applies one proposed block, first fetching any blocks before it that
-/// this node lacks (genesis, which no entry carries, or blocks behind a
-/// snapshot).
+/// Applies one proposed block. A node that joined with no ledger first
+/// fetches genesis, which no entry carries; blocks behind a snapshot are
+/// fetched when the snapshot is installed. Any other gap means the block
+/// stands on one that was refused, so it is refused too: no peer holds
+/// the missing block, and waiting for one would stop the cluster for good.
 fn apply_proposal(
     side: &Ledgerside,
     proposal: &Proposal,
@@ -374,8 +376,8 @@ fn apply_proposal(
         Err(e) => return Ok(Outcome::Refused(format!("undecodable block: {e}"))),
     };
     let height = block.header.header().height;
-    if height > side.point().height {
-        side.catch_up(height, peers)?;
+    if height > 0 && side.point().height == 0 {
+        side.catch_up(1, peers)?;
     }
     Ok(match side.apply_block(&block)? {
         Ok(log_size) => Outcome::Committed { height, log_size },
