@@ -15,11 +15,11 @@ use clap::{Parser, Subcommand};
 use medledger_formats::keys;
 use medledger_formats::keys::PublicKey;
 use medledger_formats::tx::Transaction;
-use medledger_ledger::Ledger;
 use medledger_ledger::ledger::{now_ms, read_key_file, write_secret_file};
 use medledger_ledger::roles::{Role, kind};
 use medledger_ledger::state::{ClusterMember, RegisterPayload, RevokePayload};
 use medledger_ledger::verify;
+use medledger_ledger::{Ledger, LedgerError};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -453,6 +453,22 @@ fn token(cmd: TokenCommand) -> Result<ExitCode> {
             );
             let key = PublicKey::parse_hex(&participant)
                 .context("--participant must be 64 lowercase hex digits")?;
+            // The ledger is open in the node while it runs: then read the
+            // participants from the segments.
+            let state = match Ledger::open(&data_dir) {
+                Ok(l) => l.state,
+                Err(LedgerError::Locked(_)) => {
+                    medledger_ledger::ledger::participants_from_segments(&data_dir)?
+                }
+                Err(e) => return Err(e.into()),
+            };
+            match state.participant(&key) {
+                None => bail!("{participant} is not a participant of this ledger"),
+                Some(p) if p.revoked_at.is_some() => {
+                    bail!("{participant} was revoked; it gets no token")
+                }
+                Some(_) => {}
+            }
             let token = medledger_node::tokens::issue(&data_dir, key, now_ms())?;
             println!("{token}");
             Ok(ExitCode::SUCCESS)

@@ -635,3 +635,122 @@ fn sigterm_under_load_exits_zero_and_keeps_every_acknowledged_transaction() {
     server.stop();
     assert_eq!(verified_transactions(&dir), leaves);
 }
+
+/// Opens a connection from 127.0.0.1 that sends a POST's headers and then
+/// one byte of its body: a client that trickles.
+fn trickler(s: &Server, declared: usize) -> Option<TcpStream> {
+    let addr = s.base.trim_start_matches("http://");
+    let mut c = TcpStream::connect(addr).ok()?;
+    let head = format!(
+        "POST /v1/transactions HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {declared}\r\n\r\n["
+    );
+    c.write_all(head.as_bytes()).ok()?;
+    Some(c)
+}
+
+/// True when the peer closed `c` (EOF or reset) within `wait`.
+fn closed_within(c: &TcpStream, wait: Duration) -> bool {
+    c.set_read_timeout(Some(wait)).unwrap();
+    let mut c = c;
+    let mut buf = [0u8; 4096];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => {
+                return !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn slow_clients_cannot_starve_others_and_oversize_bodies_are_refused_at_once() {
+    let (_tmp, dir) = data_dir();
+    let server = Server::start(
+        &dir,
+        &[
+            ("MEDLEDGER_MAX_CONCURRENCY", "16"),
+            ("MEDLEDGER_MAX_CONNECTIONS_PER_PEER", "64"),
+            ("MEDLEDGER_BODY_READ_TIMEOUT_MS", "3000"),
+            ("MEDLEDGER_HEADER_READ_TIMEOUT_MS", "3000"),
+        ],
+    );
+    let http = client();
+    let admin = admin_key(&dir);
+    let doctor = keys::generate().unwrap();
+    submit_ok(
+        &http,
+        &server,
+        &[register_as(&admin, &doctor, Role::Doctor)],
+    );
+    // Far more trickling bodies than the concurrency limit, from one peer.
+    let mut slow: Vec<TcpStream> = (0..80).filter_map(|_| trickler(&server, 10_000)).collect();
+    assert_eq!(
+        slow.len(),
+        80,
+        "the connections are accepted before the limit bites"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // Ordinary clients from another address: reads and writes all served.
+    let other = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("client");
+    let mut statuses = Vec::new();
+    for i in 0..15 {
+        statuses.push(answer(other.get(server.url("/v1/checkpoint")).send()).0);
+        statuses.push(post(&other, &server, &wire(&report_tx(&doctor, 9_000 + i))).0);
+    }
+    assert!(
+        statuses.iter().all(|&s| s == 200),
+        "ordinary requests beside 80 slow bodies: {statuses:?}"
+    );
+    // The 65th and later connections of the slow peer were closed at once.
+    let closed = slow
+        .iter()
+        .skip(64)
+        .filter(|c| closed_within(c, Duration::from_secs(2)))
+        .count();
+    assert_eq!(closed, 16, "connections over the per-peer limit are closed");
+    // A slow body is answered 408 once its time is up, and frees its place.
+    let mut first = slow.swap_remove(0);
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut text = String::new();
+    let _ = first.read_to_string(&mut text);
+    assert!(
+        text.starts_with("HTTP/1.1 408"),
+        "a body that never arrives: {text:?}"
+    );
+    drop(slow);
+    // Headers that never finish: the connection is closed.
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut half = TcpStream::connect(&addr).unwrap();
+    half.write_all(b"GET /v1/status HTTP/1.1\r\nhost: x\r\n")
+        .unwrap();
+    assert!(
+        closed_within(&half, Duration::from_secs(10)),
+        "headers that never finish are cut off"
+    );
+    // A Content-Length over the limit is answered 413 without waiting for
+    // the body.
+    let mut huge = TcpStream::connect(&addr).unwrap();
+    huge.write_all(
+        b"POST /v1/transactions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 10000000000\r\n\r\n",
+    )
+    .unwrap();
+    huge.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 12];
+    huge.read_exact(&mut buf)
+        .expect("an answer before any body byte");
+    assert_eq!(&buf, b"HTTP/1.1 413");
+    // The node still serves.
+    assert_eq!(answer(http.get(server.url("/v1/status")).send()).0, 200);
+    drop(server);
+}

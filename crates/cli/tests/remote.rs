@@ -229,6 +229,27 @@ fn submit_get_fetch_and_watch_against_a_served_node() {
         None,
     );
     let token = text(&out).0.trim().to_owned();
+    // A key that is no participant gets no token, while the node runs (the
+    // participants are read from the segments) as when it is stopped.
+    let stranger =
+        medledger_formats::keys::public_key(&medledger_formats::keys::generate().unwrap()).to_hex();
+    let out = run(
+        &[
+            "token",
+            "issue",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--participant",
+            &stranger,
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).1.contains("is not a participant"),
+        "{:?}",
+        text(&out)
+    );
     let out = run(
         &["get", "--url", url, "--token", &token, "--vkey", &vkey, &id],
         None,

@@ -80,6 +80,7 @@ fn serve(dir: &Path) -> Node {
         health: Default::default(),
         cosigner: Arc::new(cosigner),
         peers: Arc::default(),
+        budgets: medledger_node::edge::Budgets::new(NodeConfig::default().max_concurrency),
     });
     serve_router(router(state), Some(seq))
 }

@@ -27,7 +27,9 @@ use medledger_formats::tx::Transaction;
 use medledger_health::records;
 use medledger_store::index::{BlockEntry, BlockIndex, Directory, Index, IndexError, TxEntry};
 use medledger_store::merkle_store::MerkleStore;
-use medledger_store::segment::{self, Location, PairRef, SEGMENT_HEADER, SegmentError, SegmentLog};
+use medledger_store::segment::{
+    self, Location, PairRef, SEGMENT_HEADER, SegmentError, SegmentLog, StoredBlock,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -118,6 +120,16 @@ pub enum LedgerError {
     /// A requested item does not exist.
     #[error("not found: {0}")]
     NotFound(String),
+    /// A stored block fails its checksum or does not decode, or a stored
+    /// transaction does not hash to the id it is filed under. The store
+    /// refuses every later commit; the message names no file path.
+    #[error("block {height} is damaged: {what}")]
+    Damaged {
+        /// Height of the damaged block.
+        height: u64,
+        /// What is wrong.
+        what: String,
+    },
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> LedgerError + '_ {
@@ -203,6 +215,8 @@ pub struct Store {
     index: Index,
     last: RwLock<Option<SealedHeader>>,
     checkpoint: RwLock<Option<Note>>,
+    /// The first damaged block found, after which nothing is committed.
+    damaged: RwLock<Option<(u64, String)>>,
     _lock: File,
 }
 
@@ -369,6 +383,9 @@ impl Store {
     /// Writes a block and makes it durable (one fsync), then updates the
     /// subtree hashes and the index. Returns once the block is durable.
     pub fn commit(&self, block: &Block, directory: Directory) -> Result<Committed, LedgerError> {
+        if let Some((height, what)) = self.damaged() {
+            return Err(LedgerError::Damaged { height, what });
+        }
         let h = block.header.header();
         // Only the block that follows the tip may be written: after a failed
         // commit the sequencer's next block would chain to a missing one.
@@ -522,16 +539,76 @@ impl Store {
         ))
     }
 
-    /// Reads and decodes the block at `height`.
-    pub fn block(&self, height: u64) -> Result<Block, LedgerError> {
+    /// The first damaged block found since the ledger was opened, and what
+    /// is wrong with it. Once set, [`Store::commit`] refuses every block.
+    pub fn damaged(&self) -> Option<(u64, String)> {
+        read(&self.damaged).clone()
+    }
+
+    /// Records that block `height` is damaged (the full error, file path
+    /// included, goes to the log only) and returns the error to report.
+    fn damage(&self, height: u64, error: &dyn std::fmt::Display, what: String) -> LedgerError {
+        tracing::error!(height, %error, "a stored block is damaged; refusing further writes");
+        let mut d = write(&self.damaged);
+        if d.is_none() {
+            *d = Some((height, what.clone()));
+        }
+        LedgerError::Damaged { height, what }
+    }
+
+    /// Reads the stored record of block `height`; damage is reported as
+    /// [`LedgerError::Damaged`] and stops further commits.
+    fn stored(&self, height: u64) -> Result<(Location, StoredBlock), LedgerError> {
         let entry = self
             .index
             .block(height)?
             .ok_or_else(|| LedgerError::NotFound(format!("block {height}")))?;
-        let stored = self.segments.read(entry.location)?;
-        record::decode_block(&stored.block, &stored.payloads).map_err(|error| LedgerError::Record {
-            location: entry.location,
-            error,
+        match self.segments.read(entry.location) {
+            Ok(stored) => Ok((entry.location, stored)),
+            Err(e @ SegmentError::Corrupt { .. }) => {
+                let what = match &e {
+                    SegmentError::Corrupt { offset, what, .. } => format!(
+                        "segment {} is corrupt at byte {offset}: {what}",
+                        segment::segment_name(entry.location.segment)
+                    ),
+                    _ => e.to_string(),
+                };
+                Err(self.damage(height, &e, what))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads every stored record and checks its checksum, so that damage
+    /// anywhere in the log is found before the node takes a write. Returns
+    /// how many blocks were checked.
+    pub fn scrub(&self) -> Result<u64, LedgerError> {
+        let mut blocks = 0u64;
+        match scan_segments(&self.segments, None, |_| {
+            blocks += 1;
+            Ok(())
+        }) {
+            Ok(()) => Ok(blocks),
+            Err(LedgerError::Segment(e @ SegmentError::Corrupt { .. })) => {
+                let what = match &e {
+                    SegmentError::Corrupt { path, offset, what } => format!(
+                        "segment {} is corrupt at byte {offset}: {what}",
+                        path.file_name()
+                            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+                    ),
+                    _ => e.to_string(),
+                };
+                Err(self.damage(blocks, &e, what))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads and decodes the block at `height`.
+    pub fn block(&self, height: u64) -> Result<Block, LedgerError> {
+        let (_, stored) = self.stored(height)?;
+        record::decode_block(&stored.block, &stored.payloads).map_err(|error| {
+            self.damage(height, &error, format!("record does not decode: {error}"))
         })
     }
 
@@ -540,15 +617,9 @@ impl Store {
         &self,
         height: u64,
     ) -> Result<(SealedHeader, Vec<record::TxStub>), LedgerError> {
-        let entry = self
-            .index
-            .block(height)?
-            .ok_or_else(|| LedgerError::NotFound(format!("block {height}")))?;
-        let stored = self.segments.read(entry.location)?;
-        record::decode_block_stubs(&stored.block).map_err(|error| LedgerError::Record {
-            location: entry.location,
-            error,
-        })
+        let (location, stored) = self.stored(height)?;
+        record::decode_block_stubs(&stored.block)
+            .map_err(|error| LedgerError::Record { location, error })
     }
 
     /// Finds a transaction by id: the transaction, its log index and block height.
@@ -567,6 +638,12 @@ impl Store {
             .into_iter()
             .nth((leaf - first) as usize)
             .ok_or_else(|| LedgerError::NotFound(format!("leaf {leaf}")))?;
+        if tx.id() != id {
+            // Its header or signature changed on disk (with a fixed CRC):
+            // serving it under this id would be serving other data.
+            let what = format!("the transaction at leaf {leaf} does not hash to its id");
+            return Err(self.damage(height, &what, what.clone()));
+        }
         Ok(Some((tx, leaf, height)))
     }
 
@@ -817,6 +894,7 @@ impl Ledger {
             index,
             last: RwLock::new(last),
             checkpoint: RwLock::new(None),
+            damaged: RwLock::new(None),
             _lock: lock,
         };
         store.repair_tree()?;
@@ -831,6 +909,48 @@ impl Ledger {
             node_key,
         })
     }
+}
+
+/// The participants of the ledger in `dir`, read from its segments alone,
+/// so it works while a running node holds the ledger open. Only the
+/// transactions that change participants (genesis, register, revoke) are
+/// applied, with the ledger's own rules; a torn tail is ignored.
+pub fn participants_from_segments(dir: &Path) -> Result<LedgerState, LedgerError> {
+    let mut state = LedgerState::new(crate::state::DEFAULT_MAX_SKEW_MS);
+    for (first, path) in segment::list_segments(&dir.join("segments"))? {
+        let data = segment::read_segment(&path, first)?;
+        let mut failed = None;
+        segment::walk(first, &data, SEGMENT_HEADER as usize, |p| {
+            if failed.is_some() {
+                return;
+            }
+            let block = match record::decode_block(p.block, p.payloads) {
+                Ok(b) => b,
+                Err(error) => {
+                    failed = Some(LedgerError::Record {
+                        location: p.location,
+                        error,
+                    });
+                    return;
+                }
+            };
+            let h = block.header.header();
+            for (i, tx) in block.txs.iter().enumerate() {
+                if matches!(
+                    tx.header().kind.as_str(),
+                    kind::GENESIS | kind::REGISTER | kind::REVOKE
+                ) {
+                    // Committed, so it passed in the full state; the rules
+                    // it meets here are the same ones.
+                    let _ = state.admit(tx, h.time, h.first_leaf + i as u64);
+                }
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+    }
+    Ok(state)
 }
 
 /// Starts a new data directory in `dir`: checks that it holds no ledger

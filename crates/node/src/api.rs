@@ -74,6 +74,8 @@ pub struct AppState {
     /// Base URLs of the other nodes' HTTP APIs (e.g. `http://10.0.0.2:7878`),
     /// asked for cosignatures; empty for a single node.
     pub peers: Arc<std::sync::RwLock<Vec<String>>>,
+    /// Concurrency budgets for writes and for reads.
+    pub budgets: crate::edge::Budgets,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -85,7 +87,11 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 /// Builds the router.
 pub fn router(state: Shared) -> Router {
     let max_body = state.config.max_body_bytes;
-    let max_concurrency = state.config.max_concurrency.max(1);
+    let edge = crate::edge::Edge {
+        budgets: state.budgets.clone(),
+        max_body,
+        body_timeout: Duration::from_millis(state.config.body_read_timeout_ms),
+    };
     // The routes that write to the ledger: a follower redirects them.
     let lead = axum::middleware::from_fn_with_state(state.clone(), to_leader);
     let api = Router::new()
@@ -142,30 +148,19 @@ pub fn router(state: Shared) -> Router {
         .with_state(state);
     api.layer(
         ServiceBuilder::new()
-            .layer(HandleErrorLayer::new(|e: tower::BoxError| async move {
-                if e.is::<tower::timeout::error::Elapsed>() {
-                    Problem::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "timeout",
-                        "the request took longer than 60 s; look a transaction up by id before resubmitting it",
-                    )
-                } else {
-                    Problem::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "too_many_requests",
-                        "the node is at its concurrency limit; retry later",
-                    )
-                }
+            .layer(HandleErrorLayer::new(|_: tower::BoxError| async move {
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "timeout",
+                    "the request took longer than 60 s; look a transaction up by id before resubmitting it",
+                )
             }))
-            .load_shed()
-            // One semaphore for the whole node: `Router::layer` wraps each
-            // route separately, so a plain concurrency limit would be per route.
-            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-                max_concurrency,
-            ))
             .timeout(Duration::from_secs(60)),
     )
     .layer(DefaultBodyLimit::max(max_body))
+    // Outside the budgets: a body is read whole, within its time limit,
+    // before its request may take a permit.
+    .layer(axum::middleware::from_fn_with_state(edge, crate::edge::admit))
     .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
@@ -189,10 +184,19 @@ fn store_of(state: &Shared) -> Arc<Store> {
     state.seq.store().clone()
 }
 
+/// The problem for a storage error. Details name a block or a file, never
+/// a path on the server; the full error goes to the log.
 pub(crate) fn ledger_err(e: medledger_ledger::LedgerError) -> Problem {
+    use medledger_ledger::LedgerError;
     match e {
-        medledger_ledger::LedgerError::NotFound(what) => Problem::not_found(what),
-        other => Problem::unavailable(other.to_string()),
+        LedgerError::NotFound(what) => Problem::not_found(what),
+        LedgerError::Damaged { height, what } => {
+            Problem::corrupt(format!("block {height} is damaged: {what}"))
+        }
+        other => {
+            tracing::error!(error = %other, "storage error");
+            Problem::unavailable("storage error; the node's log has the details")
+        }
     }
 }
 
@@ -700,7 +704,8 @@ async fn status(State(state): State<Shared>) -> ApiResult<Response> {
         "log_size": size,
         "log_root": root,
         "checkpoint": store.checkpoint().map(|c| c.render()),
-        "writable": !state.seq.failed(),
+        "writable": !state.seq.failed() && store.damaged().is_none(),
+        "damaged": store.damaged().map(|(height, what)| json!({"height": height, "what": what})),
         "cluster": state.cluster.as_ref().map(|c| c.status()),
     }))
     .into_response())
@@ -737,7 +742,11 @@ async fn openapi() -> Response {
 }
 
 async fn readyz(State(state): State<Shared>) -> ApiResult<&'static str> {
-    if state.seq.failed() {
+    if let Some((height, what)) = state.seq.store().damaged() {
+        Err(Problem::corrupt(format!(
+            "block {height} is damaged ({what}); the node no longer accepts writes"
+        )))
+    } else if state.seq.failed() {
         Err(Problem::unavailable(
             "storage failed; the node no longer accepts writes",
         ))

@@ -12,8 +12,15 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Largest request body, bytes.
     pub max_body_bytes: usize,
-    /// Requests served at once; more get 429.
+    /// Requests served at once, counted apart for writes (POST) and for
+    /// reads; more get 429.
     pub max_concurrency: usize,
+    /// Time allowed for a request's headers to arrive, ms.
+    pub header_read_timeout_ms: u64,
+    /// Time allowed for a whole request body to arrive, ms (else 408).
+    pub body_read_timeout_ms: u64,
+    /// Connections one IP address may hold open at once.
+    pub max_connections_per_peer: usize,
     /// Most transactions in one POST.
     pub max_batch: usize,
     /// Most transactions in one block.
@@ -50,6 +57,9 @@ impl Default for NodeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
             max_body_bytes: 16 << 20,
             max_concurrency: 512,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            max_connections_per_peer: 256,
             max_batch: 10_000,
             max_block_txs: 8192,
             log: "info".into(),
@@ -136,6 +146,15 @@ impl NodeConfig {
         }
         if let Some(v) = get("MEDLEDGER_MAX_CONCURRENCY") {
             self.max_concurrency = parse("MEDLEDGER_MAX_CONCURRENCY", v)?;
+        }
+        if let Some(v) = get("MEDLEDGER_HEADER_READ_TIMEOUT_MS") {
+            self.header_read_timeout_ms = parse("MEDLEDGER_HEADER_READ_TIMEOUT_MS", v)?;
+        }
+        if let Some(v) = get("MEDLEDGER_BODY_READ_TIMEOUT_MS") {
+            self.body_read_timeout_ms = parse("MEDLEDGER_BODY_READ_TIMEOUT_MS", v)?;
+        }
+        if let Some(v) = get("MEDLEDGER_MAX_CONNECTIONS_PER_PEER") {
+            self.max_connections_per_peer = parse("MEDLEDGER_MAX_CONNECTIONS_PER_PEER", v)?;
         }
         if let Some(v) = get("MEDLEDGER_MAX_BATCH") {
             self.max_batch = parse("MEDLEDGER_MAX_BATCH", v)?;

@@ -202,7 +202,7 @@ fn failure_problem(e: ExportFailure) -> Problem {
             Problem::unavailable(e.to_string())
         }
         ExportFailure::Index(e) => Problem::unavailable(e.to_string()),
-        ExportFailure::Ledger(e) => Problem::unavailable(e.to_string()),
+        ExportFailure::Ledger(e) => crate::api::ledger_err(e),
         other => Problem::internal(other.to_string()),
     }
 }

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod config;
 pub mod cosign;
 pub mod dashboard;
+pub mod edge;
 pub mod export;
 pub mod fhir_api;
 pub mod health;

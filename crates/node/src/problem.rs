@@ -81,6 +81,10 @@ impl Problem {
             detail,
         )
     }
+    /// 500 corrupt: stored data is damaged; names the block, never a path.
+    pub fn corrupt(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "corrupt", detail)
+    }
     /// 500 internal, for the node's own failures (never for client input).
     pub fn internal(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)

@@ -611,6 +611,7 @@ impl SequencerThread {
                     }
                     Err((waiters, e)) => {
                         self.failed.store(true, Ordering::SeqCst);
+                        metrics::gauge!("medledger_storage_failed").set(1.0);
                         for (c, i) in waiters {
                             c.set(i, Err(SubmitError::Unavailable(e.clone())));
                         }
@@ -856,6 +857,7 @@ impl Committer {
             Err(e) => {
                 tracing::error!(error = %e, "commit failed; refusing further writes");
                 self.failed.store(true, Ordering::SeqCst);
+                metrics::gauge!("medledger_storage_failed").set(1.0);
                 self.refuse(cut, SubmitError::Unavailable(e));
             }
         }

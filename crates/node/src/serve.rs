@@ -85,6 +85,13 @@ pub async fn serve(
     config: NodeConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let started = std::time::Instant::now();
+    let blocks = ledger.store.scrub()?;
+    tracing::info!(
+        blocks,
+        seconds = started.elapsed().as_secs_f64(),
+        "every stored block's checksum verified"
+    );
     let cosigner = crate::cosign::node_cosigner(
         ledger.store.origin(),
         &ledger.node_key,
@@ -146,6 +153,10 @@ pub async fn serve(
             source,
         })?;
     let addr = listener.local_addr().map_err(ServeError::Server)?;
+    let limits = crate::edge::ConnLimits {
+        per_peer: config.max_connections_per_peer.max(1),
+        header_timeout: std::time::Duration::from_millis(config.header_read_timeout_ms.max(1)),
+    };
     tracing::info!(%addr, dir = %dir.display(), "medledger node listening");
     let pseudonym_key = match &config.pseudonym_key {
         Some(path) => Some(crate::health::load_pseudonym_key(path)?),
@@ -156,7 +167,7 @@ pub async fn serve(
         seq: seq.clone(),
         views,
         tokens: Tokens::new(dir),
-        config,
+        config: config.clone(),
         cluster: cluster.clone(),
         metrics: install_metrics(),
         health: crate::health::Health {
@@ -165,7 +176,9 @@ pub async fn serve(
         },
         cosigner: Arc::new(cosigner),
         peers: Arc::default(),
+        budgets: crate::edge::Budgets::new(config.max_concurrency),
     });
+    metrics::gauge!("medledger_storage_failed").set(0.0);
     if let Some(c) = &cluster {
         tokio::spawn(crate::cluster::follow_peers(c.clone(), state.peers.clone()));
     }
@@ -210,10 +223,7 @@ pub async fn serve(
         // graceful shutdown does not wait for their clients.
         views.close();
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServeError::Server)?;
+    crate::edge::serve(listener, app, limits, shutdown).await;
     drop(state);
     tracing::info!("draining: committing admitted transactions");
     // Connection tasks drop their router (and its clone of the state) just

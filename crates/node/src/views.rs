@@ -405,6 +405,11 @@ fn follow(views: &Weak<Views>, store: &Store, commits: &CommitSignal) {
                     v.apply(&block, &mut directory);
                     next += 1;
                 }
+                Err(e @ medledger_ledger::LedgerError::Damaged { .. }) => {
+                    // Retrying cannot mend it; the views stay at the block before.
+                    tracing::error!(height = next, error = %e, "views stop at a damaged block");
+                    return;
+                }
                 Err(e) => {
                     tracing::error!(height = next, error = %e, "views cannot read a block; retrying");
                     std::thread::sleep(Duration::from_secs(1));

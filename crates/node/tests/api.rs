@@ -29,6 +29,7 @@ use medledger_ledger::state::{DEFAULT_MAX_SKEW_MS, Rejection};
 use medledger_node::api::{AppState, DIRECTORY_READERS, OPENAPI, RECORD_READERS, router};
 use medledger_node::config::NodeConfig;
 use medledger_node::cosign::{PEER_TIMEOUT, node_cosigner};
+use medledger_node::edge::Budgets;
 use medledger_node::fhir_api::FHIR_WRITERS;
 use medledger_node::health::{Health, Signers};
 use medledger_node::services::{ALERT_READERS, DONOR_READERS};
@@ -55,6 +56,8 @@ struct Node {
     node_key: SigningKey,
     /// The other nodes this one asks for cosignatures.
     peers: Arc<RwLock<Vec<String>>>,
+    /// Its concurrency budgets.
+    budgets: Budgets,
 }
 
 /// The pseudonym key of the test nodes.
@@ -84,7 +87,9 @@ fn open_node(dir: tempfile::TempDir, config: NodeConfig) -> Node {
     let seq = Sequencer::start(ledger, SequencerConfig::default());
     let views = Views::follow(&seq, config.news2_window_minutes);
     let peers = Arc::new(RwLock::new(Vec::new()));
+    let budgets = Budgets::new(config.max_concurrency);
     let state = Arc::new(AppState {
+        budgets: budgets.clone(),
         seq: Arc::new(seq),
         views,
         tokens: Tokens::new(dir.path()),
@@ -104,6 +109,7 @@ fn open_node(dir: tempfile::TempDir, config: NodeConfig) -> Node {
         admin,
         node_key,
         peers,
+        budgets,
     }
 }
 
@@ -2241,7 +2247,7 @@ async fn unknown_paths_are_404_and_wrong_methods_405_problems() {
     }
 }
 
-/// Holds a request inside the router (its body never arrives) until `release`.
+/// Holds a request inside the router (its body never arrives).
 async fn hold(
     node: &Node,
 ) -> (
@@ -2256,7 +2262,7 @@ async fn hold(
         .body(Body::new(body))
         .unwrap();
     let mut fut = Box::pin(node.app.clone().oneshot(req));
-    // One poll takes the concurrency permit and parks on the body.
+    // One poll parks it on the body.
     std::future::poll_fn(|cx| {
         assert!(
             fut.as_mut().poll(cx).is_pending(),
@@ -2269,40 +2275,52 @@ async fn hold(
 }
 
 #[tokio::test]
-async fn requests_over_max_concurrency_get_429_on_any_route() {
+async fn a_spent_write_budget_sheds_writes_while_reads_are_served() {
     let node = start_with(NodeConfig {
         max_concurrency: 1,
         ..NodeConfig::default()
     });
     let doctor = node.doctor().await;
-    let (mut sender, held) = hold(&node).await;
-    // The limit is the node's, not each route's: every route sheds load now.
+    // Every write permit taken, as by writes waiting for their commit.
+    let held = node.budgets.writes.clone().try_acquire_owned().unwrap();
+    node.post_json(&wire(&report(&doctor)))
+        .await
+        .expect(429, "too_many_requests");
+    // Reads of checkpoints, proofs and status go on.
+    for uri in ["/healthz", "/v1/status", "/v1/checkpoint", "/nope"] {
+        let r = node.get(uri, None).await;
+        assert_ne!(r.status, 429, "{uri} must not be shed by writes");
+    }
+    drop(held);
+    node.post_json(&wire(&report(&doctor)))
+        .await
+        .expect(200, "");
+    // And the other way round: a spent read budget sheds reads only.
+    let held = node.budgets.reads.clone().try_acquire_owned().unwrap();
     for uri in ["/healthz", "/v1/status", "/v1/checkpoint", "/nope"] {
         node.get(uri, None).await.expect(429, "too_many_requests");
     }
     node.post_json(&wire(&report(&doctor)))
         .await
-        .expect(429, "too_many_requests");
-    // Release the held request: it completes, and the permit comes back.
-    let tx = report(&doctor);
-    sender
-        .send_data(serde_json::to_vec(&wire(&tx)).unwrap().into())
-        .await
-        .unwrap();
-    drop(sender);
-    let resp = held.await.unwrap();
-    assert_eq!(resp.status(), 200);
-    node.get("/healthz", None).await.expect(200, "");
-    node.post_json(&wire(&report(&doctor)))
-        .await
         .expect(200, "");
+    drop(held);
+    node.get("/healthz", None).await.expect(200, "");
 }
 
 #[tokio::test(start_paused = true)]
-async fn request_running_past_the_timeout_is_503() {
-    let node = start();
+async fn a_body_that_never_arrives_is_408_and_holds_no_permit() {
+    let node = start_with(NodeConfig {
+        max_concurrency: 1,
+        ..NodeConfig::default()
+    });
+    let doctor = node.doctor().await;
     let (_sender, held) = hold(&node).await;
-    // Time is paused: the runtime jumps to the 60 s deadline once idle.
+    // The held request waits for its body outside the budget: the one
+    // write permit is still free.
+    node.post_json(&wire(&report(&doctor)))
+        .await
+        .expect(200, "");
+    // Time is paused: the runtime jumps to the body deadline once idle.
     let resp = held.await.unwrap();
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
@@ -2316,7 +2334,29 @@ async fn request_running_past_the_timeout_is_503() {
         body,
     };
     conform(&Method::POST, "/v1/transactions", &r);
-    r.expect(503, "timeout");
+    r.expect(408, "body_timeout");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_content_length_over_the_limit_is_413_before_any_body_arrives() {
+    let node = start_with(NodeConfig {
+        max_body_bytes: 1000,
+        ..NodeConfig::default()
+    });
+    let (_sender, body) = http_body_util::channel::Channel::<axum::body::Bytes>::new(1);
+    let req = Request::post("/v1/transactions")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, "10000000000")
+        .body(Body::new(body))
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let resp = node.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 413);
+    assert_eq!(
+        started.elapsed(),
+        std::time::Duration::ZERO,
+        "answered without waiting (paused time moves only when every task waits)"
+    );
 }
 
 /// SplitMix64, seeded: the same "random" inputs on every run.
