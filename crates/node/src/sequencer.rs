@@ -18,6 +18,7 @@ use medledger_formats::keys::KeyCache;
 use medledger_formats::merkle::Hash;
 use medledger_formats::receipt::TlogProof;
 use medledger_formats::tx::Transaction;
+use medledger_ledger::feed::CommitFeed;
 use medledger_ledger::ledger::{Ledger, Pending, Store, directory_records, now_ms};
 use medledger_ledger::state::{Checked, LedgerState, Rejection, payload_rules};
 use std::collections::HashSet;
@@ -215,43 +216,10 @@ struct Cut {
     epoch: u64,
 }
 
-/// Tells readers of the log that blocks were committed, or that the
-/// sequencer is stopping.
-#[derive(Debug, Default)]
-pub struct CommitSignal {
-    /// Log size last published, and whether the sequencer is stopping.
-    state: Mutex<(u64, bool)>,
-    changed: std::sync::Condvar,
-}
-
-impl CommitSignal {
-    /// Tells readers the log now holds `size` entries.
-    pub fn publish(&self, size: u64) {
-        self.update(|s| s.0 = s.0.max(size));
-    }
-
-    fn update(&self, f: impl FnOnce(&mut (u64, bool))) {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut state);
-        self.changed.notify_all();
-    }
-
-    /// Waits until the log holds more than `size` entries, or `timeout`
-    /// passes. `None` once the sequencer is stopping: readers then return.
-    pub fn wait_beyond(&self, size: u64, timeout: std::time::Duration) -> Option<u64> {
-        let guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let (guard, _) = self
-            .changed
-            .wait_timeout_while(guard, timeout, |(s, closed)| *s <= size && !*closed)
-            .unwrap_or_else(|p| p.into_inner());
-        (!guard.1).then_some(guard.0)
-    }
-}
-
 /// A running sequencer over an open ledger.
 pub struct Sequencer {
     submit: Option<Sender<Submission>>,
-    commits: Arc<CommitSignal>,
+    commits: Arc<CommitFeed>,
     readers: Mutex<Vec<JoinHandle<()>>>,
     keys: Arc<KeyCache>,
     store: Arc<Store>,
@@ -281,7 +249,7 @@ impl Sequencer {
             store: Arc::new(store),
             state,
             key: node_key,
-            commits: Arc::new(CommitSignal::default()),
+            commits: Arc::new(CommitFeed::default()),
         };
         Self::launch(parts, config, None)
     }
@@ -386,13 +354,13 @@ impl Sequencer {
     }
 
     /// Runs `read` on a thread named `name` that follows the log: it gets
-    /// the store and the [`CommitSignal`], and must return once
-    /// [`CommitSignal::wait_beyond`] says the sequencer is stopping. The
+    /// the store and the [`CommitFeed`], and must return once
+    /// [`CommitFeed::wait_beyond`] says the sequencer is stopping. The
     /// sequencer joins it when it stops, so no reader keeps the ledger open.
     pub fn spawn_reader(
         &self,
         name: &str,
-        read: impl FnOnce(Arc<Store>, Arc<CommitSignal>) + Send + 'static,
+        read: impl FnOnce(Arc<Store>, Arc<CommitFeed>) + Send + 'static,
     ) -> std::io::Result<()> {
         let (store, commits) = (self.store.clone(), self.commits.clone());
         let handle = std::thread::Builder::new()
@@ -407,7 +375,7 @@ impl Sequencer {
 
     /// Stops the readers and waits for them.
     fn stop_readers(&mut self) {
-        self.commits.update(|s| s.1 = true);
+        self.commits.close();
         let readers = std::mem::take(self.readers.get_mut().unwrap_or_else(|p| p.into_inner()));
         for r in readers {
             let _ = r.join();
@@ -519,7 +487,7 @@ struct Parts {
     store: Arc<Store>,
     state: LedgerState,
     key: SigningKey,
-    commits: Arc<CommitSignal>,
+    commits: Arc<CommitFeed>,
 }
 
 /// What the sequencer thread works with.
@@ -810,7 +778,7 @@ struct Committer {
     store: Arc<Store>,
     pending: Arc<Pending>,
     failed: Arc<AtomicBool>,
-    commits: Arc<CommitSignal>,
+    commits: Arc<CommitFeed>,
     cluster: Option<(Arc<Cluster>, tokio::runtime::Handle)>,
     /// In a cluster: to the thread that answers proposed blocks in order.
     flight: Option<Sender<InFlight>>,

@@ -6,7 +6,6 @@
 //! view is a function of the log alone and is rebuilt by restarting. Each
 //! answer says up to which log size it has read.
 
-use crate::sequencer::CommitSignal;
 use medledger_formats::block::Block;
 use medledger_formats::merkle::Hash;
 use medledger_formats::tx::Transaction;
@@ -15,6 +14,7 @@ use medledger_health::calendar::instant_of_ms;
 use medledger_health::news2::Risk;
 use medledger_health::records::VitalSigns;
 use medledger_health::{fhir, registries};
+use medledger_ledger::feed::CommitFeed;
 use medledger_ledger::ledger::Store;
 use medledger_ledger::roles::kind;
 use medledger_ledger::state::Participant;
@@ -390,7 +390,7 @@ impl Directory<'_> {
 
 /// Applies every committed block to the views, in order, until the views
 /// are dropped or the sequencer stops.
-fn follow(views: &Weak<Views>, store: &Store, commits: &CommitSignal) {
+fn follow(views: &Weak<Views>, store: &Store, commits: &CommitFeed) {
     let mut directory = Directory {
         store,
         institutions: HashMap::new(),

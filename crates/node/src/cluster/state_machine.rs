@@ -10,9 +10,9 @@
 
 use super::log_store::{META, log_err};
 use super::{Outcome, Proposal, TypeConfig, fetch_blocks};
-use crate::sequencer::CommitSignal;
 use medledger_formats::block::Block;
 use medledger_formats::merkle::Hash;
+use medledger_ledger::feed::CommitFeed;
 use medledger_ledger::ledger::{IndexSeen, Pending, Store, directory_records};
 use medledger_ledger::state::LedgerState;
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -58,7 +58,7 @@ pub struct Ledgerside {
     /// The state after the last applied block.
     pub state: Mutex<LedgerState>,
     /// Tells the log's readers that blocks were committed.
-    pub commits: Arc<CommitSignal>,
+    pub commits: Arc<CommitFeed>,
     /// Hashes of blocks this node sealed, whose signatures it checked when
     /// it admitted them.
     pub own: Mutex<HashSet<Hash>>,
