@@ -261,7 +261,7 @@ impl Sink {
 /// A batch on its way.
 pub(crate) enum Ticket {
     Nothing,
-    Local(medledger_node::sequencer::Waiting),
+    Local(medledger_node::pipeline::Waiting),
     Remote(std::thread::JoinHandle<Vec<Outcome>>),
 }
 

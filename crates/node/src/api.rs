@@ -270,7 +270,7 @@ const INLINE_BODY: usize = 16 << 10;
 struct Prepared {
     slots: Vec<Option<Result<Receipt, Problem>>>,
     at: Vec<usize>,
-    waiting: crate::sequencer::Waiting,
+    waiting: crate::pipeline::Waiting,
     batch: bool,
 }
 

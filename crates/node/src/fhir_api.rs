@@ -9,10 +9,10 @@
 //! Every write passes the same rules as a signed submission: the PII guard,
 //! the resource rules and the author's role. Errors are OperationOutcomes.
 
+use crate::SubmitError;
 use crate::api::{AppState, RECORD_READERS, authorize, blocking, ledger_err};
 use crate::health::{Record, records};
 use crate::problem::Problem;
-use crate::{SubmitError, sequencer};
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
@@ -286,7 +286,7 @@ pub(crate) async fn bundle(
     require_fhir_json(&headers)?;
     let v = parse_body(&body)?;
     let b = fhir::parse_bundle(&v)?;
-    let max = sequencer::SUBMISSION_CHUNK;
+    let max = crate::pipeline::SUBMISSION_CHUNK;
     if b.entries.len() > max {
         return Err(FhirError::new(
             413,

@@ -10,12 +10,12 @@ pub mod edge;
 pub mod export;
 pub mod fhir_api;
 pub mod health;
+pub mod pipeline;
 pub mod problem;
-pub mod sequencer;
 pub mod serve;
 pub mod services;
 pub mod stats;
 pub mod tokens;
 pub mod views;
 
-pub use sequencer::{Receipt, Sequencer, SequencerConfig, SubmitError};
+pub use pipeline::{Receipt, Sequencer, SequencerConfig, SubmitError};

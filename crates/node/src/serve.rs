@@ -75,6 +75,10 @@ pub fn open_or_init(
     Ok((Ledger::open(dir)?, Some(report.admin_key)))
 }
 
+/// Environment variable that turns a cluster node into a faulty proposer
+/// which admits every transaction unchecked (for failure tests only).
+pub const FAULT_UNCHECKED: &str = "MEDLEDGER_FAULT_UNCHECKED_ADMISSION";
+
 /// Directory of a data directory that holds integration accounts' keys.
 pub const INTEGRATIONS_DIR: &str = "integrations";
 
@@ -136,7 +140,31 @@ pub async fn serve(
             let cluster = Cluster::start(dir, file.id, side, &settings)
                 .await
                 .map_err(ServeError::Cluster)?;
-            let seq = Sequencer::start_cluster(cluster.clone(), node_key, seq_config);
+            let sink = Arc::new(crate::cluster::RaftSink::new(
+                cluster.clone(),
+                tokio::runtime::Handle::current(),
+            ));
+            let state = cluster
+                .side
+                .state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let seq_config = SequencerConfig {
+                // A faulty proposer, for the cluster's failure tests: its
+                // sequencer admits anything, and only the state machines
+                // stand in the way.
+                fault_unchecked: std::env::var_os(FAULT_UNCHECKED).is_some(),
+                ..seq_config
+            };
+            let seq = Sequencer::start_on(
+                cluster.side.store.clone(),
+                state,
+                node_key,
+                cluster.side.commits.clone(),
+                sink,
+                seq_config,
+            );
             (seq, Some((cluster, tls)))
         }
     };

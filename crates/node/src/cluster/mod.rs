@@ -24,14 +24,16 @@
 
 mod log_store;
 mod network;
+mod sink;
 mod state_machine;
 pub mod tls;
 
 pub use log_store::LogStore;
 pub use network::{Network, fetch_blocks, routes};
+pub use sink::RaftSink;
 pub use state_machine::{Ledgerside, SnapshotPoint, StateMachine};
 
-use crate::sequencer::SubmitError;
+use crate::pipeline::SubmitError;
 use medledger_formats::block::Block;
 use medledger_formats::record::{self, RecordError};
 use openraft::{BasicNode, ChangeMembers, Raft, ServerState, SnapshotPolicy};

@@ -79,6 +79,23 @@ fn snap_err(verb: ErrorVerb, e: impl ToString) -> StorageError<u64> {
 }
 
 impl Ledgerside {
+    /// Notes that this node sealed the block with `hash` (and checked its
+    /// transactions' signatures at admission).
+    pub fn own_insert(&self, hash: Hash) {
+        self.own
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(hash);
+    }
+
+    /// Forgets the block with `hash` once its outcome is known.
+    pub fn own_remove(&self, hash: &Hash) {
+        self.own
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(hash);
+    }
+
     /// The point the ledger has reached.
     pub fn point(&self) -> SnapshotPoint {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());

@@ -11,11 +11,12 @@
 //! While one block is being made durable the next one fills, so the fsync
 //! rate sets the block rate, not the transaction rate.
 
-use crate::cluster::Cluster;
+use super::sink::{BlockSink, LocalSink, SinkError, Written};
 use crossbeam_channel::{Receiver, Sender, bounded, select};
 use ed25519_dalek::SigningKey;
 use medledger_formats::keys::KeyCache;
 use medledger_formats::merkle::Hash;
+use medledger_formats::note::Note;
 use medledger_formats::receipt::TlogProof;
 use medledger_formats::tx::Transaction;
 use medledger_ledger::feed::CommitFeed;
@@ -36,6 +37,10 @@ pub struct SequencerConfig {
     pub max_block_bytes: usize,
     /// Submissions that may wait for the sequencer thread.
     pub queue: usize,
+    /// Fault injection for the cluster's failure tests only: admit every
+    /// transaction unchecked, so that only the state machines stand in the
+    /// way of a faulty proposer.
+    pub fault_unchecked: bool,
 }
 
 impl Default for SequencerConfig {
@@ -44,6 +49,7 @@ impl Default for SequencerConfig {
             max_block_txs: 8192,
             max_block_bytes: 64 << 20,
             queue: 1024,
+            fault_unchecked: false,
         }
     }
 }
@@ -178,10 +184,6 @@ fn finish(slots: &Slots, started: std::time::Instant) -> Vec<Outcome> {
     results
 }
 
-/// Environment variable that turns a cluster node into a faulty proposer
-/// which admits every transaction unchecked (for failure tests only).
-pub const FAULT_UNCHECKED: &str = "MEDLEDGER_FAULT_UNCHECKED_ADMISSION";
-
 /// Authors whose decompressed keys are kept for signature checks.
 const KEY_CACHE: usize = 100_000;
 
@@ -238,55 +240,35 @@ struct OpenBlock {
 }
 
 impl Sequencer {
-    /// Starts the sequencer and committer threads of a single node.
+    /// Starts the sequencer and committer threads of a single node, which
+    /// commits its blocks to its own segments.
     pub fn start(ledger: Ledger, config: SequencerConfig) -> Self {
         let Ledger {
             store,
             state,
             node_key,
         } = ledger;
-        let parts = Parts {
-            store: Arc::new(store),
-            state,
-            key: node_key,
-            commits: Arc::new(CommitFeed::default()),
-        };
-        Self::launch(parts, config, None)
+        let store = Arc::new(store);
+        let sink = Arc::new(LocalSink::new(store.clone()));
+        Self::start_on(store, state, node_key, Arc::default(), sink, config)
     }
 
-    /// Starts the sequencer of a cluster node: it seals blocks only while
-    /// this node leads, and its committer proposes them through Raft. Call
-    /// on the async runtime, which the committer uses.
-    pub fn start_cluster(cluster: Arc<Cluster>, key: SigningKey, config: SequencerConfig) -> Self {
-        let side = &cluster.side;
-        let parts = Parts {
-            store: side.store.clone(),
-            state: side.state.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-            key,
-            commits: side.commits.clone(),
-        };
-        let handle = tokio::runtime::Handle::current();
-        Self::launch(parts, config, Some((cluster, handle)))
-    }
-
-    fn launch(
-        parts: Parts,
+    /// Starts a sequencer that seals blocks on `state`, signed with `key`,
+    /// and hands them to `sink`; `commits` is the feed the sink publishes
+    /// committed log sizes on. The sequencer does not know what the sink is.
+    pub fn start_on(
+        store: Arc<Store>,
+        state: LedgerState,
+        key: SigningKey,
+        commits: Arc<CommitFeed>,
+        sink: Arc<dyn BlockSink>,
         config: SequencerConfig,
-        cluster: Option<(Arc<Cluster>, tokio::runtime::Handle)>,
     ) -> Self {
-        let Parts {
-            store,
-            state,
-            key,
-            commits,
-        } = parts;
         let pending = Arc::new(Pending::default());
         let failed = Arc::new(AtomicBool::new(false));
-        // A faulty proposer, for the cluster's tests: its sequencer admits
-        // anything, and only the state machines stand in the way.
-        let unchecked = cluster.is_some() && std::env::var_os(FAULT_UNCHECKED).is_some();
+        let unchecked = config.fault_unchecked;
         if unchecked {
-            tracing::warn!("{FAULT_UNCHECKED} is set: this node admits transactions unchecked");
+            tracing::warn!("fault injection: this node admits transactions unchecked");
         }
         let (submit_tx, submit_rx) = bounded::<Submission>(config.queue);
         // The committer says when it is idle; only then is a block cut, so
@@ -303,7 +285,7 @@ impl Sequencer {
             pending: pending.clone(),
             failed: failed.clone(),
             open: None,
-            cluster: cluster.as_ref().map(|(c, _)| c.clone()),
+            sink: sink.clone(),
             epoch: 0,
             unchecked,
         };
@@ -315,13 +297,13 @@ impl Sequencer {
             pending,
             failed: failed.clone(),
             commits: commits.clone(),
-            cluster,
+            sink: sink.clone(),
             flight: None,
         };
-        // In a cluster, blocks are proposed without waiting for the one
-        // before: an answerer thread waits for them in order.
-        let answerer = committer.cluster.is_some().then(|| {
-            let (tx, rx) = bounded::<InFlight>(IN_FLIGHT - 1);
+        // A sink that takes blocks without waiting for the one before (a
+        // cluster) has an answerer thread wait for their outcomes in order.
+        let answerer = (sink.in_flight() > 1).then(|| {
+            let (tx, rx) = bounded::<(Cut, Written)>(sink.in_flight() - 1);
             let answerer = committer.clone();
             committer.flight = Some(tx);
             std::thread::Builder::new()
@@ -482,14 +464,6 @@ impl Drop for Sequencer {
     }
 }
 
-/// What a sequencer starts from.
-struct Parts {
-    store: Arc<Store>,
-    state: LedgerState,
-    key: SigningKey,
-    commits: Arc<CommitFeed>,
-}
-
 /// What the sequencer thread works with.
 struct SequencerThread {
     keys: Arc<KeyCache>,
@@ -500,25 +474,23 @@ struct SequencerThread {
     pending: Arc<Pending>,
     failed: Arc<AtomicBool>,
     open: Option<OpenBlock>,
-    /// In a cluster: whether this node may seal, and the applied state.
-    cluster: Option<Arc<Cluster>>,
-    /// The cluster epoch `state` belongs to.
+    /// Where sealed blocks go; it says whether this node may seal, and the
+    /// state to seal on after an epoch change.
+    sink: Arc<dyn BlockSink>,
+    /// The epoch `state` belongs to (always 0 for a single node).
     epoch: u64,
     /// Admit without checking (fault injection).
     unchecked: bool,
 }
 
 impl SequencerThread {
-    /// In a cluster, checks that this node may seal and that `state` is
-    /// of the current epoch; a new epoch (new leadership, or a block that
-    /// was not committed) drops the open block, whose transactions were
-    /// admitted against a state that no longer holds, and starts again
-    /// from the state every node has applied.
+    /// Checks that this node may seal and that `state` is of the sink's
+    /// current epoch; a new epoch (new leadership, or a block that was not
+    /// committed) drops the open block, whose transactions were admitted
+    /// against a state that no longer holds, and starts again from the
+    /// state every node has applied.
     fn sync(&mut self) -> Result<(), SubmitError> {
-        let Some(cluster) = &self.cluster else {
-            return Ok(());
-        };
-        let epoch = cluster.leadership.epoch();
+        let epoch = self.sink.epoch();
         if epoch.as_ref().ok() != Some(&self.epoch)
             && let Some(block) = self.open.take()
         {
@@ -530,12 +502,9 @@ impl SequencerThread {
         }
         let epoch = epoch?;
         if epoch != self.epoch {
-            self.state = cluster
-                .side
-                .state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
+            if let Some(state) = self.sink.applied() {
+                self.state = state;
+            }
             self.epoch = epoch;
         }
         Ok(())
@@ -762,26 +731,17 @@ fn admit_submission(
     }
 }
 
-/// Most blocks proposed to the cluster and not yet answered.
-const IN_FLIGHT: usize = 4;
-
-/// A block proposed to the cluster, awaiting its outcome.
-struct InFlight {
-    cut: Cut,
-    outcome: super::cluster::Answer,
-}
-
-/// The committer thread: makes each cut block durable (itself, or through
-/// Raft in a cluster) and hands out receipts.
+/// The committer thread: hands each cut block to the sink and, as each
+/// becomes durable, its callers their receipts.
 #[derive(Clone)]
 struct Committer {
     store: Arc<Store>,
     pending: Arc<Pending>,
     failed: Arc<AtomicBool>,
     commits: Arc<CommitFeed>,
-    cluster: Option<(Arc<Cluster>, tokio::runtime::Handle)>,
-    /// In a cluster: to the thread that answers proposed blocks in order.
-    flight: Option<Sender<InFlight>>,
+    sink: Arc<dyn BlockSink>,
+    /// With a sink that has blocks in flight: to the answerer thread.
+    flight: Option<Sender<(Cut, Written)>>,
 }
 
 impl Committer {
@@ -796,9 +756,26 @@ impl Committer {
                 self.refuse(cut, SubmitError::Unavailable("storage failed".into()));
                 continue;
             }
-            match &self.cluster {
-                None => self.commit(cut),
-                Some((cluster, handle)) => self.propose(cluster, handle, cut),
+            match self
+                .sink
+                .write(&cut.block, cut.directory.clone(), cut.epoch)
+            {
+                Ok(written) => match &self.flight {
+                    None => self.settle(cut, written()),
+                    Some(flight) => {
+                        if let Err(e) = flight.send((cut, written)) {
+                            let why = SubmitError::Unavailable("node stopping".into());
+                            self.refuse(e.into_inner().0, why);
+                        }
+                    }
+                },
+                Err(SinkError::Storage(e)) => {
+                    tracing::error!(error = %e, "commit failed; refusing further writes");
+                    self.failed.store(true, Ordering::SeqCst);
+                    metrics::gauge!("medledger_storage_failed").set(1.0);
+                    self.refuse(cut, SubmitError::Unavailable(e));
+                }
+                Err(SinkError::Refused(why)) => self.refuse(cut, why),
             }
         }
     }
@@ -810,107 +787,23 @@ impl Committer {
         }
     }
 
-    /// Single node: write and fsync the block here.
-    fn commit(&self, cut: Cut) {
-        let result = self
-            .store
-            .commit(&cut.block, cut.directory.clone())
-            .map_err(|e| e.to_string());
-        match result {
-            Ok(committed) => {
-                metrics::histogram!("medledger_fsync_seconds")
-                    .record(committed.fsync.as_secs_f64());
-                self.answer(cut, &committed.checkpoint);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "commit failed; refusing further writes");
-                self.failed.store(true, Ordering::SeqCst);
-                metrics::gauge!("medledger_storage_failed").set(1.0);
-                self.refuse(cut, SubmitError::Unavailable(e));
-            }
+    /// The answerer thread: waits for each written block's outcome, in the
+    /// order they were written.
+    fn answer_in_order(self, written: Receiver<(Cut, Written)>) {
+        for (cut, outcome) in written {
+            self.settle(cut, outcome());
         }
     }
 
-    /// Cluster: propose the block as a Raft entry and move on; every node,
-    /// this one included, re-validates and commits it once a quorum holds
-    /// it, and the answerer hands out its outcome.
-    fn propose(&self, cluster: &Cluster, handle: &tokio::runtime::Handle, cut: Cut) {
-        match cluster.leadership.epoch() {
-            Ok(epoch) if epoch == cut.epoch => {}
-            Ok(_) => {
-                return self.refuse(cut, SubmitError::NotCommitted("leadership changed".into()));
-            }
-            Err(e) => return self.refuse(cut, e),
-        }
-        let hash = *cut.block.header.hash();
-        cluster
-            .side
-            .own
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(hash);
-        let proposal = super::cluster::Proposal::of(&cut.block);
-        match handle.block_on(cluster.raft.client_write_ff(proposal)) {
-            Ok(outcome) => {
-                if let Some(flight) = &self.flight
-                    && let Err(e) = flight.send(InFlight { cut, outcome })
-                {
-                    let why = SubmitError::Unavailable("node stopping".into());
-                    self.refuse(e.into_inner().cut, why);
-                }
-            }
-            Err(_) => {
-                cluster.leadership.bump();
-                self.refuse(cut, SubmitError::NotLeader(cluster.leadership.leader()));
-            }
-        }
-    }
-
-    /// The answerer thread: waits for each proposed block's outcome, in the
-    /// order they were proposed.
-    fn answer_in_order(self, proposed: Receiver<InFlight>) {
-        let Some((cluster, handle)) = self.cluster.clone() else {
-            return;
-        };
-        for InFlight { cut, outcome } in proposed {
-            let written = handle.block_on(outcome);
-            cluster
-                .side
-                .own
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(cut.block.header.hash());
-            match written.map(|w| w.map(|w| w.data)) {
-                Ok(Ok(super::cluster::Outcome::Committed { .. })) => {
-                    match self.store.checkpoint() {
-                        Some(checkpoint) => self.answer(cut, &checkpoint),
-                        None => self.refuse(cut, SubmitError::Unavailable("no checkpoint".into())),
-                    }
-                }
-                Ok(Ok(outcome)) => {
-                    // Refused by the state machine everywhere: start over
-                    // from the applied state.
-                    cluster.leadership.bump_from(cut.epoch);
-                    let why = match outcome {
-                        super::cluster::Outcome::Refused(r) => r,
-                        other => format!("{other:?}"),
-                    };
-                    let why = SubmitError::NotCommitted(format!("block refused: {why}"));
-                    self.refuse(cut, why);
-                }
-                // Leadership moved while the block was being replicated: a
-                // new leader may still commit it, so the outcome is not
-                // known (a resubmission answers 409 duplicate if it was).
-                Ok(Err(_)) | Err(_) => {
-                    cluster.leadership.bump_from(cut.epoch);
-                    self.refuse(cut, SubmitError::NotLeader(cluster.leadership.leader()));
-                }
-            }
+    fn settle(&self, cut: Cut, outcome: Result<Note, SubmitError>) {
+        match outcome {
+            Ok(checkpoint) => self.answer(cut, &checkpoint),
+            Err(why) => self.refuse(cut, why),
         }
     }
 
     /// Hands each waiter its receipt against `checkpoint`.
-    fn answer(&self, cut: Cut, checkpoint: &medledger_formats::note::Note) {
+    fn answer(&self, cut: Cut, checkpoint: &Note) {
         let h = cut.block.header.header();
         metrics::gauge!("medledger_block_height").set(h.height as f64);
         metrics::gauge!("medledger_log_size").set(h.log_size as f64);

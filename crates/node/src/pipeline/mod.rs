@@ -1,0 +1,10 @@
+//! The write path, in the order data flows through it: callers' batches
+//! are admitted (signatures, payload rules, roles, duplicates) and cut
+//! into blocks by the sequencer, which hands each sealed block to a
+//! [`BlockSink`] that makes it durable.
+
+mod sequencer;
+mod sink;
+
+pub use sequencer::{Receipt, SUBMISSION_CHUNK, Sequencer, SequencerConfig, SubmitError, Waiting};
+pub use sink::{BlockSink, LocalSink, SinkError, Written};
