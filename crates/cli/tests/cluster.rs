@@ -1068,7 +1068,11 @@ impl Cluster {
     /// SIGKILL to every node at once (a power cut of the whole cluster; the
     /// page cache survives, as it does for a process crash).
     fn kill_all(&mut self) {
-        let children: Vec<Child> = self.nodes.iter_mut().filter_map(|n| n.child.take()).collect();
+        let children: Vec<Child> = self
+            .nodes
+            .iter_mut()
+            .filter_map(|n| n.child.take())
+            .collect();
         for c in &children {
             // SAFETY: signals a child process this test spawned.
             unsafe {
@@ -1116,7 +1120,11 @@ fn power_cuts(cycles: usize) {
         }
         for n in &mut c.nodes {
             if let Some(Ok(Some(s))) = n.child.as_mut().map(|ch| ch.try_wait()) {
-                panic!("cycle {cycle}: node {} exited ({s}):\n{}", n.id, n.log_text());
+                panic!(
+                    "cycle {cycle}: node {} exited ({s}):\n{}",
+                    n.id,
+                    n.log_text()
+                );
             }
         }
         load.wait_for_more(100, Duration::from_secs(90));
