@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end tests of the web dashboard in headless Chromium, on real
+# Tests of the web dashboard: first its signature checks under Node.js
+# (signatures.mjs, no browser), then end to end in headless Chromium, on real
 # processes: a node seeded with `medledger demo`, a token for its integration
 # participant, and e2e.mjs driving Chromium through playwright-core.
 #
@@ -17,6 +18,11 @@ export CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 export SCREENSHOTS=${SCREENSHOTS:-$TARGET/dashboard-screenshots}
 
 start=$(date +%s)
+command -v node > /dev/null || { echo "dashboard tests need Node.js 20 or later" >&2; exit 1; }
+# The vendored Ed25519 verifier and app.js's use of it, on the speccheck
+# vectors in ../shared/testdata and on crafted receipts.
+node --test tests/dashboard/signatures.mjs
+
 cargo build --locked -q -p medledger
 BIN="$TARGET/debug/medledger"
 
@@ -30,7 +36,6 @@ if [ ! -x "$CHROMIUM" ]; then
     exit 1
   fi
 fi
-command -v node > /dev/null || { echo "dashboard tests need Node.js 20 or later" >&2; exit 1; }
 (cd tests/dashboard && npm ci --no-audit --no-fund --loglevel=error > /dev/null)
 
 WORK=$(mktemp -d)

@@ -14,7 +14,7 @@ use medledger_formats::cosignature::{
 use medledger_formats::merkle;
 use medledger_formats::note::{NoteError, NoteVerifier};
 use medledger_formats::receipt::TlogProof;
-use medledger_formats::tx::TxHeader;
+use medledger_formats::tx::{Transaction, TxError};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -141,15 +141,13 @@ fn verify(
         anyhow::bail!("receipt is for transaction {id}, not {want}");
     }
     let checkpoint = proof.verify(&leaf, origin, &trusted.log)?;
-    let header: TxHeader = serde_json::from_slice(header_jcs)
-        .context("extra line does not hold a transaction header")?;
-    let mut message = medledger_formats::canon::TX_TAG.to_vec();
-    message.extend_from_slice(header_jcs);
-    let key = medledger_formats::keys::verifying_key(&header.author)?;
-    let mut s = [0u8; 64];
-    s.copy_from_slice(sig);
-    key.verify_strict(&message, &ed25519_dalek::Signature::from_bytes(&s))
-        .context("the author's signature over the header does not verify")?;
+    let sig: &[u8; 64] = sig.try_into().context("signature is not 64 bytes")?;
+    let header = match Transaction::verify_header_signature(header_jcs, sig) {
+        Err(TxError::Header(e)) => {
+            bail!("extra line does not hold a transaction header: {e}")
+        }
+        r => r.context("the author's signature over the header does not verify")?,
+    };
     let mut summary = format!(
         "ok: transaction {id} ({kind} by {author}, time {time}) is entry {index} of {origin} at size {size}, root {root}",
         kind = header.kind,
@@ -172,4 +170,68 @@ fn verify(
         ));
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+    use medledger_formats::checkpoint::Checkpoint;
+    use medledger_formats::merkle::MemTree;
+    use medledger_formats::note::NoteSigner;
+    use sha2::Digest;
+
+    const ORIGIN: &str = "medledger.example/cli";
+
+    /// A receipt for a one-leaf log holding `JCS(header) || signature`.
+    fn receipt(log: &NoteSigner, header_jcs: &[u8], sig: &[u8; 64]) -> String {
+        let mut extra = header_jcs.to_vec();
+        extra.extend_from_slice(sig);
+        let tree = MemTree::from_leaves(&[merkle::leaf_hash(&extra)]);
+        let cp = Checkpoint {
+            origin: ORIGIN.into(),
+            size: 1,
+            root: tree.root(),
+            extensions: vec![],
+        };
+        TlogProof {
+            extra: Some(extra),
+            index: 0,
+            proof: vec![],
+            checkpoint: cp.sign(log).unwrap(),
+        }
+        .render()
+    }
+
+    /// Issue 13: a signature whose R is the identity point and S = k·a is
+    /// valid under the ledger's rule (ZIP-215), so the receipt the node
+    /// issued for it verifies here too; one flipped bit of S does not.
+    #[test]
+    fn receipt_with_identity_r_author_signature_verifies() {
+        let log = NoteSigner::new(ORIGIN, SigningKey::from_bytes(&[3; 32])).unwrap();
+        let trusted = Trusted::parse(&[log.verifier().to_vkey()], None).unwrap();
+        let author = SigningKey::from_bytes(&[4; 32]);
+        let tx =
+            Transaction::sign(&author, "medical_report", 1, &serde_json::json!({"a": 1})).unwrap();
+        let mut r = [0u8; 32];
+        r[0] = 1;
+        let k = curve25519_dalek::Scalar::from_hash(
+            sha2::Sha512::new()
+                .chain_update(r)
+                .chain_update(author.verifying_key().as_bytes())
+                .chain_update(tx.signing_message()),
+        );
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(&r);
+        sig[32..].copy_from_slice((k * author.to_scalar()).as_bytes());
+
+        let text = receipt(&log, tx.header_jcs(), &sig);
+        let summary = verify(&text, &trusted, Some(ORIGIN), None).unwrap();
+        assert!(summary.starts_with("ok: "), "{summary}");
+
+        sig[40] ^= 1;
+        let text = receipt(&log, tx.header_jcs(), &sig);
+        let err = verify(&text, &trusted, Some(ORIGIN), None).unwrap_err();
+        assert!(format!("{err:#}").contains("author's signature"), "{err:#}");
+    }
 }

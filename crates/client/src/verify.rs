@@ -3,15 +3,13 @@
 //! No I/O, so each check can be tested on its own.
 
 use crate::error::VerifyError;
-use ed25519_dalek::Signature;
 use medledger_formats::block::SealedHeader;
-use medledger_formats::canon::{self, TX_TAG};
+use medledger_formats::canon;
 use medledger_formats::checkpoint::Checkpoint;
-use medledger_formats::keys;
 use medledger_formats::merkle::{self, Hash};
 use medledger_formats::note::NoteVerifier;
 use medledger_formats::receipt::TlogProof;
-use medledger_formats::tx::{Transaction, TxHeader};
+use medledger_formats::tx::Transaction;
 
 /// The node keys and origin a client trusts.
 #[derive(Clone, Debug)]
@@ -127,7 +125,9 @@ impl Trust {
 
     /// Verifies that `text` proves the transaction with id `id`: the leaf
     /// hash of `extra` must be `id`, the proof must verify, and the author's
-    /// signature over the header in `extra` must verify (`verify_strict`).
+    /// signature over the header in `extra` must verify, under the same rule
+    /// (ZIP-215, `medledger_formats::sig`) the node applied when it admitted
+    /// the transaction.
     pub fn receipt_for_id(&self, text: &str, id: &Hash) -> Result<VerifiedReceipt, VerifyError> {
         let proof = TlogProof::parse(text)?;
         let extra = proof.extra.as_deref().ok_or(VerifyError::NoExtra)?;
@@ -157,7 +157,7 @@ impl Trust {
         if !self
             .verifiers
             .iter()
-            .any(|v| v.key().as_bytes() == &h.proposer.0)
+            .any(|v| v.key().to_bytes() == h.proposer.0)
         {
             return Err(bad(format!(
                 "proposer {} is not a trusted node key",
@@ -198,20 +198,14 @@ fn decode_sig(hex_sig: &str) -> Result<[u8; 64], &'static str> {
     <[u8; 64]>::try_from(bytes.as_slice()).map_err(|_| "is not 64 bytes")
 }
 
-/// Checks `verify_strict(author, TX_TAG || header_jcs, sig)` for a leaf
-/// preimage `header_jcs || sig`.
+/// Checks the author's signature in a leaf preimage `header_jcs || sig`.
 fn check_author_signature(extra: &[u8]) -> Result<(), VerifyError> {
-    if extra.len() <= 64 {
-        return Err(VerifyError::AuthorSignature);
-    }
-    let (header_jcs, sig) = extra.split_at(extra.len() - 64);
-    let header: TxHeader =
-        serde_json::from_slice(header_jcs).map_err(|_| VerifyError::AuthorSignature)?;
-    let key = keys::verifying_key(&header.author).map_err(|_| VerifyError::AuthorSignature)?;
-    let mut message = TX_TAG.to_vec();
-    message.extend_from_slice(header_jcs);
-    let sig: [u8; 64] = sig.try_into().map_err(|_| VerifyError::AuthorSignature)?;
-    key.verify_strict(&message, &Signature::from_bytes(&sig))
+    let (header_jcs, sig) = extra
+        .split_last_chunk::<64>()
+        .filter(|(header, _)| !header.is_empty())
+        .ok_or(VerifyError::AuthorSignature)?;
+    Transaction::verify_header_signature(header_jcs, sig)
+        .map(|_| ())
         .map_err(|_| VerifyError::AuthorSignature)
 }
 

@@ -181,6 +181,72 @@ fn submitted_transactions_come_back_with_verified_receipts() {
     assert!(!p.code.is_empty() && !p.detail.is_empty());
 }
 
+/// `tx` re-signed with the identity point as R and S = k·a, where a is the
+/// author's secret scalar and k = SHA-512(R || A || message): then
+/// `[S]B = R + [k]A` holds exactly. Only the author can make it (it reveals
+/// a = S/k). The strict rule refused it, a cofactorless batch accepted it.
+fn identity_r(author: &SigningKey, tx: &Transaction) -> Transaction {
+    use sha2::Digest;
+    let mut r = [0u8; 32];
+    r[0] = 1;
+    let k = curve25519_dalek::Scalar::from_hash(
+        sha2::Sha512::new()
+            .chain_update(r)
+            .chain_update(author.verifying_key().as_bytes())
+            .chain_update(tx.signing_message()),
+    );
+    let mut wire = tx.to_wire().unwrap();
+    wire.signature.0[..32].copy_from_slice(&r);
+    wire.signature.0[32..].copy_from_slice((k * author.to_scalar()).as_bytes());
+    Transaction::from_wire(wire).unwrap()
+}
+
+/// Issue 13: such signatures used to pass admission in a batch of four and
+/// then fail `medledger receipt verify`. Every path now applies ZIP-215,
+/// under which they are valid: single check, batch check, the node's
+/// admission (one batch of four, and one alone) and the receipt check.
+#[test]
+fn identity_r_signature_gets_one_verdict_from_admission_to_receipt() {
+    let (_dir, _node, client, doctor) = node_with_doctor();
+    let crafted: Vec<Transaction> = (0..5)
+        .map(|i| identity_r(&doctor, &report(&doctor, 10 + i)))
+        .collect();
+    for tx in &crafted {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert_eq!(tx.signature()[..32], identity, "R is the identity point");
+        assert_eq!(tx.verify_signature(), Ok(()), "single path");
+    }
+    let batch: Vec<&Transaction> = crafted[..4].iter().collect();
+    for _ in 0..50 {
+        assert!(
+            Transaction::verify_signatures(&batch)
+                .iter()
+                .all(Result::is_ok),
+            "batch path"
+        );
+    }
+
+    // Admission: four in one request (one batch equation), then one alone.
+    let results = client.submit_batch(&crafted[..4]).unwrap();
+    let mut admitted: Vec<&Transaction> = Vec::new();
+    for (r, tx) in results.iter().zip(&crafted) {
+        assert_eq!(r.as_ref().expect("admitted in a batch").id, *tx.id());
+        admitted.push(tx);
+    }
+    assert_eq!(client.submit(&crafted[4]).unwrap().id, *crafted[4].id());
+    admitted.push(&crafted[4]);
+
+    // The receipt the node issued verifies with the author's signature, as
+    // `medledger receipt verify` checks it.
+    for tx in admitted {
+        let r = client.receipt(tx.id()).unwrap();
+        assert_eq!(r.id, *tx.id());
+        let proof = TlogProof::parse(&r.text).unwrap();
+        assert_eq!(proof.extra.as_deref(), Some(tx.leaf_preimage().as_slice()));
+    }
+}
+
 #[test]
 fn reads_are_verified_transaction_receipt_checkpoint_blocks() {
     let (dir, _node, client, doctor) = node_with_doctor();

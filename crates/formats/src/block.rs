@@ -4,7 +4,7 @@
 //! header    = {first_leaf, height, log_root, log_size, prev_hash, proposer,
 //!              time, tx_count, txs_root, v}                  (JCS, keys sorted)
 //! hash      = SHA-256("medledger/block/v1\n" || JCS(header))
-//! signature = Ed25519(proposer, "medledger/block/v1\n" || JCS(header))
+//! signature = Ed25519(proposer, "medledger/block/v1\n" || JCS(header))   checked by crate::sig
 //! ```
 
 use crate::bytes::Bytes;
@@ -12,7 +12,7 @@ use crate::canon::{self, BLOCK_TAG, CanonError};
 use crate::keys::{self, PublicKey};
 use crate::merkle::Hash;
 use crate::tx::Transaction;
-use ed25519_dalek::{Signature, Signer, SigningKey};
+use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -118,10 +118,10 @@ impl SealedHeader {
         })
     }
 
-    /// Checks the proposer's signature.
+    /// Checks the proposer's signature under the rule of [`crate::sig`].
     pub fn verify_signature(&self) -> Result<(), BlockError> {
         let key = keys::verifying_key(&self.header.proposer).map_err(|_| BlockError::Signature)?;
-        key.verify_strict(&self.message, &Signature::from_bytes(&self.signature))
+        key.verify(&self.message, &self.signature)
             .map_err(|_| BlockError::Signature)
     }
 

@@ -7,12 +7,16 @@
 //! signature)`. The key id is `SHA-256(name || 0x0A || 0x04 || public
 //! key)[:4]` and the signed message is `cosignature/v1\ntime <timestamp>\n`
 //! followed by the checkpoint's note text. Cosigner keys are written as
-//! vkeys of type `0x04`.
+//! vkeys of type `0x04`. The Ed25519 signature is checked by the rule of
+//! [`crate::sig`] (ZIP-215), like every other signature.
 
+use crate::bytes::Bytes;
+use crate::keys;
 use crate::note::{
     Note, NoteError, NoteSignature, compute_key_id, parse_vkey, render_vkey, validate_key_name,
 };
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use crate::sig::VerifyingKey;
+use ed25519_dalek::{Signer, SigningKey};
 
 /// Signature type byte of Ed25519 cosignatures.
 pub const SIG_TYPE_COSIGNATURE_ED25519: u8 = 0x04;
@@ -61,31 +65,24 @@ pub struct Cosigner {
     name: String,
     key_id: u32,
     key: SigningKey,
+    verifier: CosignatureVerifier,
 }
 
 impl Cosigner {
     /// A cosigner named `name` (a schema-less URL) signing with `key`.
     pub fn new(name: &str, key: SigningKey) -> Result<Self, CosignatureError> {
-        validate_key_name(name)?;
-        let key_id = compute_key_id(
-            name,
-            SIG_TYPE_COSIGNATURE_ED25519,
-            key.verifying_key().as_bytes(),
-        );
+        let verifier = CosignatureVerifier::new(name, key.verifying_key().as_bytes())?;
         Ok(Cosigner {
             name: name.to_owned(),
-            key_id,
+            key_id: verifier.key_id,
             key,
+            verifier,
         })
     }
 
     /// Its verifier.
     pub fn verifier(&self) -> CosignatureVerifier {
-        CosignatureVerifier {
-            name: self.name.clone(),
-            key_id: self.key_id,
-            key: self.key.verifying_key(),
-        }
+        self.verifier.clone()
     }
 
     /// The cosignature of `note`'s text at `timestamp` (POSIX seconds).
@@ -121,12 +118,19 @@ impl CosignatureVerifier {
                 NoteError::UnsupportedKeyType(t) => CosignatureError::KeyType(t),
                 other => other.into(),
             })?;
-        let key_id = compute_key_id(&name, SIG_TYPE_COSIGNATURE_ED25519, &public);
-        let key = VerifyingKey::from_bytes(&public).map_err(|_| NoteError::InvalidPublicKey)?;
-        if key.is_weak() {
-            return Err(NoteError::InvalidPublicKey.into());
-        }
-        Ok(CosignatureVerifier { name, key_id, key })
+        Self::new(&name, &public)
+    }
+
+    /// A verifier for the cosigner `name` with public key `public`,
+    /// refusing weak keys as [`keys::verifying_key`] does.
+    fn new(name: &str, public: &[u8; 32]) -> Result<Self, CosignatureError> {
+        validate_key_name(name)?;
+        let key = keys::verifying_key(&Bytes(*public)).map_err(|_| NoteError::InvalidPublicKey)?;
+        Ok(CosignatureVerifier {
+            name: name.to_owned(),
+            key_id: compute_key_id(name, SIG_TYPE_COSIGNATURE_ED25519, public),
+            key,
+        })
     }
 
     /// The cosigner's name.
@@ -140,7 +144,7 @@ impl CosignatureVerifier {
             &self.name,
             self.key_id,
             SIG_TYPE_COSIGNATURE_ED25519,
-            &self.key,
+            &self.key.to_bytes(),
         )
     }
 
@@ -160,9 +164,9 @@ impl CosignatureVerifier {
             if timestamp > MAX_TIMESTAMP {
                 return Err(malformed());
             }
-            let signature = Signature::from_slice(signature).map_err(|_| malformed())?;
+            let signature = <&[u8; 64]>::try_from(signature).map_err(|_| malformed())?;
             self.key
-                .verify_strict(&message(&note.text, timestamp), &signature)
+                .verify(&message(&note.text, timestamp), signature)
                 .map_err(|_| CosignatureError::Invalid(self.name.clone()))?;
             found = Some(found.map_or(timestamp, |t: u64| t.max(timestamp)));
         }

@@ -2,9 +2,13 @@
 //!
 //! A key file is one JCS JSON object, `{"kind":"ed25519","public_key":HEX,"secret_key":HEX,"v":1}`,
 //! so an operator can tell which public key a file holds without tools.
+//!
+//! Keys are signed with ed25519-dalek; every signature is checked by the
+//! rule of [`crate::sig`].
 
 use crate::bytes::Bytes;
-use ed25519_dalek::{SigningKey, VerifyingKey};
+use crate::sig::VerifyingKey;
+use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 
 /// A participant's or node's public key: the 32-byte Ed25519 encoding.
@@ -53,8 +57,13 @@ pub fn public_key(key: &SigningKey) -> PublicKey {
     Bytes(key.verifying_key().to_bytes())
 }
 
-/// Decodes a public key, refusing weak (small-order) keys, whose signatures
-/// prove nothing.
+/// Decodes a public key for checking signatures, refusing weak
+/// (small-order) keys.
+///
+/// This is the key policy, separate from the signature rule: under ZIP-215
+/// a small-order key has valid signatures on every message (S = 0, R of
+/// small order), so a signature by it proves nothing, and no secret key
+/// derives one. Every key the ledger registers or trusts passes here first.
 pub fn verifying_key(key: &PublicKey) -> Result<VerifyingKey, KeyError> {
     let vk = VerifyingKey::from_bytes(&key.0).map_err(|_| KeyError::InvalidPublicKey)?;
     if vk.is_weak() {
@@ -63,9 +72,11 @@ pub fn verifying_key(key: &PublicKey) -> Result<VerifyingKey, KeyError> {
     Ok(vk)
 }
 
-/// Decompressed public keys, shared between threads. Decompressing a key
-/// is a large part of checking one signature, and authors sign again and
-/// again; the cache is cleared when it reaches its capacity.
+/// Decoded public keys, shared between threads: the weak-key check and the
+/// point decompression are paid once per author rather than once per
+/// signature. (A [`crate::sig::Batch`] still decompresses each distinct key
+/// once per batch: ed25519-zebra's batch takes key bytes.) The cache is
+/// cleared when it reaches its capacity.
 pub struct KeyCache {
     map: std::sync::RwLock<std::collections::HashMap<PublicKey, VerifyingKey>>,
     capacity: usize,
@@ -80,7 +91,7 @@ impl KeyCache {
         }
     }
 
-    /// The decompressed key, as [`verifying_key`] returns it.
+    /// The decoded key, as [`verifying_key`] returns it.
     pub fn get(&self, key: &PublicKey) -> Result<VerifyingKey, KeyError> {
         if let Some(k) = self.map.read().unwrap_or_else(|e| e.into_inner()).get(key) {
             return Ok(*k);
@@ -139,6 +150,29 @@ mod tests {
             "{\"kind\":\"ed25519\",\"public_key\":\"ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c\",\"secret_key\":\"0707070707070707070707070707070707070707070707070707070707070707\",\"v\":1}\n"
         );
         assert_eq!(decode_key_file(&text).unwrap().to_bytes(), key.to_bytes());
+    }
+
+    #[test]
+    fn weak_keys_are_refused_when_parsed_and_ordinary_keys_are_not() {
+        // Small-order points: the identity, a point of order 8 (the key of
+        // speccheck cases 0 and 1), a non-canonical encoding of the point of
+        // order 2 (cases 10 and 11), and the point of order 4 (y = 0).
+        for hex_key in [
+            "0100000000000000000000000000000000000000000000000000000000000000",
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+            "0000000000000000000000000000000000000000000000000000000000000000",
+        ] {
+            let key = PublicKey::parse_hex(hex_key).unwrap();
+            assert!(
+                matches!(verifying_key(&key), Err(KeyError::InvalidPublicKey)),
+                "{hex_key} accepted"
+            );
+            let cache = KeyCache::new(4);
+            assert!(cache.get(&key).is_err());
+        }
+        let ordinary = public_key(&SigningKey::from_bytes(&[7u8; 32]));
+        assert_eq!(verifying_key(&ordinary).unwrap().to_bytes(), ordinary.0);
     }
 
     #[test]

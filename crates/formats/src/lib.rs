@@ -12,4 +12,5 @@ pub mod merkle;
 pub mod note;
 pub mod receipt;
 pub mod record;
+pub mod sig;
 pub mod tx;

@@ -8,11 +8,16 @@
 //!
 //! Parsing is strict and canonical: for every string `s` that
 //! [`Note::parse`] accepts, `Note::parse(s)?.render() == s`. Verification
-//! follows the spec's rules for unknown keys, see [`Note::verify`].
+//! follows the spec's rules for unknown keys, see [`Note::verify`]; each
+//! Ed25519 signature is checked by the rule of [`crate::sig`] (ZIP-215),
+//! and weak keys are refused as [`crate::keys::verifying_key`] refuses them.
 
+use crate::bytes::Bytes;
+use crate::keys;
+use crate::sig::VerifyingKey;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, Signer as _, SigningKey};
 use sha2::{Digest as _, Sha256};
 use std::fmt;
 
@@ -136,10 +141,10 @@ pub enum NoteError {
 }
 
 /// Renders a vkey: `name+hex8(key id)+base64(signature type || public key)`.
-pub fn render_vkey(name: &str, key_id: u32, sig_type: u8, key: &VerifyingKey) -> String {
+pub fn render_vkey(name: &str, key_id: u32, sig_type: u8, key: &[u8; 32]) -> String {
     let mut material = Vec::with_capacity(33);
     material.push(sig_type);
-    material.extend_from_slice(key.as_bytes());
+    material.extend_from_slice(key);
     format!("{name}+{key_id:08x}+{}", BASE64.encode(material))
 }
 
@@ -287,15 +292,7 @@ impl NoteSigner {
     /// Creates a signer; fails if `name` is not a valid key name (empty,
     /// contains whitespace, `+` or a control character).
     pub fn new(name: &str, key: SigningKey) -> Result<Self, NoteError> {
-        validate_key_name(name)?;
-        // A public key derived from a secret scalar is never of small order,
-        // so the checks of `NoteVerifier::new` are unnecessary here.
-        let public = key.verifying_key();
-        let verifier = NoteVerifier {
-            name: name.to_owned(),
-            key_id: compute_key_id(name, SIG_TYPE_ED25519, public.as_bytes()),
-            key: public,
-        };
+        let verifier = NoteVerifier::new(name, key.verifying_key().as_bytes())?;
         Ok(Self { verifier, key })
     }
 
@@ -350,21 +347,18 @@ impl NoteVerifier {
     /// [`NoteError::UnsupportedKeyType`].
     pub fn parse(vkey: &str) -> Result<Self, NoteError> {
         let (name, public) = parse_vkey(vkey, SIG_TYPE_ED25519)?;
-        let key = VerifyingKey::from_bytes(&public).map_err(|_| NoteError::InvalidPublicKey)?;
-        Self::new(&name, key)
+        Self::new(&name, &public)
     }
 
     /// Creates a verifier from a key name and public key, computing the key
-    /// id. Rejects invalid names and small-order ("weak") keys, which
-    /// `verify_strict` would reject on every signature anyway.
-    pub fn new(name: &str, key: VerifyingKey) -> Result<Self, NoteError> {
+    /// id. Rejects invalid names, bytes that are no curve point and
+    /// small-order ("weak") keys, as [`keys::verifying_key`] does.
+    pub fn new(name: &str, public: &[u8; 32]) -> Result<Self, NoteError> {
         validate_key_name(name)?;
-        if key.is_weak() {
-            return Err(NoteError::InvalidPublicKey);
-        }
+        let key = keys::verifying_key(&Bytes(*public)).map_err(|_| NoteError::InvalidPublicKey)?;
         Ok(Self {
             name: name.to_owned(),
-            key_id: compute_key_id(name, SIG_TYPE_ED25519, key.as_bytes()),
+            key_id: compute_key_id(name, SIG_TYPE_ED25519, public),
             key,
         })
     }
@@ -386,7 +380,12 @@ impl NoteVerifier {
 
     /// Renders the vkey string `name+hex8(id)+base64(0x01 || public key)`.
     pub fn to_vkey(&self) -> String {
-        render_vkey(&self.name, self.key_id, SIG_TYPE_ED25519, &self.key)
+        render_vkey(
+            &self.name,
+            self.key_id,
+            SIG_TYPE_ED25519,
+            &self.key.to_bytes(),
+        )
     }
 
     /// Whether `sig` names this key (both key name and key id match).
@@ -394,14 +393,10 @@ impl NoteVerifier {
         self.name == sig.name && self.key_id == sig.key_id
     }
 
-    /// Verifies an Ed25519 signature over `msg` with the strict rules of
-    /// `verify_strict` (canonical S, no small-order R or key), so that a
-    /// signature is valid here exactly when it is valid everywhere.
+    /// Verifies an Ed25519 signature over `msg` under the rule of
+    /// [`crate::sig`], the one every medledger signature is checked by.
     fn verify_raw(&self, msg: &[u8], sig: &[u8]) -> bool {
-        match Signature::from_slice(sig) {
-            Ok(sig) => self.key.verify_strict(msg, &sig).is_ok(),
-            Err(_) => false,
-        }
+        <&[u8; 64]>::try_from(sig).is_ok_and(|sig| self.key.verify(msg, sig).is_ok())
     }
 }
 
@@ -857,7 +852,7 @@ mod tests {
                 "{name:?} accepted"
             );
             assert!(matches!(
-                NoteVerifier::new(name, key.verifying_key()),
+                NoteVerifier::new(name, key.verifying_key().as_bytes()),
                 Err(NoteError::InvalidKeyName { .. })
             ));
         }

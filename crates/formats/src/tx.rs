@@ -3,7 +3,7 @@
 //! ```text
 //! header     = {author, commitment, kind, nonce, time, v}      (JCS, keys sorted)
 //! commitment = SHA-256(salt || JCS(payload))                   salt: 16 random bytes
-//! signature  = Ed25519(author, "medledger/tx/v1\n" || JCS(header))
+//! signature  = Ed25519(author, "medledger/tx/v1\n" || JCS(header))   checked by crate::sig (ZIP-215)
 //! id         = SHA-256(0x00 || JCS(header) || signature)       the RFC 6962 leaf hash
 //! ```
 //! The payload is outside the signed header and is bound only through the
@@ -13,7 +13,8 @@ use crate::bytes::Bytes;
 use crate::canon::{self, CanonError, TX_TAG};
 use crate::keys::{self, KeyError, PublicKey};
 use crate::merkle::{self, Hash};
-use ed25519_dalek::{Signature, Signer, SigningKey};
+use crate::sig::{self, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -231,52 +232,68 @@ impl Transaction {
         })
     }
 
-    /// Checks the author's signature with `verify_strict`.
+    /// Checks the author's signature under the rule of [`crate::sig`].
     pub fn verify_signature(&self) -> Result<(), TxError> {
         let key = keys::verifying_key(&self.header.author).map_err(|_| TxError::Author)?;
         self.verify_with(&key)
     }
 
-    fn verify_with(&self, key: &ed25519_dalek::VerifyingKey) -> Result<(), TxError> {
-        key.verify_strict(&self.message, &Signature::from_bytes(&self.signature))
+    fn verify_with(&self, key: &VerifyingKey) -> Result<(), TxError> {
+        key.verify(&self.message, &self.signature)
             .map_err(|_| TxError::Signature)
     }
 
-    /// Checks many signatures; returns one result per transaction.
+    /// Checks many signatures; returns one result per transaction, the same
+    /// as [`Self::verify_signature`] would give for each.
     ///
     /// One batch equation is tried first; only if it fails is each signature
-    /// checked on its own to find the bad ones.
+    /// checked on its own to find the bad ones. The batch is cofactored
+    /// (ZIP-215), so it passes exactly when every signature would pass alone.
     pub fn verify_signatures(txs: &[&Transaction]) -> Vec<Result<(), TxError>> {
-        // Authors repeat within a batch; decompress each key once.
+        // Authors repeat within a batch; decode each key once.
         let cache = keys::KeyCache::new(txs.len());
         Self::verify_signatures_with(txs, &cache)
     }
 
-    /// [`Self::verify_signatures`] with decompressed keys from `cache`.
+    /// [`Self::verify_signatures`] with decoded keys from `cache`.
     pub fn verify_signatures_with(
         txs: &[&Transaction],
         cache: &keys::KeyCache,
     ) -> Vec<Result<(), TxError>> {
-        let keys: Vec<Result<ed25519_dalek::VerifyingKey, KeyError>> =
+        let keys: Vec<Result<VerifyingKey, KeyError>> =
             txs.iter().map(|t| cache.get(&t.header.author)).collect();
-        if txs.len() >= 4 {
-            let good: Option<Vec<ed25519_dalek::VerifyingKey>> =
-                keys.iter().map(|k| k.as_ref().ok().copied()).collect();
-            if let Some(keys) = good {
-                let msgs: Vec<&[u8]> = txs.iter().map(|t| t.message.as_slice()).collect();
-                let sigs: Vec<Signature> = txs
-                    .iter()
-                    .map(|t| Signature::from_bytes(&t.signature))
-                    .collect();
-                if ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok() {
-                    return vec![Ok(()); txs.len()];
+        if txs.len() >= 4 && keys.iter().all(Result::is_ok) {
+            let mut batch = sig::Batch::new();
+            for (t, k) in txs.iter().zip(&keys) {
+                if let Ok(k) = k {
+                    batch.queue(k, &t.message, &t.signature);
                 }
+            }
+            if batch.verify().is_ok() {
+                return vec![Ok(()); txs.len()];
             }
         }
         txs.iter()
             .zip(keys)
             .map(|(t, k)| t.verify_with(&k.map_err(|_| TxError::Author)?))
             .collect()
+    }
+
+    /// Checks the author's signature over stored header bytes, as a receipt
+    /// carries them (`JCS(header) || signature`), without the payload.
+    /// Returns the parsed header.
+    pub fn verify_header_signature(
+        header_jcs: &[u8],
+        signature: &[u8; 64],
+    ) -> Result<TxHeader, TxError> {
+        let header: TxHeader =
+            serde_json::from_slice(header_jcs).map_err(|e| TxError::Header(e.to_string()))?;
+        let key = keys::verifying_key(&header.author).map_err(|_| TxError::Author)?;
+        let mut message = TX_TAG.to_vec();
+        message.extend_from_slice(header_jcs);
+        key.verify(&message, signature)
+            .map_err(|_| TxError::Signature)?;
+        Ok(header)
     }
 
     /// The header.

@@ -1,10 +1,12 @@
-/* The medledger dashboard: one ES module, no build step, no dependency.
+/* The medledger dashboard: one ES module, no build step; its one dependency,
+ * noble-ed25519.js, is vendored beside it and served by the node.
  *
  * Pages (hash routes): overview, epidemic and vaccination statistics, live
  * NEWS2 alerts, a receipt checker and a block explorer. Everything comes from
  * the node's public API; the token-gated parts (alerts, payloads) use a
  * bearer token kept in sessionStorage. Checkpoints and receipts are verified
- * here, in the browser, with WebCrypto (SHA-256 and Ed25519) only.
+ * here, in the browser: SHA-256 by WebCrypto, Ed25519 by noble-ed25519 under
+ * the node's signature rule (ZIP-215, see docs/FORMATS.md §2.3).
  *
  * The verification functions are exported so that tests can import this
  * module and run them on known answers.
@@ -13,6 +15,8 @@
 // ---------------------------------------------------------------------------
 // Settings: the token lives for the browser session, a pinned verifier key
 // until it is unpinned.
+
+import { Point, verifyAsync } from './noble-ed25519.js';
 
 const TOKEN_KEY = 'medledger.token';
 const VKEY_KEY = 'medledger.vkey';
@@ -220,7 +224,8 @@ export async function api(path, { auth = false, as = 'json', signal } = {}) {
 
 // ---------------------------------------------------------------------------
 // Verification: C2SP signed notes, checkpoints, tlog-proof receipts, RFC 9162
-// inclusion and consistency proofs. WebCrypto does the hashing and Ed25519.
+// inclusion and consistency proofs. WebCrypto does the hashing,
+// noble-ed25519 the signatures.
 
 export class VerifyError extends Error {
   constructor(message) {
@@ -251,6 +256,37 @@ function equalBytes(a, b) {
 
 export async function sha256(bytes) {
   return new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+}
+
+/**
+ * Decodes an Ed25519 public key as the node does (keys::verifying_key): any
+ * encoding of a curve point, but never one of small order, since under the
+ * signature rule such a key has valid signatures on every message.
+ */
+function ed25519Key(bytes) {
+  let point;
+  try {
+    point = Point.fromBytes(bytes, true);
+  } catch {
+    throw new VerifyError('invalid Ed25519 public key');
+  }
+  if (point.isSmallOrder()) throw new VerifyError('invalid Ed25519 public key: small order');
+  return bytes;
+}
+
+/**
+ * The node's signature rule (crates/formats/src/sig.rs): ZIP-215. S must be
+ * canonical, A and R may be any encoding of a point and are hashed as
+ * given, and the cofactored equation [8][S]B = [8]R + [8][k]A must hold.
+ * WebCrypto's Ed25519 is cofactorless, so it is not used here.
+ */
+async function verifyEd25519(publicKey, signature, message) {
+  if (signature.length !== 64) return false;
+  try {
+    return await verifyAsync(signature, message, publicKey, { zip215: true });
+  } catch {
+    return false;
+  }
 }
 
 export function toHex(bytes) {
@@ -326,12 +362,7 @@ export async function parseVkey(vkey) {
   if (expected !== idHex) {
     throw new VerifyError(`verifier key id ${idHex} does not match its name and key (expected ${expected})`);
   }
-  let key;
-  try {
-    key = await crypto.subtle.importKey('raw', publicKey, { name: 'Ed25519' }, false, ['verify']);
-  } catch {
-    throw new VerifyError('invalid Ed25519 public key');
-  }
+  const key = ed25519Key(publicKey);
   return { name, keyId: idHex, publicKey, key, vkey: text };
 }
 
@@ -407,7 +438,7 @@ export async function verifyCheckpointNote(noteText, vkey) {
     throw new VerifyError(`the checkpoint has no signature by the trusted key ${verifier.name}+${verifier.keyId} (signed by ${names})`);
   }
   for (const sig of mine) {
-    const ok = sig.sig.length === 64 && (await crypto.subtle.verify({ name: 'Ed25519' }, verifier.key, sig.sig, utf8.encode(note.text)));
+    const ok = await verifyEd25519(verifier.key, sig.sig, utf8.encode(note.text));
     if (!ok) throw new VerifyError(`the checkpoint signature by ${verifier.name} (key id ${verifier.keyId}) does not verify`);
   }
   const checkpoint = parseCheckpoint(note.text);
@@ -621,8 +652,8 @@ async function readTxHeader(extra, leaf) {
   const isLeaf = equalBytes(await leafHash(extra), leaf);
   let signatureOk = false;
   try {
-    const key = await crypto.subtle.importKey('raw', fromHex(header.author), { name: 'Ed25519' }, false, ['verify']);
-    signatureOk = await crypto.subtle.verify({ name: 'Ed25519' }, key, sig, concatBytes(TX_TAG, headerBytes));
+    const key = ed25519Key(fromHex(header.author));
+    signatureOk = await verifyEd25519(key, sig, concatBytes(TX_TAG, headerBytes));
   } catch {
     signatureOk = false;
   }
