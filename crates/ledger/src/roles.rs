@@ -114,6 +114,60 @@ pub mod kind {
     ];
 }
 
+// The read policy. Who may read what sits here, beside the write policy,
+// and docs/ROLES.md is tested against it. Checkpoints, proofs, blocks'
+// headers and suppressed statistics are public.
+
+/// Roles that may read record-level data: transactions with their
+/// payloads, patient histories, exports and FHIR reads.
+pub const RECORD_READERS: &[Role] = &[
+    Role::Doctor,
+    Role::Institution,
+    Role::PublicHealth,
+    Role::Researcher,
+    Role::Auditor,
+    Role::DataProtectionOfficer,
+    Role::Admin,
+];
+
+/// Roles that may list participants.
+pub const DIRECTORY_READERS: &[Role] = &[
+    Role::Doctor,
+    Role::Institution,
+    Role::PublicHealth,
+    Role::Researcher,
+    Role::Auditor,
+    Role::DataProtectionOfficer,
+    Role::Admin,
+    Role::PseudonymizationAuthority,
+    Role::Node,
+];
+
+/// Roles that may read NEWS2 alerts (clinical, about identifiable
+/// pseudonyms).
+pub const ALERT_READERS: &[Role] = &[Role::Doctor, Role::Institution, Role::Admin];
+
+/// Roles that may read the organ-donor registry.
+pub const DONOR_READERS: &[Role] = &[
+    Role::Doctor,
+    Role::RegistryOfficer,
+    Role::DataProtectionOfficer,
+];
+
+/// Roles that may turn identifiers into pseudonyms (on the authority's
+/// own node).
+pub const PSEUDONYM_MAKERS: &[Role] = &[Role::PseudonymizationAuthority];
+
+/// Roles whose integration accounts may write FHIR resources (the node
+/// signs them for the account).
+pub const FHIR_WRITERS: &[Role] = &[Role::Institution, Role::Doctor, Role::Device];
+
+/// Whether `role`, a record reader, may read records of `kind`: organ-donor
+/// decisions are for [`DONOR_READERS`] only, whatever else the role may read.
+pub fn may_read_kind(role: Role, kind: &str) -> bool {
+    kind != kind::ORGAN_DONOR_DECISION || DONOR_READERS.contains(&role)
+}
+
 /// Roles allowed to submit `kind`; `None` for an unknown kind.
 pub fn allowed_roles(kind: &str) -> Option<&'static [Role]> {
     use Role::*;

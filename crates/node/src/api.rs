@@ -20,7 +20,7 @@ use base64::Engine;
 use medledger_formats::bytes::Bytes as Hex;
 use medledger_formats::tx::{Transaction, TxWire};
 use medledger_ledger::ledger::Store;
-use medledger_ledger::roles::Role;
+use medledger_ledger::roles::{DIRECTORY_READERS, RECORD_READERS, Role};
 use medledger_ledger::state::Participant;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -28,30 +28,6 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceBuilder;
-
-/// Roles that may read record-level data (payloads).
-pub const RECORD_READERS: &[Role] = &[
-    Role::Doctor,
-    Role::Institution,
-    Role::PublicHealth,
-    Role::Researcher,
-    Role::Auditor,
-    Role::DataProtectionOfficer,
-    Role::Admin,
-];
-
-/// Roles that may list participants.
-pub const DIRECTORY_READERS: &[Role] = &[
-    Role::Doctor,
-    Role::Institution,
-    Role::PublicHealth,
-    Role::Researcher,
-    Role::Auditor,
-    Role::DataProtectionOfficer,
-    Role::Admin,
-    Role::PseudonymizationAuthority,
-    Role::Node,
-];
 
 /// Shared state of the API.
 pub struct AppState {

@@ -12,7 +12,7 @@
 //! A row carries the payload's fields and the transaction's leaf, id and
 //! time: never the author's key, salt or signature.
 
-use crate::api::{AppState, RECORD_READERS, authorize, blocking, query};
+use crate::api::{AppState, authorize, blocking, query};
 use crate::problem::Problem;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
@@ -26,6 +26,7 @@ use medledger_health::export::{Export, ExportError, Format, Query};
 use medledger_health::records::MEDICAL_REPORT;
 use medledger_ledger::LedgerError;
 use medledger_ledger::ledger::Store;
+use medledger_ledger::roles::RECORD_READERS;
 use medledger_store::index::{By, IndexError};
 use serde::Deserialize;
 use std::ops::ControlFlow;

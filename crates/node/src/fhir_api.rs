@@ -10,7 +10,7 @@
 //! the resource rules and the author's role. Errors are OperationOutcomes.
 
 use crate::SubmitError;
-use crate::api::{AppState, RECORD_READERS, authorize, blocking, ledger_err};
+use crate::api::{AppState, authorize, blocking, ledger_err};
 use crate::health::{Record, records};
 use crate::problem::Problem;
 use axum::body::Bytes;
@@ -24,7 +24,7 @@ use medledger_health::fhir::{self, BundleType, EntryOutcome, FhirError};
 use medledger_health::pseudonym;
 use medledger_health::records::{self as rules, PayloadError};
 use medledger_ledger::ledger::{Store, now_ms};
-use medledger_ledger::roles::{Role, allowed_roles};
+use medledger_ledger::roles::{FHIR_WRITERS, RECORD_READERS, allowed_roles};
 use medledger_ledger::state::{Participant, Rejection};
 use medledger_store::index::By;
 use serde_json::{Value, json};
@@ -69,8 +69,6 @@ pub const MAX_COUNT: usize = 1000;
 /// Candidates a search examines per request before it returns a page with
 /// a `next` link (a page can then hold fewer than `_count` matches).
 pub const MAX_SCAN: usize = 20_000;
-/// Roles that may write through `/fhir`.
-pub const FHIR_WRITERS: &[Role] = &[Role::Institution, Role::Doctor, Role::Device];
 
 fn fhir_json(status: StatusCode, body: &Value) -> Response {
     let mut r = (status, body.to_string()).into_response();

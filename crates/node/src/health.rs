@@ -2,9 +2,7 @@
 //! endpoint, a patient's history, and the keys a node holds to sign FHIR
 //! writes for institutions' integration accounts.
 
-use crate::api::{
-    AppState, RECORD_READERS, authorize, blocking, ledger_err, parse_u64, path_param, query,
-};
+use crate::api::{AppState, authorize, blocking, ledger_err, parse_u64, path_param, query};
 use crate::problem::Problem;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -17,7 +15,7 @@ use medledger_formats::note::Note;
 use medledger_formats::tx::Transaction;
 use medledger_health::pseudonym::{self, Identifier, PseudonymKey};
 use medledger_ledger::ledger::{Store, read_key_file};
-use medledger_ledger::roles::Role;
+use medledger_ledger::roles::{PSEUDONYM_MAKERS, RECORD_READERS};
 use medledger_store::index::By;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -167,7 +165,7 @@ pub(crate) async fn pseudonyms(
     headers: HeaderMap,
     body: Result<Json<PseudonymRequest>, JsonRejection>,
 ) -> Result<Response, Problem> {
-    authorize(&state, &headers, &[Role::PseudonymizationAuthority])?;
+    authorize(&state, &headers, PSEUDONYM_MAKERS)?;
     let key = state.health.pseudonym_key.clone().ok_or_else(|| {
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use medledger_health::news2::Risk;
 use medledger_health::registries::{Decision, Organ};
-use medledger_ledger::roles::{Role, kind};
+use medledger_ledger::roles::{self, ALERT_READERS, DONOR_READERS, kind};
 use medledger_ledger::state::Participant;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -23,21 +23,10 @@ use std::convert::Infallible;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
-/// Roles that may read NEWS2 alerts (clinical, about identifiable
-/// pseudonyms).
-pub const ALERT_READERS: &[Role] = &[Role::Doctor, Role::Institution, Role::Admin];
-
-/// Roles that may read the organ-donor registry.
-pub const DONOR_READERS: &[Role] = &[
-    Role::Doctor,
-    Role::RegistryOfficer,
-    Role::DataProtectionOfficer,
-];
-
 /// Whether `reader` may read records of `kind`: organ-donor decisions are
-/// for [`DONOR_READERS`] only, whatever else the role may read.
+/// for donor readers only, whatever else the role may read.
 pub(crate) fn may_read_kind(reader: &Participant, kind: &str) -> Result<(), Problem> {
-    if kind == kind::ORGAN_DONOR_DECISION && !DONOR_READERS.contains(&reader.role) {
+    if !roles::may_read_kind(reader.role, kind) {
         return Err(Problem::forbidden(format!(
             "role {} may not read the organ-donor registry",
             reader.role

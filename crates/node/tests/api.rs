@@ -24,15 +24,16 @@ use medledger_formats::tx::Transaction;
 use medledger_health::pseudonym::{Identifier, PseudonymKey};
 use medledger_ledger::Ledger;
 use medledger_ledger::ledger::{now_ms, read_key_file};
+use medledger_ledger::roles::{
+    ALERT_READERS, DIRECTORY_READERS, DONOR_READERS, FHIR_WRITERS, PSEUDONYM_MAKERS, RECORD_READERS,
+};
 use medledger_ledger::roles::{Role, allowed_roles, kind};
 use medledger_ledger::state::{DEFAULT_MAX_SKEW_MS, Rejection};
-use medledger_node::api::{AppState, DIRECTORY_READERS, OPENAPI, RECORD_READERS, router};
+use medledger_node::api::{AppState, OPENAPI, router};
 use medledger_node::config::NodeConfig;
 use medledger_node::cosign::{PEER_TIMEOUT, node_cosigner};
 use medledger_node::edge::Budgets;
-use medledger_node::fhir_api::FHIR_WRITERS;
 use medledger_node::health::{Health, Signers};
-use medledger_node::services::{ALERT_READERS, DONOR_READERS};
 use medledger_node::tokens::{self, Tokens};
 use medledger_node::views::Views;
 use medledger_node::{Sequencer, SequencerConfig};
@@ -923,7 +924,7 @@ async fn roles_md_endpoint_matrix_holds_for_every_caller_and_endpoint() {
             | ("get", "/fhir/{type}/{id}")
             | ("get", "/fhir/Patient/{pseudonym}/$everything") => Some(RECORD_READERS),
             ("get", "/v1/participants") => Some(DIRECTORY_READERS),
-            ("post", "/v1/pseudonyms") => Some(&[Role::PseudonymizationAuthority][..]),
+            ("post", "/v1/pseudonyms") => Some(PSEUDONYM_MAKERS),
             ("post", "/fhir") => Some(FHIR_WRITERS),
             ("get", "/v1/alerts") | ("get", "/v1/alerts/stream") => Some(ALERT_READERS),
             ("get", "/v1/donors/{pseudonym}") => Some(DONOR_READERS),
