@@ -1360,6 +1360,104 @@ fn openapi_document_is_consistent() {
     }
 }
 
+#[tokio::test]
+async fn query_integers_up_to_u64_max_are_answered_and_larger_ones_are_bad_query() {
+    let node = start();
+    let doctor = node.doctor().await;
+    node.submit_ok(&[report(&doctor)]).await;
+    node.hold_key(&doctor);
+    let token = node.token(&doctor);
+    node.post_to(
+        "/fhir/Observation",
+        Some(&token),
+        observation().to_string().into_bytes(),
+    )
+    .await
+    .expect(201, "");
+    let (p, max) = ("MFRGGZDFMZTWQ2LKNNWG23TPOA", u64::MAX);
+    // The page after the largest index is empty: it does not wrap to the first.
+    let r = node
+        .get(
+            &format!("/v1/patients/{p}/history?after={max}"),
+            Some(&token),
+        )
+        .await;
+    r.expect(200, "");
+    assert_eq!(r.json()["records"], json!([]));
+    for uri in [
+        format!("/fhir/Observation?_after={max}"),
+        format!("/fhir/Patient/{p}/$everything?_after={max}"),
+    ] {
+        let r = node.get(&uri, Some(&token)).await;
+        r.expect(200, "");
+        assert_eq!(r.json()["entry"].as_array().map_or(0, Vec::len), 0, "{uri}");
+    }
+    node.get(&format!("/v1/blocks/{max}"), None)
+        .await
+        .expect(404, "not_found");
+    // One more does not fit in 64 bits.
+    let over = "18446744073709551616";
+    node.get(
+        &format!("/v1/patients/{p}/history?after={over}"),
+        Some(&token),
+    )
+    .await
+    .expect(400, "bad_query");
+    node.get(&format!("/v1/blocks/{over}"), None)
+        .await
+        .expect(400, "bad_query");
+}
+
+#[tokio::test]
+async fn fhir_writes_over_max_body_bytes_are_413_operation_outcomes() {
+    let max = 4096;
+    let node = start_with(NodeConfig {
+        max_body_bytes: max,
+        ..NodeConfig::default()
+    });
+    let doctor = node.doctor().await;
+    node.hold_key(&doctor);
+    let token = node.token(&doctor);
+    let mut body = observation().to_string().into_bytes();
+    body.resize(max + 1, b' ');
+    for uri in ["/fhir/Observation", "/fhir"] {
+        let r = node.post_to(uri, Some(&token), body.clone()).await;
+        assert_eq!(r.status, 413, "{uri}: {}", r.text());
+        assert!(r.content_type().starts_with("application/fhir+json"));
+        assert_eq!(r.json()["issue"][0]["code"], "too-costly", "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn alerts_refuse_a_malformed_patient_filter() {
+    let node = start();
+    let token = node.token(&node.admin);
+    node.get(
+        "/v1/alerts?patient=MFRGGZDFMZTWQ2LKNNWG23TPOA",
+        Some(&token),
+    )
+    .await
+    .expect(200, "");
+    for bad in [
+        "",
+        "22222222222222222222222222",
+        "mfrggzdfmztwq2lknnwg23tpoa",
+        "MFRGGZDFMZTWQ2LKNNWG23TPOB",
+    ] {
+        node.get(&format!("/v1/alerts?patient={bad}"), Some(&token))
+            .await
+            .expect(400, "bad_query");
+        let stream = request(
+            Method::GET,
+            &format!("/v1/alerts/stream?patient={bad}"),
+            Some(&token),
+        );
+        node.call_stream(stream.body(Body::empty()).unwrap())
+            .await
+            .expect(400, "bad_query");
+    }
+}
+
 // ---- reads ------------------------------------------------------------------
 
 #[tokio::test]
