@@ -14,7 +14,7 @@ use crate::api::{AppState, authorize, blocking, ledger_err};
 use crate::health::{Record, records};
 use crate::problem::Problem;
 use axum::body::Bytes;
-use axum::extract::rejection::PathRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -140,8 +140,16 @@ fn require_fhir_json(headers: &HeaderMap) -> Result<(), FhirError> {
     }
 }
 
-fn parse_body(body: &[u8]) -> Result<Value, FhirError> {
-    serde_json::from_slice(body)
+/// The parsed JSON body; a body over max_body_bytes is 413, as an
+/// OperationOutcome like every other /fhir error.
+fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<Value, FhirError> {
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            FhirError::new(413, "too-costly", None, "the body exceeds max_body_bytes")
+        }
+        _ => FhirError::new(400, "structure", None, e.body_text()),
+    })?;
+    serde_json::from_slice(&body)
         .map_err(|e| FhirError::new(400, "structure", None, format!("the body is not JSON: {e}")))
 }
 
@@ -232,12 +240,12 @@ pub(crate) async fn create(
     State(state): State<Shared>,
     headers: HeaderMap,
     ty: Result<Path<String>, PathRejection>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> FhirResult {
     let Path(ty) = ty.map_err(|e| from_problem(Problem::not_found(e.body_text())))?;
     let (author, key) = writer(&state, &headers)?;
     require_fhir_json(&headers)?;
-    let resource = parse_body(&body)?;
+    let resource = parse_body(body)?;
     let given = resource.get("resourceType").and_then(Value::as_str);
     if given != Some(ty.as_str()) {
         return Err(FhirError::new(
@@ -278,11 +286,11 @@ pub(crate) async fn create(
 pub(crate) async fn bundle(
     State(state): State<Shared>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> FhirResult {
     let (author, key) = writer(&state, &headers)?;
     require_fhir_json(&headers)?;
-    let v = parse_body(&body)?;
+    let v = parse_body(body)?;
     let b = fhir::parse_bundle(&v)?;
     let max = crate::pipeline::SUBMISSION_CHUNK;
     if b.entries.len() > max {
@@ -570,7 +578,8 @@ fn run_search(
     const CHUNK: usize = 512;
     let unavailable =
         |e: medledger_store::index::IndexError| from_problem(Problem::unavailable(e.to_string()));
-    let mut from = s.after.map_or(0, |a| a + 1);
+    // `_after` comes from the query: u64::MAX must not overflow.
+    let mut from = s.after.map_or(0, |a| a.saturating_add(1));
     let mut out = Vec::new();
     let mut scanned = 0;
     loop {

@@ -299,7 +299,8 @@ pub fn patient_leaves(
     after: Option<u64>,
     limit: usize,
 ) -> Result<Vec<u64>, Problem> {
-    let from = after.map_or(0, |a| a + 1);
+    // `after` comes from the query: u64::MAX must not overflow.
+    let from = after.map_or(0, |a| a.saturating_add(1));
     let mut leaves = store
         .index()
         .leaves_by(By::Patient(patient), from, limit + 1)

@@ -90,6 +90,19 @@ fn min_level(q: &AlertQuery) -> Result<Risk, Problem> {
     }
 }
 
+/// The `patient` filter, if given: a malformed pseudonym would match no
+/// alert, so it is refused rather than answered with an empty list.
+fn patient_filter(q: &AlertQuery) -> Result<(), Problem> {
+    match q.patient.as_deref() {
+        Some(p) if !medledger_health::pseudonym::is_well_formed(p) => Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            "patient must be a pseudonym, 26 characters of base32 (A-Z, 2-7)",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// `GET /v1/alerts`: current NEWS2 alerts, highest level and score first.
 pub(crate) async fn alerts(
     State(state): State<Shared>,
@@ -98,6 +111,7 @@ pub(crate) async fn alerts(
 ) -> Result<Response, Problem> {
     let q = query(q)?;
     let min = min_level(&q)?;
+    patient_filter(&q)?;
     let offset = parse_u64("offset", q.offset.as_deref())?.unwrap_or(0) as usize;
     let limit =
         parse_u64("limit", q.limit.as_deref())?.map_or(100, |l| (l as usize).clamp(1, MAX_ALERTS));
@@ -138,6 +152,7 @@ pub(crate) async fn alert_stream(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
     let q = query(q)?;
     let min = min_level(&q)?;
+    patient_filter(&q)?;
     if let Some(token) = &q.access_token
         && !headers.contains_key(header::AUTHORIZATION)
     {

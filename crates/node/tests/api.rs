@@ -40,7 +40,7 @@ use medledger_node::{Sequencer, SequencerConfig};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::{Arc, LazyLock, Mutex, RwLock};
 use std::task::Poll;
 use tower::ServiceExt;
 
@@ -442,7 +442,7 @@ fn check_keywords(schema: &Value, at: &str) {
                 }
             }
             "pattern" => {
-                char_class_match(v.as_str().expect("pattern"), "");
+                pattern(v.as_str().expect("pattern"));
             }
             "$ref"
             | "type"
@@ -450,6 +450,7 @@ fn check_keywords(schema: &Value, at: &str) {
             | "additionalProperties"
             | "minItems"
             | "maxItems"
+            | "uniqueItems"
             | "minimum"
             | "maximum"
             | "enum"
@@ -527,6 +528,14 @@ fn validate(schema: &'static Value, v: &Value, at: &str) -> Result<(), String> {
                     }
                 }
             }
+            "uniqueItems" => {
+                if s == &Value::Bool(true)
+                    && let Some(a) = v.as_array()
+                    && let Some((i, _)) = a.iter().enumerate().find(|(i, x)| a[..*i].contains(x))
+                {
+                    return Err(format!("{at}[{i}]: repeats an earlier item"));
+                }
+            }
             "minimum" | "maximum" => {
                 if let (Some(x), Some(lim)) = (v.as_f64(), s.as_f64()) {
                     let ok = if k == "minimum" { x >= lim } else { x <= lim };
@@ -560,7 +569,7 @@ fn validate(schema: &'static Value, v: &Value, at: &str) -> Result<(), String> {
             }
             "pattern" => {
                 if let Some(text) = v.as_str()
-                    && !char_class_match(s.as_str().unwrap_or(""), text)
+                    && !pattern(s.as_str().unwrap_or("")).is_match(text)
                 {
                     return Err(format!("{at}: {text:?} does not match {s}"));
                 }
@@ -585,43 +594,23 @@ fn has_type(v: &Value, t: &str) -> bool {
     }
 }
 
-/// Matches the only pattern shape openapi.json uses: `^[class]{n}$` or
-/// `^[class]{m,n}$`, the class made of ranges `a-z` and single characters.
-fn char_class_match(pattern: &str, text: &str) -> bool {
-    let inner = pattern
-        .strip_prefix("^[")
-        .and_then(|p| p.strip_suffix("}$"))
-        .unwrap_or_else(|| panic!("unsupported pattern {pattern}"));
-    let (class, counts) = inner
-        .split_once("]{")
-        .unwrap_or_else(|| panic!("unsupported pattern {pattern}"));
-    let (min, max) = match counts.split_once(',') {
-        Some((a, b)) => (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()),
-        None => {
-            let n = counts.parse::<usize>().unwrap();
-            (n, n)
-        }
-    };
-    let class: Vec<char> = class.chars().collect();
-    let in_class = |c: char| {
-        let mut i = 0;
-        while i < class.len() {
-            if i + 2 < class.len() && class[i + 1] == '-' {
-                if (class[i]..=class[i + 2]).contains(&c) {
-                    return true;
-                }
-                i += 3;
-            } else {
-                if class[i] == c {
-                    return true;
-                }
-                i += 1;
-            }
-        }
-        false
-    };
-    let n = text.chars().count();
-    (min..=max).contains(&n) && text.chars().all(in_class)
+/// A schema's `pattern`, compiled once. The document's patterns use only
+/// syntax that ECMA-262 and regex-lite read alike: classes, groups,
+/// alternation, counted repetition and anchors.
+fn pattern(p: &str) -> regex_lite::Regex {
+    static COMPILED: LazyLock<Mutex<BTreeMap<String, regex_lite::Regex>>> =
+        LazyLock::new(Mutex::default);
+    let mut compiled = COMPILED.lock().unwrap_or_else(|e| e.into_inner());
+    compiled
+        .entry(p.to_owned())
+        .or_insert_with(|| {
+            assert!(
+                p.starts_with('^') && p.ends_with('$'),
+                "pattern {p} is not anchored"
+            );
+            regex_lite::Regex::new(p).unwrap_or_else(|e| panic!("pattern {p}: {e}"))
+        })
+        .clone()
 }
 
 /// Checks one observed response against openapi.json. Called on every
@@ -1364,6 +1353,162 @@ fn openapi_document_is_consistent() {
             });
             assert_eq!(op.get("security").is_some(), gated, "{path}: security");
         }
+    }
+}
+
+/// The document's parameter rules are the handlers' rules: a value the
+/// document admits is not refused for its shape, and the other way round.
+#[test]
+fn openapi_pseudonym_pattern_is_the_nodes_rule() {
+    use medledger_health::pseudonym::{is_well_formed, synthetic};
+    let re = pattern(
+        SPEC["components"]["schemas"]["Pseudonym"]["pattern"]
+            .as_str()
+            .expect("pattern"),
+    );
+    let printable: Vec<char> = (' '..='~').collect();
+    for n in [0, 1, 7, u64::MAX] {
+        let p = synthetic(n);
+        assert!(re.is_match(&p) && is_well_formed(&p), "{p}");
+        // The last character carries two zero bits: 26 twos are refused.
+        for at in [0, 12, 25] {
+            for &c in &printable {
+                let mut s: Vec<char> = p.chars().collect();
+                s[at] = c;
+                let s: String = s.into_iter().collect();
+                assert_eq!(re.is_match(&s), is_well_formed(&s), "{s:?}");
+            }
+        }
+        for s in [&p[..25], &format!("{p}A")] {
+            assert!(!re.is_match(s) && !is_well_formed(s), "{s}");
+        }
+    }
+}
+
+#[test]
+fn openapi_day_pattern_admits_exactly_the_days_the_node_reads() {
+    use medledger_health::records::is_date;
+    let re = pattern(
+        SPEC["components"]["schemas"]["Day"]["pattern"]
+            .as_str()
+            .expect("pattern"),
+    );
+    for y in [1000, 1899, 1900, 1999, 2000, 2024, 2100, 9999] {
+        for m in 0..=13 {
+            for d in 0..=32 {
+                let s = format!("{y:04}-{m:02}-{d:02}");
+                // Past day 28, `format: date` (a real calendar day) decides.
+                assert_eq!(re.is_match(&s) && d <= 28, is_date(&s) && d <= 28, "{s}");
+                assert!(!is_date(&s) || re.is_match(&s), "{s}");
+            }
+        }
+    }
+    for s in [
+        "",
+        "2024-1-01",
+        "2024-01-01T00:00:00Z",
+        "+2024-01-01",
+        "02024-01-01",
+    ] {
+        assert!(!re.is_match(s) && !is_date(s), "{s}");
+    }
+}
+
+#[tokio::test]
+async fn query_integers_up_to_u64_max_are_answered_and_larger_ones_are_bad_query() {
+    let node = start();
+    let doctor = node.doctor().await;
+    node.submit_ok(&[report(&doctor)]).await;
+    node.hold_key(&doctor);
+    let token = node.token(&doctor);
+    node.post_to(
+        "/fhir/Observation",
+        Some(&token),
+        observation().to_string().into_bytes(),
+    )
+    .await
+    .expect(201, "");
+    let (p, max) = ("MFRGGZDFMZTWQ2LKNNWG23TPOA", u64::MAX);
+    // The page after the largest index is empty: it does not wrap to the first.
+    let r = node
+        .get(
+            &format!("/v1/patients/{p}/history?after={max}"),
+            Some(&token),
+        )
+        .await;
+    r.expect(200, "");
+    assert_eq!(r.json()["records"], json!([]));
+    for uri in [
+        format!("/fhir/Observation?_after={max}"),
+        format!("/fhir/Patient/{p}/$everything?_after={max}"),
+    ] {
+        let r = node.get(&uri, Some(&token)).await;
+        r.expect(200, "");
+        assert_eq!(r.json()["entry"].as_array().map_or(0, Vec::len), 0, "{uri}");
+    }
+    node.get(&format!("/v1/blocks/{max}"), None)
+        .await
+        .expect(404, "not_found");
+    // One more does not fit in 64 bits.
+    let over = "18446744073709551616";
+    node.get(
+        &format!("/v1/patients/{p}/history?after={over}"),
+        Some(&token),
+    )
+    .await
+    .expect(400, "bad_query");
+    node.get(&format!("/v1/blocks/{over}"), None)
+        .await
+        .expect(400, "bad_query");
+}
+
+#[tokio::test]
+async fn fhir_writes_over_max_body_bytes_are_413_operation_outcomes() {
+    let max = 4096;
+    let node = start_with(NodeConfig {
+        max_body_bytes: max,
+        ..NodeConfig::default()
+    });
+    let doctor = node.doctor().await;
+    node.hold_key(&doctor);
+    let token = node.token(&doctor);
+    let mut body = observation().to_string().into_bytes();
+    body.resize(max + 1, b' ');
+    for uri in ["/fhir/Observation", "/fhir"] {
+        let r = node.post_to(uri, Some(&token), body.clone()).await;
+        assert_eq!(r.status, 413, "{uri}: {}", r.text());
+        assert!(r.content_type().starts_with("application/fhir+json"));
+        assert_eq!(r.json()["issue"][0]["code"], "too-costly", "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn alerts_refuse_a_malformed_patient_filter() {
+    let node = start();
+    let token = node.token(&node.admin);
+    node.get(
+        "/v1/alerts?patient=MFRGGZDFMZTWQ2LKNNWG23TPOA",
+        Some(&token),
+    )
+    .await
+    .expect(200, "");
+    for bad in [
+        "",
+        "22222222222222222222222222",
+        "mfrggzdfmztwq2lknnwg23tpoa",
+        "MFRGGZDFMZTWQ2LKNNWG23TPOB",
+    ] {
+        node.get(&format!("/v1/alerts?patient={bad}"), Some(&token))
+            .await
+            .expect(400, "bad_query");
+        let stream = request(
+            Method::GET,
+            &format!("/v1/alerts/stream?patient={bad}"),
+            Some(&token),
+        );
+        node.call_stream(stream.body(Body::empty()).unwrap())
+            .await
+            .expect(400, "bad_query");
     }
 }
 
