@@ -67,6 +67,7 @@ pub fn router(state: Shared) -> Router {
         budgets: state.budgets.clone(),
         max_body,
         body_timeout: Duration::from_millis(state.config.body_read_timeout_ms),
+        fhir_errors: crate::fhir_api::outcome_response,
     };
     // The routes that write to the ledger: a follower redirects them.
     let lead = axum::middleware::from_fn_with_state(state.clone(), to_leader);

@@ -55,44 +55,57 @@ pub struct Edge {
     pub max_body: usize,
     /// Time allowed for a whole request body to arrive.
     pub body_timeout: Duration,
+    /// Renders a problem as a FHIR OperationOutcome, for requests under
+    /// `/fhir`, whose clients expect nothing else.
+    pub fhir_errors: fn(Problem) -> Response,
 }
 
-fn too_large(max: usize) -> Response {
+impl Edge {
+    fn reply(&self, fhir: bool, p: Problem) -> Response {
+        if fhir {
+            (self.fhir_errors)(p)
+        } else {
+            p.into_response()
+        }
+    }
+}
+
+fn too_large(max: usize) -> Problem {
     Problem::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "body_too_large",
         format!("request body exceeds {max} bytes"),
     )
-    .into_response()
 }
 
 /// Reads the whole body within the time allowed, then takes a permit of
 /// the request's budget and runs it.
 pub async fn admit(State(edge): State<Edge>, req: Request, next: Next) -> Response {
+    let fhir = req.uri().path().starts_with("/fhir");
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > edge.max_body as u64) {
-        return too_large(edge.max_body);
+        return edge.reply(fhir, too_large(edge.max_body));
     }
     let (parts, body) = req.into_parts();
     let read = axum::body::to_bytes(body, edge.max_body);
     let bytes = match tokio::time::timeout(edge.body_timeout, read).await {
         Err(_) => {
             metrics::counter!("medledger_http_body_timeouts_total").increment(1);
-            return Problem::new(
+            let p = Problem::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "body_timeout",
                 format!(
                     "the request body did not arrive within {} s",
                     edge.body_timeout.as_secs()
                 ),
-            )
-            .into_response();
+            );
+            return edge.reply(fhir, p);
         }
-        Ok(Err(_)) => return too_large(edge.max_body),
+        Ok(Err(_)) => return edge.reply(fhir, too_large(edge.max_body)),
         Ok(Ok(b)) => b,
     };
     let budget = if parts.method == Method::POST {
@@ -102,12 +115,12 @@ pub async fn admit(State(edge): State<Edge>, req: Request, next: Next) -> Respon
     };
     let Ok(_permit) = budget.clone().try_acquire_owned() else {
         metrics::counter!("medledger_http_shed_total").increment(1);
-        return Problem::new(
+        let p = Problem::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_requests",
             "the node is at its concurrency limit; retry later",
-        )
-        .into_response();
+        );
+        return edge.reply(fhir, p);
     };
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await

@@ -83,6 +83,7 @@ fn from_problem(p: Problem) -> FhirError {
         401 => "login",
         403 => "forbidden",
         404 => "not-found",
+        408 => "timeout",
         413 => "too-costly",
         415 => "not-supported",
         429 => "throttled",
@@ -91,6 +92,12 @@ fn from_problem(p: Problem) -> FhirError {
         _ => "invalid",
     };
     FhirError::new(p.status, code, None, p.detail)
+}
+
+/// A problem from outside the FHIR handlers (the HTTP edge), as the
+/// OperationOutcome a FHIR client expects.
+pub fn outcome_response(p: Problem) -> Response {
+    Fail::from(from_problem(p)).into_response()
 }
 
 fn not_found(what: String) -> FhirError {
