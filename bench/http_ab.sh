@@ -15,7 +15,7 @@ run() { # binary label
   for w in "32 1 $SINGLE" "8 1000 $BATCH"; do
     set -- $w
     "$bin" bench http --url http://127.0.0.1:$port --concurrency "$1" --batch "$2" \
-      --count "$3" --admin-key "$dir/admin.key" --json \
+      --count "$3" --admin-key "$dir/admin.key" --vkey "$(curl -s http://127.0.0.1:$port/v1/status | python3 -c "import json,sys; print(json.load(sys.stdin)[\"vkey\"])")" --json 2>/dev/null \
       | python3 -c "import json,sys; r=json.load(sys.stdin); print('$label', 'c=$1 batch=$2', round(r['tx_per_s']), 'tx/s', 'p99', round(r['p99_ms'],2), 'ms')"
   done
   kill %1; wait %1 2>/dev/null || true
