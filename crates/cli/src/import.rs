@@ -884,7 +884,7 @@ pub fn run(args: ImportArgs) -> Result<ExitCode> {
         pseudonyms: args
             .pseudonym_key
             .as_deref()
-            .map(medledger_node::health::load_pseudonym_key)
+            .map(medledger_node::secrets::load_pseudonym_key)
             .transpose()?,
     };
     let report = match (&args.report, args.files.first()) {

@@ -4,10 +4,11 @@
 //! threads. Client input never produces a 500: every failure is a
 //! [`Problem`] with a stable code.
 
-use crate::config::NodeConfig;
-use crate::problem::{Problem, submit_problem};
-use crate::tokens::Tokens;
-use crate::{Receipt, Sequencer};
+use crate::problem::Problem;
+use crate::request::{
+    ApiResult, Shared, admit_body, authorize, blocking, ledger_err, parse_u64, path_param, query,
+    receipt_json,
+};
 use axum::Router;
 use axum::body::Bytes;
 use axum::error_handling::HandleErrorLayer;
@@ -18,44 +19,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use medledger_formats::bytes::Bytes as Hex;
-use medledger_formats::tx::{Transaction, TxWire};
 use medledger_ledger::ledger::Store;
-use medledger_ledger::roles::{DIRECTORY_READERS, RECORD_READERS, Role};
+use medledger_ledger::roles::{DIRECTORY_READERS, RECORD_READERS};
 use medledger_ledger::state::Participant;
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceBuilder;
-
-/// Shared state of the API.
-pub struct AppState {
-    /// The sequencer (writes).
-    pub seq: Arc<Sequencer>,
-    /// Bearer tokens.
-    pub tokens: Tokens,
-    /// Settings.
-    pub config: NodeConfig,
-    /// Prometheus exporter, if installed.
-    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    /// Pseudonym key and integration accounts' keys.
-    pub health: crate::health::Health,
-    /// Alerts, counts and registries derived from the log.
-    pub views: Arc<crate::views::Views>,
-    /// Cluster mode: the Raft side.
-    pub cluster: Option<Arc<crate::cluster::Cluster>>,
-    /// This node as a cosigner of the ledger's checkpoints (its node key).
-    pub cosigner: Arc<medledger_formats::cosignature::Cosigner>,
-    /// Base URLs of the other nodes' HTTP APIs (e.g. `http://10.0.0.2:7878`),
-    /// asked for cosignatures; empty for a single node.
-    pub peers: Arc<std::sync::RwLock<Vec<String>>>,
-    /// Concurrency budgets for writes and for reads.
-    pub budgets: crate::edge::Budgets,
-}
-
-pub(crate) type Shared = Arc<AppState>;
-type ApiResult<T> = Result<T, Problem>;
 
 /// The OpenAPI document served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -141,186 +112,8 @@ pub fn router(state: Shared) -> Router {
     .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
-fn too_large(max: usize) -> Problem {
-    Problem::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
-        format!("request body exceeds {max} bytes"),
-    )
-}
-
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
-) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Problem::internal(format!("worker failed: {e}")))?
-}
-
 fn store_of(state: &Shared) -> Arc<Store> {
     state.seq.store().clone()
-}
-
-/// The problem for a storage error. Details name a block or a file, never
-/// a path on the server; the full error goes to the log.
-pub(crate) fn ledger_err(e: medledger_ledger::LedgerError) -> Problem {
-    use medledger_ledger::LedgerError;
-    match e {
-        LedgerError::NotFound(what) => Problem::not_found(what),
-        LedgerError::Damaged { height, what } => {
-            Problem::corrupt(format!("block {height} is damaged: {what}"))
-        }
-        other => {
-            tracing::error!(error = %other, "storage error");
-            Problem::unavailable("storage error; the node's log has the details")
-        }
-    }
-}
-
-/// The participant behind the bearer token, if its role is in `roles`.
-pub(crate) fn authorize(
-    state: &AppState,
-    headers: &HeaderMap,
-    roles: &[Role],
-) -> ApiResult<Participant> {
-    // The scheme name is case-insensitive (RFC 9110 section 11.1).
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token)
-        .ok_or_else(|| Problem::unauthorized("a bearer token is required"))?;
-    let key = state
-        .tokens
-        .lookup(token.trim())
-        .ok_or_else(|| Problem::unauthorized("unknown or revoked token"))?;
-    let store = state.seq.store();
-    let record = store
-        .index()
-        .participant(&key.0)
-        .map_err(|e| Problem::unavailable(e.to_string()))?
-        .and_then(|bytes| serde_json::from_slice::<Participant>(&bytes).ok())
-        .ok_or_else(|| Problem::unauthorized("token's participant is not registered"))?;
-    if record.revoked_at.is_some() {
-        return Err(Problem::unauthorized("token's participant was revoked"));
-    }
-    if !roles.contains(&record.role) {
-        return Err(Problem::forbidden(format!(
-            "role {} may not read this",
-            record.role
-        )));
-    }
-    Ok(record)
-}
-
-fn require_json(headers: &HeaderMap) -> ApiResult<()> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mime = ct.split(';').next().unwrap_or("").trim();
-    if mime.eq_ignore_ascii_case("application/json") {
-        Ok(())
-    } else {
-        Err(Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send transactions as application/json",
-        ))
-    }
-}
-
-fn receipt_json(r: &Receipt) -> Value {
-    json!({
-        "id": hex::encode(r.id),
-        "index": r.leaf,
-        "height": r.height,
-        "receipt": r.proof.render(),
-    })
-}
-
-/// Bodies up to this size are parsed and checked on the async runtime.
-const INLINE_BODY: usize = 16 << 10;
-
-/// A submission parsed and handed to the sequencer.
-struct Prepared {
-    slots: Vec<Option<Result<Receipt, Problem>>>,
-    at: Vec<usize>,
-    waiting: crate::pipeline::Waiting,
-    batch: bool,
-}
-
-fn parse_item(raw: &RawValue) -> Result<Transaction, Problem> {
-    let wire: TxWire =
-        serde_json::from_str(raw.get()).map_err(|e| Problem::schema(e.to_string()))?;
-    Transaction::from_wire(wire).map_err(|e| Problem::schema(e.to_string()))
-}
-
-/// Reads a JSON array lazily, refusing it as soon as it holds more than
-/// `max` items, so a body of a million tiny items never becomes a million
-/// parsed values.
-struct CappedItems<'a> {
-    max: usize,
-    over: &'a std::cell::Cell<bool>,
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for CappedItems<'_> {
-    type Value = Vec<&'de RawValue>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for CappedItems<'_> {
-    type Value = Vec<&'de RawValue>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("an array of transactions")
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::new();
-        while let Some(item) = seq.next_element::<&'de RawValue>()? {
-            if out.len() == self.max {
-                self.over.set(true);
-                return Err(serde::de::Error::custom("too many items"));
-            }
-            out.push(item);
-        }
-        Ok(out)
-    }
-}
-
-/// Splits a body into its transactions: one object, or an array (a batch).
-fn split_items(body: &[u8], max_batch: usize) -> ApiResult<(Vec<&RawValue>, bool)> {
-    let batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
-    if !batch {
-        let item: &RawValue =
-            serde_json::from_slice(body).map_err(|e| Problem::malformed(e.to_string()))?;
-        return Ok((vec![item], false));
-    }
-    let over = std::cell::Cell::new(false);
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let items = serde::de::DeserializeSeed::deserialize(
-        CappedItems {
-            max: max_batch,
-            over: &over,
-        },
-        &mut de,
-    )
-    .and_then(|items| de.end().map(|()| items));
-    match items {
-        Ok(items) if items.is_empty() => Err(Problem::schema("empty batch")),
-        Ok(items) => Ok((items, true)),
-        Err(_) if over.get() => Err(Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_large",
-            format!("at most {max_batch} transactions per request"),
-        )),
-        Err(e) => Err(Problem::malformed(e.to_string())),
-    }
 }
 
 async fn submit(
@@ -353,96 +146,6 @@ async fn submit(
 /// Admits the signed transactions of a request body (one, or an array),
 /// each of kind `only` if given, and waits for their outcomes. Also says
 /// whether the body was an array.
-pub(crate) async fn admit_body(
-    state: &Shared,
-    headers: &HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-    only: Option<&'static str>,
-) -> ApiResult<(Vec<Result<Receipt, Problem>>, bool)> {
-    require_json(headers)?;
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            too_large(state.config.max_body_bytes)
-        } else {
-            Problem::malformed(e.body_text())
-        }
-    })?;
-    let max_batch = state.config.max_batch;
-    let seq = state.seq.clone();
-    let inline = body.len() <= INLINE_BODY;
-    // Parsing and signature checks are CPU work: small bodies (a single
-    // transaction) are handled on the runtime, larger ones on the blocking
-    // pool. Waiting for the commit never holds a thread.
-    let prepare = move || -> ApiResult<Prepared> {
-        let (items, batch) = split_items(&body, max_batch)?;
-        let mut slots: Vec<Option<Result<Receipt, Problem>>> = Vec::with_capacity(items.len());
-        let mut good = Vec::new();
-        let mut at = Vec::new();
-        for (i, item) in items.into_iter().enumerate() {
-            let parsed = parse_item(item).and_then(|tx| match only {
-                Some(kind) if tx.header().kind != kind => Err(Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "wrong_kind",
-                    format!("this endpoint takes {kind} transactions only"),
-                )),
-                _ => Ok(tx),
-            });
-            match parsed {
-                Ok(tx) => {
-                    good.push(tx);
-                    at.push(i);
-                    slots.push(None);
-                }
-                Err(p) => {
-                    metrics::counter!("medledger_transactions_rejected_total", "reason" => p.code)
-                        .increment(1);
-                    slots.push(Some(Err(p)));
-                }
-            }
-        }
-        let waiting = seq.enqueue(good);
-        Ok(Prepared {
-            slots,
-            at,
-            waiting,
-            batch,
-        })
-    };
-    let Prepared {
-        mut slots,
-        at,
-        waiting,
-        batch,
-    } = if inline {
-        prepare()?
-    } else {
-        blocking(prepare).await?
-    };
-    for (i, outcome) in at.into_iter().zip(waiting.done().await) {
-        slots[i] = Some(outcome.map_err(|e| submit_problem(&e)));
-    }
-    let results = slots
-        .into_iter()
-        .map(|s| s.unwrap_or_else(|| Err(Problem::internal("missing result"))))
-        .collect::<Vec<_>>();
-    Ok((results, batch))
-}
-
-/// A path parameter, or 400 `code` when it is not UTF-8 once percent-decoded.
-pub(crate) fn path_param(
-    p: Result<Path<String>, PathRejection>,
-    code: &'static str,
-) -> ApiResult<String> {
-    p.map(|Path(v)| v)
-        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, code, e.body_text()))
-}
-
-/// Query parameters, or 400 bad_query (say, a parameter given twice).
-pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
-    q.map(|Query(v)| v)
-        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))
-}
-
 fn parse_id(id: &str) -> ApiResult<Hex<32>> {
     Hex::<32>::parse_hex(id).map_err(|e| {
         Problem::new(
@@ -467,7 +170,7 @@ async fn get_transaction(
             .transaction(&id.0)
             .map_err(ledger_err)?
             .ok_or_else(|| Problem::not_found(format!("transaction {id}")))?;
-        crate::services::may_read_kind(&reader, &tx.header().kind)?;
+        crate::request::may_read_kind(&reader, &tx.header().kind)?;
         let mut proof = store.receipt(leaf, None).map_err(ledger_err)?;
         proof.extra = Some(tx.leaf_preimage());
         let wire = tx.to_wire().map_err(|e| Problem::internal(e.to_string()))?;
@@ -538,19 +241,6 @@ async fn checkpoint(State(state): State<Shared>) -> ApiResult<Response> {
 struct ConsistencyQuery {
     from: Option<String>,
     to: Option<String>,
-}
-
-pub(crate) fn parse_u64(name: &str, v: Option<&str>) -> ApiResult<Option<u64>> {
-    v.map(|s| {
-        s.parse::<u64>().map_err(|_| {
-            Problem::new(
-                StatusCode::BAD_REQUEST,
-                "bad_query",
-                format!("{name} must be a non-negative integer"),
-            )
-        })
-    })
-    .transpose()
 }
 
 async fn consistency(

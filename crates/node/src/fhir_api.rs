@@ -10,9 +10,9 @@
 //! the resource rules and the author's role. Errors are OperationOutcomes.
 
 use crate::SubmitError;
-use crate::api::{AppState, authorize, blocking, ledger_err};
 use crate::health::{Record, records};
 use crate::problem::Problem;
+use crate::request::{AppState, authorize, blocking, ledger_err};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};

@@ -12,6 +12,8 @@ pub mod fhir_api;
 pub mod health;
 pub mod pipeline;
 pub mod problem;
+pub mod request;
+pub mod secrets;
 pub mod serve;
 pub mod services;
 pub mod stats;

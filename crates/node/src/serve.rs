@@ -2,10 +2,11 @@
 //! HTTP API, and shut down gracefully on SIGTERM or Ctrl-C: in-flight
 //! requests finish, every admitted block is committed, everything is fsynced.
 
-use crate::api::{AppState, router};
+use crate::api::router;
 use crate::cluster::tls::{self, TlsListener, Trust};
 use crate::cluster::{Cluster, ClusterFile, Ledgerside, Network, RaftSettings};
 use crate::config::NodeConfig;
+use crate::request::AppState;
 use crate::tokens::Tokens;
 use crate::{Sequencer, SequencerConfig};
 use medledger_ledger::Ledger;
@@ -37,7 +38,7 @@ pub enum ServeError {
     Cluster(String),
     /// The pseudonym key is unusable.
     #[error(transparent)]
-    PseudonymKey(#[from] crate::health::SecretError),
+    PseudonymKey(#[from] crate::secrets::SecretError),
     /// `cosigner_name` is not a valid key name.
     #[error(transparent)]
     Cosigner(#[from] crate::cosign::CosignerNameError),
@@ -187,7 +188,7 @@ pub async fn serve(
     };
     tracing::info!(%addr, dir = %dir.display(), "medledger node listening");
     let pseudonym_key = match &config.pseudonym_key {
-        Some(path) => Some(crate::health::load_pseudonym_key(path)?),
+        Some(path) => Some(crate::secrets::load_pseudonym_key(path)?),
         None => None,
     };
     let views = crate::views::Views::follow(&seq, config.news2_window_minutes);
@@ -198,9 +199,9 @@ pub async fn serve(
         config: config.clone(),
         cluster: cluster.clone(),
         metrics: install_metrics(),
-        health: crate::health::Health {
+        health: crate::secrets::Health {
             pseudonym_key,
-            signers: crate::health::Signers::new(Some(dir.join(INTEGRATIONS_DIR))),
+            signers: crate::secrets::Signers::new(Some(dir.join(INTEGRATIONS_DIR))),
         },
         cosigner: Arc::new(cosigner),
         peers: Arc::default(),

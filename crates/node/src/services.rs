@@ -1,9 +1,9 @@
 //! The smart-health services: the vitals batch endpoint, NEWS2 alerts (a
 //! list and a Server-Sent Events stream) and the organ-donor registry.
 
-use crate::api::{Shared, admit_body, authorize, blocking, parse_u64, query};
 use crate::health::checkpoint_for;
 use crate::problem::Problem;
+use crate::request::{Shared, admit_body, authorize, blocking, parse_u64, query};
 use crate::views::{AlertEvent, DonorEntry};
 use axum::Json;
 use axum::body::Bytes;
@@ -15,25 +15,12 @@ use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use medledger_health::news2::Risk;
 use medledger_health::registries::{Decision, Organ};
-use medledger_ledger::roles::{self, ALERT_READERS, DONOR_READERS, kind};
-use medledger_ledger::state::Participant;
+use medledger_ledger::roles::{ALERT_READERS, DONOR_READERS, kind};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
-
-/// Whether `reader` may read records of `kind`: organ-donor decisions are
-/// for donor readers only, whatever else the role may read.
-pub(crate) fn may_read_kind(reader: &Participant, kind: &str) -> Result<(), Problem> {
-    if !roles::may_read_kind(reader.role, kind) {
-        return Err(Problem::forbidden(format!(
-            "role {} may not read the organ-donor registry",
-            reader.role
-        )));
-    }
-    Ok(())
-}
 
 /// Most alerts in one page.
 const MAX_ALERTS: usize = 1000;
@@ -266,11 +253,11 @@ pub(crate) async fn donor(
             .map(|e| {
                 let (tx, _, _) = store
                     .transaction(&e.id)
-                    .map_err(crate::api::ledger_err)?
+                    .map_err(crate::request::ledger_err)?
                     .ok_or_else(|| Problem::internal("registry entry not in the log"))?;
                 let mut proof = store
                     .receipt(e.leaf, Some(&checkpoint))
-                    .map_err(crate::api::ledger_err)?;
+                    .map_err(crate::request::ledger_err)?;
                 proof.extra = Some(tx.leaf_preimage());
                 Ok(json!({
                     "leaf": e.leaf,

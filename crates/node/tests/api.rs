@@ -29,11 +29,12 @@ use medledger_ledger::roles::{
 };
 use medledger_ledger::roles::{Role, allowed_roles, kind};
 use medledger_ledger::state::{DEFAULT_MAX_SKEW_MS, Rejection};
-use medledger_node::api::{AppState, OPENAPI, router};
+use medledger_node::api::{OPENAPI, router};
 use medledger_node::config::NodeConfig;
 use medledger_node::cosign::{PEER_TIMEOUT, node_cosigner};
 use medledger_node::edge::Budgets;
-use medledger_node::health::{Health, Signers};
+use medledger_node::request::AppState;
+use medledger_node::secrets::{Health, Signers};
 use medledger_node::tokens::{self, Tokens};
 use medledger_node::views::Views;
 use medledger_node::{Sequencer, SequencerConfig};

@@ -3,8 +3,10 @@
 //! into blocks by the sequencer, which hands each sealed block to a
 //! [`BlockSink`] that makes it durable.
 
+mod outcome;
 mod sequencer;
 mod sink;
 
-pub use sequencer::{Receipt, SUBMISSION_CHUNK, Sequencer, SequencerConfig, SubmitError, Waiting};
+pub use outcome::{Receipt, SubmitError};
+pub use sequencer::{SUBMISSION_CHUNK, Sequencer, SequencerConfig, Waiting};
 pub use sink::{BlockSink, LocalSink, SinkError, Written};

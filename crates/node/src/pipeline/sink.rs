@@ -3,7 +3,7 @@
 //! [`LocalSink`] writes and fsyncs the block itself; a cluster node's sink
 //! (in `cluster`) proposes it through Raft, and every node commits it.
 
-use super::sequencer::SubmitError;
+use super::outcome::SubmitError;
 use medledger_formats::block::Block;
 use medledger_formats::note::Note;
 use medledger_ledger::ledger::Store;
