@@ -70,10 +70,12 @@ fn serve(dir: &Path) -> Node {
     let cosigner =
         medledger_node::cosign::node_cosigner(ledger.store.origin(), &ledger.node_key, None)
             .unwrap();
-    let seq = Arc::new(Sequencer::start(ledger, SequencerConfig::default()));
+    let (seq, log) = Sequencer::local(ledger, SequencerConfig::default());
+    let seq = Arc::new(seq);
     let state = Arc::new(AppState {
-        views: medledger_node::views::Views::follow(&seq, 60),
+        views: medledger_node::views::Views::follow(&log, 60),
         seq: seq.clone(),
+        log,
         tokens: Tokens::new(dir),
         config: NodeConfig::default(),
         metrics: None,

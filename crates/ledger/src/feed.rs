@@ -4,7 +4,9 @@
 //! size beyond the one they have read. Closing the feed tells every reader
 //! to return.
 
-use std::sync::{Condvar, Mutex};
+use crate::ledger::Store;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Published log sizes, and whether the feed is closed.
@@ -41,6 +43,69 @@ impl CommitFeed {
             .wait_timeout_while(guard, timeout, |(s, closed)| *s <= size && !*closed)
             .unwrap_or_else(|p| p.into_inner());
         (!guard.1).then_some(guard.0)
+    }
+}
+
+/// The threads that follow the log: each gets the store and the feed, and
+/// returns once [`CommitFeed::wait_beyond`] says the feed is closed.
+/// [`Followers::stop`] (or dropping) closes the feed and joins them, so no
+/// follower keeps the ledger open.
+pub struct Followers {
+    store: Arc<Store>,
+    feed: Arc<CommitFeed>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Followers {
+    /// Followers of `store`'s log, woken by `feed`.
+    pub fn new(store: Arc<Store>, feed: Arc<CommitFeed>) -> Self {
+        Followers {
+            store,
+            feed,
+            threads: Mutex::default(),
+        }
+    }
+
+    /// The store the followers read.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The feed the followers wait on.
+    pub fn feed(&self) -> &Arc<CommitFeed> {
+        &self.feed
+    }
+
+    /// Runs `follow` on a thread named `name`.
+    pub fn spawn(
+        &self,
+        name: &str,
+        follow: impl FnOnce(Arc<Store>, Arc<CommitFeed>) + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (store, feed) = (self.store.clone(), self.feed.clone());
+        let handle = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || follow(store, feed))?;
+        self.threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(handle);
+        Ok(())
+    }
+
+    /// Closes the feed and waits for every follower to return.
+    pub fn stop(&self) {
+        self.feed.close();
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Followers {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -212,6 +212,55 @@ pub enum Rejection {
     /// A FHIR resource breaks a rule.
     #[error("{0}")]
     Fhir(FhirError),
+    /// A genesis transaction anywhere but the ledger's first leaf.
+    #[error("genesis is only valid as the first transaction")]
+    GenesisNotFirst,
+    /// A genesis not signed by the admin key it names.
+    #[error("genesis must be signed by its admin key")]
+    GenesisNotByAdmin,
+    /// A genesis whose ledger rules are out of bounds.
+    #[error("invalid genesis: {0}")]
+    GenesisInvalid(String),
+    /// A medical report for another institution than its author's.
+    #[error("institution must be the doctor's registered institution, {institution}")]
+    WrongInstitution {
+        /// The author's registered institution.
+        institution: String,
+    },
+    /// A chosen doctor who is not an active doctor of the author's
+    /// institution.
+    #[error("doctor must be an active doctor of {institution}")]
+    DoctorNotEligible {
+        /// The author's registered institution.
+        institution: String,
+    },
+    /// A field that must hold an Ed25519 public key does not.
+    #[error("{field} is not a valid Ed25519 public key, 64 lowercase hex digits")]
+    BadKey {
+        /// The payload field.
+        field: &'static str,
+    },
+    /// The key is a participant already.
+    #[error("key is already registered")]
+    AlreadyRegistered,
+    /// A participant registered without an institution.
+    #[error("institution is required")]
+    InstitutionRequired,
+    /// A device without its one patient, or a patient given to another role.
+    #[error("{0}")]
+    PatientBinding(&'static str),
+    /// A cluster place that is malformed, taken, or not a node's.
+    #[error("invalid cluster place: {0}")]
+    ClusterPlace(String),
+    /// Revoking a key that is not registered.
+    #[error("key is not registered")]
+    NotRegistered,
+    /// Revoking a participant twice.
+    #[error("participant is already revoked")]
+    AlreadyRevoked,
+    /// Revoking the last cluster node, which would leave no proposer.
+    #[error("a node key can be revoked only while another cluster node remains")]
+    LastNode,
 }
 
 impl Rejection {
@@ -231,6 +280,19 @@ impl Rejection {
             Rejection::NotChosenDoctor => "not_chosen_doctor",
             Rejection::Pii(_) => "pii_detected",
             Rejection::Fhir(_) => "fhir_invalid",
+            Rejection::GenesisNotFirst => "genesis_not_first",
+            Rejection::GenesisNotByAdmin => "genesis_not_by_admin",
+            Rejection::GenesisInvalid(_) => "genesis_invalid",
+            Rejection::WrongInstitution { .. } => "wrong_institution",
+            Rejection::DoctorNotEligible { .. } => "doctor_not_eligible",
+            Rejection::BadKey { .. } => "bad_key",
+            Rejection::AlreadyRegistered => "already_registered",
+            Rejection::InstitutionRequired => "institution_required",
+            Rejection::PatientBinding(_) => "patient_binding",
+            Rejection::ClusterPlace(_) => "cluster_place",
+            Rejection::NotRegistered => "not_registered",
+            Rejection::AlreadyRevoked => "already_revoked",
+            Rejection::LastNode => "last_node",
         }
     }
 }
@@ -452,18 +514,14 @@ impl LedgerState {
         }
         if h.kind == kind::GENESIS {
             if leaf != 0 {
-                return Err(Rejection::Schema(
-                    "genesis is only valid as the first transaction".into(),
-                ));
+                return Err(Rejection::GenesisNotFirst);
             }
             let g: GenesisPayload = parse(tx)?;
             if g.admin != h.author {
-                return Err(Rejection::Schema(
-                    "genesis must be signed by its admin key".into(),
-                ));
+                return Err(Rejection::GenesisNotByAdmin);
             }
             if !SKEW_RANGE_MS.contains(&g.max_skew_ms) {
-                return Err(Rejection::Schema(format!(
+                return Err(Rejection::GenesisInvalid(format!(
                     "max_skew_ms must lie in {SKEW_RANGE_MS:?}"
                 )));
             }
@@ -471,12 +529,12 @@ impl LedgerState {
                 || g.origin.contains(char::is_whitespace)
                 || g.origin.contains('+')
             {
-                return Err(Rejection::Schema(
+                return Err(Rejection::GenesisInvalid(
                     "origin must be non-empty without spaces or '+'".into(),
                 ));
             }
             if let Some(c) = &g.cluster {
-                c.check().map_err(Rejection::Schema)?;
+                c.check().map_err(Rejection::ClusterPlace)?;
             }
             return Ok(Effect::Genesis(g));
         }
@@ -507,10 +565,9 @@ impl LedgerState {
         }
         match &checked {
             Checked::Report(r) if r.institution != author.institution => {
-                return Err(Rejection::Schema(format!(
-                    "institution must be the doctor's registered institution, {}",
-                    author.institution
-                )));
+                return Err(Rejection::WrongInstitution {
+                    institution: author.institution.clone(),
+                });
             }
             Checked::Donor(d)
                 if author.role == Role::Doctor
@@ -519,9 +576,8 @@ impl LedgerState {
                 return Err(Rejection::NotChosenDoctor);
             }
             Checked::ChosenDoctor(c) => {
-                let key = PublicKey::parse_hex(&c.doctor).map_err(|_| {
-                    Rejection::Schema("doctor must be a public key, 64 lowercase hex digits".into())
-                })?;
+                let key = PublicKey::parse_hex(&c.doctor)
+                    .map_err(|_| Rejection::BadKey { field: "doctor" })?;
                 return match self.participants.get(&key) {
                     Some(d)
                         if d.role == Role::Doctor
@@ -530,10 +586,9 @@ impl LedgerState {
                     {
                         Ok(Effect::Chosen(c.patient.clone(), key))
                     }
-                    _ => Err(Rejection::Schema(format!(
-                        "doctor must be an active doctor of {}",
-                        author.institution
-                    ))),
+                    _ => Err(Rejection::DoctorNotEligible {
+                        institution: author.institution.clone(),
+                    }),
                 };
             }
             _ => {}
@@ -541,39 +596,36 @@ impl LedgerState {
         match h.kind.as_str() {
             kind::REGISTER => {
                 let r: RegisterPayload = parse(tx)?;
-                keys::verifying_key(&r.key).map_err(|_| {
-                    Rejection::Schema("key is not a valid Ed25519 public key".into())
-                })?;
+                keys::verifying_key(&r.key).map_err(|_| Rejection::BadKey { field: "key" })?;
                 if self.participants.contains_key(&r.key) {
-                    return Err(Rejection::Schema("key is already registered".into()));
+                    return Err(Rejection::AlreadyRegistered);
                 }
                 if r.institution.is_empty() {
-                    return Err(Rejection::Schema("institution is required".into()));
+                    return Err(Rejection::InstitutionRequired);
                 }
                 match (&r.patient, r.role) {
                     (Some(p), Role::Device) if medledger_health::pseudonym::is_well_formed(p) => {}
                     (_, Role::Device) => {
-                        return Err(Rejection::Schema(
-                            "a device is registered for one patient: patient must be a pseudonym"
-                                .into(),
+                        return Err(Rejection::PatientBinding(
+                            "a device is registered for one patient: patient must be a pseudonym",
                         ));
                     }
                     (Some(_), _) => {
-                        return Err(Rejection::Schema(
-                            "only devices are registered for a patient".into(),
+                        return Err(Rejection::PatientBinding(
+                            "only devices are registered for a patient",
                         ));
                     }
                     (None, _) => {}
                 }
                 if let Some(c) = &r.cluster {
                     if r.role != Role::Node {
-                        return Err(Rejection::Schema(
+                        return Err(Rejection::ClusterPlace(
                             "only nodes are registered with a cluster place".into(),
                         ));
                     }
-                    c.check().map_err(Rejection::Schema)?;
+                    c.check().map_err(Rejection::ClusterPlace)?;
                     if self.cluster_members().any(|(_, m)| m.id == c.id) {
-                        return Err(Rejection::Schema(format!(
+                        return Err(Rejection::ClusterPlace(format!(
                             "cluster id {} is already an active node's",
                             c.id
                         )));
@@ -584,20 +636,15 @@ impl LedgerState {
             kind::REVOKE => {
                 let r: RevokePayload = parse(tx)?;
                 match self.participants.get(&r.key) {
-                    None => Err(Rejection::Schema("key is not registered".into())),
-                    Some(p) if p.revoked_at.is_some() => {
-                        Err(Rejection::Schema("participant is already revoked".into()))
-                    }
+                    None => Err(Rejection::NotRegistered),
+                    Some(p) if p.revoked_at.is_some() => Err(Rejection::AlreadyRevoked),
                     // Revoking the last node would leave no valid proposer
                     // for the next block; another cluster node must remain.
                     Some(p)
                         if p.role == Role::Node
                             && !self.cluster_members().any(|(k, _)| *k != r.key) =>
                     {
-                        Err(Rejection::Schema(
-                            "a node key can be revoked only while another cluster node remains"
-                                .into(),
-                        ))
+                        Err(Rejection::LastNode)
                     }
                     Some(_) => Ok(Effect::Revoke(r.key)),
                 }
@@ -1083,7 +1130,7 @@ mod tests {
         for tx in bad {
             assert!(matches!(
                 rejection(w.block(vec![tx], T0)),
-                Rejection::Schema(_)
+                Rejection::PatientBinding(_)
             ));
         }
     }
@@ -1157,7 +1204,7 @@ mod tests {
         .unwrap();
         assert!(matches!(
             rejection(w.block(vec![revoke], T0)),
-            Rejection::Schema(_)
+            Rejection::LastNode
         ));
         // The next block from the node is still valid.
         let doc = SigningKey::from_bytes(&[3; 32]);

@@ -113,7 +113,7 @@ pub fn router(state: Shared) -> Router {
 }
 
 fn store_of(state: &Shared) -> Arc<Store> {
-    state.seq.store().clone()
+    state.log.store().clone()
 }
 
 async fn submit(
@@ -165,7 +165,7 @@ async fn get_transaction(
     let st = state.clone();
     blocking(move || {
         let reader = authorize(&st, &headers, RECORD_READERS)?;
-        let store = st.seq.store();
+        let store = st.log.store();
         let (tx, leaf, height) = store
             .transaction(&id.0)
             .map_err(ledger_err)?
@@ -230,7 +230,7 @@ async fn get_receipt(
 }
 
 async fn checkpoint(State(state): State<Shared>) -> ApiResult<Response> {
-    let store = state.seq.store();
+    let store = state.log.store();
     let cp = store
         .checkpoint()
         .ok_or_else(|| Problem::unavailable("no checkpoint yet"))?;
@@ -358,7 +358,7 @@ async fn to_leader(
 }
 
 async fn status(State(state): State<Shared>) -> ApiResult<Response> {
-    let store = state.seq.store();
+    let store = state.log.store();
     let (height, size, root) = store.last().map_or((0, 0, String::new()), |h| {
         let h = h.header();
         (h.height, h.log_size, h.log_root.to_hex())
@@ -382,7 +382,7 @@ async fn participants(State(state): State<Shared>, headers: HeaderMap) -> ApiRes
     let st = state.clone();
     blocking(move || {
         authorize(&st, &headers, DIRECTORY_READERS)?;
-        let store = st.seq.store();
+        let store = st.log.store();
         let list: Vec<Participant> = store
             .index()
             .participants()
@@ -409,7 +409,7 @@ async fn openapi() -> Response {
 }
 
 async fn readyz(State(state): State<Shared>) -> ApiResult<&'static str> {
-    if let Some((height, what)) = state.seq.store().damaged() {
+    if let Some((height, what)) = state.log.store().damaged() {
         Err(Problem::corrupt(format!(
             "block {height} is damaged ({what}); the node no longer accepts writes"
         )))

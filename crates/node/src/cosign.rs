@@ -147,7 +147,7 @@ pub(crate) async fn cosignature(
     let root = Hex::<32>::parse_hex(&root)
         .map_err(|e| bad_query(format!("root must be 64 lowercase hex digits: {e}")))?
         .0;
-    let store = state.seq.store().clone();
+    let store = state.log.store().clone();
     let (ours, current) = blocking(move || {
         let current = store.last().map_or(0, |l| l.header().log_size);
         Ok((root_at(&store, size)?, current))
@@ -169,7 +169,7 @@ pub(crate) async fn cosignature(
             ),
         )),
         Some(_) => {
-            let note = checkpoint_note(state.seq.store().origin(), size, root);
+            let note = checkpoint_note(state.log.store().origin(), size, root);
             let line = cosign_now(&state.cosigner, &note)?.to_line();
             Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], line).into_response())
         }

@@ -223,10 +223,10 @@ pub(crate) async fn export(
     let (note, size) = blocking(move || {
         let reader = authorize(&st, &headers, RECORD_READERS)?;
         crate::request::may_read_kind(&reader, kind)?;
-        pin(st.seq.store()).map_err(failure_problem)
+        pin(st.log.store()).map_err(failure_problem)
     })
     .await?;
-    let store = state.seq.store().clone();
+    let store = state.log.store().clone();
     let format = export.format();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(CHANNEL);
     tokio::task::spawn_blocking(move || {

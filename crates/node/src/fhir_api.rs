@@ -423,7 +423,7 @@ pub(crate) async fn read(
 
 fn read_blocking(state: &AppState, headers: &HeaderMap, ty: &str, id: &str) -> FhirResult {
     authorize(state, headers, RECORD_READERS).map_err(from_problem)?;
-    let store = state.seq.store();
+    let store = state.log.store();
     if ty == "Patient" {
         if pseudonym::is_well_formed(id) && has_records(store, id)? {
             return Ok(fhir_json(StatusCode::OK, &patient_resource(id)));
@@ -661,7 +661,7 @@ fn search_blocking(
         .into());
     };
     let s = parse_search(ty, raw)?;
-    let store = state.seq.store();
+    let store = state.log.store();
     let by = match (&s.patient, &s.code) {
         (Some(p), _) => By::Patient(p),
         (None, Some((_, c))) => By::Code(c),
@@ -705,7 +705,7 @@ fn everything_blocking(
     raw: Option<&str>,
 ) -> FhirResult {
     authorize(state, headers, RECORD_READERS).map_err(from_problem)?;
-    let store = state.seq.store();
+    let store = state.log.store();
     if !pseudonym::is_well_formed(patient) || !has_records(store, patient)? {
         return Err(not_found(format!("Patient/{patient} has no records")).into());
     }

@@ -198,7 +198,7 @@ pub(crate) async fn history(
     let st = state.clone();
     blocking(move || {
         let reader = authorize(&st, &headers, RECORD_READERS)?;
-        let store = st.seq.store();
+        let store = st.log.store();
         let (checkpoint, size) = checkpoint_for(store, as_of)?;
         let mut leaves = patient_leaves(store, &patient, size, after, limit)?;
         let more = leaves.len() > limit;

@@ -110,7 +110,20 @@ pub fn submit_problem(e: &SubmitError) -> Problem {
             | Rejection::Schema(_)
             | Rejection::Pii(_)
             | Rejection::Fhir(_)
-            | Rejection::UnknownKind(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            | Rejection::UnknownKind(_)
+            | Rejection::GenesisNotFirst
+            | Rejection::GenesisNotByAdmin
+            | Rejection::GenesisInvalid(_)
+            | Rejection::WrongInstitution { .. }
+            | Rejection::DoctorNotEligible { .. }
+            | Rejection::BadKey { .. }
+            | Rejection::AlreadyRegistered
+            | Rejection::InstitutionRequired
+            | Rejection::PatientBinding(_)
+            | Rejection::ClusterPlace(_)
+            | Rejection::NotRegistered
+            | Rejection::AlreadyRevoked
+            | Rejection::LastNode => StatusCode::UNPROCESSABLE_ENTITY,
         },
     };
     let mut p = Problem::new(status, e.code(), e.to_string());

@@ -13,6 +13,7 @@ use axum::extract::Query;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::{HeaderMap, StatusCode, header};
 use medledger_formats::tx::{Transaction, TxWire};
+use medledger_ledger::feed::Followers;
 use medledger_ledger::roles::Role;
 use medledger_ledger::state::Participant;
 use serde_json::value::RawValue;
@@ -23,6 +24,8 @@ use std::sync::Arc;
 pub struct AppState {
     /// The sequencer (writes).
     pub seq: Arc<Sequencer>,
+    /// The committed log and its followers (reads).
+    pub log: Arc<Followers>,
     /// Bearer tokens.
     pub tokens: Tokens,
     /// Settings.
@@ -97,7 +100,7 @@ pub(crate) fn authorize(
         .tokens
         .lookup(token.trim())
         .ok_or_else(|| Problem::unauthorized("unknown or revoked token"))?;
-    let store = state.seq.store();
+    let store = state.log.store();
     let record = store
         .index()
         .participant(&key.0)

@@ -10,6 +10,7 @@ use crate::request::AppState;
 use crate::tokens::Tokens;
 use crate::{Sequencer, SequencerConfig};
 use medledger_ledger::Ledger;
+use medledger_ledger::feed::Followers;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -106,8 +107,11 @@ pub async fn serve(
         max_block_txs: config.max_block_txs.max(1),
         ..SequencerConfig::default()
     };
-    let (seq, cluster) = match ClusterFile::read(dir).map_err(ServeError::Cluster)? {
-        None => (Sequencer::start(ledger, seq_config), None),
+    let (seq, log, cluster) = match ClusterFile::read(dir).map_err(ServeError::Cluster)? {
+        None => {
+            let (seq, log) = Sequencer::local(ledger, seq_config);
+            (seq, log, None)
+        }
         Some(file) => {
             let Ledger {
                 store,
@@ -158,15 +162,12 @@ pub async fn serve(
                 fault_unchecked: std::env::var_os(FAULT_UNCHECKED).is_some(),
                 ..seq_config
             };
-            let seq = Sequencer::start_on(
+            let log = Arc::new(Followers::new(
                 cluster.side.store.clone(),
-                state,
-                node_key,
                 cluster.side.commits.clone(),
-                sink,
-                seq_config,
-            );
-            (seq, Some((cluster, tls)))
+            ));
+            let seq = Sequencer::start_on(&log, state, node_key, sink, seq_config);
+            (seq, log, Some((cluster, tls)))
         }
     };
     let seq = Arc::new(seq);
@@ -191,9 +192,10 @@ pub async fn serve(
         Some(path) => Some(crate::secrets::load_pseudonym_key(path)?),
         None => None,
     };
-    let views = crate::views::Views::follow(&seq, config.news2_window_minutes);
+    let views = crate::views::Views::follow(&log, config.news2_window_minutes);
     let state = Arc::new(AppState {
         seq: seq.clone(),
+        log: log.clone(),
         views,
         tokens: Tokens::new(dir),
         config: config.clone(),
@@ -275,6 +277,7 @@ pub async fn serve(
         }
     };
     seq.shutdown().map_err(ServeError::Shutdown)?;
+    log.stop();
     if let Some(c) = cluster
         && c.raft.shutdown().await.is_err()
     {

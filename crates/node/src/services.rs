@@ -239,7 +239,7 @@ pub(crate) async fn donor(
     let st = state.clone();
     blocking(move || {
         authorize(&st, &headers, DONOR_READERS)?;
-        let store = st.seq.store();
+        let store = st.log.store();
         // Answer as of the log the registry view has read.
         let (checkpoint, size) = checkpoint_for(store, Some(st.views.applied()))?;
         let entries: Vec<DonorEntry> = st

@@ -14,7 +14,7 @@ use medledger_health::calendar::instant_of_ms;
 use medledger_health::news2::Risk;
 use medledger_health::records::VitalSigns;
 use medledger_health::{fhir, registries};
-use medledger_ledger::feed::CommitFeed;
+use medledger_ledger::feed::{CommitFeed, Followers};
 use medledger_ledger::ledger::Store;
 use medledger_ledger::roles::kind;
 use medledger_ledger::state::Participant;
@@ -135,12 +135,12 @@ impl Views {
         })
     }
 
-    /// Views of `seq`'s log, kept up to date on a reader thread of the
-    /// sequencer until either stops.
-    pub fn follow(seq: &crate::Sequencer, window_minutes: u64) -> Arc<Self> {
+    /// Views of the log, kept up to date on a follower thread until the
+    /// followers stop or the views are dropped.
+    pub fn follow(log: &Followers, window_minutes: u64) -> Arc<Self> {
         let views = Self::new(window_minutes);
         let weak = Arc::downgrade(&views);
-        let spawned = seq.spawn_reader("views", move |store, commits| {
+        let spawned = log.spawn("views", move |store, commits| {
             follow(&weak, &store, &commits);
         });
         if let Err(e) = spawned {

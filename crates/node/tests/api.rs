@@ -86,13 +86,14 @@ fn open_node(dir: tempfile::TempDir, config: NodeConfig) -> Node {
         config.cosigner_name.as_deref(),
     )
     .expect("cosigner");
-    let seq = Sequencer::start(ledger, SequencerConfig::default());
-    let views = Views::follow(&seq, config.news2_window_minutes);
+    let (seq, log) = Sequencer::local(ledger, SequencerConfig::default());
+    let views = Views::follow(&log, config.news2_window_minutes);
     let peers = Arc::new(RwLock::new(Vec::new()));
     let budgets = Budgets::new(config.max_concurrency);
     let state = Arc::new(AppState {
         budgets: budgets.clone(),
         seq: Arc::new(seq),
+        log,
         views,
         tokens: Tokens::new(dir.path()),
         config,
@@ -1129,7 +1130,7 @@ async fn roles_md_kind_table_matches_allowed_roles_and_the_ledger() {
     });
     node.post_json(&wire(&signed(&node.admin, kind::GENESIS, &genesis)))
         .await
-        .expect(422, "schema_violation");
+        .expect(422, "genesis_not_first");
     node.post_json(&wire(&signed(&keys["doctor"].1, "made.up", &json!({}))))
         .await
         .expect(422, "unknown_kind");
@@ -1260,6 +1261,23 @@ fn openapi_document_is_consistent() {
         Rejection::BadSignature,
         Rejection::DevicePatient,
         Rejection::NotChosenDoctor,
+        Rejection::GenesisNotFirst,
+        Rejection::GenesisNotByAdmin,
+        Rejection::GenesisInvalid(String::new()),
+        Rejection::WrongInstitution {
+            institution: String::new(),
+        },
+        Rejection::DoctorNotEligible {
+            institution: String::new(),
+        },
+        Rejection::BadKey { field: "key" },
+        Rejection::AlreadyRegistered,
+        Rejection::InstitutionRequired,
+        Rejection::PatientBinding(""),
+        Rejection::ClusterPlace(String::new()),
+        Rejection::NotRegistered,
+        Rejection::AlreadyRevoked,
+        Rejection::LastNode,
     ];
     for r in rejections {
         assert!(
@@ -2752,7 +2770,7 @@ async fn a_report_with_an_identifier_is_refused_naming_field_and_kind_only() {
     p["institution"] = json!("Elsewhere");
     node.post_json(&wire(&signed(&doctor, kind::MEDICAL_REPORT, &p)))
         .await
-        .expect(422, "schema_violation");
+        .expect(422, "wrong_institution");
 }
 
 #[tokio::test]
@@ -3233,7 +3251,7 @@ async fn organ_donor_decisions_need_the_chosen_doctor_or_an_officer_and_keep_the
             &choice(&elsewhere),
         )))
         .await;
-    r.expect(422, "schema_violation");
+    r.expect(422, "doctor_not_eligible");
     node.submit_ok(&[signed(&centre, kind::CHOSEN_DOCTOR, &choice(&chosen))])
         .await;
 

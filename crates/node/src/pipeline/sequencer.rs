@@ -19,7 +19,7 @@ use medledger_formats::keys::KeyCache;
 use medledger_formats::merkle::Hash;
 use medledger_formats::note::Note;
 use medledger_formats::tx::Transaction;
-use medledger_ledger::feed::CommitFeed;
+use medledger_ledger::feed::{CommitFeed, Followers};
 use medledger_ledger::ledger::{Ledger, Pending, Store, directory_records, now_ms};
 use medledger_ledger::state::{Checked, LedgerState, Rejection, payload_rules};
 use std::collections::HashSet;
@@ -176,8 +176,6 @@ struct Cut {
 /// A running sequencer over an open ledger.
 pub struct Sequencer {
     submit: Option<Sender<Submission>>,
-    commits: Arc<CommitFeed>,
-    readers: Mutex<Vec<JoinHandle<()>>>,
     keys: Arc<KeyCache>,
     store: Arc<Store>,
     failed: Arc<AtomicBool>,
@@ -198,27 +196,34 @@ impl Sequencer {
     /// Starts the sequencer and committer threads of a single node, which
     /// commits its blocks to its own segments.
     pub fn start(ledger: Ledger, config: SequencerConfig) -> Self {
+        Self::local(ledger, config).0
+    }
+
+    /// Starts a single node's sequencer, and returns with it the followers
+    /// of its log: readers get the store and the commit feed from there,
+    /// never from the writer.
+    pub fn local(ledger: Ledger, config: SequencerConfig) -> (Self, Arc<Followers>) {
         let Ledger {
             store,
             state,
             node_key,
         } = ledger;
-        let store = Arc::new(store);
-        let sink = Arc::new(LocalSink::new(store.clone()));
-        Self::start_on(store, state, node_key, Arc::default(), sink, config)
+        let log = Arc::new(Followers::new(Arc::new(store), Arc::default()));
+        let sink = Arc::new(LocalSink::new(log.store().clone()));
+        (Self::start_on(&log, state, node_key, sink, config), log)
     }
 
     /// Starts a sequencer that seals blocks on `state`, signed with `key`,
-    /// and hands them to `sink`; `commits` is the feed the sink publishes
-    /// committed log sizes on. The sequencer does not know what the sink is.
+    /// and hands them to `sink`; the committer publishes each committed log
+    /// size on `log`'s feed. The sequencer does not know what the sink is.
     pub fn start_on(
-        store: Arc<Store>,
+        log: &Followers,
         state: LedgerState,
         key: SigningKey,
-        commits: Arc<CommitFeed>,
         sink: Arc<dyn BlockSink>,
         config: SequencerConfig,
     ) -> Self {
+        let (store, commits) = (log.store().clone(), log.feed().clone());
         let pending = Arc::new(Pending::default());
         let failed = Arc::new(AtomicBool::new(false));
         let unchecked = config.fault_unchecked;
@@ -251,7 +256,7 @@ impl Sequencer {
             store: store.clone(),
             pending,
             failed: failed.clone(),
-            commits: commits.clone(),
+            commits,
             sink: sink.clone(),
             flight: None,
         };
@@ -275,8 +280,6 @@ impl Sequencer {
             .collect();
         Sequencer {
             submit: Some(submit_tx),
-            commits,
-            readers: Mutex::default(),
             keys,
             store,
             failed,
@@ -285,38 +288,10 @@ impl Sequencer {
         }
     }
 
-    /// The store, for reads; it never waits for a commit's fsync.
+    /// The store, for the writer's own checks (an importer's duplicates);
+    /// readers follow the log through [`Followers`].
     pub fn store(&self) -> &Arc<Store> {
         &self.store
-    }
-
-    /// Runs `read` on a thread named `name` that follows the log: it gets
-    /// the store and the [`CommitFeed`], and must return once
-    /// [`CommitFeed::wait_beyond`] says the sequencer is stopping. The
-    /// sequencer joins it when it stops, so no reader keeps the ledger open.
-    pub fn spawn_reader(
-        &self,
-        name: &str,
-        read: impl FnOnce(Arc<Store>, Arc<CommitFeed>) + Send + 'static,
-    ) -> std::io::Result<()> {
-        let (store, commits) = (self.store.clone(), self.commits.clone());
-        let handle = std::thread::Builder::new()
-            .name(name.into())
-            .spawn(move || read(store, commits))?;
-        self.readers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(handle);
-        Ok(())
-    }
-
-    /// Stops the readers and waits for them.
-    fn stop_readers(&mut self) {
-        self.commits.close();
-        let readers = std::mem::take(self.readers.get_mut().unwrap_or_else(|p| p.into_inner()));
-        for r in readers {
-            let _ = r.join();
-        }
     }
 
     /// True once storage has failed.
@@ -402,7 +377,6 @@ impl Sequencer {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        self.stop_readers();
         self.store.flush().map_err(|e| e.to_string())
     }
 }
@@ -415,7 +389,6 @@ impl Drop for Sequencer {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        self.stop_readers();
     }
 }
 
