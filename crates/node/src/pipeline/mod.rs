@@ -3,6 +3,7 @@
 //! into blocks by the sequencer, which hands each sealed block to a
 //! [`BlockSink`] that makes it durable.
 
+mod core;
 mod outcome;
 mod sequencer;
 mod sink;

@@ -11,6 +11,7 @@
 //! While one block is being made durable the next one fills, so the fsync
 //! rate sets the block rate, not the transaction rate.
 
+use super::core::{Command, Core, Limits, Sealed};
 use super::outcome::{Receipt, SubmitError};
 use super::sink::{BlockSink, LocalSink, SinkError, Written};
 use crossbeam_channel::{Receiver, Sender, bounded, select};
@@ -20,7 +21,7 @@ use medledger_formats::merkle::Hash;
 use medledger_formats::note::Note;
 use medledger_formats::tx::Transaction;
 use medledger_ledger::feed::{CommitFeed, Followers};
-use medledger_ledger::ledger::{Ledger, Pending, Store, directory_records, now_ms};
+use medledger_ledger::ledger::{Ledger, Pending, Store, now_ms};
 use medledger_ledger::state::{Checked, LedgerState, Rejection, payload_rules};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -165,13 +166,7 @@ const GATHER: usize = 256;
 
 type Waiter = (Arc<Collector>, usize);
 
-struct Cut {
-    block: medledger_formats::block::Block,
-    directory: medledger_store::index::Directory,
-    waiters: Vec<Waiter>,
-    /// The cluster epoch it was sealed in (0 for a single node).
-    epoch: u64,
-}
+type Cut = Box<Sealed<Waiter>>;
 
 /// A running sequencer over an open ledger.
 pub struct Sequencer {
@@ -182,14 +177,6 @@ pub struct Sequencer {
     threads: Vec<JoinHandle<()>>,
     /// Fault injection for cluster tests: admit without any check.
     unchecked: bool,
-}
-
-struct OpenBlock {
-    time: u64,
-    bytes: usize,
-    txs: Vec<Transaction>,
-    waiters: Vec<Waiter>,
-    ids: HashSet<Hash>,
 }
 
 impl Sequencer {
@@ -236,18 +223,17 @@ impl Sequencer {
         let (ready_tx, ready_rx) = bounded::<()>(1);
         let (cut_tx, cut_rx) = bounded::<Cut>(1);
         let keys = Arc::new(KeyCache::new(KEY_CACHE));
+        let limits = Limits {
+            txs: config.max_block_txs,
+            bytes: config.max_block_bytes,
+        };
         let seq = SequencerThread {
+            core: Core::new(state, key, limits, unchecked),
             keys: keys.clone(),
-            state,
-            key,
-            config,
             store: store.clone(),
             pending: pending.clone(),
             failed: failed.clone(),
-            open: None,
             sink: sink.clone(),
-            epoch: 0,
-            unchecked,
         };
         let seq = std::thread::Builder::new()
             .name("sequencer".into())
@@ -392,64 +378,66 @@ impl Drop for Sequencer {
     }
 }
 
-/// What the sequencer thread works with.
+/// The sequencer thread: carries the [`Core`]'s decisions out. It looks
+/// ids up, checks small submissions' signatures in batches, reads the clock
+/// and the sink's epoch, and passes sealed blocks to the committer.
 struct SequencerThread {
+    core: Core<Waiter>,
     keys: Arc<KeyCache>,
-    state: LedgerState,
-    key: SigningKey,
-    config: SequencerConfig,
     store: Arc<Store>,
     pending: Arc<Pending>,
     failed: Arc<AtomicBool>,
-    open: Option<OpenBlock>,
     /// Where sealed blocks go; it says whether this node may seal, and the
     /// state to seal on after an epoch change.
     sink: Arc<dyn BlockSink>,
-    /// The epoch `state` belongs to (always 0 for a single node).
-    epoch: u64,
-    /// Admit without checking (fault injection).
-    unchecked: bool,
 }
 
 impl SequencerThread {
-    /// Checks that this node may seal and that `state` is of the sink's
-    /// current epoch; a new epoch (new leadership, or a block that was not
-    /// committed) drops the open block, whose transactions were admitted
-    /// against a state that no longer holds, and starts again from the
-    /// state every node has applied.
-    fn sync(&mut self) -> Result<(), SubmitError> {
-        let epoch = self.sink.epoch();
-        if epoch.as_ref().ok() != Some(&self.epoch)
-            && let Some(block) = self.open.take()
-        {
-            self.pending.remove(block.txs.iter().map(|t| t.id()));
-            let why = SubmitError::NotCommitted("leadership changed".into());
-            for (c, i) in block.waiters {
-                c.set(i, Err(why.clone()));
+    /// Carries out `commands`; returns the sealed blocks, for the committer.
+    fn carry(&self, commands: Vec<Command<Waiter>>) -> Vec<Cut> {
+        let mut cuts = Vec::new();
+        for c in commands {
+            match c {
+                Command::Refuse((c, i), why) => c.set(i, Err(why)),
+                Command::Hold(ids) => self.pending.add(ids),
+                Command::Release(ids) => self.pending.remove(&ids),
+                Command::Commit(cut) => cuts.push(cut),
+                Command::Fail(e) => {
+                    tracing::error!(error = %e, "sealing failed; refusing further writes");
+                    self.failed.store(true, Ordering::SeqCst);
+                    metrics::gauge!("medledger_storage_failed").set(1.0);
+                }
             }
         }
-        let epoch = epoch?;
-        if epoch != self.epoch {
-            if let Some(state) = self.sink.applied() {
-                self.state = state;
-            }
-            self.epoch = epoch;
-        }
-        Ok(())
+        cuts
     }
 
-    /// True when the open block may take no more transactions.
-    fn full(&self) -> bool {
-        self.open.as_ref().is_some_and(|b| {
-            b.txs.len() >= self.config.max_block_txs || b.bytes >= self.config.max_block_bytes
-        })
+    /// Tells the core of a storage failure the committer met.
+    fn note_failure(&mut self) {
+        if self.failed.load(Ordering::SeqCst) {
+            self.core.on_storage_failed();
+        }
+    }
+
+    /// Tells the core the sink's epoch; the error when this node may not
+    /// seal now.
+    fn sync(&mut self) -> Result<(), SubmitError> {
+        let epoch = self.sink.epoch();
+        let applied = match &epoch {
+            Ok(e) if *e != self.core.epoch() => self.sink.applied(),
+            _ => None,
+        };
+        let mut out = Vec::new();
+        self.core.on_epoch(&epoch, applied, &mut out);
+        self.carry(out);
+        epoch.map(|_| ())
     }
 
     fn run(mut self, submissions: Receiver<Submission>, ready: Receiver<()>, cuts: Sender<Cut>) {
         let mut committer_ready = false;
         let mut closed = false;
         loop {
-            let len = self.open.as_ref().map_or(0, |b| b.txs.len());
+            let len = self.core.open_len();
             if len > 0 && committer_ready {
                 // Take whatever is already queued, up to the cap, then cut.
                 if let Ok(sub) = submissions.try_recv() {
@@ -457,29 +445,16 @@ impl SequencerThread {
                 }
                 // A block admitted in an epoch that has ended is dropped here.
                 let _ = self.sync();
-                let Some(block) = self.open.take() else {
-                    continue;
-                };
-                committer_ready = false;
-                if self.failed.load(Ordering::SeqCst) {
-                    // Storage failed: nothing more may be built on the tip.
-                    for (c, i) in block.waiters {
-                        c.set(i, Err(SubmitError::Unavailable("storage failed".into())));
-                    }
+                if self.core.open_len() == 0 {
                     continue;
                 }
-                match seal(&mut self.state, &self.key, block, self.epoch) {
-                    Ok(cut) => {
-                        if cuts.send(cut).is_err() {
-                            return;
-                        }
-                    }
-                    Err((waiters, e)) => {
-                        self.failed.store(true, Ordering::SeqCst);
-                        metrics::gauge!("medledger_storage_failed").set(1.0);
-                        for (c, i) in waiters {
-                            c.set(i, Err(SubmitError::Unavailable(e.clone())));
-                        }
+                committer_ready = false;
+                self.note_failure();
+                let mut out = Vec::new();
+                self.core.on_cut(&mut out);
+                for cut in self.carry(out) {
+                    if cuts.send(cut).is_err() {
+                        return;
                     }
                 }
                 continue;
@@ -487,7 +462,7 @@ impl SequencerThread {
             if len == 0 && closed {
                 return;
             }
-            if self.full() || (closed && len > 0) {
+            if self.core.full() || (closed && len > 0) {
                 if ready.recv().is_err() {
                     return;
                 }
@@ -522,13 +497,11 @@ impl SequencerThread {
                 .map(|(_, t, _)| t.payload_jcs().len() + t.header_jcs().len())
                 .sum()
         };
-        let mut count = first.txs.len() + self.open.as_ref().map_or(0, |b| b.txs.len());
-        let mut bytes = size(&first) + self.open.as_ref().map_or(0, |b| b.bytes);
+        let limits = self.core.limits();
+        let mut count = first.txs.len() + self.core.open_len();
+        let mut bytes = size(&first) + self.core.open_bytes();
         let mut subs = vec![first];
-        while subs.len() < GATHER
-            && count < self.config.max_block_txs
-            && bytes < self.config.max_block_bytes
-        {
+        while subs.len() < GATHER && count < limits.txs && bytes < limits.bytes {
             match more.try_recv() {
                 Ok(sub) => {
                     count += sub.txs.len();
@@ -572,90 +545,27 @@ impl SequencerThread {
         }
     }
 
+    /// Looks the submission's ids up and lets the core admit it.
     fn admit(&mut self, sub: Submission) {
-        admit_submission(
-            &mut self.state,
-            &mut self.open,
-            sub,
-            &self.store,
-            &self.pending,
-            &self.failed,
-            self.unchecked,
-        );
-    }
-}
-
-fn seal(
-    state: &mut LedgerState,
-    key: &SigningKey,
-    block: OpenBlock,
-    epoch: u64,
-) -> Result<Cut, (Vec<Waiter>, String)> {
-    let directory = directory_records(state, &block.txs);
-    match state.seal_block(block.txs, block.time, key) {
-        Ok(b) => Ok(Cut {
-            block: b,
-            directory,
-            waiters: block.waiters,
-            epoch,
-        }),
-        Err(e) => Err((block.waiters, e.to_string())),
-    }
-}
-
-fn admit_submission(
-    state: &mut LedgerState,
-    open: &mut Option<OpenBlock>,
-    sub: Submission,
-    store: &Arc<Store>,
-    pending: &Pending,
-    failed: &AtomicBool,
-    unchecked: bool,
-) {
-    if failed.load(Ordering::SeqCst) {
-        for (i, ..) in sub.txs {
-            sub.collector
-                .set(i, Err(SubmitError::Unavailable("storage failed".into())));
-        }
-        return;
-    }
-    let ids: Vec<&Hash> = sub.txs.iter().map(|(_, t, _)| t.id()).collect();
-    // Pending first, then the index: an id leaves `pending` only after it is
-    // indexed, so one of the two reads must see a committed duplicate.
-    let was_pending: Vec<bool> = ids.iter().map(|id| pending.contains(id)).collect();
-    let known = store.index().leaves_of(&ids);
-    let block = open.get_or_insert_with(|| OpenBlock {
-        time: state.block_time(now_ms()),
-        bytes: 0,
-        txs: Vec::new(),
-        waiters: Vec::new(),
-        ids: HashSet::new(),
-    });
-    for (k, (i, tx, checked)) in sub.txs.into_iter().enumerate() {
-        let dup = match &known {
-            Ok(v) => v[k].is_some(),
-            Err(_) => true,
-        } || block.ids.contains(tx.id())
-            || was_pending[k];
-        if dup {
-            sub.collector.set(i, Err(Rejection::Duplicate.into()));
-            continue;
-        }
-        let leaf = state.tip().log.size() + block.txs.len() as u64;
-        let admitted = match unchecked {
-            true => Ok(()),
-            false => state.admit_checked(&tx, checked, block.time, leaf),
-        };
-        match admitted {
-            Ok(()) => {
-                block.ids.insert(*tx.id());
-                block.bytes += tx.payload_jcs().len() + tx.header_jcs().len() + 84;
-                pending.add([*tx.id()]);
-                block.txs.push(tx);
-                block.waiters.push((sub.collector.clone(), i));
-            }
-            Err(r) => sub.collector.set(i, Err(r.into())),
-        }
+        self.note_failure();
+        let ids: Vec<&Hash> = sub.txs.iter().map(|(_, t, _)| t.id()).collect();
+        // Pending first, then the index: an id leaves `pending` only after it
+        // is indexed, so one of the two reads must see a committed duplicate.
+        let was_pending: Vec<bool> = ids.iter().map(|id| self.pending.contains(id)).collect();
+        let known = self.store.index().leaves_of(&ids);
+        let seen: Vec<bool> = was_pending
+            .iter()
+            .enumerate()
+            .map(|(k, p)| *p || known.as_ref().map_or(true, |v| v[k].is_some()))
+            .collect();
+        let Submission { txs, collector, .. } = sub;
+        let txs = txs
+            .into_iter()
+            .map(|(i, tx, checked)| ((collector.clone(), i), tx, checked))
+            .collect();
+        let mut out = Vec::new();
+        self.core.on_admit(txs, &seen, now_ms(), &mut out);
+        self.carry(out);
     }
 }
 
