@@ -76,6 +76,17 @@ pub enum LedgerError {
     /// The index failed.
     #[error(transparent)]
     Index(#[from] IndexError),
+    /// A participant's record in the index does not decode.
+    #[error(
+        "the index's record of participant {key} does not decode ({error}); \
+         remove index.redb and open again to rebuild it from the segments"
+    )]
+    Directory {
+        /// The participant's key, hex.
+        key: String,
+        /// What is wrong.
+        error: String,
+    },
     /// A stored record does not decode.
     #[error("block at {location:?}: {error}")]
     Record {
@@ -317,6 +328,13 @@ fn block_index(block: &Block, location: Location, directory: Directory) -> Block
     }
 }
 
+fn decode_participant(key: &[u8; 32], record: &[u8]) -> Result<Participant, LedgerError> {
+    serde_json::from_slice(record).map_err(|e| LedgerError::Directory {
+        key: medledger_formats::bytes::Bytes(*key).to_string(),
+        error: e.to_string(),
+    })
+}
+
 /// Directory records to index for what `txs` touched, as they stand in
 /// `state`: participants and chosen doctors.
 pub fn directory_records(state: &LedgerState, txs: &[Transaction]) -> Directory {
@@ -362,6 +380,24 @@ impl Store {
     /// The index.
     pub fn index(&self) -> &Index {
         &self.index
+    }
+
+    /// The participant registered under `key`, as the index holds it.
+    pub fn participant(&self, key: &[u8; 32]) -> Result<Option<Participant>, LedgerError> {
+        self.index
+            .participant(key)?
+            .map(|record| decode_participant(key, &record))
+            .transpose()
+    }
+
+    /// Every participant, revoked ones included, in key order. A record
+    /// that does not decode is an error, never left out.
+    pub fn participants(&self) -> Result<Vec<Participant>, LedgerError> {
+        self.index
+            .participants()?
+            .into_iter()
+            .map(|(key, record)| decode_participant(&key, &record))
+            .collect()
     }
 
     /// The data directory.
@@ -1140,20 +1176,15 @@ impl Store {
                 found: blocks,
             });
         }
-        let participants: Result<Vec<Participant>, _> = self
-            .index
-            .participants()?
-            .into_iter()
-            .map(|(_, v)| serde_json::from_slice(&v))
-            .collect();
-        let participants = match participants {
+        let participants = match self.participants() {
             Ok(p) => p,
-            Err(e) => {
+            Err(e @ LedgerError::Directory { .. }) => {
                 tracing::warn!(error = %e, "index holds a damaged participant record; rebuilding it");
                 self.index.clear()?;
                 indexed = 0;
                 Vec::new()
             }
+            Err(e) => return Err(e),
         };
         let (tip, from) = if indexed == 0 {
             (Tip::default(), None)
@@ -1247,5 +1278,49 @@ impl Store {
         flush(&mut batch, &pending)?;
         self.index.flush()?;
         Ok(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use medledger_store::segment::Location;
+
+    #[test]
+    fn a_participant_record_that_does_not_decode_is_an_error_never_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        Ledger::init(dir.path(), "test.example/dir", "Test").unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        let store = &ledger.store;
+        // The genesis block registers the admin and the node.
+        assert_eq!(store.participants().unwrap().len(), 2);
+        let key = [9u8; 32];
+        let damaged = BlockIndex {
+            block: BlockEntry {
+                height: 1,
+                location: Location {
+                    segment: 0,
+                    offset: 0,
+                },
+                first_leaf: 1,
+                tx_count: 0,
+            },
+            txs: Vec::new(),
+            participants: vec![(key, b"{\"role\":".to_vec())],
+            chosen: Vec::new(),
+        };
+        store.index().apply(&[damaged], true).unwrap();
+        for e in [
+            store.participants().unwrap_err(),
+            store.participant(&key).unwrap_err(),
+        ] {
+            assert!(
+                matches!(&e, LedgerError::Directory { key: k, .. } if *k == "09".repeat(32)),
+                "{e}"
+            );
+        }
+        // The others still read one by one.
+        let node = ledger.state.participants().next().unwrap().key;
+        assert!(store.participant(&node.0).unwrap().is_some());
     }
 }

@@ -383,13 +383,7 @@ async fn participants(State(state): State<Shared>, headers: HeaderMap) -> ApiRes
     blocking(move || {
         authorize(&st, &headers, DIRECTORY_READERS)?;
         let store = st.log.store();
-        let list: Vec<Participant> = store
-            .index()
-            .participants()
-            .map_err(|e| Problem::unavailable(e.to_string()))?
-            .into_iter()
-            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
-            .collect();
+        let list: Vec<Participant> = store.participants().map_err(ledger_err)?;
         Ok(axum::Json(json!({ "participants": list })).into_response())
     })
     .await

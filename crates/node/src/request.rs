@@ -75,6 +75,9 @@ pub(crate) fn ledger_err(e: medledger_ledger::LedgerError) -> Problem {
         LedgerError::Damaged { height, what } => {
             Problem::corrupt(format!("block {height} is damaged: {what}"))
         }
+        LedgerError::Directory { key, .. } => Problem::corrupt(format!(
+            "the index's record of participant {key} is damaged"
+        )),
         other => {
             tracing::error!(error = %other, "storage error");
             Problem::unavailable("storage error; the node's log has the details")
@@ -102,10 +105,8 @@ pub(crate) fn authorize(
         .ok_or_else(|| Problem::unauthorized("unknown or revoked token"))?;
     let store = state.log.store();
     let record = store
-        .index()
         .participant(&key.0)
-        .map_err(|e| Problem::unavailable(e.to_string()))?
-        .and_then(|bytes| serde_json::from_slice::<Participant>(&bytes).ok())
+        .map_err(ledger_err)?
         .ok_or_else(|| Problem::unauthorized("token's participant is not registered"))?;
     if record.revoked_at.is_some() {
         return Err(Problem::unauthorized("token's participant was revoked"));

@@ -17,7 +17,6 @@ use medledger_health::{fhir, registries};
 use medledger_ledger::feed::{CommitFeed, Followers};
 use medledger_ledger::ledger::Store;
 use medledger_ledger::roles::kind;
-use medledger_ledger::state::Participant;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -381,8 +380,13 @@ impl Directory<'_> {
         if let Some(i) = self.institutions.get(&key) {
             return Some(i.clone());
         }
-        let record = self.store.index().participant(&key).ok()??;
-        let p: Participant = serde_json::from_slice(&record).ok()?;
+        let p = match self.store.participant(&key) {
+            Ok(p) => p?,
+            Err(e) => {
+                tracing::error!(error = %e, "views: cannot read the author's record");
+                return None;
+            }
+        };
         self.institutions.insert(key, p.institution.clone());
         Some(p.institution)
     }
