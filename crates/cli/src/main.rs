@@ -304,7 +304,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if join {
                 let key = Ledger::init_joining(&data_dir, &origin)?;
                 if let Some(f) = &cluster_file {
-                    f.write(&data_dir).map_err(anyhow::Error::msg)?;
+                    f.write(&data_dir)?;
                 }
                 println!("initialised {} to join a cluster", data_dir.display());
                 println!("origin:     {origin}");
@@ -332,7 +332,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("node key:   {}", keys::public_key(&key).to_hex());
             }
             if let Some(f) = &cluster_file {
-                f.write(&data_dir).map_err(anyhow::Error::msg)?;
+                f.write(&data_dir)?;
             }
             println!("initialised {}", data_dir.display());
             println!("origin:     {}", report.origin);

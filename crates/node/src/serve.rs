@@ -34,9 +34,9 @@ pub enum ServeError {
     /// Final flush failed.
     #[error("shutdown: {0}")]
     Shutdown(String),
-    /// Cluster mode could not start.
+    /// Cluster mode could not start, or Raft stopped.
     #[error("cluster: {0}")]
-    Cluster(String),
+    Cluster(#[from] crate::cluster::ClusterError),
     /// The pseudonym key is unusable.
     #[error(transparent)]
     PseudonymKey(#[from] crate::secrets::SecretError),
@@ -107,7 +107,7 @@ pub async fn serve(
         max_block_txs: config.max_block_txs.max(1),
         ..SequencerConfig::default()
     };
-    let (seq, log, cluster) = match ClusterFile::read(dir).map_err(ServeError::Cluster)? {
+    let (seq, log, cluster) = match ClusterFile::read(dir)? {
         None => {
             let (seq, log) = Sequencer::local(ledger, seq_config);
             (seq, log, None)
@@ -123,7 +123,7 @@ pub async fn serve(
             let (network, tls) = match config.cluster_listen {
                 None => (Network::new(local), None),
                 Some(_) => {
-                    let c = tls::configs(&node_key, trust.clone()).map_err(ServeError::Cluster)?;
+                    let c = tls::configs(&node_key, trust.clone())?;
                     (Network::with_tls(local, &c.client), Some(c.server))
                 }
             };
@@ -142,9 +142,7 @@ pub async fn serve(
                 snapshot_every: config.raft_snapshot_every,
                 keep_logs: config.raft_keep_logs,
             };
-            let cluster = Cluster::start(dir, file.id, side, &settings)
-                .await
-                .map_err(ServeError::Cluster)?;
+            let cluster = Cluster::start(dir, file.id, side, &settings).await?;
             let sink = Arc::new(crate::cluster::RaftSink::new(
                 cluster.clone(),
                 tokio::runtime::Handle::current(),
@@ -284,7 +282,7 @@ pub async fn serve(
         return Err(ServeError::Shutdown("raft did not stop cleanly".into()));
     }
     if let Some(why) = stopped.lock().unwrap_or_else(|p| p.into_inner()).take() {
-        return Err(ServeError::Cluster(format!("raft stopped: {why}")));
+        return Err(crate::cluster::ClusterError::Raft(format!("stopped: {why}")).into());
     }
     tracing::info!("stopped cleanly");
     Ok(())

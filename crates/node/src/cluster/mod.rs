@@ -22,12 +22,14 @@
 // handlers return; boxing them would only add an allocation per call.
 #![allow(clippy::result_large_err)]
 
+mod error;
 mod log_store;
 mod network;
 mod sink;
 mod state_machine;
 pub mod tls;
 
+pub use error::{ClusterError, Refusal};
 pub use log_store::LogStore;
 pub use network::{Network, fetch_blocks, routes};
 pub use sink::RaftSink;
@@ -128,23 +130,28 @@ impl ClusterFile {
     pub const NAME: &'static str = "cluster.json";
 
     /// Reads the settings, `None` for a single node's directory.
-    pub fn read(dir: &Path) -> Result<Option<Self>, String> {
+    pub fn read(dir: &Path) -> Result<Option<Self>, ClusterError> {
         let path = dir.join(Self::NAME);
         match std::fs::read_to_string(&path) {
             Ok(text) => serde_json::from_str(&text)
                 .map(Some)
-                .map_err(|e| format!("{}: {e}", path.display())),
+                .map_err(|source| ClusterError::Settings { path, source }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("{}: {e}", path.display())),
+            Err(source) => Err(ClusterError::File { path, source }),
         }
     }
 
     /// Writes the settings (synced).
-    pub fn write(&self, dir: &Path) -> Result<(), String> {
+    pub fn write(&self, dir: &Path) -> Result<(), ClusterError> {
         let path = dir.join(Self::NAME);
-        let text = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
-        medledger_ledger::ledger::write_secret_file(&path, &(text + "\n"))
-            .map_err(|e| e.to_string())
+        let text = serde_json::to_string_pretty(self).map_err(|source| ClusterError::Settings {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(medledger_ledger::ledger::write_secret_file(
+            &path,
+            &(text + "\n"),
+        )?)
     }
 }
 
@@ -160,7 +167,7 @@ pub struct RaftSettings {
 }
 
 impl RaftSettings {
-    fn config(&self) -> Result<openraft::Config, String> {
+    fn config(&self) -> Result<openraft::Config, ClusterError> {
         openraft::Config {
             cluster_name: "medledger".into(),
             heartbeat_interval: self.heartbeat_ms,
@@ -174,7 +181,7 @@ impl RaftSettings {
             ..Default::default()
         }
         .validate()
-        .map_err(|e| e.to_string())
+        .map_err(|e| ClusterError::Raft(e.to_string()))
     }
 }
 
@@ -243,17 +250,21 @@ impl Cluster {
         id: u64,
         side: Arc<Ledgerside>,
         settings: &RaftSettings,
-    ) -> Result<Arc<Self>, String> {
+    ) -> Result<Arc<Self>, ClusterError> {
         let path = dir.join("raft.redb");
         let db = Arc::new(
-            redb::Database::create(&path).map_err(|e| format!("{}: {e}", path.display()))?,
+            redb::Database::create(&path).map_err(|e| ClusterError::RaftLog {
+                path,
+                source: Box::new(e),
+            })?,
         );
-        let log = LogStore::new(db.clone()).map_err(|e| e.to_string())?;
-        let sm = StateMachine::new(side.clone(), db).map_err(|e| e.to_string())?;
+        let raft_err = |e: &dyn ToString| ClusterError::Raft(e.to_string());
+        let log = LogStore::new(db.clone()).map_err(|e| raft_err(&e))?;
+        let sm = StateMachine::new(side.clone(), db).map_err(|e| raft_err(&e))?;
         let config = Arc::new(settings.config()?);
         let raft = Raft::new(id, config, side.network.clone(), log, sm)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| raft_err(&e))?;
         let cluster = Arc::new(Cluster {
             raft,
             id,

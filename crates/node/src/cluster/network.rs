@@ -1,7 +1,7 @@
 //! Node-to-node traffic: Raft RPCs as postcard bodies over HTTP under
 //! `/raft/`, and block fetches for catching up.
 
-use super::{Cluster, Proposal, TypeConfig};
+use super::{Cluster, ClusterError, Proposal, TypeConfig};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, State};
@@ -309,8 +309,9 @@ pub fn fetch_blocks(
     from: u64,
     to: u64,
     patience: Duration,
-) -> Result<Vec<Block>, String> {
-    let handle = tokio::runtime::Handle::try_current().map_err(|e| e.to_string())?;
+) -> Result<Vec<Block>, ClusterError> {
+    let handle =
+        tokio::runtime::Handle::try_current().map_err(|e| ClusterError::Task(e.to_string()))?;
     let deadline = std::time::Instant::now() + patience;
     let mut last = String::from("no peers to fetch blocks from");
     loop {
@@ -345,7 +346,7 @@ pub fn fetch_blocks(
             }
         }
         if std::time::Instant::now() > deadline {
-            return Err(format!("cannot fetch block {from}: {last}"));
+            return Err(ClusterError::Fetch { height: from, last });
         }
         std::thread::sleep(Duration::from_millis(200));
     }

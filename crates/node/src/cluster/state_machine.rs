@@ -9,7 +9,7 @@
 //! no-op, so a record that lags after a crash costs only a replay.
 
 use super::log_store::{META, log_err};
-use super::{Outcome, Proposal, TypeConfig, fetch_blocks};
+use super::{ClusterError, Outcome, Proposal, Refusal, TypeConfig, fetch_blocks};
 use medledger_formats::block::Block;
 use medledger_formats::merkle::Hash;
 use medledger_ledger::feed::CommitFeed;
@@ -106,18 +106,19 @@ impl Ledgerside {
         }
     }
 
-    /// Validates and commits one block. `Ok(Err(reason))` is a refusal.
-    pub fn apply_block(&self, block: &Block) -> Result<Result<u64, String>, String> {
+    /// Validates and commits one block: its log size, or why every node
+    /// refuses it (`Ok(Err(_))`).
+    pub fn apply_block(&self, block: &Block) -> Result<Result<u64, Refusal>, ClusterError> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let h = block.header.header();
         let next = state.tip().next_height;
         if h.height < next {
             // Applied before a crash that lost the state machine's record.
-            let stored = self.store.block(h.height).map_err(|e| e.to_string())?;
+            let stored = self.store.block(h.height)?;
             return Ok(if stored.header.hash() == block.header.hash() {
                 Ok(h.log_size)
             } else {
-                Err(format!("block {} is already another block", h.height))
+                Err(Refusal::Taken(h.height))
             });
         }
         let own = self
@@ -138,18 +139,16 @@ impl Ledgerside {
         if let Err(fault) = checked {
             tracing::warn!(height = h.height, %fault, "refused a block");
             metrics::counter!("medledger_blocks_refused_total").increment(1);
-            return Ok(Err(fault.to_string()));
+            return Ok(Err(fault.into()));
         }
         let directory = directory_records(&state, &block.txs);
-        self.store
-            .commit(block, directory)
-            .map_err(|e| e.to_string())?;
+        self.store.commit(block, directory)?;
         self.commits.publish(h.log_size);
         Ok(Ok(h.log_size))
     }
 
     /// Fetches and applies blocks until the ledger holds `height` blocks.
-    fn catch_up(&self, height: u64, peers: &[String]) -> Result<(), String> {
+    fn catch_up(&self, height: u64, peers: &[String]) -> Result<(), ClusterError> {
         loop {
             let have = self.point().height;
             if have >= height {
@@ -158,9 +157,7 @@ impl Ledgerside {
             let blocks = fetch_blocks(&self.network, peers, have, height, PATIENCE)?;
             for block in &blocks {
                 if let Err(reason) = self.apply_block(block)? {
-                    return Err(format!(
-                        "a peer served a block that does not verify: {reason}"
-                    ));
+                    return Err(ClusterError::PeerBlock(reason));
                 }
             }
         }
@@ -232,11 +229,11 @@ pub(super) fn peers_of(m: &StoredMembership<u64, BasicNode>, me: u64) -> Vec<Str
 
 /// Runs blocking ledger work off the async runtime's workers.
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
+    f: impl FnOnce() -> Result<T, ClusterError> + Send + 'static,
+) -> Result<T, ClusterError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| ClusterError::Task(e.to_string()))?
 }
 
 /// Builds snapshots: the point reached, nothing more.
@@ -250,7 +247,7 @@ impl RaftSnapshotBuilder<TypeConfig> for Builder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
         let side = self.side.clone();
         // Logs are purged after this: everything up to here must be durable.
-        blocking(move || side.store.flush().map_err(|e| e.to_string()))
+        blocking(move || Ok(side.store.flush()?))
             .await
             .map_err(|e| snap_err(ErrorVerb::Write, e))?;
         let point = self.side.point();
@@ -341,10 +338,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             side.catch_up(target.height, &peers)?;
             let now = side.point();
             if now.height == target.height && now.block_hash != target.block_hash {
-                return Err(format!(
-                    "after catching up to {} blocks the last block differs from the snapshot's",
-                    target.height
-                ));
+                return Err(ClusterError::SnapshotMismatch {
+                    height: target.height,
+                });
             }
             Ok(())
         })
@@ -387,7 +383,7 @@ fn apply_proposal(
     side: &Ledgerside,
     proposal: &Proposal,
     peers: &[String],
-) -> Result<Outcome, String> {
+) -> Result<Outcome, ClusterError> {
     let block = match proposal.block() {
         Ok(b) => b,
         Err(e) => return Ok(Outcome::Refused(format!("undecodable block: {e}"))),
@@ -398,6 +394,6 @@ fn apply_proposal(
     }
     Ok(match side.apply_block(&block)? {
         Ok(log_size) => Outcome::Committed { height, log_size },
-        Err(reason) => Outcome::Refused(reason),
+        Err(reason) => Outcome::Refused(reason.to_string()),
     })
 }

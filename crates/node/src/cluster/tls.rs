@@ -5,7 +5,7 @@
 //! has no ledger yet, a key it was told to trust when it joined). No
 //! certificates, no certificate authority: the ledger is the directory.
 
-use super::Ledgerside;
+use super::{ClusterError, Ledgerside};
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::{DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use rustls::DigitallySignedStruct;
@@ -207,20 +207,21 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(ring::default_provider())
 }
 
+fn tls_err(e: impl ToString) -> ClusterError {
+    ClusterError::Tls(e.to_string())
+}
+
 /// Builds both configurations around the node key `key`.
-pub fn configs(key: &SigningKey, trust: Arc<Trust>) -> Result<TlsConfigs, String> {
+pub fn configs(key: &SigningKey, trust: Arc<Trust>) -> Result<TlsConfigs, ClusterError> {
     let provider = provider();
-    let spki = key
-        .verifying_key()
-        .to_public_key_der()
-        .map_err(|e| e.to_string())?;
-    let pkcs8 = key.to_pkcs8_der().map_err(|e| e.to_string())?;
+    let spki = key.verifying_key().to_public_key_der().map_err(tls_err)?;
+    let pkcs8 = key.to_pkcs8_der().map_err(tls_err)?;
     let signer = provider
         .key_provider
         .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
             pkcs8.as_bytes().to_vec(),
         )))
-        .map_err(|e| e.to_string())?;
+        .map_err(tls_err)?;
     let certified = Arc::new(CertifiedKey::new(
         vec![CertificateDer::from(spki.as_bytes().to_vec())],
         signer,
@@ -231,14 +232,14 @@ pub fn configs(key: &SigningKey, trust: Arc<Trust>) -> Result<TlsConfigs, String
     });
     let server = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| e.to_string())?
+        .map_err(tls_err)?
         .with_client_cert_verifier(verifier.clone())
         .with_cert_resolver(Arc::new(AlwaysResolvesServerRawPublicKeys::new(
             certified.clone(),
         )));
     let client = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| e.to_string())?
+        .map_err(tls_err)?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_client_cert_resolver(Arc::new(AlwaysResolvesClientRawPublicKeys::new(certified)));
