@@ -25,7 +25,7 @@ use medledger_formats::note::{Note, NoteVerifier};
 use medledger_health::export::{Export, Format, ParsedRow, Query};
 use medledger_ledger::Ledger;
 use medledger_ledger::ledger::Store;
-use medledger_node::export::{CHECKPOINT_HEADER, LOG_SIZE_HEADER};
+use medledger_node::http::{CHECKPOINT_HEADER, LOG_SIZE_HEADER};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Serialize, Serializer};
@@ -306,10 +306,10 @@ impl Serialize for LeafFile<'_> {
 fn export_dir(dir: &Path, export: &Export, w: &mut ExportWriter) -> Result<(String, u64)> {
     let ledger = Ledger::open(dir).with_context(|| format!("opening {}", dir.display()))?;
     let store = &ledger.store;
-    let (note, size) = medledger_node::export::pin(store)?;
+    let (note, size) = medledger_node::http::pin(store)?;
     w.bytes(&export.header())?;
     let mut failed = None;
-    medledger_node::export::rows(store, export, size, |leaf, row| match w.row(leaf, &row) {
+    medledger_node::http::rows(store, export, size, |leaf, row| match w.row(leaf, &row) {
         Ok(()) => ControlFlow::Continue(()),
         Err(e) => {
             failed = Some(e);

@@ -13,9 +13,9 @@ use medledger_ledger::Ledger;
 use medledger_ledger::ledger::{now_ms, read_key_file};
 use medledger_ledger::roles::{Role, kind};
 use medledger_ledger::state::RegisterPayload;
-use medledger_node::api::router;
 use medledger_node::config::NodeConfig;
-use medledger_node::request::AppState;
+use medledger_node::http::AppState;
+use medledger_node::http::router;
 use medledger_node::tokens::{self, Tokens};
 use medledger_node::{Sequencer, SequencerConfig};
 use serde_json::json;
@@ -68,8 +68,7 @@ fn serve_router(app: Router, seq: Option<Arc<Sequencer>>) -> Node {
 fn serve(dir: &Path) -> Node {
     let ledger = Ledger::open(dir).unwrap();
     let cosigner =
-        medledger_node::cosign::node_cosigner(ledger.store.origin(), &ledger.node_key, None)
-            .unwrap();
+        medledger_node::http::node_cosigner(ledger.store.origin(), &ledger.node_key, None).unwrap();
     let (seq, log) = Sequencer::local(ledger, SequencerConfig::default());
     let seq = Arc::new(seq);
     let state = Arc::new(AppState {
@@ -83,7 +82,7 @@ fn serve(dir: &Path) -> Node {
         health: Default::default(),
         cosigner: Arc::new(cosigner),
         peers: Arc::default(),
-        budgets: medledger_node::edge::Budgets::new(NodeConfig::default().max_concurrency),
+        budgets: medledger_node::http::Budgets::new(NodeConfig::default().max_concurrency),
     });
     serve_router(router(state), Some(seq))
 }

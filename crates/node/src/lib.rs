@@ -1,22 +1,14 @@
-//! medledger node: the sequencer (admission and group commit) and the HTTP
-//! API that institutions run.
+//! medledger node, in the order data flows through it: the write path
+//! (`pipeline`: admission, the sequencer and its sinks), the cluster (a Raft
+//! sink and state machine), the views that follow the committed log, and
+//! the HTTP API that institutions run (`http`). `serve` wires them.
 
-pub mod api;
 pub mod cluster;
 pub mod config;
-pub mod cosign;
-pub mod dashboard;
-pub mod edge;
-pub mod export;
-pub mod fhir_api;
-pub mod health;
+pub mod http;
 pub mod pipeline;
-pub mod problem;
-pub mod request;
 pub mod secrets;
 pub mod serve;
-pub mod services;
-pub mod stats;
 pub mod tokens;
 pub mod views;
 

@@ -2,11 +2,11 @@
 //! HTTP API, and shut down gracefully on SIGTERM or Ctrl-C: in-flight
 //! requests finish, every admitted block is committed, everything is fsynced.
 
-use crate::api::router;
 use crate::cluster::tls::{self, TlsListener, Trust};
 use crate::cluster::{Cluster, ClusterFile, Ledgerside, Network, RaftSettings};
 use crate::config::NodeConfig;
-use crate::request::AppState;
+use crate::http::request::AppState;
+use crate::http::router::router;
 use crate::tokens::Tokens;
 use crate::{Sequencer, SequencerConfig};
 use medledger_ledger::Ledger;
@@ -42,7 +42,7 @@ pub enum ServeError {
     PseudonymKey(#[from] crate::secrets::SecretError),
     /// `cosigner_name` is not a valid key name.
     #[error(transparent)]
-    Cosigner(#[from] crate::cosign::CosignerNameError),
+    Cosigner(#[from] crate::http::cosign::CosignerNameError),
 }
 
 /// Installs the Prometheus recorder (once per process).
@@ -98,7 +98,7 @@ pub async fn serve(
         seconds = started.elapsed().as_secs_f64(),
         "every stored block's checksum verified"
     );
-    let cosigner = crate::cosign::node_cosigner(
+    let cosigner = crate::http::cosign::node_cosigner(
         ledger.store.origin(),
         &ledger.node_key,
         config.cosigner_name.as_deref(),
@@ -181,7 +181,7 @@ pub async fn serve(
             source,
         })?;
     let addr = listener.local_addr().map_err(ServeError::Server)?;
-    let limits = crate::edge::ConnLimits {
+    let limits = crate::http::edge::ConnLimits {
         per_peer: config.max_connections_per_peer.max(1),
         header_timeout: std::time::Duration::from_millis(config.header_read_timeout_ms.max(1)),
     };
@@ -205,7 +205,7 @@ pub async fn serve(
         },
         cosigner: Arc::new(cosigner),
         peers: Arc::default(),
-        budgets: crate::edge::Budgets::new(config.max_concurrency),
+        budgets: crate::http::edge::Budgets::new(config.max_concurrency),
     });
     metrics::gauge!("medledger_storage_failed").set(0.0);
     if let Some(c) = &cluster {
@@ -252,7 +252,7 @@ pub async fn serve(
         // graceful shutdown does not wait for their clients.
         views.close();
     };
-    crate::edge::serve(listener, app, limits, shutdown).await;
+    crate::http::edge::serve(listener, app, limits, shutdown).await;
     drop(state);
     tracing::info!("draining: committing admitted transactions");
     // Connection tasks drop their router (and its clone of the state) just

@@ -29,11 +29,11 @@ use medledger_ledger::roles::{
 };
 use medledger_ledger::roles::{Role, allowed_roles, kind};
 use medledger_ledger::state::{DEFAULT_MAX_SKEW_MS, Rejection};
-use medledger_node::api::{OPENAPI, router};
 use medledger_node::config::NodeConfig;
-use medledger_node::cosign::{PEER_TIMEOUT, node_cosigner};
-use medledger_node::edge::Budgets;
-use medledger_node::request::AppState;
+use medledger_node::http::AppState;
+use medledger_node::http::Budgets;
+use medledger_node::http::{OPENAPI, router};
+use medledger_node::http::{PEER_TIMEOUT, node_cosigner};
 use medledger_node::secrets::{Health, Signers};
 use medledger_node::tokens::{self, Tokens};
 use medledger_node::views::Views;
@@ -46,7 +46,7 @@ use std::task::Poll;
 use tower::ServiceExt;
 
 const ROLES_MD: &str = include_str!("../../../docs/ROLES.md");
-const API_SOURCE: &str = include_str!("../src/api.rs");
+const API_SOURCE: &str = include_str!("../src/http/router.rs");
 const ORIGIN: &str = "medledger.test/api";
 
 // ---- a node in process ------------------------------------------------------
@@ -1285,7 +1285,7 @@ fn openapi_document_is_consistent() {
             "{} missing from the enum",
             r.code()
         );
-        let p = medledger_node::problem::submit_problem(&r.clone().into());
+        let p = medledger_node::http::submit_problem(&r.clone().into());
         let post = &SPEC["paths"]["/v1/transactions"]["post"]["responses"][p.status.to_string()];
         assert!(
             post["x-codes"]

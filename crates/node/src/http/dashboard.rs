@@ -3,22 +3,22 @@
 //! The pages read the public API and, with a token the user pastes, the
 //! gated parts; they add no endpoint of their own.
 
-use crate::problem::Problem;
+use crate::http::problem::Problem;
 use axum::extract::Path;
 use axum::extract::rejection::PathRejection;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-const INDEX: &str = include_str!("../dashboard/index.html");
-const APP_JS: &str = include_str!("../dashboard/app.js");
-const APP_CSS: &str = include_str!("../dashboard/app.css");
+const INDEX: &str = include_str!("../../dashboard/index.html");
+const APP_JS: &str = include_str!("../../dashboard/app.js");
+const APP_CSS: &str = include_str!("../../dashboard/app.css");
 /// `index.js` of the npm package @noble/ed25519 3.2.0 (MIT), unchanged: the
 /// browser's Ed25519 verifier, with ZIP-215 semantics like
 /// `medledger_formats::sig`. WebCrypto's Ed25519 follows RFC 8032's
 /// cofactorless rule, which would disagree with the node on signatures
 /// with a torsion component; noble's 2.x releases hash re-encoded points
 /// and so disagree on non-canonical R (speccheck case 8 and 9).
-const NOBLE_ED25519_JS: &str = include_str!("../dashboard/noble-ed25519.js");
+const NOBLE_ED25519_JS: &str = include_str!("../../dashboard/noble-ed25519.js");
 
 /// Pages may load only what the node serves: no CDN, no inline script.
 const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; \

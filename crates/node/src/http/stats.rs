@@ -2,8 +2,8 @@
 //! correction supersedes the report it corrects), filtered, grouped, and
 //! published with small-cell suppression.
 
-use crate::problem::Problem;
-use crate::request::{Shared, blocking, query};
+use crate::http::problem::Problem;
+use crate::http::request::{Shared, blocking, query};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};

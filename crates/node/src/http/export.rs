@@ -12,8 +12,8 @@
 //! A row carries the payload's fields and the transaction's leaf, id and
 //! time: never the author's key, salt or signature.
 
-use crate::problem::Problem;
-use crate::request::{AppState, authorize, blocking, query};
+use crate::http::problem::Problem;
+use crate::http::request::{AppState, authorize, blocking, query};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query as QueryParams, State};
@@ -203,7 +203,7 @@ fn failure_problem(e: ExportFailure) -> Problem {
             Problem::unavailable(e.to_string())
         }
         ExportFailure::Index(e) => Problem::unavailable(e.to_string()),
-        ExportFailure::Ledger(e) => crate::request::ledger_err(e),
+        ExportFailure::Ledger(e) => crate::http::request::ledger_err(e),
         other => Problem::internal(other.to_string()),
     }
 }
@@ -222,7 +222,7 @@ pub(crate) async fn export(
     let st = state.clone();
     let (note, size) = blocking(move || {
         let reader = authorize(&st, &headers, RECORD_READERS)?;
-        crate::request::may_read_kind(&reader, kind)?;
+        crate::http::request::may_read_kind(&reader, kind)?;
         pin(st.log.store()).map_err(failure_problem)
     })
     .await?;

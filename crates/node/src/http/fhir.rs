@@ -10,9 +10,9 @@
 //! the resource rules and the author's role. Errors are OperationOutcomes.
 
 use crate::SubmitError;
-use crate::health::{Record, records};
-use crate::problem::Problem;
-use crate::request::{AppState, authorize, blocking, ledger_err};
+use crate::http::health::{Record, records};
+use crate::http::problem::Problem;
+use crate::http::request::{AppState, authorize, blocking, ledger_err};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};

@@ -1,8 +1,8 @@
 //! Patient-facing services of a node: the pseudonymization authority's
 //! endpoint and a patient's history.
 
-use crate::problem::Problem;
-use crate::request::{Shared, authorize, blocking, ledger_err, parse_u64, path_param, query};
+use crate::http::problem::Problem;
+use crate::http::request::{Shared, authorize, blocking, ledger_err, parse_u64, path_param, query};
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -205,7 +205,7 @@ pub(crate) async fn history(
         leaves.truncate(limit);
         let mut recs = records(store, &leaves)?;
         // The organ-donor registry has its own readers.
-        recs.retain(|r| crate::request::may_read_kind(&reader, &r.tx.header().kind).is_ok());
+        recs.retain(|r| crate::http::request::may_read_kind(&reader, &r.tx.header().kind).is_ok());
         recs.sort_by_key(|r| (r.tx.header().time, r.leaf));
         let items = recs
             .iter()

@@ -4,7 +4,7 @@
 //! the admission of a body of signed transactions.
 
 use crate::config::NodeConfig;
-use crate::problem::{Problem, submit_problem};
+use crate::http::problem::{Problem, submit_problem};
 use crate::tokens::Tokens;
 use crate::{Receipt, Sequencer};
 use axum::body::Bytes;
@@ -44,7 +44,7 @@ pub struct AppState {
     /// asked for cosignatures; empty for a single node.
     pub peers: Arc<std::sync::RwLock<Vec<String>>>,
     /// Concurrency budgets for writes and for reads.
-    pub budgets: crate::edge::Budgets,
+    pub budgets: crate::http::edge::Budgets,
 }
 
 pub(crate) type Shared = Arc<AppState>;

@@ -1,9 +1,9 @@
 //! The smart-health services: the vitals batch endpoint, NEWS2 alerts (a
 //! list and a Server-Sent Events stream) and the organ-donor registry.
 
-use crate::health::checkpoint_for;
-use crate::problem::Problem;
-use crate::request::{Shared, admit_body, authorize, blocking, parse_u64, query};
+use crate::http::health::checkpoint_for;
+use crate::http::problem::Problem;
+use crate::http::request::{Shared, admit_body, authorize, blocking, parse_u64, query};
 use crate::views::{AlertEvent, DonorEntry};
 use axum::Json;
 use axum::body::Bytes;
@@ -235,7 +235,7 @@ pub(crate) async fn donor(
     headers: HeaderMap,
     patient: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
-    let patient = crate::health::pseudonym_param(patient)?;
+    let patient = crate::http::health::pseudonym_param(patient)?;
     let st = state.clone();
     blocking(move || {
         authorize(&st, &headers, DONOR_READERS)?;
@@ -253,11 +253,11 @@ pub(crate) async fn donor(
             .map(|e| {
                 let (tx, _, _) = store
                     .transaction(&e.id)
-                    .map_err(crate::request::ledger_err)?
+                    .map_err(crate::http::request::ledger_err)?
                     .ok_or_else(|| Problem::internal("registry entry not in the log"))?;
                 let mut proof = store
                     .receipt(e.leaf, Some(&checkpoint))
-                    .map_err(crate::request::ledger_err)?;
+                    .map_err(crate::http::request::ledger_err)?;
                 proof.extra = Some(tx.leaf_preimage());
                 Ok(json!({
                     "leaf": e.leaf,

@@ -12,8 +12,8 @@
 //! second line is a bare number, and block messages start with
 //! `medledger/block/v1\n`. So one key serves both without ambiguity.
 
-use crate::problem::Problem;
-use crate::request::{Shared, blocking, ledger_err, parse_u64, query};
+use crate::http::problem::Problem;
+use crate::http::request::{Shared, blocking, ledger_err, parse_u64, query};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};

@@ -11,7 +11,7 @@
 //!   reads have one each, so a write flood never starves reads of
 //!   checkpoints and proofs. With no permit left the answer is 429.
 
-use crate::problem::Problem;
+use crate::http::problem::Problem;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};

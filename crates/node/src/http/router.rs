@@ -4,8 +4,8 @@
 //! threads. Client input never produces a 500: every failure is a
 //! [`Problem`] with a stable code.
 
-use crate::problem::Problem;
-use crate::request::{
+use crate::http::problem::Problem;
+use crate::http::request::{
     ApiResult, Shared, admit_body, authorize, blocking, ledger_err, parse_u64, path_param, query,
     receipt_json,
 };
@@ -29,16 +29,16 @@ use std::time::Duration;
 use tower::ServiceBuilder;
 
 /// The OpenAPI document served at `/openapi.json`.
-pub const OPENAPI: &str = include_str!("openapi.json");
+pub const OPENAPI: &str = include_str!("../openapi.json");
 
 /// Builds the router.
 pub fn router(state: Shared) -> Router {
     let max_body = state.config.max_body_bytes;
-    let edge = crate::edge::Edge {
+    let edge = crate::http::edge::Edge {
         budgets: state.budgets.clone(),
         max_body,
         body_timeout: Duration::from_millis(state.config.body_read_timeout_ms),
-        fhir_errors: crate::fhir_api::outcome_response,
+        fhir_errors: crate::http::fhir::outcome_response,
     };
     // The routes that write to the ledger: a follower redirects them.
     let lead = axum::middleware::from_fn_with_state(state.clone(), to_leader);
@@ -47,40 +47,46 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/transactions/{id}", get(get_transaction))
         .route("/v1/transactions/{id}/receipt", get(get_receipt))
         .route("/v1/checkpoint", get(checkpoint))
-        .route("/v1/cosignature", get(crate::cosign::cosignature))
+        .route("/v1/cosignature", get(crate::http::cosign::cosignature))
         .route("/v1/proofs/consistency", get(consistency))
         .route("/v1/blocks", get(blocks))
         .route("/v1/blocks/{height}", get(block))
         .route("/v1/status", get(status))
         .route("/v1/participants", get(participants))
-        .route("/v1/pseudonyms", post(crate::health::pseudonyms))
+        .route("/v1/pseudonyms", post(crate::http::health::pseudonyms))
         .route(
             "/v1/patients/{pseudonym}/history",
-            get(crate::health::history),
+            get(crate::http::health::history),
         )
-        .route("/v1/export", get(crate::export::export))
+        .route("/v1/export", get(crate::http::export::export))
         .route(
             "/v1/vitals",
-            post(crate::services::vitals).layer(lead.clone()),
+            post(crate::http::services::vitals).layer(lead.clone()),
         )
-        .route("/v1/alerts", get(crate::services::alerts))
-        .route("/v1/alerts/stream", get(crate::services::alert_stream))
-        .route("/v1/donors/{pseudonym}", get(crate::services::donor))
-        .route("/v1/stats/epidemic", get(crate::stats::epidemic))
-        .route("/v1/stats/vaccination", get(crate::stats::vaccination))
-        .route("/fhir", post(crate::fhir_api::bundle).layer(lead.clone()))
-        .route("/fhir/metadata", get(crate::fhir_api::metadata))
+        .route("/v1/alerts", get(crate::http::services::alerts))
+        .route(
+            "/v1/alerts/stream",
+            get(crate::http::services::alert_stream),
+        )
+        .route("/v1/donors/{pseudonym}", get(crate::http::services::donor))
+        .route("/v1/stats/epidemic", get(crate::http::stats::epidemic))
+        .route(
+            "/v1/stats/vaccination",
+            get(crate::http::stats::vaccination),
+        )
+        .route("/fhir", post(crate::http::fhir::bundle).layer(lead.clone()))
+        .route("/fhir/metadata", get(crate::http::fhir::metadata))
         .route(
             "/fhir/Patient/{pseudonym}/$everything",
-            get(crate::fhir_api::everything),
+            get(crate::http::fhir::everything),
         )
         .route(
             "/fhir/{type}",
-            get(crate::fhir_api::search).merge(post(crate::fhir_api::create).layer(lead)),
+            get(crate::http::fhir::search).merge(post(crate::http::fhir::create).layer(lead)),
         )
-        .route("/fhir/{type}/{id}", get(crate::fhir_api::read))
-        .route("/", get(crate::dashboard::index))
-        .route("/dashboard/{asset}", get(crate::dashboard::file))
+        .route("/fhir/{type}/{id}", get(crate::http::fhir::read))
+        .route("/", get(crate::http::dashboard::index))
+        .route("/dashboard/{asset}", get(crate::http::dashboard::file))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi))
         .route("/healthz", get(|| async { "ok" }))
@@ -108,7 +114,7 @@ pub fn router(state: Shared) -> Router {
     .layer(DefaultBodyLimit::max(max_body))
     // Outside the budgets: a body is read whole, within its time limit,
     // before its request may take a permit.
-    .layer(axum::middleware::from_fn_with_state(edge, crate::edge::admit))
+    .layer(axum::middleware::from_fn_with_state(edge, crate::http::edge::admit))
     .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
@@ -170,7 +176,7 @@ async fn get_transaction(
             .transaction(&id.0)
             .map_err(ledger_err)?
             .ok_or_else(|| Problem::not_found(format!("transaction {id}")))?;
-        crate::request::may_read_kind(&reader, &tx.header().kind)?;
+        crate::http::request::may_read_kind(&reader, &tx.header().kind)?;
         let mut proof = store.receipt(leaf, None).map_err(ledger_err)?;
         proof.extra = Some(tx.leaf_preimage());
         let wire = tx.to_wire().map_err(|e| Problem::internal(e.to_string()))?;
@@ -224,7 +230,7 @@ async fn get_receipt(
     })
     .await?;
     if cosigned {
-        crate::cosign::cosign_with_peers(&state, &mut proof.checkpoint).await?;
+        crate::http::cosign::cosign_with_peers(&state, &mut proof.checkpoint).await?;
     }
     Ok(text(proof.render()))
 }
