@@ -20,6 +20,6 @@ pub(crate) mod stats;
 pub use cosign::{PEER_TIMEOUT, node_cosigner};
 pub use edge::Budgets;
 pub use export::{CHECKPOINT_HEADER, LOG_SIZE_HEADER, pin, rows};
-pub use problem::{Problem, submit_problem};
+pub use problem::submit_problem;
 pub use request::AppState;
 pub use router::{OPENAPI, router};

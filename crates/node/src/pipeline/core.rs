@@ -130,16 +130,8 @@ impl<W> Core<W> {
         if epoch.as_ref().ok() != Some(&self.epoch)
             && let Some(block) = self.open.take()
         {
-            out.push(Command::Release(
-                block.txs.iter().map(|t| *t.id()).collect(),
-            ));
             let why = SubmitError::NotCommitted("leadership changed".into());
-            out.extend(
-                block
-                    .waiters
-                    .into_iter()
-                    .map(|w| Command::Refuse(w, why.clone())),
-            );
+            abandon(block.ids, block.waiters, &why, out);
         }
         if let Ok(e) = epoch
             && *e != self.epoch
@@ -216,19 +208,10 @@ impl<W> Core<W> {
         };
         if self.failed {
             let why = SubmitError::Unavailable("storage failed".into());
-            out.push(Command::Release(
-                block.txs.iter().map(|t| *t.id()).collect(),
-            ));
-            out.extend(
-                block
-                    .waiters
-                    .into_iter()
-                    .map(|w| Command::Refuse(w, why.clone())),
-            );
+            abandon(block.ids, block.waiters, &why, out);
             return;
         }
         let directory = directory_records(&self.state, &block.txs);
-        let ids: Vec<Hash> = block.txs.iter().map(|t| *t.id()).collect();
         match self.state.seal_block(block.txs, block.time, &self.key) {
             Ok(sealed) => out.push(Command::Commit(Box::new(Sealed {
                 block: sealed,
@@ -238,18 +221,19 @@ impl<W> Core<W> {
             }))),
             Err(e) => {
                 self.failed = true;
-                let why = SubmitError::Unavailable(e.to_string());
                 out.push(Command::Fail(e.to_string()));
-                out.push(Command::Release(ids));
-                out.extend(
-                    block
-                        .waiters
-                        .into_iter()
-                        .map(|w| Command::Refuse(w, why.clone())),
-                );
+                let why = SubmitError::Unavailable(e.to_string());
+                abandon(block.ids, block.waiters, &why, out);
             }
         }
     }
+}
+
+/// Gives a block up: its ids leave the in-flight set, and each of its
+/// callers is told `why`.
+fn abandon<W>(ids: HashSet<Hash>, waiters: Vec<W>, why: &SubmitError, out: &mut Vec<Command<W>>) {
+    out.push(Command::Release(ids.into_iter().collect()));
+    out.extend(waiters.into_iter().map(|w| Command::Refuse(w, why.clone())));
 }
 
 #[cfg(test)]
@@ -267,6 +251,20 @@ mod tests {
         core: Core<u32>,
         admin: SigningKey,
         state: LedgerState,
+    }
+
+    impl World {
+        /// Admits a new registration of `key`, which the threads saw nowhere.
+        fn admit_new(
+            &mut self,
+            waiter: u32,
+            key: &SigningKey,
+            t: u64,
+            out: &mut Vec<Command<u32>>,
+        ) {
+            let tx = checked(waiter, register(&self.admin, key, t));
+            self.core.on_admit(vec![tx], &[false], t, out);
+        }
     }
 
     fn world(limits: Limits) -> World {
@@ -383,12 +381,7 @@ mod tests {
         // The next block stacks on the sealed one: the same ids are refused
         // by the state now, whatever the threads saw.
         let mut out = Vec::new();
-        w.core.on_admit(
-            vec![checked(20, register(&w.admin, &keys[0], t + 1))],
-            &[false],
-            t + 1,
-            &mut out,
-        );
+        w.admit_new(20, &keys[0], t + 1, &mut out);
         assert_eq!(refusals(&out), [(20, "already_registered")]);
     }
 
@@ -400,36 +393,12 @@ mod tests {
         });
         let t = now_ms();
         let mut out = Vec::new();
-        w.core.on_admit(
-            vec![checked(
-                1,
-                register(&w.admin, &SigningKey::from_bytes(&[1; 32]), t),
-            )],
-            &[false],
-            t,
-            &mut out,
-        );
+        w.admit_new(1, &SigningKey::from_bytes(&[1; 32]), t, &mut out);
         assert!(!w.core.full());
-        w.core.on_admit(
-            vec![checked(
-                2,
-                register(&w.admin, &SigningKey::from_bytes(&[2; 32]), t),
-            )],
-            &[false],
-            t,
-            &mut out,
-        );
+        w.admit_new(2, &SigningKey::from_bytes(&[2; 32]), t, &mut out);
         assert!(w.core.full());
         let mut w = world(Limits { txs: 100, bytes: 1 });
-        w.core.on_admit(
-            vec![checked(
-                1,
-                register(&w.admin, &SigningKey::from_bytes(&[1; 32]), t),
-            )],
-            &[false],
-            t,
-            &mut out,
-        );
+        w.admit_new(1, &SigningKey::from_bytes(&[1; 32]), t, &mut out);
         assert!(w.core.full());
     }
 
@@ -439,12 +408,7 @@ mod tests {
         let t = now_ms();
         let key = SigningKey::from_bytes(&[1; 32]);
         let mut out = Vec::new();
-        w.core.on_admit(
-            vec![checked(1, register(&w.admin, &key, t))],
-            &[false],
-            t,
-            &mut out,
-        );
+        w.admit_new(1, &key, t, &mut out);
         let mut out = Vec::new();
         // Still epoch 0: nothing happens.
         w.core.on_epoch(&Ok(0), None, &mut out);
@@ -462,12 +426,7 @@ mod tests {
         w.core.on_epoch(&Ok(2), Some(w.state.clone()), &mut out);
         assert!(out.is_empty());
         assert_eq!(w.core.epoch(), 2);
-        w.core.on_admit(
-            vec![checked(2, register(&w.admin, &key, t))],
-            &[false],
-            t,
-            &mut out,
-        );
+        w.admit_new(2, &key, t, &mut out);
         assert!(refusals(&out).is_empty());
         w.core.on_cut(&mut out);
         assert_eq!(commits(out)[0].epoch, 2);
@@ -478,27 +437,11 @@ mod tests {
         let mut w = world(ROOMY);
         let t = now_ms();
         let mut out = Vec::new();
-        w.core.on_admit(
-            vec![checked(
-                1,
-                register(&w.admin, &SigningKey::from_bytes(&[1; 32]), t),
-            )],
-            &[false],
-            t,
-            &mut out,
-        );
+        w.admit_new(1, &SigningKey::from_bytes(&[1; 32]), t, &mut out);
         w.core.on_storage_failed();
         let mut out = Vec::new();
         w.core.on_cut(&mut out);
-        w.core.on_admit(
-            vec![checked(
-                2,
-                register(&w.admin, &SigningKey::from_bytes(&[2; 32]), t),
-            )],
-            &[false],
-            t,
-            &mut out,
-        );
+        w.admit_new(2, &SigningKey::from_bytes(&[2; 32]), t, &mut out);
         assert_eq!(
             refusals(&out),
             [(1, "storage_unavailable"), (2, "storage_unavailable")]
