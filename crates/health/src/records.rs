@@ -184,6 +184,10 @@ pub enum Checked {
     Donor(registries::DonorDecision),
     /// A patient's choice of doctor.
     ChosenDoctor(registries::ChosenDoctor),
+    /// A day's counts of one disease.
+    Epidemic(registries::EpidemicReport),
+    /// A day's doses of one vaccine.
+    Vaccination(registries::VaccinationReport),
     /// Any other kind: the PII guard passed; its schema is the state
     /// machine's business.
     Other,
@@ -199,7 +203,29 @@ impl Checked {
             Checked::Fhir(f) => Some(&f.patient),
             Checked::Donor(d) => Some(&d.patient),
             Checked::ChosenDoctor(c) => Some(&c.patient),
-            Checked::Other => None,
+            Checked::Epidemic(_) | Checked::Vaccination(_) | Checked::Other => None,
+        }
+    }
+
+    /// What the indexes take from the payload, read from this verdict, so
+    /// the payload is not parsed again at commit.
+    pub fn into_terms(self) -> Terms {
+        let (patient, codes) = match self {
+            Checked::Report(r) => (Some(r.patient), r.diagnoses),
+            Checked::Vitals(v) => (Some(v.patient), Vec::new()),
+            Checked::Fhir(f) => (
+                Some(f.patient),
+                f.codes.into_iter().map(|(_, c)| c).collect(),
+            ),
+            Checked::Donor(d) => (Some(d.patient), Vec::new()),
+            Checked::ChosenDoctor(c) => (Some(c.patient), Vec::new()),
+            Checked::Epidemic(e) => (None, vec![e.disease]),
+            Checked::Vaccination(v) => (None, vec![v.vaccine]),
+            Checked::Other => (None, Vec::new()),
+        };
+        Terms {
+            patient: patient.filter(|p| pseudonym::is_well_formed(p)),
+            codes,
         }
     }
 }
@@ -245,11 +271,9 @@ pub fn check_bytes(kind: &str, payload: &[u8]) -> Result<Checked, PayloadError> 
                     .map_err(|e| PayloadError::Schema(e.to_string()))
                     .and_then(vitals)
                     .map(Checked::Vitals),
-                registries::EPIDEMIC_REPORT => {
-                    registries::epidemic(payload).map(|_| Checked::Other)
-                }
+                registries::EPIDEMIC_REPORT => registries::epidemic(payload).map(Checked::Epidemic),
                 registries::VACCINATION_REPORT => {
-                    registries::vaccination(payload).map(|_| Checked::Other)
+                    registries::vaccination(payload).map(Checked::Vaccination)
                 }
                 registries::ORGAN_DONOR_DECISION => registries::donor(payload).map(Checked::Donor),
                 registries::CHOSEN_DOCTOR => {
@@ -340,49 +364,6 @@ pub struct Terms {
     pub codes: Vec<String>,
 }
 
-/// The index terms of a payload (its canonical JSON bytes) that has passed
-/// [`check`]; the guard is not run again. FHIR resources are read through
-/// their rules; every other kind names its patient in `patient` and, for
-/// reports, its codes in `diagnoses`, which are read without building the
-/// whole document.
-pub fn terms(kind: &str, payload: &[u8]) -> Terms {
-    // A device's registration names its patient, but it is directory data,
-    // not a record about the patient's health.
-    if kind.starts_with("participant.") || kind == "ledger.genesis" {
-        return Terms::default();
-    }
-    if fhir::resource_type_of(kind).is_some() {
-        return serde_json::from_slice::<Value>(payload)
-            .ok()
-            .and_then(|v| fhir::validate(&v).ok())
-            .map(|s| Terms {
-                patient: Some(s.patient),
-                codes: s.codes.into_iter().map(|(_, c)| c).collect(),
-            })
-            .unwrap_or_default();
-    }
-    #[derive(Deserialize)]
-    struct Light {
-        patient: Option<String>,
-        #[serde(default)]
-        diagnoses: Vec<String>,
-        disease: Option<String>,
-        vaccine: Option<String>,
-    }
-    match serde_json::from_slice::<Light>(payload) {
-        Ok(l) => Terms {
-            patient: l.patient.filter(|p| pseudonym::is_well_formed(p)),
-            codes: match kind {
-                MEDICAL_REPORT => l.diagnoses,
-                registries::EPIDEMIC_REPORT => l.disease.into_iter().collect(),
-                registries::VACCINATION_REPORT => l.vaccine.into_iter().collect(),
-                _ => Vec::new(),
-            },
-        },
-        Err(_) => Terms::default(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,7 +389,7 @@ mod tests {
             panic!("not a report")
         };
         assert_eq!(r.diagnoses, ["J10.1", "I10"]);
-        let t = terms(MEDICAL_REPORT, report_json().to_string().as_bytes());
+        let t = Checked::Report(r).into_terms();
         assert_eq!(t.patient.as_deref(), Some(P));
         assert_eq!(t.codes, ["J10.1", "I10"]);
     }

@@ -12,8 +12,8 @@
 
 use crate::roles::{Role, kind};
 use crate::state::{
-    BlockFault, ClusterMember, DEFAULT_MAX_SKEW_MS, GenesisPayload, LedgerState, Participant,
-    Rejection, Seen, Tip,
+    BlockFault, Checked, ClusterMember, DEFAULT_MAX_SKEW_MS, GenesisPayload, LedgerState,
+    Participant, Rejection, Seen, Tip,
 };
 use ed25519_dalek::SigningKey;
 use medledger_formats::block::{Block, SealedHeader};
@@ -24,7 +24,6 @@ use medledger_formats::note::{Note, NoteSigner, NoteVerifier};
 use medledger_formats::receipt::TlogProof;
 use medledger_formats::record::{self, RecordError};
 use medledger_formats::tx::Transaction;
-use medledger_health::records;
 use medledger_store::index::{BlockEntry, BlockIndex, Directory, Index, IndexError, TxEntry};
 use medledger_store::merkle_store::MerkleStore;
 use medledger_store::segment::{
@@ -297,7 +296,7 @@ pub struct Ledger {
     pub node_key: SigningKey,
 }
 
-fn block_index(block: &Block, location: Location, directory: Directory) -> BlockIndex {
+fn block_index(block: &Block, location: Location, admitted: Admitted) -> BlockIndex {
     let h = block.header.header();
     BlockIndex {
         block: BlockEntry {
@@ -309,9 +308,10 @@ fn block_index(block: &Block, location: Location, directory: Directory) -> Block
         txs: block
             .txs
             .iter()
+            .zip(admitted.verdicts)
             .enumerate()
-            .map(|(i, tx)| {
-                let terms = records::terms(&tx.header().kind, tx.payload_jcs());
+            .map(|(i, (tx, checked))| {
+                let terms = checked.into_terms();
                 TxEntry {
                     id: *tx.id(),
                     leaf: h.first_leaf + i as u64,
@@ -323,8 +323,8 @@ fn block_index(block: &Block, location: Location, directory: Directory) -> Block
                 }
             })
             .collect(),
-        participants: directory.participants,
-        chosen: directory.chosen,
+        participants: admitted.directory.participants,
+        chosen: admitted.directory.chosen,
     }
 }
 
@@ -335,9 +335,30 @@ fn decode_participant(key: &[u8; 32], record: &[u8]) -> Result<Participant, Ledg
     })
 }
 
+/// What admission learned about a block, kept for its index so that commit
+/// parses no payload again: each transaction's payload verdict, in order,
+/// and the directory records the block changed.
+#[derive(Debug, Default)]
+pub struct Admitted {
+    /// One verdict per transaction, in the block's order.
+    pub verdicts: Vec<Checked>,
+    /// Participants and chosen doctors as they stand after the block.
+    pub directory: Directory,
+}
+
+impl Admitted {
+    /// The block of `txs`, admitted on `state` with `verdicts`.
+    pub fn of(state: &LedgerState, txs: &[Transaction], verdicts: Vec<Checked>) -> Self {
+        Admitted {
+            verdicts,
+            directory: directory_records(state, txs),
+        }
+    }
+}
+
 /// Directory records to index for what `txs` touched, as they stand in
 /// `state`: participants and chosen doctors.
-pub fn directory_records(state: &LedgerState, txs: &[Transaction]) -> Directory {
+fn directory_records(state: &LedgerState, txs: &[Transaction]) -> Directory {
     Directory {
         participants: LedgerState::touched_participants(txs)
             .into_iter()
@@ -417,12 +438,21 @@ impl Store {
     }
 
     /// Writes a block and makes it durable (one fsync), then updates the
-    /// subtree hashes and the index. Returns once the block is durable.
-    pub fn commit(&self, block: &Block, directory: Directory) -> Result<Committed, LedgerError> {
+    /// subtree hashes and the index from what admission learned. Returns
+    /// once the block is durable.
+    pub fn commit(&self, block: &Block, admitted: Admitted) -> Result<Committed, LedgerError> {
         if let Some((height, what)) = self.damaged() {
             return Err(LedgerError::Damaged { height, what });
         }
         let h = block.header.header();
+        if admitted.verdicts.len() != block.txs.len() {
+            return Err(LedgerError::Format(format!(
+                "block {} holds {} transactions but {} verdicts",
+                h.height,
+                block.txs.len(),
+                admitted.verdicts.len()
+            )));
+        }
         // Only the block that follows the tip may be written: after a failed
         // commit the sequencer's next block would chain to a missing one.
         let follows = match self.last() {
@@ -453,7 +483,7 @@ impl Store {
         *write(&self.checkpoint) = Some(checkpoint.clone());
         let durable = h.height.is_multiple_of(INDEX_FLUSH_EVERY);
         self.index
-            .apply(&[block_index(block, location, directory)], durable)?;
+            .apply(&[block_index(block, location, admitted)], durable)?;
         Ok(Committed {
             header: block.header.clone(),
             checkpoint,
@@ -789,17 +819,17 @@ impl Ledger {
             .map_err(fmt_err)?,
         )
         .map_err(fmt_err)?;
-        ledger
+        let checked = ledger
             .state
             .admit(&genesis, time, 0)
             .map_err(LedgerError::Rejected)?;
         let txs = vec![genesis];
-        let parts = directory_records(&ledger.state, &txs);
+        let admitted = Admitted::of(&ledger.state, &txs, vec![checked]);
         let block = ledger
             .state
             .seal_block(txs, time, &node_key)
             .map_err(fmt_err)?;
-        ledger.store.commit(&block, parts)?;
+        ledger.store.commit(&block, admitted)?;
         ledger.store.flush()?;
         // The config file appears last: a crash before this leaves no ledger.json
         // and init can simply be run again after removing the directory.
@@ -1252,7 +1282,7 @@ impl Store {
             if height < indexed {
                 return Ok(());
             }
-            state
+            let verdicts = state
                 .apply_block(
                     &block,
                     &IndexSeen {
@@ -1268,8 +1298,8 @@ impl Store {
                 });
             }
             pending.add(block.txs.iter().map(|t| *t.id()));
-            let parts = directory_records(&state, &block.txs);
-            batch.push(block_index(&block, b.location, parts));
+            let admitted = Admitted::of(&state, &block.txs, verdicts);
+            batch.push(block_index(&block, b.location, admitted));
             if batch.len() >= 256 {
                 flush(&mut batch, &pending)?;
             }
@@ -1322,5 +1352,36 @@ mod tests {
         // The others still read one by one.
         let node = ledger.state.participants().next().unwrap().key;
         assert!(store.participant(&node.0).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_block_is_committed_only_with_one_verdict_per_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        Ledger::init(dir.path(), "test.example/verdicts", "Test").unwrap();
+        let mut ledger = Ledger::open(dir.path()).unwrap();
+        let doctor = SigningKey::from_bytes(&[5; 32]);
+        let time = ledger.state.block_time(now_ms());
+        let register = Transaction::sign(
+            &SigningKey::from_bytes(&[0; 32]),
+            kind::REGISTER,
+            time,
+            &serde_json::json!({"key": keys::public_key(&doctor), "role": "doctor",
+                "institution": "Test", "label": "d"}),
+        )
+        .unwrap();
+        let block = ledger
+            .state
+            .seal_block(vec![register], time, &ledger.node_key)
+            .unwrap();
+        let err = ledger
+            .store
+            .commit(&block, Admitted::default())
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("1 transactions but 0 verdicts"),
+            "{err}"
+        );
+        // Nothing was written: the tip is still genesis.
+        assert_eq!(ledger.store.last().unwrap().header().height, 0);
     }
 }

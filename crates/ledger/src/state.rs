@@ -425,6 +425,43 @@ pub fn payload_rules(tx: &Transaction) -> Result<Checked, Rejection> {
     })
 }
 
+/// Genesis comes first, is signed by the admin it names, and sets a sane
+/// skew, origin and cluster place.
+fn check_genesis(tx: &Transaction, leaf: u64) -> Result<Effect, Rejection> {
+    if leaf != 0 {
+        return Err(Rejection::GenesisNotFirst);
+    }
+    let g: GenesisPayload = parse(tx)?;
+    if g.admin != tx.header().author {
+        return Err(Rejection::GenesisNotByAdmin);
+    }
+    if !SKEW_RANGE_MS.contains(&g.max_skew_ms) {
+        return Err(Rejection::GenesisInvalid(format!(
+            "max_skew_ms must lie in {SKEW_RANGE_MS:?}"
+        )));
+    }
+    if g.origin.is_empty() || g.origin.contains(char::is_whitespace) || g.origin.contains('+') {
+        return Err(Rejection::GenesisInvalid(
+            "origin must be non-empty without spaces or '+'".into(),
+        ));
+    }
+    if let Some(c) = &g.cluster {
+        c.check().map_err(Rejection::ClusterPlace)?;
+    }
+    Ok(Effect::Genesis(g))
+}
+
+/// Devices write only vital signs and Observations, about the one patient
+/// they are registered for, as the payload rules read it.
+fn check_device_patient(author: &Participant, checked: &Checked) -> Result<(), Rejection> {
+    if author.role == Role::Device
+        && (checked.patient().is_none() || checked.patient() != author.patient.as_deref())
+    {
+        return Err(Rejection::DevicePatient);
+    }
+    Ok(())
+}
+
 impl LedgerState {
     /// An empty state before genesis; `max_skew_ms` judges only the genesis
     /// transaction itself, which then sets the ledger's own skew.
@@ -492,52 +529,57 @@ impl LedgerState {
     }
 
     /// Checks one transaction against the state for a block at `block_time`
-    /// holding `leaf`. Does not check the signature or duplicates, nor the
-    /// payload rules when `checked` holds their verdict already.
+    /// holding `leaf`: what it changes, and its payload verdict. Does not
+    /// check the signature or duplicates, nor the payload rules when
+    /// `verdict` holds their outcome already. The rules run in this order,
+    /// which decides the code a transaction breaking several of them gets.
     fn check(
         &self,
         tx: &Transaction,
         block_time: u64,
         leaf: u64,
-        checked: Option<Checked>,
-    ) -> Result<Effect, Rejection> {
-        let h = tx.header();
-        if h.time + self.max_skew_ms < block_time {
+        verdict: Option<Checked>,
+    ) -> Result<(Effect, Checked), Rejection> {
+        self.check_time(tx, block_time)?;
+        if tx.header().kind == kind::GENESIS {
+            return Ok((check_genesis(tx, leaf)?, Checked::Other));
+        }
+        let author = self.check_author(tx)?;
+        let checked = match verdict {
+            Some(c) => c,
+            None => payload_rules(tx)?,
+        };
+        check_device_patient(author, &checked)?;
+        let effect = match self.check_content(author, &checked)? {
+            Some(effect) => effect,
+            None => match tx.header().kind.as_str() {
+                kind::REGISTER => self.check_register(tx)?,
+                kind::REVOKE => self.check_revoke(tx)?,
+                _ => Effect::None,
+            },
+        };
+        Ok((effect, checked))
+    }
+
+    /// A transaction's time lies within the skew of its block's.
+    fn check_time(&self, tx: &Transaction, block_time: u64) -> Result<(), Rejection> {
+        let time = tx.header().time;
+        if time + self.max_skew_ms < block_time {
             return Err(Rejection::Stale {
                 max_skew_ms: self.max_skew_ms,
             });
         }
-        if h.time > block_time.saturating_add(self.max_skew_ms) {
+        if time > block_time.saturating_add(self.max_skew_ms) {
             return Err(Rejection::Future {
                 max_skew_ms: self.max_skew_ms,
             });
         }
-        if h.kind == kind::GENESIS {
-            if leaf != 0 {
-                return Err(Rejection::GenesisNotFirst);
-            }
-            let g: GenesisPayload = parse(tx)?;
-            if g.admin != h.author {
-                return Err(Rejection::GenesisNotByAdmin);
-            }
-            if !SKEW_RANGE_MS.contains(&g.max_skew_ms) {
-                return Err(Rejection::GenesisInvalid(format!(
-                    "max_skew_ms must lie in {SKEW_RANGE_MS:?}"
-                )));
-            }
-            if g.origin.is_empty()
-                || g.origin.contains(char::is_whitespace)
-                || g.origin.contains('+')
-            {
-                return Err(Rejection::GenesisInvalid(
-                    "origin must be non-empty without spaces or '+'".into(),
-                ));
-            }
-            if let Some(c) = &g.cluster {
-                c.check().map_err(Rejection::ClusterPlace)?;
-            }
-            return Ok(Effect::Genesis(g));
-        }
+        Ok(())
+    }
+
+    /// The author is registered, not revoked, and its role may write the kind.
+    fn check_author(&self, tx: &Transaction) -> Result<&Participant, Rejection> {
+        let h = tx.header();
         let author = self
             .participants
             .get(&h.author)
@@ -552,104 +594,106 @@ impl LedgerState {
                 kind: h.kind.clone(),
             });
         }
-        let checked = match checked {
-            Some(c) => c,
-            None => payload_rules(tx)?,
-        };
-        // Devices write only vital signs and Observations, whose patient
-        // the payload rules have already read.
-        if author.role == Role::Device
-            && (checked.patient().is_none() || checked.patient() != author.patient.as_deref())
-        {
-            return Err(Rejection::DevicePatient);
-        }
-        match &checked {
+        Ok(author)
+    }
+
+    /// Rules between a payload and the state: a report names its author's
+    /// institution; a doctor records a donor decision only as the patient's
+    /// chosen doctor; a chosen doctor is an active doctor of the author's
+    /// institution. `Some` is the effect of a payload that changes the state.
+    fn check_content(
+        &self,
+        author: &Participant,
+        checked: &Checked,
+    ) -> Result<Option<Effect>, Rejection> {
+        match checked {
             Checked::Report(r) if r.institution != author.institution => {
-                return Err(Rejection::WrongInstitution {
+                Err(Rejection::WrongInstitution {
                     institution: author.institution.clone(),
-                });
+                })
             }
             Checked::Donor(d)
                 if author.role == Role::Doctor
                     && self.chosen.get(&d.patient) != Some(&author.key) =>
             {
-                return Err(Rejection::NotChosenDoctor);
+                Err(Rejection::NotChosenDoctor)
             }
             Checked::ChosenDoctor(c) => {
                 let key = PublicKey::parse_hex(&c.doctor)
                     .map_err(|_| Rejection::BadKey { field: "doctor" })?;
-                return match self.participants.get(&key) {
+                match self.participants.get(&key) {
                     Some(d)
                         if d.role == Role::Doctor
                             && d.revoked_at.is_none()
                             && d.institution == author.institution =>
                     {
-                        Ok(Effect::Chosen(c.patient.clone(), key))
+                        Ok(Some(Effect::Chosen(c.patient.clone(), key)))
                     }
                     _ => Err(Rejection::DoctorNotEligible {
                         institution: author.institution.clone(),
                     }),
-                };
+                }
             }
-            _ => {}
+            _ => Ok(None),
         }
-        match h.kind.as_str() {
-            kind::REGISTER => {
-                let r: RegisterPayload = parse(tx)?;
-                keys::verifying_key(&r.key).map_err(|_| Rejection::BadKey { field: "key" })?;
-                if self.participants.contains_key(&r.key) {
-                    return Err(Rejection::AlreadyRegistered);
-                }
-                if r.institution.is_empty() {
-                    return Err(Rejection::InstitutionRequired);
-                }
-                match (&r.patient, r.role) {
-                    (Some(p), Role::Device) if medledger_health::pseudonym::is_well_formed(p) => {}
-                    (_, Role::Device) => {
-                        return Err(Rejection::PatientBinding(
-                            "a device is registered for one patient: patient must be a pseudonym",
-                        ));
-                    }
-                    (Some(_), _) => {
-                        return Err(Rejection::PatientBinding(
-                            "only devices are registered for a patient",
-                        ));
-                    }
-                    (None, _) => {}
-                }
-                if let Some(c) = &r.cluster {
-                    if r.role != Role::Node {
-                        return Err(Rejection::ClusterPlace(
-                            "only nodes are registered with a cluster place".into(),
-                        ));
-                    }
-                    c.check().map_err(Rejection::ClusterPlace)?;
-                    if self.cluster_members().any(|(_, m)| m.id == c.id) {
-                        return Err(Rejection::ClusterPlace(format!(
-                            "cluster id {} is already an active node's",
-                            c.id
-                        )));
-                    }
-                }
-                Ok(Effect::Register(r))
+    }
+
+    /// A registration names a new, valid key; a device is bound to one
+    /// patient and only a node holds a free place in the cluster.
+    fn check_register(&self, tx: &Transaction) -> Result<Effect, Rejection> {
+        let r: RegisterPayload = parse(tx)?;
+        keys::verifying_key(&r.key).map_err(|_| Rejection::BadKey { field: "key" })?;
+        if self.participants.contains_key(&r.key) {
+            return Err(Rejection::AlreadyRegistered);
+        }
+        if r.institution.is_empty() {
+            return Err(Rejection::InstitutionRequired);
+        }
+        match (&r.patient, r.role) {
+            (Some(p), Role::Device) if medledger_health::pseudonym::is_well_formed(p) => {}
+            (_, Role::Device) => {
+                return Err(Rejection::PatientBinding(
+                    "a device is registered for one patient: patient must be a pseudonym",
+                ));
             }
-            kind::REVOKE => {
-                let r: RevokePayload = parse(tx)?;
-                match self.participants.get(&r.key) {
-                    None => Err(Rejection::NotRegistered),
-                    Some(p) if p.revoked_at.is_some() => Err(Rejection::AlreadyRevoked),
-                    // Revoking the last node would leave no valid proposer
-                    // for the next block; another cluster node must remain.
-                    Some(p)
-                        if p.role == Role::Node
-                            && !self.cluster_members().any(|(k, _)| *k != r.key) =>
-                    {
-                        Err(Rejection::LastNode)
-                    }
-                    Some(_) => Ok(Effect::Revoke(r.key)),
-                }
+            (Some(_), _) => {
+                return Err(Rejection::PatientBinding(
+                    "only devices are registered for a patient",
+                ));
             }
-            _ => Ok(Effect::None),
+            (None, _) => {}
+        }
+        if let Some(c) = &r.cluster {
+            if r.role != Role::Node {
+                return Err(Rejection::ClusterPlace(
+                    "only nodes are registered with a cluster place".into(),
+                ));
+            }
+            c.check().map_err(Rejection::ClusterPlace)?;
+            if self.cluster_members().any(|(_, m)| m.id == c.id) {
+                return Err(Rejection::ClusterPlace(format!(
+                    "cluster id {} is already an active node's",
+                    c.id
+                )));
+            }
+        }
+        Ok(Effect::Register(r))
+    }
+
+    /// A revocation names an active participant, and never the last node.
+    fn check_revoke(&self, tx: &Transaction) -> Result<Effect, Rejection> {
+        let r: RevokePayload = parse(tx)?;
+        match self.participants.get(&r.key) {
+            None => Err(Rejection::NotRegistered),
+            Some(p) if p.revoked_at.is_some() => Err(Rejection::AlreadyRevoked),
+            // Revoking the last node would leave no valid proposer for the
+            // next block; another cluster node must remain.
+            Some(p)
+                if p.role == Role::Node && !self.cluster_members().any(|(k, _)| *k != r.key) =>
+            {
+                Err(Rejection::LastNode)
+            }
+            Some(_) => Ok(Effect::Revoke(r.key)),
         }
     }
 
@@ -705,11 +749,15 @@ impl LedgerState {
     }
 
     /// Admits `tx` as log entry `leaf` of a block at `block_time` and applies
-    /// it. The signature must already have been checked.
-    pub fn admit(&mut self, tx: &Transaction, block_time: u64, leaf: u64) -> Result<(), Rejection> {
-        let effect = self.check(tx, block_time, leaf, None)?;
-        self.apply(effect, leaf);
-        Ok(())
+    /// it, giving back its payload verdict. The signature must already have
+    /// been checked.
+    pub fn admit(
+        &mut self,
+        tx: &Transaction,
+        block_time: u64,
+        leaf: u64,
+    ) -> Result<Checked, Rejection> {
+        self.admit_with(tx, None, block_time, leaf)
     }
 
     /// [`Self::admit`] for a transaction whose [`payload_rules`] verdict the
@@ -720,10 +768,20 @@ impl LedgerState {
         checked: Checked,
         block_time: u64,
         leaf: u64,
-    ) -> Result<(), Rejection> {
-        let effect = self.check(tx, block_time, leaf, Some(checked))?;
+    ) -> Result<Checked, Rejection> {
+        self.admit_with(tx, Some(checked), block_time, leaf)
+    }
+
+    fn admit_with(
+        &mut self,
+        tx: &Transaction,
+        verdict: Option<Checked>,
+        block_time: u64,
+        leaf: u64,
+    ) -> Result<Checked, Rejection> {
+        let (effect, checked) = self.check(tx, block_time, leaf, verdict)?;
         self.apply(effect, leaf);
-        Ok(())
+        Ok(checked)
     }
 
     /// Keys whose participant record changed through `txs` (for the index).
@@ -808,9 +866,13 @@ impl LedgerState {
     }
 
     /// Validates `block` completely (header chain, roots, proposer,
-    /// signatures, admission rules, duplicates) and applies it.
-    /// On error the state is unchanged.
-    pub fn apply_block(&mut self, block: &Block, seen: &dyn Seen) -> Result<(), BlockFault> {
+    /// signatures, admission rules, duplicates) and applies it, giving back
+    /// each transaction's payload verdict. On error the state is unchanged.
+    pub fn apply_block(
+        &mut self,
+        block: &Block,
+        seen: &dyn Seen,
+    ) -> Result<Vec<Checked>, BlockFault> {
         let refs: Vec<&Transaction> = block.txs.iter().collect();
         for (index, result) in Transaction::verify_signatures(&refs)
             .into_iter()
@@ -833,7 +895,29 @@ impl LedgerState {
         &mut self,
         block: &Block,
         seen: &dyn Seen,
-    ) -> Result<(), BlockFault> {
+    ) -> Result<Vec<Checked>, BlockFault> {
+        self.apply_block_with(block, seen, Vec::new())
+    }
+
+    /// [`Self::apply_block_checked`] for a block this node sealed itself:
+    /// `verdicts` are its transactions' [`payload_rules`] verdicts from
+    /// admission, in order, so the payloads are not judged again. Every rule
+    /// that depends on the state is checked.
+    pub fn apply_own_block(
+        &mut self,
+        block: &Block,
+        seen: &dyn Seen,
+        verdicts: Vec<Checked>,
+    ) -> Result<Vec<Checked>, BlockFault> {
+        self.apply_block_with(block, seen, verdicts)
+    }
+
+    fn apply_block_with(
+        &mut self,
+        block: &Block,
+        seen: &dyn Seen,
+        verdicts: Vec<Checked>,
+    ) -> Result<Vec<Checked>, BlockFault> {
         let h = block.header.header();
         if h.height != self.tip.next_height {
             return Err(BlockFault::Height {
@@ -882,12 +966,16 @@ impl LedgerState {
             rejection,
         };
         let mut in_block = HashSet::with_capacity(block.txs.len());
+        let mut given = verdicts.into_iter();
+        let mut out = Vec::with_capacity(block.txs.len());
         for (index, tx) in block.txs.iter().enumerate() {
             if seen.seen(tx.id()) || !in_block.insert(*tx.id()) {
                 return Err(tx_fault(index, tx, Rejection::Duplicate));
             }
-            next.admit(tx, h.time, h.first_leaf + index as u64)
+            let checked = next
+                .admit_with(tx, given.next(), h.time, h.first_leaf + index as u64)
                 .map_err(|r| tx_fault(index, tx, r))?;
+            out.push(checked);
         }
         // The proposer is judged after genesis registered the first node.
         match next.participants.get(&h.proposer) {
@@ -905,7 +993,7 @@ impl LedgerState {
             time: h.time,
         };
         *self = next;
-        Ok(())
+        Ok(out)
     }
 }
 

@@ -5,8 +5,8 @@
 use super::{Cluster, Outcome, Proposal};
 use crate::pipeline::{BlockSink, SinkError, SubmitError, Written};
 use medledger_formats::block::Block;
+use medledger_ledger::ledger::Admitted;
 use medledger_ledger::state::LedgerState;
-use medledger_store::index::Directory;
 use std::sync::Arc;
 
 /// Most blocks proposed to the cluster and not yet answered.
@@ -35,12 +35,7 @@ impl BlockSink for RaftSink {
         Some(state.unwrap_or_else(|p| p.into_inner()).clone())
     }
 
-    fn write(
-        &self,
-        block: &Block,
-        _directory: Directory,
-        epoch: u64,
-    ) -> Result<Written, SinkError> {
+    fn write(&self, block: &Block, admitted: Admitted, epoch: u64) -> Result<Written, SinkError> {
         let cluster = &self.cluster;
         match cluster.leadership.epoch() {
             Ok(now) if now == epoch => {}
@@ -51,9 +46,9 @@ impl BlockSink for RaftSink {
             Err(e) => return Err(SinkError::Refused(e)),
         }
         let hash = *block.header.hash();
-        // Its signatures were checked at admission: this node's state
-        // machine need not check them again.
-        cluster.side.own_insert(hash);
+        // Its signatures and payloads were judged at admission: this node's
+        // state machine need not judge them again.
+        cluster.side.own_insert(hash, admitted.verdicts);
         let proposal = Proposal::of(block);
         let outcome = match self
             .runtime

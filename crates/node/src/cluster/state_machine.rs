@@ -13,8 +13,8 @@ use super::{ClusterError, Outcome, Proposal, Refusal, TypeConfig, fetch_blocks};
 use medledger_formats::block::Block;
 use medledger_formats::merkle::Hash;
 use medledger_ledger::feed::CommitFeed;
-use medledger_ledger::ledger::{IndexSeen, Pending, Store, directory_records};
-use medledger_ledger::state::LedgerState;
+use medledger_ledger::ledger::{Admitted, IndexSeen, Pending, Store};
+use medledger_ledger::state::{Checked, LedgerState};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     BasicNode, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend,
@@ -22,7 +22,7 @@ use openraft::{
 };
 use redb::{Database, Durability, ReadableDatabase};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 
@@ -59,9 +59,9 @@ pub struct Ledgerside {
     pub state: Mutex<LedgerState>,
     /// Tells the log's readers that blocks were committed.
     pub commits: Arc<CommitFeed>,
-    /// Hashes of blocks this node sealed, whose signatures it checked when
-    /// it admitted them.
-    pub own: Mutex<HashSet<Hash>>,
+    /// Blocks this node sealed, by hash, with the payload verdicts of their
+    /// transactions (whose signatures it checked when it admitted them).
+    pub own: Mutex<HashMap<Hash, Vec<Checked>>>,
     /// This node's id.
     pub id: u64,
     /// This node's key.
@@ -80,12 +80,13 @@ fn snap_err(verb: ErrorVerb, e: impl ToString) -> StorageError<u64> {
 
 impl Ledgerside {
     /// Notes that this node sealed the block with `hash` (and checked its
-    /// transactions' signatures at admission).
-    pub fn own_insert(&self, hash: Hash) {
+    /// transactions' signatures at admission, with `verdicts` on their
+    /// payloads).
+    pub fn own_insert(&self, hash: Hash, verdicts: Vec<Checked>) {
         self.own
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(hash);
+            .insert(hash, verdicts);
     }
 
     /// Forgets the block with `hash` once its outcome is known.
@@ -131,18 +132,20 @@ impl Ledgerside {
             index: self.store.index(),
             pending: &pending,
         };
-        let checked = if own {
-            state.apply_block_checked(block, &seen)
-        } else {
-            state.apply_block(block, &seen)
+        let applied = match own {
+            Some(verdicts) => state.apply_own_block(block, &seen, verdicts),
+            None => state.apply_block(block, &seen),
         };
-        if let Err(fault) = checked {
-            tracing::warn!(height = h.height, %fault, "refused a block");
-            metrics::counter!("medledger_blocks_refused_total").increment(1);
-            return Ok(Err(fault.into()));
-        }
-        let directory = directory_records(&state, &block.txs);
-        self.store.commit(block, directory)?;
+        let verdicts = match applied {
+            Ok(verdicts) => verdicts,
+            Err(fault) => {
+                tracing::warn!(height = h.height, %fault, "refused a block");
+                metrics::counter!("medledger_blocks_refused_total").increment(1);
+                return Ok(Err(fault.into()));
+            }
+        };
+        let admitted = Admitted::of(&state, &block.txs, verdicts);
+        self.store.commit(block, admitted)?;
         self.commits.publish(h.log_size);
         Ok(Ok(h.log_size))
     }

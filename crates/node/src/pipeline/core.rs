@@ -9,9 +9,8 @@ use ed25519_dalek::SigningKey;
 use medledger_formats::block::Block;
 use medledger_formats::merkle::Hash;
 use medledger_formats::tx::Transaction;
-use medledger_ledger::ledger::directory_records;
+use medledger_ledger::ledger::Admitted;
 use medledger_ledger::state::{Checked, LedgerState, Rejection};
-use medledger_store::index::Directory;
 use std::collections::HashSet;
 
 /// Bytes a transaction adds to a block beyond its payload and header: its
@@ -43,13 +42,14 @@ pub(super) enum Command<W> {
     Fail(String),
 }
 
-/// A sealed block, its index records, and who waits for each transaction.
+/// A sealed block, what admission learned for its index, and who waits for
+/// each transaction.
 #[derive(Debug)]
 pub(super) struct Sealed<W> {
     /// The block.
     pub block: Block,
-    /// Its index records.
-    pub directory: Directory,
+    /// Its payload verdicts and directory records.
+    pub admitted: Admitted,
     /// The callers, one per transaction, in order.
     pub waiters: Vec<W>,
     /// The epoch it was sealed in (0 for a single node).
@@ -60,6 +60,7 @@ struct OpenBlock<W> {
     time: u64,
     bytes: usize,
     txs: Vec<Transaction>,
+    verdicts: Vec<Checked>,
     waiters: Vec<W>,
     ids: HashSet<Hash>,
 }
@@ -171,6 +172,7 @@ impl<W> Core<W> {
             time,
             bytes: 0,
             txs: Vec::new(),
+            verdicts: Vec::new(),
             waiters: Vec::new(),
             ids: HashSet::new(),
         });
@@ -182,15 +184,16 @@ impl<W> Core<W> {
             }
             let leaf = self.state.tip().log.size() + block.txs.len() as u64;
             let admitted = match self.unchecked {
-                true => Ok(()),
+                true => Ok(checked),
                 false => self.state.admit_checked(&tx, checked, block.time, leaf),
             };
             match admitted {
-                Ok(()) => {
+                Ok(checked) => {
                     block.ids.insert(*tx.id());
                     block.bytes += tx.payload_jcs().len() + tx.header_jcs().len() + TX_OVERHEAD;
                     held.push(*tx.id());
                     block.txs.push(tx);
+                    block.verdicts.push(checked);
                     block.waiters.push(w);
                 }
                 Err(r) => out.push(Command::Refuse(w, r.into())),
@@ -211,11 +214,17 @@ impl<W> Core<W> {
             abandon(block.ids, block.waiters, &why, out);
             return;
         }
-        let directory = directory_records(&self.state, &block.txs);
+        // An unchecked core judged no payload: it hands on no verdicts, so
+        // every state machine, its own node's too, judges them itself.
+        let verdicts = match self.unchecked {
+            true => Vec::new(),
+            false => block.verdicts,
+        };
+        let admitted = Admitted::of(&self.state, &block.txs, verdicts);
         match self.state.seal_block(block.txs, block.time, &self.key) {
             Ok(sealed) => out.push(Command::Commit(Box::new(Sealed {
                 block: sealed,
-                directory,
+                admitted,
                 waiters: block.waiters,
                 epoch: self.epoch,
             }))),

@@ -588,7 +588,7 @@ impl Committer {
             if ready.send(()).is_err() {
                 return;
             }
-            let Ok(cut) = cuts.recv() else { return };
+            let Ok(mut cut) = cuts.recv() else { return };
             if self.failed.load(Ordering::SeqCst) {
                 // A block after a failed one would chain to a block that is not there.
                 self.refuse(cut, SubmitError::Unavailable("storage failed".into()));
@@ -596,7 +596,7 @@ impl Committer {
             }
             match self
                 .sink
-                .write(&cut.block, cut.directory.clone(), cut.epoch)
+                .write(&cut.block, std::mem::take(&mut cut.admitted), cut.epoch)
             {
                 Ok(written) => match &self.flight {
                     None => self.settle(cut, written()),

@@ -6,9 +6,8 @@
 use super::outcome::SubmitError;
 use medledger_formats::block::Block;
 use medledger_formats::note::Note;
-use medledger_ledger::ledger::Store;
+use medledger_ledger::ledger::{Admitted, Store};
 use medledger_ledger::state::LedgerState;
-use medledger_store::index::Directory;
 use std::sync::Arc;
 
 /// A written block's outcome, to wait for: the checkpoint that covers it
@@ -33,9 +32,9 @@ pub trait BlockSink: Send + Sync {
     /// sequencer's own state stays right (a single node, whose epoch never
     /// changes).
     fn applied(&self) -> Option<LedgerState>;
-    /// Starts making `block` (sealed in `epoch`, with its index records
-    /// `directory`) durable.
-    fn write(&self, block: &Block, directory: Directory, epoch: u64) -> Result<Written, SinkError>;
+    /// Starts making `block` (sealed in `epoch`, with what admission
+    /// learned for its index) durable.
+    fn write(&self, block: &Block, admitted: Admitted, epoch: u64) -> Result<Written, SinkError>;
     /// Written blocks that may await their outcomes at once: with more than
     /// one, outcomes are awaited in order on a thread of their own.
     fn in_flight(&self) -> usize;
@@ -63,15 +62,10 @@ impl BlockSink for LocalSink {
         None
     }
 
-    fn write(
-        &self,
-        block: &Block,
-        directory: Directory,
-        _epoch: u64,
-    ) -> Result<Written, SinkError> {
+    fn write(&self, block: &Block, admitted: Admitted, _epoch: u64) -> Result<Written, SinkError> {
         let committed = self
             .store
-            .commit(block, directory)
+            .commit(block, admitted)
             .map_err(|e| SinkError::Storage(e.to_string()))?;
         metrics::histogram!("medledger_fsync_seconds").record(committed.fsync.as_secs_f64());
         let checkpoint = committed.checkpoint;
