@@ -6,11 +6,13 @@
 //! calls it for every transaction it admits or replays, so a record that
 //! breaks a rule can enter no honest node's ledger.
 
-use crate::fhir::{self, FhirError};
-use crate::pii::{self, PiiFinding};
+use crate::fhir;
+use crate::pii;
 use crate::{pseudonym, registries};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use crate::payload::{PayloadError, is_date};
 
 /// Kind of a doctor's medical report.
 pub const MEDICAL_REPORT: &str = "medical_report";
@@ -157,20 +159,6 @@ fn vitals(v: VitalSigns) -> Result<VitalSigns, PayloadError> {
     Ok(v)
 }
 
-/// Why a payload is refused.
-#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
-pub enum PayloadError {
-    /// It contains a direct identifier.
-    #[error("{0}")]
-    Pii(PiiFinding),
-    /// It does not fit the kind's schema.
-    #[error("{0}")]
-    Schema(String),
-    /// A FHIR resource breaks a rule.
-    #[error("{0}")]
-    Fhir(FhirError),
-}
-
 /// What [`check`] learned about a valid payload.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Checked {
@@ -307,27 +295,6 @@ fn report(r: MedicalReport) -> Result<MedicalReport, PayloadError> {
         }
     }
     Ok(r)
-}
-
-/// True for a real calendar date written `YYYY-MM-DD`.
-pub fn is_date(s: &str) -> bool {
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return false;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        let d = &b[r];
-        d.iter().all(u8::is_ascii_digit).then(|| {
-            d.iter()
-                .fold(0u32, |acc, &c| acc * 10 + u32::from(c - b'0'))
-        })
-    };
-    let (Some(y), Some(m), Some(d)) = (num(0..4), num(5..7), num(8..10)) else {
-        return false;
-    };
-    y >= 1900
-        && d >= 1
-        && i64::from(d) <= crate::calendar::days_in_month(i64::from(y), i64::from(m))
 }
 
 /// What the indexes take from a payload: the patient it is about and its
@@ -491,23 +458,6 @@ mod tests {
                 matches!(check(VITAL_SIGNS, &v), Err(PayloadError::Schema(_))),
                 "{v}"
             );
-        }
-    }
-
-    #[test]
-    fn dates() {
-        for ok in ["2024-02-29", "2026-11-24", "1900-01-01"] {
-            assert!(is_date(ok), "{ok}");
-        }
-        for bad in [
-            "2023-02-29",
-            "2026-13-01",
-            "2026-1-01",
-            "26-11-24",
-            "1899-12-31",
-            "2026-11-24T",
-        ] {
-            assert!(!is_date(bad), "{bad}");
         }
     }
 }
