@@ -640,11 +640,7 @@ pub(crate) async fn search(
     ty: Result<Path<String>, PathRejection>,
     RawQuery(raw): RawQuery,
 ) -> FhirResult {
-    let Path(ty) = ty.map_err(|e| from_problem(Problem::not_found(e.body_text())))?;
-    let st = state.clone();
-    blocking(move || Ok(search_blocking(&st, &headers, &ty, raw.as_deref())))
-        .await
-        .map_err(from_problem)?
+    on_blocking_pool(state, headers, ty, raw, search_blocking).await
 }
 
 fn search_blocking(
@@ -694,9 +690,20 @@ pub(crate) async fn everything(
     p: Result<Path<String>, PathRejection>,
     RawQuery(raw): RawQuery,
 ) -> FhirResult {
-    let Path(p) = p.map_err(|e| from_problem(Problem::not_found(e.body_text())))?;
-    let st = state.clone();
-    blocking(move || Ok(everything_blocking(&st, &headers, &p, raw.as_deref())))
+    on_blocking_pool(state, headers, p, raw, everything_blocking).await
+}
+
+/// Runs a read handler `f` that takes one path segment and the raw query
+/// on the blocking pool.
+async fn on_blocking_pool(
+    state: Shared,
+    headers: HeaderMap,
+    segment: Result<Path<String>, PathRejection>,
+    raw: Option<String>,
+    f: fn(&AppState, &HeaderMap, &str, Option<&str>) -> FhirResult,
+) -> FhirResult {
+    let Path(segment) = segment.map_err(|e| from_problem(Problem::not_found(e.body_text())))?;
+    blocking(move || Ok(f(&state, &headers, &segment, raw.as_deref())))
         .await
         .map_err(from_problem)?
 }
