@@ -9,6 +9,7 @@ pub mod export;
 pub mod fhir;
 pub mod ids;
 pub mod news2;
+mod payload;
 pub mod pii;
 pub mod pseudonym;
 pub mod records;

@@ -6,11 +6,13 @@
 //! calls it for every transaction it admits or replays, so a record that
 //! breaks a rule can enter no honest node's ledger.
 
-use crate::fhir::{self, FhirError};
-use crate::pii::{self, PiiFinding};
+use crate::fhir::{self, Measure};
+use crate::pii;
 use crate::{pseudonym, registries};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use crate::payload::{PayloadError, is_date};
 
 /// Kind of a doctor's medical report.
 pub const MEDICAL_REPORT: &str = "medical_report";
@@ -155,20 +157,6 @@ fn vitals(v: VitalSigns) -> Result<VitalSigns, PayloadError> {
         ));
     }
     Ok(v)
-}
-
-/// Why a payload is refused.
-#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
-pub enum PayloadError {
-    /// It contains a direct identifier.
-    #[error("{0}")]
-    Pii(PiiFinding),
-    /// It does not fit the kind's schema.
-    #[error("{0}")]
-    Schema(String),
-    /// A FHIR resource breaks a rule.
-    #[error("{0}")]
-    Fhir(FhirError),
 }
 
 /// What [`check`] learned about a valid payload.
@@ -333,25 +321,60 @@ fn report(r: MedicalReport) -> Result<MedicalReport, PayloadError> {
     Ok(r)
 }
 
-/// True for a real calendar date written `YYYY-MM-DD`.
-pub fn is_date(s: &str) -> bool {
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return false;
+/// The vital-sign readings of a valid Observation (one that passed
+/// [`fhir::validate`], whose `summary` is given) in the compact form NEWS2 is
+/// scored from: heart rate, respiratory rate, temperature (in °C), SpO2,
+/// blood pressure and glucose (in mmol/L). `None` for an Observation
+/// without a value, without an instant (`effectiveDateTime` or
+/// `effectivePeriod.start` with a time), or of another kind.
+pub fn vital_signs_of(v: &Value, summary: &fhir::Summary) -> Option<VitalSigns> {
+    let time = summary.date.clone().filter(|d| d.contains('T'))?;
+    let measure = fhir::measure_of(summary)?;
+    let value = |q: &Value| -> Option<(f64, String)> {
+        let q = q.get("valueQuantity")?;
+        Some((
+            q.get("value")?.as_f64()?,
+            q.get("code")?.as_str()?.to_owned(),
+        ))
+    };
+    let mut out = VitalSigns::at(summary.patient.clone(), time);
+    match measure {
+        Measure::BloodPressure => {
+            for c in v.get("component")?.as_array()? {
+                let code = c.pointer("/code/coding/0/code").and_then(Value::as_str);
+                let reading = value(c).map(|(x, _)| x);
+                match code {
+                    Some(fhir::SYSTOLIC) => out.systolic_bp = reading,
+                    Some(fhir::DIASTOLIC) => out.diastolic_bp = reading,
+                    _ => {}
+                }
+            }
+        }
+        m => {
+            let (x, unit) = value(v)?;
+            match m {
+                Measure::HeartRate => out.pulse = Some(x),
+                Measure::RespiratoryRate => out.respiratory_rate = Some(x),
+                Measure::OxygenSaturation => out.spo2 = Some(x),
+                Measure::BodyTemperature if unit == "[degF]" => {
+                    out.temperature = Some((x - 32.0) * 5.0 / 9.0);
+                }
+                Measure::BodyTemperature => out.temperature = Some(x),
+                // 1 mmol/L of glucose is 18.016 mg/dL.
+                Measure::GlucoseMass => out.glucose = Some(x / 18.016),
+                Measure::GlucoseMoles => out.glucose = Some(x),
+                Measure::BloodPressure => {}
+            }
+        }
     }
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        let d = &b[r];
-        d.iter().all(u8::is_ascii_digit).then(|| {
-            d.iter()
-                .fold(0u32, |acc, &c| acc * 10 + u32::from(c - b'0'))
-        })
-    };
-    let (Some(y), Some(m), Some(d)) = (num(0..4), num(5..7), num(8..10)) else {
-        return false;
-    };
-    y >= 1900
-        && d >= 1
-        && i64::from(d) <= crate::calendar::days_in_month(i64::from(y), i64::from(m))
+    (out.systolic_bp.is_some()
+        || out.diastolic_bp.is_some()
+        || out.pulse.is_some()
+        || out.respiratory_rate.is_some()
+        || out.spo2.is_some()
+        || out.temperature.is_some()
+        || out.glucose.is_some())
+    .then_some(out)
 }
 
 /// What the indexes take from a payload: the patient it is about and its
@@ -367,6 +390,7 @@ pub struct Terms {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{blood_pressure, heart_rate, observation};
     use serde_json::json;
 
     const P: &str = "MFRGGZDFMZTWQ2LKNNWG23TPOA";
@@ -476,19 +500,21 @@ mod tests {
     }
 
     #[test]
-    fn dates() {
-        for ok in ["2024-02-29", "2026-11-24", "1900-01-01"] {
-            assert!(is_date(ok), "{ok}");
-        }
-        for bad in [
-            "2023-02-29",
-            "2026-13-01",
-            "2026-1-01",
-            "26-11-24",
-            "1899-12-31",
-            "2026-11-24T",
-        ] {
-            assert!(!is_date(bad), "{bad}");
-        }
+    fn vital_signs_of_observations() {
+        let read = |v: &Value| vital_signs_of(v, &fhir::validate(v).unwrap());
+        let hr = read(&heart_rate()).unwrap();
+        assert_eq!(
+            (hr.pulse, hr.time.as_str()),
+            (Some(77.0), "2026-01-01T09:00:00Z")
+        );
+        let bp = read(&blood_pressure(139.0, 84.0)).unwrap();
+        assert_eq!((bp.systolic_bp, bp.diastolic_bp), (Some(139.0), Some(84.0)));
+        let f = read(&observation("8310-5", "[degF]", 100.4)).unwrap();
+        assert!((f.temperature.unwrap() - 38.0).abs() < 1e-9);
+        let g = read(&observation("2339-0", "mg/dL", 180.16)).unwrap();
+        assert!((g.glucose.unwrap() - 10.0).abs() < 1e-9);
+        let mut day_only = heart_rate();
+        day_only["effectiveDateTime"] = json!("2026-01-01");
+        assert_eq!(read(&day_only), None);
     }
 }

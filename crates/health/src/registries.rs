@@ -8,7 +8,7 @@
 //! with the same identity supersedes the earlier one, which stays on the
 //! ledger as history.
 
-use crate::records::{PayloadError, is_date};
+use crate::payload::{PayloadError, is_date};
 use crate::{fhir, pseudonym};
 use serde::{Deserialize, Serialize};
 

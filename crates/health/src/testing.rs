@@ -1,4 +1,7 @@
-//! Test support: a small seeded generator for property tests.
+//! Test support: a small seeded generator for property tests, and FHIR
+//! resources for the rules to judge.
+
+use serde_json::{Value, json};
 
 /// SplitMix64: deterministic, seedable, good enough to pick test cases.
 pub(crate) struct Rng(pub(crate) u64);
@@ -34,4 +37,72 @@ impl Rng {
             .map(|_| char::from(b'0' + self.below(10) as u8))
             .collect()
     }
+}
+
+/// The pseudonym the FHIR fixtures refer to.
+pub(crate) const PSEUDO: &str = "MFRGGZDFMZTWQ2LKNNWG23TPOA";
+
+/// A US Core heart rate Observation with the subject rewritten to a
+/// pseudonym.
+pub(crate) fn heart_rate() -> Value {
+    serde_json::from_str(
+        r#"{"resourceType":"Observation","meta":{"profile":["http://hl7.org/fhir/us/core/StructureDefinition/us-core-heart-rate"]},"status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs","display":"Vital Signs"}],"text":"Vital Signs"}],"code":{"coding":[{"system":"http://loinc.org","code":"8867-4","display":"Heart rate"}],"text":"Heart rate"},"subject":{"reference":"Patient/MFRGGZDFMZTWQ2LKNNWG23TPOA"},"effectiveDateTime":"2026-01-01T09:00:00Z","valueQuantity":{"value":77,"unit":"beats/minute","system":"http://unitsofmeasure.org","code":"/min"}}"#,
+    )
+    .unwrap()
+}
+
+/// An Observation with one LOINC code and a valueQuantity.
+pub(crate) fn observation(loinc: &str, unit: &str, value: f64) -> Value {
+    let mut v = heart_rate();
+    v["code"] = json!({"coding": [{"system": "http://loinc.org", "code": loinc}]});
+    v["valueQuantity"] =
+        json!({"value": value, "system": "http://unitsofmeasure.org", "code": unit});
+    v.as_object_mut().unwrap().remove("category");
+    v
+}
+
+/// A blood pressure panel with a systolic and a diastolic component.
+pub(crate) fn blood_pressure(systolic: f64, diastolic: f64) -> Value {
+    let mut v = heart_rate();
+    let obj = v.as_object_mut().unwrap();
+    obj.remove("valueQuantity");
+    obj.insert(
+        "code".into(),
+        json!({"coding": [{"system": "http://loinc.org", "code": "85354-9", "display": "Blood pressure panel with all children optional"}]}),
+    );
+    obj.insert(
+        "component".into(),
+        serde_json::from_str(
+            r#"[{"code":{"coding":[{"system":"http://loinc.org","code":"8480-6"}]},"valueQuantity":{"value":139,"unit":"mmHg","system":"http://unitsofmeasure.org","code":"mm[Hg]"}},{"code":{"coding":[{"system":"http://loinc.org","code":"8462-4"}]},"valueQuantity":{"value":84,"unit":"mmHg","system":"http://unitsofmeasure.org","code":"mm[Hg]"}}]"#,
+        )
+        .unwrap(),
+    );
+    v["component"][0]["valueQuantity"]["value"] = json!(systolic);
+    v["component"][1]["valueQuantity"]["value"] = json!(diastolic);
+    v
+}
+
+/// An active, confirmed Condition coded `code` in `system`.
+pub(crate) fn condition(system: &str, code: &str) -> Value {
+    json!({
+        "resourceType": "Condition",
+        "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+        "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "confirmed"}]},
+        "code": {"coding": [{"system": system, "code": code}]},
+        "subject": {"reference": format!("Patient/{PSEUDO}")},
+        "onsetDateTime": "2026-01-02T10:00:00+01:00",
+        "recordedDate": "2026-01-03"
+    })
+}
+
+/// A completed influenza Immunization.
+pub(crate) fn immunization() -> Value {
+    json!({
+        "resourceType": "Immunization",
+        "status": "completed",
+        "vaccineCode": {"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": "140", "display": "Influenza, seasonal, injectable, preservative free"}]},
+        "patient": {"reference": format!("Patient/{PSEUDO}")},
+        "occurrenceDateTime": "2026-10-01T08:30:00Z",
+        "primarySource": true
+    })
 }

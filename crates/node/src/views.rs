@@ -12,7 +12,7 @@ use medledger_formats::tx::Transaction;
 use medledger_health::alerts::{Assessment, PatientVitals};
 use medledger_health::calendar::instant_of_ms;
 use medledger_health::news2::Risk;
-use medledger_health::records::VitalSigns;
+use medledger_health::records::{self, VitalSigns};
 use medledger_health::{fhir, registries};
 use medledger_ledger::feed::{CommitFeed, Followers};
 use medledger_ledger::ledger::Store;
@@ -365,7 +365,7 @@ fn vital_signs(tx: &Transaction) -> Option<VitalSigns> {
     let v: Value = serde_json::from_slice(payload).ok()?;
     let summary = fhir::validate(&v).ok()?;
     (summary.kind == fhir::KIND_OBSERVATION).then_some(())?;
-    fhir::vital_signs_of(&v, &summary)
+    records::vital_signs_of(&v, &summary)
 }
 
 /// Participants' institutions, read from the directory once each.

@@ -9,6 +9,8 @@
 //! Every write passes the same rules as a signed submission: the PII guard,
 //! the resource rules and the author's role. Errors are OperationOutcomes.
 
+mod present;
+
 use crate::SubmitError;
 use crate::http::health::{Record, records};
 use crate::http::problem::Problem;
@@ -20,13 +22,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use medledger_formats::bytes::Bytes as Hex;
 use medledger_formats::tx::Transaction;
-use medledger_health::fhir::{self, BundleType, EntryOutcome, FhirError};
+use medledger_health::fhir::{self, BundleType, FhirError};
 use medledger_health::pseudonym;
 use medledger_health::records::{self as rules, PayloadError};
 use medledger_ledger::ledger::{Store, now_ms};
 use medledger_ledger::roles::{FHIR_WRITERS, RECORD_READERS, allowed_roles};
 use medledger_ledger::state::{Participant, Rejection};
 use medledger_store::index::By;
+use present::EntryOutcome;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -48,7 +51,7 @@ impl IntoResponse for Fail {
         let status = self.0.iter().map(|e| e.status).max().unwrap_or(500);
         let mut r = fhir_json(
             StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            &fhir::outcome_of(&self.0),
+            &present::outcome_of(&self.0),
         );
         if status == 401 {
             r.headers_mut().insert(
@@ -123,7 +126,7 @@ fn base_url(headers: &HeaderMap) -> String {
 pub(crate) async fn metadata(headers: HeaderMap) -> Response {
     fhir_json(
         StatusCode::OK,
-        &fhir::capability_statement(&base_url(&headers), env!("CARGO_PKG_VERSION")),
+        &present::capability_statement(&base_url(&headers), env!("CARGO_PKG_VERSION")),
     )
 }
 
@@ -271,7 +274,7 @@ pub(crate) async fn create(
     match results.into_iter().next() {
         Some(Ok(_)) => {
             let base = base_url(&headers);
-            let mut r = fhir_json(StatusCode::CREATED, &fhir::as_read(&stored, &id, time));
+            let mut r = fhir_json(StatusCode::CREATED, &present::as_read(&stored, &id, time));
             if let Ok(loc) = HeaderValue::from_str(&created_location(&base, &ty, &id)) {
                 r.headers_mut().insert(header::LOCATION, loc);
             }
@@ -373,7 +376,7 @@ pub(crate) async fn bundle(
     }
     Ok(fhir_json(
         StatusCode::OK,
-        &fhir::transaction_response(b.kind, outcomes),
+        &present::transaction_response(b.kind, outcomes),
     ))
 }
 
@@ -381,7 +384,7 @@ pub(crate) async fn bundle(
 fn resource_of(r: &Record) -> Option<Value> {
     fhir::resource_type_of(&r.tx.header().kind)?;
     let payload: Value = serde_json::from_slice(r.tx.payload_jcs()).ok()?;
-    Some(fhir::as_read(
+    Some(present::as_read(
         &payload,
         &hex::encode(r.tx.id()),
         r.tx.header().time,
@@ -563,7 +566,7 @@ fn page(
     let next_link = next.map(|n| link(path, &s.params, Some(n)));
     fhir_json(
         StatusCode::OK,
-        &fhir::searchset(
+        &present::searchset(
             &base_url(headers),
             &self_link,
             next_link.as_deref(),
@@ -611,7 +614,7 @@ fn run_search(
             if !matches(&summary) {
                 continue;
             }
-            out.push(fhir::as_read(
+            out.push(present::as_read(
                 &payload,
                 &hex::encode(r.tx.id()),
                 r.tx.header().time,
@@ -637,11 +640,7 @@ pub(crate) async fn search(
     ty: Result<Path<String>, PathRejection>,
     RawQuery(raw): RawQuery,
 ) -> FhirResult {
-    let Path(ty) = ty.map_err(|e| from_problem(Problem::not_found(e.body_text())))?;
-    let st = state.clone();
-    blocking(move || Ok(search_blocking(&st, &headers, &ty, raw.as_deref())))
-        .await
-        .map_err(from_problem)?
+    on_blocking_pool(state, headers, ty, raw, search_blocking).await
 }
 
 fn search_blocking(
@@ -691,9 +690,20 @@ pub(crate) async fn everything(
     p: Result<Path<String>, PathRejection>,
     RawQuery(raw): RawQuery,
 ) -> FhirResult {
-    let Path(p) = p.map_err(|e| from_problem(Problem::not_found(e.body_text())))?;
-    let st = state.clone();
-    blocking(move || Ok(everything_blocking(&st, &headers, &p, raw.as_deref())))
+    on_blocking_pool(state, headers, p, raw, everything_blocking).await
+}
+
+/// Runs a read handler `f` that takes one path segment and the raw query
+/// on the blocking pool.
+async fn on_blocking_pool(
+    state: Shared,
+    headers: HeaderMap,
+    segment: Result<Path<String>, PathRejection>,
+    raw: Option<String>,
+    f: fn(&AppState, &HeaderMap, &str, Option<&str>) -> FhirResult,
+) -> FhirResult {
+    let Path(segment) = segment.map_err(|e| from_problem(Problem::not_found(e.body_text())))?;
+    blocking(move || Ok(f(&state, &headers, &segment, raw.as_deref())))
         .await
         .map_err(from_problem)?
 }
