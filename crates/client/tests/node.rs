@@ -69,6 +69,7 @@ fn serve(dir: &Path) -> Node {
     let ledger = Ledger::open(dir).unwrap();
     let cosigner =
         medledger_node::http::node_cosigner(ledger.store.origin(), &ledger.node_key, None).unwrap();
+    let node_key = ledger.node_key.clone();
     let (seq, log) = Sequencer::local(ledger, SequencerConfig::default());
     let seq = Arc::new(seq);
     let state = Arc::new(AppState {
@@ -83,6 +84,7 @@ fn serve(dir: &Path) -> Node {
         cosigner: Arc::new(cosigner),
         peers: Arc::default(),
         budgets: medledger_node::http::Budgets::new(NodeConfig::default().max_concurrency),
+        node_key,
     });
     serve_router(router(state), Some(seq))
 }

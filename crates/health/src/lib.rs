@@ -3,6 +3,7 @@
 //! Everything here is a pure function of its input, so every node and every
 //! verifier judges the same transaction the same way.
 
+pub mod access;
 pub mod alerts;
 pub mod calendar;
 pub mod export;

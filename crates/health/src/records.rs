@@ -8,7 +8,7 @@
 
 use crate::fhir::{self, Measure};
 use crate::pii;
-use crate::{pseudonym, registries};
+use crate::{access, pseudonym, registries};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -176,6 +176,10 @@ pub enum Checked {
     Epidemic(registries::EpidemicReport),
     /// A day's doses of one vaccine.
     Vaccination(registries::VaccinationReport),
+    /// A patient's consent directive.
+    Consent(Box<access::Consent>),
+    /// A logged read.
+    Access(access::AccessSummary),
     /// Any other kind: the PII guard passed; its schema is the state
     /// machine's business.
     Other,
@@ -191,13 +195,16 @@ impl Checked {
             Checked::Fhir(f) => Some(&f.patient),
             Checked::Donor(d) => Some(&d.patient),
             Checked::ChosenDoctor(c) => Some(&c.patient),
-            Checked::Epidemic(_) | Checked::Vaccination(_) | Checked::Other => None,
+            Checked::Consent(c) => Some(c.patient()),
+            Checked::Epidemic(_) | Checked::Vaccination(_) | Checked::Access(_) => None,
+            Checked::Other => None,
         }
     }
 
     /// What the indexes take from the payload, read from this verdict, so
     /// the payload is not parsed again at commit.
     pub fn into_terms(self) -> Terms {
+        let mut accessed = Vec::new();
         let (patient, codes) = match self {
             Checked::Report(r) => (Some(r.patient), r.diagnoses),
             Checked::Vitals(v) => (Some(v.patient), Vec::new()),
@@ -209,11 +216,20 @@ impl Checked {
             Checked::ChosenDoctor(c) => (Some(c.patient), Vec::new()),
             Checked::Epidemic(e) => (None, vec![e.disease]),
             Checked::Vaccination(v) => (None, vec![v.vaccine]),
+            Checked::Consent(c) => {
+                let code = access::directive_code(c.patient());
+                (Some(c.patient().to_owned()), vec![code])
+            }
+            Checked::Access(a) => {
+                accessed = a.patients;
+                (None, Vec::new())
+            }
             Checked::Other => (None, Vec::new()),
         };
         Terms {
             patient: patient.filter(|p| pseudonym::is_well_formed(p)),
             codes,
+            accessed,
         }
     }
 }
@@ -264,6 +280,10 @@ pub fn check_bytes(kind: &str, payload: &[u8]) -> Result<Checked, PayloadError> 
                     registries::vaccination(payload).map(Checked::Vaccination)
                 }
                 registries::ORGAN_DONOR_DECISION => registries::donor(payload).map(Checked::Donor),
+                access::CONSENT_DIRECTIVE => {
+                    access::consent(payload).map(|c| Checked::Consent(Box::new(c)))
+                }
+                access::ACCESS_ENTRY => access::access_entry(payload).map(Checked::Access),
                 registries::CHOSEN_DOCTOR => {
                     registries::chosen_doctor(payload).map(Checked::ChosenDoctor)
                 }
@@ -385,6 +405,8 @@ pub struct Terms {
     pub patient: Option<String>,
     /// Codes, without their systems.
     pub codes: Vec<String>,
+    /// The patients whose records an access entry logs a read of.
+    pub accessed: Vec<String>,
 }
 
 #[cfg(test)]

@@ -319,6 +319,7 @@ fn block_index(block: &Block, location: Location, admitted: Admitted) -> BlockIn
                     kind: tx.header().kind.clone(),
                     patient: terms.patient,
                     codes: terms.codes,
+                    accessed: terms.accessed,
                     time: tx.header().time,
                 }
             })

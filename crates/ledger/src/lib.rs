@@ -2,6 +2,7 @@
 //! an ordered sequence of blocks into participants and a Merkle log, and the
 //! durable [`Ledger`] that stores it.
 
+pub mod access;
 pub mod feed;
 pub mod ledger;
 pub mod roles;

@@ -97,9 +97,14 @@ pub mod kind {
     pub const FHIR_CONDITION: &str = medledger_health::fhir::KIND_CONDITION;
     /// A FHIR R4 Immunization.
     pub const FHIR_IMMUNIZATION: &str = medledger_health::fhir::KIND_IMMUNIZATION;
+    /// A patient's consent directive (FHIR R4 Consent, patient-privacy).
+    pub const CONSENT_DIRECTIVE: &str = medledger_health::access::CONSENT_DIRECTIVE;
+    /// A logged record-level read (FHIR AuditEvent), signed by the node
+    /// that served it.
+    pub const ACCESS_ENTRY: &str = medledger_health::access::ACCESS_ENTRY;
 
     /// Every kind a participant may submit (all but genesis).
-    pub const SUBMITTABLE: [&str; 11] = [
+    pub const SUBMITTABLE: [&str; 13] = [
         REGISTER,
         REVOKE,
         MEDICAL_REPORT,
@@ -111,6 +116,8 @@ pub mod kind {
         FHIR_OBSERVATION,
         FHIR_CONDITION,
         FHIR_IMMUNIZATION,
+        CONSENT_DIRECTIVE,
+        ACCESS_ENTRY,
     ];
 }
 
@@ -129,6 +136,9 @@ pub const RECORD_READERS: &[Role] = &[
     Role::DataProtectionOfficer,
     Role::Admin,
 ];
+
+/// Roles that may read a patient's access log.
+pub const ACCESS_LOG_READERS: &[Role] = &[Role::DataProtectionOfficer];
 
 /// Roles that may list participants.
 pub const DIRECTORY_READERS: &[Role] = &[
@@ -180,6 +190,8 @@ pub fn allowed_roles(kind: &str) -> Option<&'static [Role]> {
         kind::CHOSEN_DOCTOR => &[Institution],
         kind::FHIR_OBSERVATION => &[Institution, Doctor, Device],
         kind::FHIR_CONDITION | kind::FHIR_IMMUNIZATION => &[Institution, Doctor],
+        kind::CONSENT_DIRECTIVE => &[Doctor],
+        kind::ACCESS_ENTRY => &[Node],
         // Genesis is admitted only by its own rule, never by role.
         _ => return None,
     })

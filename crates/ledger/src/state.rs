@@ -261,6 +261,12 @@ pub enum Rejection {
     /// Revoking the last cluster node, which would leave no proposer.
     #[error("a node key can be revoked only while another cluster node remains")]
     LastNode,
+    /// A doctor's consent directive that does not reference the signed form
+    /// it was taken from.
+    #[error(
+        "a directive submitted on a patient's behalf must reference the signed form (sourceReference)"
+    )]
+    ConsentFormRequired,
 }
 
 impl Rejection {
@@ -293,6 +299,7 @@ impl Rejection {
             Rejection::NotRegistered => "not_registered",
             Rejection::AlreadyRevoked => "already_revoked",
             Rejection::LastNode => "last_node",
+            Rejection::ConsentFormRequired => "consent_form_required",
         }
     }
 }
@@ -617,6 +624,9 @@ impl LedgerState {
                     && self.chosen.get(&d.patient) != Some(&author.key) =>
             {
                 Err(Rejection::NotChosenDoctor)
+            }
+            Checked::Consent(c) if c.source_reference.is_none() => {
+                Err(Rejection::ConsentFormRequired)
             }
             Checked::ChosenDoctor(c) => {
                 let key = PublicKey::parse_hex(&c.doctor)

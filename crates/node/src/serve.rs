@@ -103,6 +103,7 @@ pub async fn serve(
         &ledger.node_key,
         config.cosigner_name.as_deref(),
     )?;
+    let node_key = ledger.node_key.clone();
     let seq_config = SequencerConfig {
         max_block_txs: config.max_block_txs.max(1),
         ..SequencerConfig::default()
@@ -206,6 +207,7 @@ pub async fn serve(
         cosigner: Arc::new(cosigner),
         peers: Arc::default(),
         budgets: crate::http::edge::Budgets::new(config.max_concurrency),
+        node_key,
     });
     metrics::gauge!("medledger_storage_failed").set(0.0);
     if let Some(c) = &cluster {

@@ -105,6 +105,7 @@ fn open_node(dir: tempfile::TempDir, config: NodeConfig) -> Node {
         },
         cosigner: Arc::new(cosigner),
         peers: peers.clone(),
+        node_key: node_key.clone(),
     });
     Node {
         app: router(state),
@@ -1278,6 +1279,7 @@ fn openapi_document_is_consistent() {
         Rejection::NotRegistered,
         Rejection::AlreadyRevoked,
         Rejection::LastNode,
+        Rejection::ConsentFormRequired,
     ];
     for r in rejections {
         assert!(
@@ -3431,4 +3433,294 @@ async fn fhir_vital_sign_observations_feed_the_news2_alerts() {
     node.views_caught_up(&token).await;
     let alerts = node.get("/v1/alerts", Some(&token)).await.json();
     assert_eq!(alerts["total"], 0, "{alerts}");
+}
+
+// ---- accountable access: purposes, consent, the access log ------------------
+
+const PATIENT_P: &str = "MFRGGZDFMZTWQ2LKNNWG23TPOA";
+const PATIENT_Q: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY";
+const PURPOSE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
+
+impl Node {
+    /// A GET naming a purpose and, for a break-glass read, a reason.
+    async fn read(&self, uri: &str, token: &str, purpose: &str, reason: Option<&str>) -> Resp {
+        let mut b = request(Method::GET, uri, Some(token)).header("x-purpose-of-use", purpose);
+        if let Some(r) = reason {
+            b = b.header("x-break-glass-reason", r);
+        }
+        self.call(b.body(Body::empty()).unwrap()).await
+    }
+
+    /// The access log of `patient`, as the data-protection officer reads it;
+    /// every entry's receipt is verified against the node's key.
+    async fn access_log(&self, dpo_token: &str, patient: &str) -> Vec<Value> {
+        let r = self
+            .get(
+                &format!("/v1/patients/{patient}/access-log"),
+                Some(dpo_token),
+            )
+            .await;
+        r.expect(200, "");
+        let verifier = NoteVerifier::parse(self.status().await["vkey"].as_str().unwrap()).unwrap();
+        let entries = r.json()["entries"].as_array().expect("entries").clone();
+        for e in &entries {
+            assert_eq!(e["kind"], "access.entry");
+            let proof = TlogProof::parse(e["receipt"].as_str().unwrap()).unwrap();
+            let id = Hex32Bytes::<32>::parse_hex(e["id"].as_str().unwrap()).unwrap();
+            proof
+                .verify(&id.0, Some(ORIGIN), std::slice::from_ref(&verifier))
+                .expect("the entry's receipt verifies");
+        }
+        entries
+    }
+}
+
+/// A report about `patient`.
+fn report_about(doctor: &SigningKey, patient: &str) -> Transaction {
+    let mut p = report_payload();
+    p["patient"] = json!(patient);
+    signed(doctor, kind::MEDICAL_REPORT, &p)
+}
+
+/// A doctor's consent directive for `patient`, taken from a signed form.
+fn directive(doctor: &SigningKey, patient: &str, provision: Value) -> Transaction {
+    signed(
+        doctor,
+        kind::CONSENT_DIRECTIVE,
+        &directive_payload(patient, provision),
+    )
+}
+
+fn directive_payload(patient: &str, provision: Value) -> Value {
+    json!({
+            "resourceType": "Consent",
+            "status": "active",
+            "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                                  "code": "patient-privacy"}]},
+            "patient": {"reference": format!("Patient/{patient}")},
+            "dateTime": "2026-12-01T09:00:00Z",
+            "sourceReference": {"reference": "DocumentReference/form-17"},
+            "provision": provision,
+    })
+}
+
+/// (purpose code, decision, returned, withheld, break-glass reason) of an
+/// access entry, read from its AuditEvent as the BALP profile lays it out.
+fn entry_summary(e: &Value) -> (String, String, u64, u64, Option<String>) {
+    let p = &e["payload"];
+    let ext = |url: &str| {
+        p["extension"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["url"] == url)
+            .cloned()
+    };
+    (
+        p["purposeOfEvent"][0]["coding"][0]["code"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        ext("urn:medledger:access-decision").unwrap()["valueCode"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        ext("urn:medledger:records-returned").unwrap()["valueUnsignedInt"]
+            .as_u64()
+            .unwrap(),
+        ext("urn:medledger:records-withheld").unwrap()["valueUnsignedInt"]
+            .as_u64()
+            .unwrap(),
+        ext("urn:medledger:break-glass-reason")
+            .map(|x| x["valueString"].as_str().unwrap().to_owned()),
+    )
+}
+
+#[tokio::test]
+async fn roles_md_purpose_table_matches_the_policy_and_every_read() {
+    use medledger_ledger::access::{Purpose, purposes};
+    let node = start();
+    let keys = role_keys(&node);
+    register_roles(&node, &keys).await;
+    let doctor = keys["doctor"].1.clone();
+    let tx = report_about(&doctor, PATIENT_P);
+    node.submit_ok(std::slice::from_ref(&tx)).await;
+    let uri = format!("/v1/transactions/{}", id_hex(&tx));
+    let (header, rows) = md_table("role");
+    assert_eq!(header[..2], ["role", "default"]);
+    let listed: BTreeSet<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    for (name, (role, key)) in &keys {
+        let allowed = purposes(*role);
+        let Some(row) = rows.iter().find(|r| r[0] == *name) else {
+            assert!(
+                allowed.is_empty(),
+                "{name} reads for {allowed:?} but is not listed"
+            );
+            continue;
+        };
+        assert_eq!(row[1], allowed[0].code(), "{name}'s default");
+        let token = node.token(key);
+        for (col, cell) in header.iter().zip(row).skip(2) {
+            let purpose = Purpose::parse(col).unwrap_or_else(|| panic!("column {col}"));
+            assert_eq!(cell == "yes", allowed.contains(&purpose), "{name} × {col}");
+            let r = node.read(&uri, &token, col, None).await;
+            match cell.as_str() {
+                "yes" => r.expect(200, ""),
+                _ => r.expect(403, "purpose_not_allowed"),
+            };
+        }
+        // A code that is not a PurposeOfUse is refused like a wrong one.
+        node.read(&uri, &token, "MARKETING", None)
+            .await
+            .expect(403, "purpose_not_allowed");
+    }
+    assert_eq!(listed.len(), rows.len(), "a role is listed twice");
+}
+
+#[tokio::test]
+async fn a_directive_withholds_a_patients_records_and_every_read_is_logged_with_a_receipt() {
+    let node = start();
+    let keys = role_keys(&node);
+    register_roles(&node, &keys).await;
+    let doctor = keys["doctor"].1.clone();
+    let (p_report, q_report) = (
+        report_about(&doctor, PATIENT_P),
+        report_about(&doctor, PATIENT_Q),
+    );
+    node.submit_ok(&[p_report.clone(), q_report.clone()]).await;
+    // P opts out of research; Q does not.
+    let opt_out =
+        json!({"type": "deny", "purpose": [{"system": PURPOSE_SYSTEM, "code": "HRESCH"}]});
+    node.submit_ok(&[directive(&doctor, PATIENT_P, opt_out)])
+        .await;
+
+    let researcher = node.token(&keys["researcher"].1);
+    let doctor_token = node.token(&doctor);
+    let dpo = node.token(&keys["data_protection_officer"].1);
+    let tx_uri = |tx: &Transaction| format!("/v1/transactions/{}", id_hex(tx));
+    node.read(&tx_uri(&p_report), &researcher, "HRESCH", None)
+        .await
+        .expect(403, "consent_denied");
+    node.read(&tx_uri(&q_report), &researcher, "HRESCH", None)
+        .await
+        .expect(200, "");
+    let history = node
+        .read(
+            &format!("/v1/patients/{PATIENT_P}/history"),
+            &researcher,
+            "HRESCH",
+            None,
+        )
+        .await;
+    history.expect(200, "");
+    let h = history.json();
+    // The directive is a record about P too; both are withheld.
+    assert_eq!(h["records"].as_array().unwrap().len(), 0, "{h}");
+    assert_eq!(h["withheld"], 2);
+    // Treatment is not covered by the opt-out.
+    node.read(&tx_uri(&p_report), &doctor_token, "TREAT", None)
+        .await
+        .expect(200, "");
+
+    let p_log: Vec<_> = node
+        .access_log(&dpo, PATIENT_P)
+        .await
+        .iter()
+        .map(entry_summary)
+        .collect();
+    let deny = |returned, withheld| {
+        (
+            "HRESCH".to_owned(),
+            "deny".to_owned(),
+            returned,
+            withheld,
+            None,
+        )
+    };
+    assert_eq!(
+        p_log,
+        [
+            deny(0, 1),
+            deny(0, 2),
+            ("TREAT".into(), "permit".into(), 1, 0, None)
+        ]
+    );
+    let q_log: Vec<_> = node
+        .access_log(&dpo, PATIENT_Q)
+        .await
+        .iter()
+        .map(entry_summary)
+        .collect();
+    assert_eq!(q_log, [("HRESCH".into(), "permit".into(), 1, 0, None)]);
+    // Each entry names the reader by key and was signed by this node.
+    let raw = node.access_log(&dpo, PATIENT_Q).await;
+    let agent = &raw[0]["payload"]["agent"][0]["who"]["reference"];
+    let researcher_key = keys::public_key(&keys["researcher"].1).to_hex();
+    assert_eq!(
+        agent,
+        &json!(format!("urn:medledger:participant:{researcher_key}"))
+    );
+    assert_eq!(
+        raw[0]["author"],
+        json!(keys::public_key(&node.node_key).to_hex())
+    );
+    // Only the officer reads access logs.
+    node.get(
+        &format!("/v1/patients/{PATIENT_P}/access-log"),
+        Some(&researcher),
+    )
+    .await
+    .expect(403, "forbidden");
+}
+
+#[tokio::test]
+async fn break_glass_reads_a_denied_record_only_for_an_emergency_with_a_reason_and_is_flagged() {
+    let node = start();
+    let keys = role_keys(&node);
+    register_roles(&node, &keys).await;
+    let doctor = keys["doctor"].1.clone();
+    let rec = report_about(&doctor, PATIENT_P);
+    node.submit_ok(std::slice::from_ref(&rec)).await;
+    node.submit_ok(&[directive(&doctor, PATIENT_P, json!({"type": "deny"}))])
+        .await;
+    // A directive on the patient's behalf must point at the signed form.
+    let mut payload = directive_payload(PATIENT_P, json!({"type": "permit"}));
+    payload.as_object_mut().unwrap().remove("sourceReference");
+    let unsigned = signed(&doctor, kind::CONSENT_DIRECTIVE, &payload);
+    node.post_json(&wire(&unsigned))
+        .await
+        .expect(422, "consent_form_required");
+
+    let token = node.token(&doctor);
+    let uri = format!("/v1/transactions/{}", id_hex(&rec));
+    node.read(&uri, &token, "TREAT", Some("chest pain"))
+        .await
+        .expect(403, "consent_denied");
+    node.read(&uri, &token, "ETREAT", None)
+        .await
+        .expect(403, "consent_denied");
+    node.read(&uri, &token, "ETREAT", Some("unconscious on arrival"))
+        .await
+        .expect(200, "");
+    let dpo = node.token(&keys["data_protection_officer"].1);
+    let log: Vec<_> = node
+        .access_log(&dpo, PATIENT_P)
+        .await
+        .iter()
+        .map(entry_summary)
+        .collect();
+    assert_eq!(
+        log,
+        [
+            ("TREAT".into(), "deny".into(), 0, 1, None),
+            ("ETREAT".into(), "deny".into(), 0, 1, None),
+            (
+                "ETREAT".into(),
+                "break-glass".into(),
+                1,
+                0,
+                Some("unconscious on arrival".into())
+            ),
+        ]
+    );
 }

@@ -26,6 +26,9 @@ const BY_PATIENT: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::
 /// entries, and a multimap's per-key value tree makes those inserts costly.
 const BY_CODE: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_code");
 const BY_TIME: MultimapTableDefinition<u64, u64> = MultimapTableDefinition::new("by_time");
+/// (patient, leaf) of each access entry that logs a read of the patient's
+/// records: the patient's access log, in ledger order.
+const BY_ACCESSED: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_accessed");
 const PARTICIPANTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("participants");
 /// Patient pseudonym → public key of the patient's chosen doctor.
 const CHOSEN: TableDefinition<&str, &[u8; 32]> = TableDefinition::new("chosen_doctor");
@@ -102,6 +105,8 @@ pub struct TxEntry {
     pub patient: Option<String>,
     /// Codes the payload carries (ICD-10, LOINC, vaccine codes).
     pub codes: Vec<String>,
+    /// For an access entry: the patients whose records it logs a read of.
+    pub accessed: Vec<String>,
     /// Author's timestamp, ms.
     pub time: u64,
 }
@@ -130,6 +135,23 @@ pub enum By<'a> {
     Patient(&'a str),
     /// By code (ICD-10, LOINC, vaccine).
     Code(&'a str),
+    /// Access entries that log a read of this patient's records.
+    Accessed(&'a str),
+}
+
+/// Leaves under `key` in a (key, leaf) table, ascending from `from`, at
+/// most `limit`.
+fn pairs(
+    t: &redb::ReadOnlyTable<(&'static str, u64), ()>,
+    key: &str,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<u64>, IndexError> {
+    let mut out = Vec::new();
+    for item in t.range((key, from)..=(key, u64::MAX))?.take(limit) {
+        out.push(item?.0.value().1);
+    }
+    Ok(out)
 }
 
 /// The index database.
@@ -190,6 +212,7 @@ impl Index {
             let mut by_patient = w.open_multimap_table(BY_PATIENT)?;
             let mut by_code = w.open_table(BY_CODE)?;
             let mut by_time = w.open_multimap_table(BY_TIME)?;
+            let mut by_accessed = w.open_table(BY_ACCESSED)?;
             let mut parts = w.open_table(PARTICIPANTS)?;
             let mut chosen = w.open_table(CHOSEN)?;
             for b in blocks {
@@ -217,6 +240,9 @@ impl Index {
                         by_code.insert((c.as_str(), tx.leaf), ())?;
                     }
                     by_time.insert(tx.time, tx.leaf)?;
+                    for p in &tx.accessed {
+                        by_accessed.insert((p.as_str(), tx.leaf), ())?;
+                    }
                 }
                 for (key, rec) in &b.participants {
                     parts.insert(key, rec.as_slice())?;
@@ -251,6 +277,7 @@ impl Index {
         w.delete_multimap_table(BY_PATIENT)?;
         w.delete_table(BY_CODE)?;
         w.delete_multimap_table(BY_TIME)?;
+        w.delete_table(BY_ACCESSED)?;
         w.delete_table(PARTICIPANTS)?;
         w.delete_table(CHOSEN)?;
         Self::create_tables(&w)?;
@@ -268,6 +295,7 @@ impl Index {
         w.open_multimap_table(BY_PATIENT)?;
         w.open_table(BY_CODE)?;
         w.open_multimap_table(BY_TIME)?;
+        w.open_table(BY_ACCESSED)?;
         w.open_table(PARTICIPANTS)?;
         w.open_table(CHOSEN)?;
         Ok(())
@@ -356,14 +384,8 @@ impl Index {
             By::Author(a) => collect(r.open_multimap_table(BY_AUTHOR)?.get(a)?),
             By::Kind(k) => collect(r.open_multimap_table(BY_KIND)?.get(k)?),
             By::Patient(p) => collect(r.open_multimap_table(BY_PATIENT)?.get(p)?),
-            By::Code(c) => {
-                let t = r.open_table(BY_CODE)?;
-                let mut out = Vec::new();
-                for item in t.range((c, from)..=(c, u64::MAX))?.take(limit) {
-                    out.push(item?.0.value().1);
-                }
-                Ok(out)
-            }
+            By::Code(c) => pairs(&r.open_table(BY_CODE)?, c, from, limit),
+            By::Accessed(p) => pairs(&r.open_table(BY_ACCESSED)?, p, from, limit),
         }
     }
 
@@ -402,6 +424,11 @@ mod tests {
             kind: kind.into(),
             patient: patient.map(Into::into),
             codes: vec![format!("C{author}")],
+            // Every entry by author 2 logs a read of P's and Q's records.
+            accessed: match author {
+                2 => vec!["P".into(), "Q".into()],
+                _ => Vec::new(),
+            },
             time,
         }
     }
@@ -451,6 +478,11 @@ mod tests {
             vec![2]
         );
         assert_eq!(index.leaves_by(By::Kind("b"), 0, 10).unwrap(), vec![1, 2]);
+        assert_eq!(index.leaves_by(By::Accessed("Q"), 0, 10).unwrap(), vec![1]);
+        assert_eq!(
+            index.leaves_by(By::Accessed("P"), 2, 10).unwrap(),
+            Vec::<u64>::new()
+        );
         assert_eq!(
             index.chosen_doctors().unwrap(),
             vec![("P".to_string(), [7; 32])]

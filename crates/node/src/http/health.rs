@@ -1,6 +1,7 @@
 //! Patient-facing services of a node: the pseudonymization authority's
 //! endpoint and a patient's history.
 
+use crate::http::access;
 use crate::http::problem::Problem;
 use crate::http::request::{Shared, authorize, blocking, ledger_err, parse_u64, path_param, query};
 use axum::Json;
@@ -12,7 +13,7 @@ use medledger_formats::note::Note;
 use medledger_formats::tx::Transaction;
 use medledger_health::pseudonym::{self, Identifier};
 use medledger_ledger::ledger::Store;
-use medledger_ledger::roles::{PSEUDONYM_MAKERS, RECORD_READERS};
+use medledger_ledger::roles::{ACCESS_LOG_READERS, PSEUDONYM_MAKERS};
 use medledger_store::index::By;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -196,18 +197,66 @@ pub(crate) async fn history(
     let limit = parse_u64("limit", q.limit.as_deref())?
         .map_or(MAX_HISTORY, |l| (l as usize).clamp(1, MAX_HISTORY));
     let st = state.clone();
-    blocking(move || {
-        let reader = authorize(&st, &headers, RECORD_READERS)?;
+    let (answer, entries) = blocking(move || {
+        let reader = access::reader(&st, &headers)?;
         let store = st.log.store();
         let (checkpoint, size) = checkpoint_for(store, as_of)?;
         let mut leaves = patient_leaves(store, &patient, size, after, limit)?;
         let more = leaves.len() > limit;
         leaves.truncate(limit);
-        let mut recs = records(store, &leaves)?;
-        // The organ-donor registry has its own readers.
-        recs.retain(|r| crate::http::request::may_read_kind(&reader, &r.tx.header().kind).is_ok());
+        // The decision leaves out the donor registry for its non-readers,
+        // and withholds what the patient's directives deny.
+        let judged = access::judge(&st, &reader, records(store, &leaves)?, None)?;
+        let mut recs = judged.records;
         recs.sort_by_key(|r| (r.tx.header().time, r.leaf));
         let items = recs
+            .iter()
+            .map(|r| record_json(store, r, &checkpoint))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = more.then(|| leaves.last().copied()).flatten();
+        let body = json!({
+            "patient": patient,
+            "as_of": size,
+            "checkpoint": checkpoint.render(),
+            "records": items,
+            "withheld": judged.withheld,
+            "next_after": next,
+        });
+        Ok((body, judged.entries))
+    })
+    .await?;
+    access::log(&state, entries).await?;
+    Ok(Json(answer).into_response())
+}
+
+/// `GET /v1/patients/{pseudonym}/access-log`: every logged read of a
+/// patient's records, oldest first, each entry with its receipt. For the
+/// data-protection officer.
+pub(crate) async fn access_log(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    patient: Result<Path<String>, PathRejection>,
+    q: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    let patient = pseudonym_param(patient)?;
+    let q = query(q)?;
+    let as_of = parse_u64("as_of", q.as_of.as_deref())?;
+    let after = parse_u64("after", q.after.as_deref())?;
+    let limit = parse_u64("limit", q.limit.as_deref())?
+        .map_or(MAX_HISTORY, |l| (l as usize).clamp(1, MAX_HISTORY));
+    blocking(move || {
+        authorize(&state, &headers, ACCESS_LOG_READERS)?;
+        let store = state.log.store();
+        let (checkpoint, size) = checkpoint_for(store, as_of)?;
+        let from = after.map_or(0, |a| a.saturating_add(1));
+        let mut leaves = store
+            .index()
+            .leaves_by(By::Accessed(&patient), from, limit + 1)
+            .map_err(|e| Problem::unavailable(e.to_string()))?;
+        leaves.retain(|&l| l < size);
+        let more = leaves.len() > limit;
+        leaves.truncate(limit);
+        let items = records(store, &leaves)?
             .iter()
             .map(|r| record_json(store, r, &checkpoint))
             .collect::<Result<Vec<_>, _>>()?;
@@ -216,7 +265,7 @@ pub(crate) async fn history(
             "patient": patient,
             "as_of": size,
             "checkpoint": checkpoint.render(),
-            "records": items,
+            "entries": items,
             "next_after": next,
         }))
         .into_response())

@@ -5,6 +5,7 @@
 //! cosigning and the dashboard. Only what the wiring and the tests need is
 //! public, below.
 
+pub(crate) mod access;
 pub(crate) mod cosign;
 pub(crate) mod dashboard;
 pub(crate) mod edge;

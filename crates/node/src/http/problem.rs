@@ -123,7 +123,8 @@ pub fn submit_problem(e: &SubmitError) -> Problem {
             | Rejection::ClusterPlace(_)
             | Rejection::NotRegistered
             | Rejection::AlreadyRevoked
-            | Rejection::LastNode => StatusCode::UNPROCESSABLE_ENTITY,
+            | Rejection::LastNode
+            | Rejection::ConsentFormRequired => StatusCode::UNPROCESSABLE_ENTITY,
         },
     };
     let mut p = Problem::new(status, e.code(), e.to_string());

@@ -45,6 +45,9 @@ pub struct AppState {
     pub peers: Arc<std::sync::RwLock<Vec<String>>>,
     /// Concurrency budgets for writes and for reads.
     pub budgets: crate::http::edge::Budgets,
+    /// The node key, which signs the access entries of the reads this node
+    /// serves.
+    pub node_key: ed25519_dalek::SigningKey,
 }
 
 pub(crate) type Shared = Arc<AppState>;

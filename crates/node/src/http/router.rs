@@ -4,6 +4,8 @@
 //! threads. Client input never produces a 500: every failure is a
 //! [`Problem`] with a stable code.
 
+use crate::http::access;
+use crate::http::health::Record;
 use crate::http::problem::Problem;
 use crate::http::request::{
     ApiResult, Shared, admit_body, authorize, blocking, ledger_err, parse_u64, path_param, query,
@@ -20,7 +22,7 @@ use axum::routing::{get, post};
 use base64::Engine;
 use medledger_formats::bytes::Bytes as Hex;
 use medledger_ledger::ledger::Store;
-use medledger_ledger::roles::{DIRECTORY_READERS, RECORD_READERS};
+use medledger_ledger::roles::DIRECTORY_READERS;
 use medledger_ledger::state::Participant;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -57,6 +59,10 @@ pub fn router(state: Shared) -> Router {
         .route(
             "/v1/patients/{pseudonym}/history",
             get(crate::http::health::history),
+        )
+        .route(
+            "/v1/patients/{pseudonym}/access-log",
+            get(crate::http::health::access_log),
         )
         .route("/v1/export", get(crate::http::export::export))
         .route(
@@ -169,27 +175,34 @@ async fn get_transaction(
 ) -> ApiResult<Response> {
     let id = parse_id(&path_param(id, "bad_id")?)?;
     let st = state.clone();
-    blocking(move || {
-        let reader = authorize(&st, &headers, RECORD_READERS)?;
+    let (answer, entries) = blocking(move || {
+        let reader = access::reader(&st, &headers)?;
         let store = st.log.store();
         let (tx, leaf, height) = store
             .transaction(&id.0)
             .map_err(ledger_err)?
             .ok_or_else(|| Problem::not_found(format!("transaction {id}")))?;
-        crate::http::request::may_read_kind(&reader, &tx.header().kind)?;
+        crate::http::request::may_read_kind(&reader.participant, &tx.header().kind)?;
+        let record = Record { tx, leaf, height };
+        let judged = access::judge(&st, &reader, vec![record], None)?;
+        let Some(Record { tx, .. }) = judged.records.into_iter().next() else {
+            return Ok((Err(access::consent_denied(reader.purpose)), judged.entries));
+        };
         let mut proof = store.receipt(leaf, None).map_err(ledger_err)?;
         proof.extra = Some(tx.leaf_preimage());
         let wire = tx.to_wire().map_err(|e| Problem::internal(e.to_string()))?;
-        Ok(axum::Json(json!({
+        let body = json!({
             "id": id,
             "index": leaf,
             "height": height,
             "transaction": wire,
             "receipt": proof.render(),
-        }))
-        .into_response())
+        });
+        Ok((Ok(body), judged.entries))
     })
-    .await
+    .await?;
+    access::log(&state, entries).await?;
+    Ok(axum::Json(answer?).into_response())
 }
 
 fn text(body: String) -> Response {

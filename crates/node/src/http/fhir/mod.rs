@@ -12,6 +12,7 @@
 mod present;
 
 use crate::SubmitError;
+use crate::http::access;
 use crate::http::health::{Record, records};
 use crate::http::problem::Problem;
 use crate::http::request::{AppState, authorize, blocking, ledger_err};
@@ -26,7 +27,7 @@ use medledger_health::fhir::{self, BundleType, FhirError};
 use medledger_health::pseudonym;
 use medledger_health::records::{self as rules, PayloadError};
 use medledger_ledger::ledger::{Store, now_ms};
-use medledger_ledger::roles::{FHIR_WRITERS, RECORD_READERS, allowed_roles};
+use medledger_ledger::roles::{FHIR_WRITERS, allowed_roles};
 use medledger_ledger::state::{Participant, Rejection};
 use medledger_store::index::By;
 use present::EntryOutcome;
@@ -419,13 +420,32 @@ pub(crate) async fn read(
 ) -> FhirResult {
     let Path((ty, id)) = p.map_err(|e| from_problem(Problem::not_found(e.body_text())))?;
     let st = state.clone();
-    blocking(move || Ok(read_blocking(&st, &headers, &ty, &id)))
-        .await
-        .map_err(from_problem)?
+    let mut entries = Vec::new();
+    let answer = blocking(move || {
+        Ok((
+            read_blocking(&st, &headers, &ty, &id, &mut entries),
+            entries,
+        ))
+    })
+    .await
+    .map_err(from_problem)?;
+    logged(&state, answer).await
 }
 
-fn read_blocking(state: &AppState, headers: &HeaderMap, ty: &str, id: &str) -> FhirResult {
-    authorize(state, headers, RECORD_READERS).map_err(from_problem)?;
+/// Commits a read's access entries, then lets its answer go.
+async fn logged(state: &AppState, (answer, entries): (FhirResult, Vec<Transaction>)) -> FhirResult {
+    access::log(state, entries).await.map_err(from_problem)?;
+    answer
+}
+
+fn read_blocking(
+    state: &AppState,
+    headers: &HeaderMap,
+    ty: &str,
+    id: &str,
+    entries: &mut Vec<Transaction>,
+) -> FhirResult {
+    let reader = access::reader(state, headers).map_err(from_problem)?;
     let store = state.log.store();
     if ty == "Patient" {
         if pseudonym::is_well_formed(id) && has_records(store, id)? {
@@ -455,6 +475,12 @@ fn read_blocking(state: &AppState, headers: &HeaderMap, ty: &str, id: &str) -> F
     }
     let r = Record { tx, leaf, height };
     let resource = resource_of(&r).ok_or_else(missing)?;
+    let mut judge = access::Judge::new(state, &reader);
+    let read = judge.admit(&r).map_err(from_problem)?;
+    *entries = judge.entries(None).map_err(from_problem)?;
+    if !read {
+        return Err(from_problem(access::consent_denied(reader.purpose)).into());
+    }
     let mut resp = fhir_json(StatusCode::OK, &resource);
     resp.headers_mut()
         .insert(header::ETAG, HeaderValue::from_static("W/\"1\""));
@@ -580,6 +606,7 @@ fn page(
 /// the next page starts.
 fn run_search(
     store: &Store,
+    judge: &mut access::Judge<'_>,
     kinds: &[&str],
     by: By<'_>,
     s: &Search,
@@ -611,7 +638,7 @@ fn run_search(
             let Ok(summary) = fhir::validate(&payload) else {
                 continue;
             };
-            if !matches(&summary) {
+            if !matches(&summary) || !judge.admit(&r).map_err(from_problem)? {
                 continue;
             }
             out.push(present::as_read(
@@ -648,8 +675,9 @@ fn search_blocking(
     headers: &HeaderMap,
     ty: &str,
     raw: Option<&str>,
+    entries: &mut Vec<Transaction>,
 ) -> FhirResult {
-    authorize(state, headers, RECORD_READERS).map_err(from_problem)?;
+    let reader = access::reader(state, headers).map_err(from_problem)?;
     let Some(kind) = fhir::kind_of(ty) else {
         return Err(FhirError::new(
             404,
@@ -666,7 +694,8 @@ fn search_blocking(
         (None, Some((_, c))) => By::Code(c),
         (None, None) => By::Kind(kind),
     };
-    let (found, next) = run_search(store, &[kind], by, &s, |sum| {
+    let mut judge = access::Judge::new(state, &reader);
+    let (found, next) = run_search(store, &mut judge, &[kind], by, &s, |sum| {
         s.patient.as_ref().is_none_or(|p| &sum.patient == p)
             && s.code.as_ref().is_none_or(|(sys, code)| {
                 sum.codes
@@ -679,6 +708,9 @@ fn search_blocking(
                     .is_some_and(|v| fhir::date_matches(d, v).unwrap_or(false))
             })
     })?;
+    *entries = judge
+        .entries(Some(link(ty, &s.params, s.after)))
+        .map_err(from_problem)?;
     Ok(page(headers, ty, &s, found, next))
 }
 
@@ -700,12 +732,20 @@ async fn on_blocking_pool(
     headers: HeaderMap,
     segment: Result<Path<String>, PathRejection>,
     raw: Option<String>,
-    f: fn(&AppState, &HeaderMap, &str, Option<&str>) -> FhirResult,
+    f: fn(&AppState, &HeaderMap, &str, Option<&str>, &mut Vec<Transaction>) -> FhirResult,
 ) -> FhirResult {
     let Path(segment) = segment.map_err(|e| from_problem(Problem::not_found(e.body_text())))?;
-    blocking(move || Ok(f(&state, &headers, &segment, raw.as_deref())))
-        .await
-        .map_err(from_problem)?
+    let st = state.clone();
+    let answer = blocking(move || {
+        let mut entries = Vec::new();
+        Ok((
+            f(&st, &headers, &segment, raw.as_deref(), &mut entries),
+            entries,
+        ))
+    })
+    .await
+    .map_err(from_problem)?;
+    logged(&state, answer).await
 }
 
 fn everything_blocking(
@@ -713,8 +753,9 @@ fn everything_blocking(
     headers: &HeaderMap,
     patient: &str,
     raw: Option<&str>,
+    entries: &mut Vec<Transaction>,
 ) -> FhirResult {
-    authorize(state, headers, RECORD_READERS).map_err(from_problem)?;
+    let reader = access::reader(state, headers).map_err(from_problem)?;
     let store = state.log.store();
     if !pseudonym::is_well_formed(patient) || !has_records(store, patient)? {
         return Err(not_found(format!("Patient/{patient} has no records")).into());
@@ -732,15 +773,15 @@ fn everything_blocking(
         fhir::KIND_CONDITION,
         fhir::KIND_IMMUNIZATION,
     ];
-    let (mut found, next) = run_search(store, &kinds, By::Patient(patient), &s, |_| true)?;
+    let mut judge = access::Judge::new(state, &reader);
+    let by = By::Patient(patient);
+    let (mut found, next) = run_search(store, &mut judge, &kinds, by, &s, |_| true)?;
+    let path = format!("Patient/{patient}/$everything");
+    *entries = judge
+        .entries(Some(link(&path, &s.params, s.after)))
+        .map_err(from_problem)?;
     if first {
         found.insert(0, patient_resource(patient));
     }
-    Ok(page(
-        headers,
-        &format!("Patient/{patient}/$everything"),
-        &s,
-        found,
-        next,
-    ))
+    Ok(page(headers, &path, &s, found, next))
 }

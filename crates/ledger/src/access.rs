@@ -1,0 +1,134 @@
+//! The read policy for record-level reads, beside the write policy in
+//! [`crate::roles`]: which purposes of use each role may name, and the one
+//! decision every record-level read goes through.
+
+use crate::roles::{RECORD_READERS, Role, may_read_kind};
+pub use medledger_health::access::{ProvisionType, Purpose};
+
+/// The purposes `role` may read records for; the first is the one assumed
+/// when a read names none. Empty for roles that read no records.
+pub fn purposes(role: Role) -> &'static [Purpose] {
+    use Purpose::*;
+    match role {
+        Role::Doctor => &[Treat, Etreat, Hoperat],
+        Role::Institution => &[Treat, Hpaymt, Hoperat],
+        Role::PublicHealth => &[Pubhlth],
+        Role::Researcher => &[Hresch],
+        Role::Auditor => &[Hoperat],
+        Role::DataProtectionOfficer => &[Hoperat, Patrqt],
+        Role::Admin => &[Hoperat],
+        Role::Device | Role::PseudonymizationAuthority | Role::Node | Role::RegistryOfficer => &[],
+    }
+}
+
+/// Why a read was denied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Denial {
+    /// The role reads no records of this kind.
+    Role,
+    /// The role may not read for this purpose.
+    Purpose,
+    /// The patient's consent directive denies it.
+    Consent,
+}
+
+/// The outcome of [`decide`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Read.
+    Permit,
+    /// Read despite a consent denial: emergency treatment by a doctor who
+    /// stated a reason. The entry is flagged and must be reviewed.
+    BreakGlass,
+    /// Not read.
+    Deny(Denial),
+}
+
+/// The one decision for a record-level read: a reader of `role` reads a
+/// record of `kind` for `purpose`, where the patient's directive in force
+/// (if any) says `consent`, and `reason` says whether a break-glass reason
+/// was stated. Pure and deterministic; every read path calls it.
+/// With no directive in force, the ledger's default is to permit.
+pub fn decide(
+    role: Role,
+    purpose: Purpose,
+    kind: &str,
+    consent: Option<ProvisionType>,
+    reason: bool,
+) -> Decision {
+    if !RECORD_READERS.contains(&role) || !may_read_kind(role, kind) {
+        return Decision::Deny(Denial::Role);
+    }
+    if !purposes(role).contains(&purpose) {
+        return Decision::Deny(Denial::Purpose);
+    }
+    match consent {
+        Some(ProvisionType::Deny)
+            if role == Role::Doctor && purpose == Purpose::Etreat && reason =>
+        {
+            Decision::BreakGlass
+        }
+        Some(ProvisionType::Deny) => Decision::Deny(Denial::Consent),
+        Some(ProvisionType::Permit) | None => Decision::Permit,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::roles::kind;
+
+    #[test]
+    fn consent_denies_every_reader_but_a_doctor_breaking_the_glass_for_an_emergency() {
+        let deny = Some(ProvisionType::Deny);
+        let report = kind::MEDICAL_REPORT;
+        for role in RECORD_READERS {
+            for &purpose in purposes(*role) {
+                let glass = *role == Role::Doctor && purpose == Purpose::Etreat;
+                let want = match glass {
+                    true => Decision::BreakGlass,
+                    false => Decision::Deny(Denial::Consent),
+                };
+                assert_eq!(
+                    decide(*role, purpose, report, deny, true),
+                    want,
+                    "{role} {purpose}"
+                );
+                assert_eq!(
+                    decide(*role, purpose, report, deny, false),
+                    Decision::Deny(Denial::Consent)
+                );
+                for consent in [None, Some(ProvisionType::Permit)] {
+                    assert_eq!(
+                        decide(*role, purpose, report, consent, false),
+                        Decision::Permit
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_purpose_outside_the_roles_list_or_a_role_that_reads_no_records_is_denied() {
+        let report = kind::MEDICAL_REPORT;
+        assert_eq!(
+            decide(Role::Researcher, Purpose::Treat, report, None, false),
+            Decision::Deny(Denial::Purpose)
+        );
+        assert_eq!(
+            decide(Role::Device, Purpose::Treat, report, None, false),
+            Decision::Deny(Denial::Role)
+        );
+        // The donor registry has its own readers.
+        assert_eq!(
+            decide(
+                Role::Researcher,
+                Purpose::Hresch,
+                kind::ORGAN_DONOR_DECISION,
+                None,
+                false
+            ),
+            Decision::Deny(Denial::Role)
+        );
+    }
+}

@@ -1,0 +1,285 @@
+//! Accountable access on the read path. Every record-level read names a
+//! purpose, goes through the one decision (`medledger_ledger::access::decide`)
+//! record by record, and is logged on the ledger as an access entry signed
+//! by this node. The answer leaves only once its entry is durable: if the
+//! entry cannot be committed, the read is refused and returns no data.
+
+use crate::http::health::Record;
+use crate::http::problem::Problem;
+use crate::http::request::{ApiResult, AppState, authorize, ledger_err};
+use axum::http::{HeaderMap, StatusCode};
+use medledger_formats::keys;
+use medledger_formats::tx::Transaction;
+use medledger_health::access::{self as rules, Access, Consent, Verdict};
+use medledger_ledger::access::{Decision, Denial, Purpose, decide, purposes};
+use medledger_ledger::ledger::{Store, now_ms};
+use medledger_ledger::roles::{RECORD_READERS, kind};
+use medledger_ledger::state::{Participant, payload_rules};
+use medledger_store::index::By;
+use std::collections::{BTreeSet, HashMap};
+
+/// The request header that names the purpose of use (an HL7 PurposeOfUse
+/// code); without it, the first purpose of the reader's role applies.
+pub(crate) const PURPOSE_HEADER: &str = "x-purpose-of-use";
+/// The request header that states the reason of a break-glass read.
+pub(crate) const REASON_HEADER: &str = "x-break-glass-reason";
+/// Most patients one access entry names; a read of more logs several.
+const PATIENTS_PER_ENTRY: usize = 1000;
+/// Most directives of one patient a read considers.
+const MAX_DIRECTIVES: usize = 10_000;
+
+/// Who reads, and why.
+pub(crate) struct Reader {
+    /// The participant behind the token.
+    pub participant: Participant,
+    /// The purpose of use.
+    pub purpose: Purpose,
+    /// The break-glass reason, when one was stated.
+    pub reason: Option<String>,
+}
+
+/// The reader of a record-level read: a token whose role reads records,
+/// and a purpose that role may use.
+pub(crate) fn reader(state: &AppState, headers: &HeaderMap) -> ApiResult<Reader> {
+    let participant = authorize(state, headers, RECORD_READERS)?;
+    let allowed = purposes(participant.role);
+    let purpose = match headers.get(PURPOSE_HEADER) {
+        None => allowed.first().copied(),
+        Some(v) => v.to_str().ok().and_then(|v| Purpose::parse(v.trim())),
+    }
+    .filter(|p| allowed.contains(p))
+    .ok_or_else(|| {
+        let names: Vec<&str> = allowed.iter().map(|p| p.code()).collect();
+        Problem::new(
+            StatusCode::FORBIDDEN,
+            "purpose_not_allowed",
+            format!(
+                "role {} reads records only for {} (the {PURPOSE_HEADER} header)",
+                participant.role,
+                names.join(", ")
+            ),
+        )
+    })?;
+    let reason = headers
+        .get(REASON_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned);
+    Ok(Reader {
+        participant,
+        purpose,
+        reason,
+    })
+}
+
+/// Records judged for one read: those returned, and the entries to log.
+pub(crate) struct Judged {
+    /// The records the reader may see, in the order given.
+    pub records: Vec<Record>,
+    /// Records withheld under their patients' directives.
+    pub withheld: u64,
+    /// The access entries to commit before answering.
+    pub entries: Vec<Transaction>,
+}
+
+/// The patient a record is about, as its payload rules read it.
+fn patient_of(r: &Record) -> Option<String> {
+    payload_rules(&r.tx).ok()?.into_terms().patient
+}
+
+/// `patient`'s directives, oldest first.
+fn directives(store: &Store, patient: &str) -> ApiResult<Vec<Consent>> {
+    let code = rules::directive_code(patient);
+    let leaves = store
+        .index()
+        .leaves_by(By::Code(&code), 0, MAX_DIRECTIVES)
+        .map_err(|e| Problem::unavailable(e.to_string()))?;
+    let txs = store.transactions_at(&leaves).map_err(ledger_err)?;
+    Ok(txs
+        .iter()
+        .filter(|(tx, ..)| tx.header().kind == kind::CONSENT_DIRECTIVE)
+        .filter_map(|(tx, ..)| rules::consent(tx.payload_jcs()).ok())
+        .collect())
+}
+
+/// Judges the records of one read, one by one, and then writes its access
+/// entries. Records the role may not read at all (the donor registry's)
+/// are left out silently, as before; records whose patients deny the
+/// purpose are withheld and counted.
+pub(crate) struct Judge<'a> {
+    state: &'a AppState,
+    reader: &'a Reader,
+    key: String,
+    now: u64,
+    consents: HashMap<String, Vec<Consent>>,
+    patients: BTreeSet<String>,
+    returned: Vec<String>,
+    withheld: u64,
+    glass: bool,
+}
+
+impl<'a> Judge<'a> {
+    /// A judge for one read by `reader`.
+    pub fn new(state: &'a AppState, reader: &'a Reader) -> Self {
+        Judge {
+            state,
+            reader,
+            key: reader.participant.key.to_string(),
+            now: now_ms(),
+            consents: HashMap::new(),
+            patients: BTreeSet::new(),
+            returned: Vec::new(),
+            withheld: 0,
+            glass: false,
+        }
+    }
+
+    /// Whether `r` may be returned; a record returned must be, as it is
+    /// logged as read.
+    pub fn admit(&mut self, r: &Record) -> ApiResult<bool> {
+        let p = &self.reader.participant;
+        let kind = r.tx.header().kind.as_str();
+        let patient = patient_of(r);
+        let consent = match &patient {
+            None => None,
+            Some(pt) => {
+                if !self.consents.contains_key(pt) {
+                    let ds = directives(self.state.log.store(), pt)?;
+                    self.consents.insert(pt.clone(), ds);
+                }
+                let ds = self.consents.get(pt).map_or(&[][..], Vec::as_slice);
+                let (purpose, now) = (self.reader.purpose, self.now as i64);
+                rules::in_force(ds, now, purpose, &self.key, &p.institution, kind)
+                    .map(|d| d.provision.kind)
+            }
+        };
+        let reason = self.reader.reason.is_some();
+        let decision = decide(p.role, self.reader.purpose, kind, consent, reason);
+        if let Some(pt) = patient
+            && decision != Decision::Deny(Denial::Role)
+        {
+            self.patients.insert(pt);
+        }
+        let read = match decision {
+            Decision::Permit => true,
+            Decision::BreakGlass => {
+                self.glass = true;
+                true
+            }
+            Decision::Deny(Denial::Consent) => {
+                self.withheld += 1;
+                false
+            }
+            Decision::Deny(_) => false,
+        };
+        if read {
+            self.returned.push(hex::encode(r.tx.id()));
+        }
+        Ok(read)
+    }
+
+    /// Records withheld so far.
+    pub fn withheld(&self) -> u64 {
+        self.withheld
+    }
+
+    /// The access entries of the read, signed by this node: none when it
+    /// touched no patient's records. `query` is the request of a search or
+    /// an export (`None` for a read of named records).
+    pub fn entries(self, query: Option<String>) -> ApiResult<Vec<Transaction>> {
+        let verdict = match (self.glass, self.returned.is_empty() && self.withheld > 0) {
+            (true, _) => Verdict::BreakGlass,
+            (false, true) => Verdict::Deny,
+            (false, false) => Verdict::Permit,
+        };
+        let node_key = &self.state.node_key;
+        let node = keys::public_key(node_key).to_string();
+        let patients: Vec<String> = self.patients.into_iter().collect();
+        let mut entries = Vec::new();
+        for chunk in patients.chunks(PATIENTS_PER_ENTRY) {
+            // A read of many patients logs one entry per chunk; the first
+            // carries the counts and the records returned.
+            let first = entries.is_empty();
+            let access = Access {
+                reader: self.key.clone(),
+                role: self.reader.participant.role.to_string(),
+                node: node.clone(),
+                patients: chunk.to_vec(),
+                records: match first && self.returned.len() <= PATIENTS_PER_ENTRY {
+                    true => self.returned.clone(),
+                    false => Vec::new(),
+                },
+                query: query.clone(),
+                returned: if first { self.returned.len() as u64 } else { 0 },
+                withheld: if first { self.withheld } else { 0 },
+                purpose: self.reader.purpose,
+                verdict,
+                reason: match verdict {
+                    Verdict::BreakGlass => self.reader.reason.clone(),
+                    _ => None,
+                },
+                time_ms: self.now as i64,
+            };
+            let event = access.to_audit_event();
+            let tx = Transaction::sign(node_key, kind::ACCESS_ENTRY, self.now, &event)
+                .map_err(|e| Problem::internal(e.to_string()))?;
+            entries.push(tx);
+        }
+        Ok(entries)
+    }
+}
+
+/// Judges a read of `records` at once.
+pub(crate) fn judge(
+    state: &AppState,
+    reader: &Reader,
+    records: Vec<Record>,
+    query: Option<String>,
+) -> ApiResult<Judged> {
+    let mut judge = Judge::new(state, reader);
+    let mut kept = Vec::new();
+    for r in records {
+        if judge.admit(&r)? {
+            kept.push(r);
+        }
+    }
+    let withheld = judge.withheld();
+    Ok(Judged {
+        records: kept,
+        withheld,
+        entries: judge.entries(query)?,
+    })
+}
+
+/// Commits a read's access entries; only then may its answer leave.
+pub(crate) async fn log(state: &AppState, entries: Vec<Transaction>) -> ApiResult<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    metrics::counter!("medledger_access_entries_total").increment(entries.len() as u64);
+    for outcome in state.seq.enqueue(entries).done().await {
+        if let Err(e) = outcome {
+            metrics::counter!("medledger_access_log_failures_total").increment(1);
+            return Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "access_log_unavailable",
+                format!("the read was not logged, so nothing is returned: {e}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The problem for a read of one record that its patient's directive
+/// denies (after its entry is logged).
+pub(crate) fn consent_denied(purpose: Purpose) -> Problem {
+    Problem::new(
+        StatusCode::FORBIDDEN,
+        "consent_denied",
+        format!(
+            "the patient's consent directive denies this read for {purpose}; a doctor may \
+             read for ETREAT with a reason in {REASON_HEADER} (break-glass, reviewed)"
+        ),
+    )
+}
