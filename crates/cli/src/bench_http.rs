@@ -15,8 +15,7 @@ use medledger_client::Client;
 use medledger_formats::keys;
 use medledger_formats::tx::{Transaction, TxWire};
 use medledger_health::pseudonym::synthetic;
-use medledger_ledger::ledger::{now_ms, read_key_file};
-use medledger_ledger::roles::{Role, kind};
+use medledger_ledger::{Role, kind, now_ms, read_key_file};
 use serde::Deserialize;
 use serde_json::json;
 use std::io::{self, Read, Write};
@@ -237,7 +236,7 @@ fn bench_devices(
         .map(|(i, d)| {
             crate::demo::sign_registration(
                 admin,
-                &medledger_ledger::state::RegisterPayload {
+                &medledger_ledger::RegisterPayload {
                     key: keys::public_key(d),
                     role: Role::Device,
                     institution: "Klinicki centar Nis".into(),

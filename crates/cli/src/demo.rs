@@ -12,11 +12,10 @@ use ed25519_dalek::SigningKey;
 use medledger_formats::keys;
 use medledger_formats::tx::Transaction;
 use medledger_health::calendar;
-use medledger_ledger::Ledger;
-use medledger_ledger::ledger::{now_ms, read_key_file, write_secret_file};
-use medledger_ledger::roles::{Role, kind};
-use medledger_ledger::state::RegisterPayload;
-use medledger_node::serve::INTEGRATIONS_DIR;
+use medledger_ledger::{
+    Ledger, RegisterPayload, Role, kind, now_ms, read_key_file, write_secret_file,
+};
+use medledger_node::INTEGRATIONS_DIR;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

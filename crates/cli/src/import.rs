@@ -22,8 +22,7 @@ use medledger_formats::tx::{Transaction, TxWire};
 use medledger_health::fhir;
 use medledger_health::pseudonym::{Identifier, PseudonymKey};
 use medledger_health::records::{self, MEDICAL_REPORT, PayloadError};
-use medledger_ledger::Ledger;
-use medledger_ledger::ledger::{now_ms, read_key_file};
+use medledger_ledger::{Ledger, now_ms, read_key_file};
 use medledger_node::{Sequencer, SequencerConfig};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -261,7 +260,7 @@ impl Sink {
 /// A batch on its way.
 pub(crate) enum Ticket {
     Nothing,
-    Local(medledger_node::pipeline::Waiting),
+    Local(medledger_node::Waiting),
     Remote(std::thread::JoinHandle<Vec<Outcome>>),
 }
 
@@ -884,7 +883,7 @@ pub fn run(args: ImportArgs) -> Result<ExitCode> {
         pseudonyms: args
             .pseudonym_key
             .as_deref()
-            .map(medledger_node::secrets::load_pseudonym_key)
+            .map(medledger_node::load_pseudonym_key)
             .transpose()?,
     };
     let report = match (&args.report, args.files.first()) {

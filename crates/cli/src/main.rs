@@ -15,11 +15,10 @@ use clap::{Parser, Subcommand};
 use medledger_formats::keys;
 use medledger_formats::keys::PublicKey;
 use medledger_formats::tx::Transaction;
-use medledger_ledger::ledger::{now_ms, read_key_file, write_secret_file};
-use medledger_ledger::roles::{Role, kind};
-use medledger_ledger::state::{ClusterMember, RegisterPayload, RevokePayload};
-use medledger_ledger::verify;
-use medledger_ledger::{Ledger, LedgerError};
+use medledger_ledger::{
+    ClusterMember, Ledger, LedgerError, RegisterPayload, RevokePayload, Role, VerifyError,
+    VerifyReport, kind, now_ms, read_key_file, segment_bytes, verify_dir, write_secret_file,
+};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -299,8 +298,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .iter()
                 .map(|k| PublicKey::parse_hex(k).context("--trust must be 64 lowercase hex digits"))
                 .collect::<Result<Vec<_>>>()?;
-            let cluster_file =
-                cluster_id.map(|id| medledger_node::cluster::ClusterFile { id, trust });
+            let cluster_file = cluster_id.map(|id| medledger_node::ClusterFile { id, trust });
             if join {
                 let key = Ledger::init_joining(&data_dir, &origin)?;
                 if let Some(f) = &cluster_file {
@@ -328,7 +326,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let report = Ledger::init_with(&data_dir, &origin, &institution, member)?;
             if cluster_file.is_some() {
-                let key = medledger_ledger::ledger::read_key_file(&data_dir.join("node.key"))?;
+                let key = medledger_ledger::read_key_file(&data_dir.join("node.key"))?;
                 println!("node key:   {}", keys::public_key(&key).to_hex());
             }
             if let Some(f) = &cluster_file {
@@ -351,7 +349,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => serve(data_dir, listen, config, origin),
         Command::Token { command } => token(command),
         Command::Info { data_dir } => {
-            let ledger = medledger_node::serve::open(&data_dir)?;
+            let ledger = medledger_node::open_ledger(&data_dir)?;
             let tip = ledger.state.tip();
             println!("origin:     {}", ledger.store.origin());
             println!("node vkey:  {}", ledger.store.verifier().to_vkey());
@@ -412,7 +410,7 @@ fn serve(
     config: Option<PathBuf>,
     origin: Option<String>,
 ) -> Result<ExitCode> {
-    let mut cfg = medledger_node::config::NodeConfig::load(config.as_deref(), &data_dir)?;
+    let mut cfg = medledger_node::NodeConfig::load(config.as_deref(), &data_dir)?;
     if let Some(l) = listen {
         cfg.listen = l;
     }
@@ -420,7 +418,7 @@ fn serve(
         Some(o) => o,
         None => default_origin()?,
     };
-    let (ledger, created) = medledger_node::serve::open_or_init(&data_dir, &origin)?;
+    let (ledger, created) = medledger_node::open_or_init_ledger(&data_dir, &origin)?;
     if let Some(admin) = created {
         println!("created a new ledger in {}", data_dir.display());
         println!("admin key: {} (mode 0600; keep it safe)", admin.display());
@@ -431,11 +429,11 @@ fn serve(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(medledger_node::serve::serve(
+    rt.block_on(medledger_node::serve(
         &data_dir,
         ledger,
         cfg,
-        medledger_node::serve::shutdown_signal(),
+        medledger_node::shutdown_signal(),
     ))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -458,7 +456,7 @@ fn token(cmd: TokenCommand) -> Result<ExitCode> {
             let state = match Ledger::open(&data_dir) {
                 Ok(l) => l.state,
                 Err(LedgerError::Locked(_)) => {
-                    medledger_ledger::ledger::participants_from_segments(&data_dir)?
+                    medledger_ledger::participants_from_segments(&data_dir)?
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -469,12 +467,12 @@ fn token(cmd: TokenCommand) -> Result<ExitCode> {
                 }
                 Some(_) => {}
             }
-            let token = medledger_node::tokens::issue(&data_dir, key, now_ms())?;
+            let token = medledger_node::issue_token(&data_dir, key, now_ms())?;
             println!("{token}");
             Ok(ExitCode::SUCCESS)
         }
         TokenCommand::Revoke { data_dir, token } => {
-            medledger_node::tokens::revoke(&data_dir, &token)?;
+            medledger_node::revoke_token(&data_dir, &token)?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -539,7 +537,7 @@ fn participant(cmd: ParticipantCommand) -> Result<ExitCode> {
 
 /// Checks a verified ledger against the trusted key and checkpoint.
 fn check_trust(
-    report: &verify::VerifyReport,
+    report: &VerifyReport,
     key: Option<&str>,
     checkpoint: Option<&std::path::Path>,
 ) -> Result<()> {
@@ -581,7 +579,7 @@ fn verify_cmd(
     key: Option<String>,
     checkpoint: Option<PathBuf>,
 ) -> Result<ExitCode> {
-    let total = verify::segment_bytes(&dir)?;
+    let total = segment_bytes(&dir)?;
     let bar = if std::io::stderr().is_terminal() && !json {
         indicatif::ProgressBar::new(total)
     } else {
@@ -595,10 +593,10 @@ fn verify_cmd(
     );
     let start = std::time::Instant::now();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let result = verify::verify_dir(&dir, threads, |b| bar.set_position(b)).and_then(|r| {
+    let result = verify_dir(&dir, threads, |b| bar.set_position(b)).and_then(|r| {
         check_trust(&r, key.as_deref(), checkpoint.as_deref())
             .map(|()| r)
-            .map_err(|e| verify::VerifyError::Untrusted(format!("{e:#}")))
+            .map_err(|e| VerifyError::Untrusted(format!("{e:#}")))
     });
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();

@@ -8,8 +8,8 @@
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use medledger_health::pseudonym::{Identifier, KEY_BYTES, PseudonymKey};
-use medledger_ledger::ledger::write_secret_file;
-use medledger_node::secrets::load_pseudonym_key;
+use medledger_ledger::write_secret_file;
+use medledger_node::load_pseudonym_key;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;

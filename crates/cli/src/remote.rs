@@ -19,7 +19,7 @@ use medledger_formats::checkpoint::Checkpoint;
 use medledger_formats::cosignature::{CosignatureVerifier, Cosigner, verify_quorum};
 use medledger_formats::note::{Note, NoteVerifier};
 use medledger_formats::tx::{Transaction, TxWire};
-use medledger_ledger::ledger::{now_ms, read_key_file};
+use medledger_ledger::{now_ms, read_key_file};
 use serde_json::{Value, json};
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};

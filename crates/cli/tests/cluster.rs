@@ -10,10 +10,7 @@ use common::*;
 use ed25519_dalek::SigningKey;
 use medledger_formats::keys;
 use medledger_formats::tx::Transaction;
-use medledger_ledger::Ledger;
-use medledger_ledger::ledger::{now_ms, read_key_file};
-use medledger_ledger::roles::{Role, kind};
-use medledger_ledger::state::{ClusterMember, RegisterPayload};
+use medledger_ledger::{ClusterMember, Ledger, RegisterPayload, Role, kind, now_ms, read_key_file};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -966,18 +963,16 @@ fn mutual_tls_cluster_replicates_and_refuses_a_stranger() {
     // even one that trusts the node it calls.
     let node1 = read_key_file(&c.nodes[0].dir.join("node.key")).unwrap();
     let stranger = keys::generate().unwrap();
-    let trust = std::sync::Arc::new(medledger_node::cluster::tls::Trust::new(vec![
-        keys::public_key(&node1).0,
-    ]));
-    let configs = medledger_node::cluster::tls::configs(&stranger, trust.clone()).unwrap();
+    let trust = std::sync::Arc::new(medledger_node::Trust::new(vec![keys::public_key(&node1).0]));
+    let configs = medledger_node::tls_configs(&stranger, trust.clone()).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let peer = format!("https://{}", c.nodes[0].proxy.addr);
-    let fetch = |key_configs: &medledger_node::cluster::tls::TlsConfigs| {
-        let network = medledger_node::cluster::Network::with_tls(None, &key_configs.client);
+    let fetch = |key_configs: &medledger_node::TlsConfigs| {
+        let network = medledger_node::Network::with_tls(None, &key_configs.client);
         let peers = vec![peer.clone()];
         rt.block_on(async {
             tokio::task::spawn_blocking(move || {
-                medledger_node::cluster::fetch_blocks(&network, &peers, 0, 1, Duration::ZERO)
+                medledger_node::fetch_blocks(&network, &peers, 0, 1, Duration::ZERO)
             })
             .await
             .unwrap()
@@ -986,7 +981,7 @@ fn mutual_tls_cluster_replicates_and_refuses_a_stranger() {
     let refused = fetch(&configs);
     assert!(refused.is_err(), "a stranger fetched blocks");
     // The node's own key is let in: the refusal was about the key.
-    let own = medledger_node::cluster::tls::configs(&node1, trust).unwrap();
+    let own = medledger_node::tls_configs(&node1, trust).unwrap();
     let blocks = fetch(&own).expect("a cluster node fetches blocks");
     assert_eq!(blocks.len(), 1);
     // Plain HTTP to the cluster listener gets nowhere.

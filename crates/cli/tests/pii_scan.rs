@@ -13,7 +13,7 @@ mod common;
 use common::*;
 use medledger_formats::keys;
 use medledger_formats::tx::Transaction;
-use medledger_ledger::roles::kind;
+use medledger_ledger::kind;
 use serde_json::{Value, json};
 use std::fs;
 use std::io::Read;
@@ -223,7 +223,7 @@ fn no_raw_identifier_reaches_the_data_directory_or_any_log() {
         let tx = Transaction::sign(
             &doctor,
             kind::MEDICAL_REPORT,
-            medledger_ledger::ledger::now_ms(),
+            medledger_ledger::now_ms(),
             &p,
         )
         .expect("sign");

@@ -631,7 +631,7 @@ fn receipt_verify_requires_a_quorum_of_distinct_trusted_cosigners() {
     )
     .unwrap();
     let (w, gone) = (witness.verifier().to_vkey(), absent.verifier().to_vkey());
-    let time = medledger_ledger::ledger::now_ms() / 1000;
+    let time = medledger_ledger::now_ms() / 1000;
     let with_lines = |name: &str, lines: &[medledger_formats::note::NoteSignature]| {
         let mut proof = TlogProof::parse(&cosigned).unwrap();
         proof.checkpoint.sigs.extend(lines.iter().cloned());

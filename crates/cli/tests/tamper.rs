@@ -10,9 +10,7 @@ use medledger_formats::checkpoint::Checkpoint;
 use medledger_formats::keys;
 use medledger_formats::merkle;
 use medledger_formats::note::NoteVerifier;
-use medledger_ledger::Ledger;
-use medledger_ledger::roles::Role;
-use medledger_ledger::verify::{VerifyReport, verify_dir};
+use medledger_ledger::{Ledger, Role, VerifyReport, verify_dir};
 use std::fs;
 use std::path::{Path, PathBuf};
 

@@ -9,15 +9,9 @@ use medledger_formats::keys;
 use medledger_formats::note::NoteSigner;
 use medledger_formats::receipt::TlogProof;
 use medledger_formats::tx::Transaction;
-use medledger_ledger::Ledger;
-use medledger_ledger::ledger::{now_ms, read_key_file};
-use medledger_ledger::roles::{Role, kind};
-use medledger_ledger::state::RegisterPayload;
-use medledger_node::config::NodeConfig;
-use medledger_node::http::AppState;
-use medledger_node::http::router;
-use medledger_node::tokens::{self, Tokens};
-use medledger_node::{Sequencer, SequencerConfig};
+use medledger_ledger::{Ledger, RegisterPayload, Role, kind, now_ms, read_key_file};
+use medledger_node::http::{AppState, router};
+use medledger_node::{NodeConfig, Sequencer, SequencerConfig, Tokens, issue_token};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -73,7 +67,7 @@ fn serve(dir: &Path) -> Node {
     let (seq, log) = Sequencer::local(ledger, SequencerConfig::default());
     let seq = Arc::new(seq);
     let state = Arc::new(AppState {
-        views: medledger_node::views::Views::follow(&log, 60),
+        views: medledger_node::Views::follow(&log, 60),
         seq: seq.clone(),
         log,
         tokens: Tokens::new(dir),
@@ -256,7 +250,7 @@ fn reads_are_verified_transaction_receipt_checkpoint_blocks() {
     let (dir, _node, client, doctor) = node_with_doctor();
     let tx = report(&doctor, 0);
     client.submit(&tx).unwrap();
-    let token = tokens::issue(dir.path(), keys::public_key(&doctor), now_ms()).unwrap();
+    let token = issue_token(dir.path(), keys::public_key(&doctor), now_ms()).unwrap();
 
     let got = client.transaction(tx.id(), &token).unwrap();
     assert_eq!(got.tx, tx);
@@ -350,7 +344,7 @@ fn a_tampered_receipt_or_record_is_refused() {
     let other = report(&doctor, 1);
     let good = client.submit(&tx).unwrap();
     client.submit(&other).unwrap();
-    let token = tokens::issue(dir.path(), keys::public_key(&doctor), now_ms()).unwrap();
+    let token = issue_token(dir.path(), keys::public_key(&doctor), now_ms()).unwrap();
     let record = client
         .get_record_json(&tx, &token)
         .expect("record of the real node");

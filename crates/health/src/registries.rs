@@ -3,10 +3,10 @@
 //!
 //! Counts are aggregates, never about one patient: they carry a date, a
 //! region and a code, and the statistics endpoints publish them with
-//! small-cell suppression. A count report is identified by its
-//! [`CountKey`] together with the reporting institution; a later report
-//! with the same identity supersedes the earlier one, which stays on the
-//! ledger as history.
+//! small-cell suppression. A count report is identified by the reporting
+//! institution with its date, region and code (a vaccination also by dose
+//! and age band); a later report with the same identity supersedes the
+//! earlier one, which stays on the ledger as history.
 
 use crate::payload::{PayloadError, is_date};
 use crate::{fhir, pseudonym};

@@ -24,10 +24,10 @@ use medledger_formats::note::{Note, NoteSigner, NoteVerifier};
 use medledger_formats::receipt::TlogProof;
 use medledger_formats::record::{self, RecordError};
 use medledger_formats::tx::Transaction;
-use medledger_store::index::{BlockEntry, BlockIndex, Directory, Index, IndexError, TxEntry};
-use medledger_store::merkle_store::MerkleStore;
-use medledger_store::segment::{
-    self, Location, PairRef, SEGMENT_HEADER, SegmentError, SegmentLog, StoredBlock,
+use medledger_store::{
+    BlockEntry, BlockIndex, Directory, Index, IndexError, Location, MerkleStore, PairRef,
+    SEGMENT_HEADER, SegmentError, SegmentLog, StoredBlock, TxEntry, list_segments, read_segment,
+    segment_name, sync_dir, walk,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -156,7 +156,7 @@ fn fmt_err(e: impl std::fmt::Display) -> LedgerError {
 /// `ledger.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LedgerConfig {
+pub(crate) struct LedgerConfig {
     /// Checkpoint origin line; also the node's note key name.
     pub origin: String,
     /// Format version of the data directory.
@@ -636,7 +636,7 @@ impl Store {
                 let what = match &e {
                     SegmentError::Corrupt { offset, what, .. } => format!(
                         "segment {} is corrupt at byte {offset}: {what}",
-                        segment::segment_name(entry.location.segment)
+                        segment_name(entry.location.segment)
                     ),
                     _ => e.to_string(),
                 };
@@ -835,7 +835,7 @@ impl Ledger {
         // The config file appears last: a crash before this leaves no ledger.json
         // and init can simply be run again after removing the directory.
         fs::rename(&tmp, &config_path).map_err(io_at(&config_path))?;
-        medledger_store::backend::sync_dir(dir).map_err(io_at(dir))?;
+        sync_dir(dir).map_err(io_at(dir))?;
         Ok(InitReport {
             admin_key: admin_path,
             vkey: ledger.store.verifier().to_vkey(),
@@ -852,7 +852,7 @@ impl Ledger {
         write_config(dir, origin)?;
         let tmp = dir.join("ledger.json.tmp");
         fs::rename(&tmp, &config_path).map_err(io_at(&config_path))?;
-        medledger_store::backend::sync_dir(dir).map_err(io_at(dir))?;
+        sync_dir(dir).map_err(io_at(dir))?;
         Ok(keys::public_key(&node_key))
     }
 
@@ -935,7 +935,7 @@ impl Ledger {
         };
         let opened = SegmentLog::open_hinted(
             &dir.join("segments"),
-            std::sync::Arc::new(medledger_store::backend::FileFactory),
+            std::sync::Arc::new(medledger_store::FileFactory),
             hint,
         )?;
         if opened.cut > 0 {
@@ -984,10 +984,10 @@ impl Ledger {
 /// applied, with the ledger's own rules; a torn tail is ignored.
 pub fn participants_from_segments(dir: &Path) -> Result<LedgerState, LedgerError> {
     let mut state = LedgerState::new(crate::state::DEFAULT_MAX_SKEW_MS);
-    for (first, path) in segment::list_segments(&dir.join("segments"))? {
-        let data = segment::read_segment(&path, first)?;
+    for (first, path) in list_segments(&dir.join("segments"))? {
+        let data = read_segment(&path, first)?;
         let mut failed = None;
-        segment::walk(first, &data, SEGMENT_HEADER as usize, |p| {
+        walk(first, &data, SEGMENT_HEADER as usize, |p| {
             if failed.is_some() {
                 return;
             }
@@ -1064,14 +1064,14 @@ fn scan_segments(
         if from.is_some_and(|l| first < l.segment) {
             continue;
         }
-        let path = segments.dir().join(segment::segment_name(first));
-        let data = segment::read_segment(&path, first)?;
+        let path = segments.dir().join(segment_name(first));
+        let data = read_segment(&path, first)?;
         let offset = match from {
             Some(l) if l.segment == first => l.offset as usize,
             _ => SEGMENT_HEADER as usize,
         };
         let mut result = Ok(());
-        let w = segment::walk(first, &data, offset, |p| {
+        let w = walk(first, &data, offset, |p| {
             if result.is_ok() {
                 result = visit(&p);
             }
@@ -1315,7 +1315,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use medledger_store::segment::Location;
+    use medledger_store::Location;
 
     #[test]
     fn a_participant_record_that_does_not_decode_is_an_error_never_left_out() {

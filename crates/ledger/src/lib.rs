@@ -1,12 +1,36 @@
-//! medledger ledger: the deterministic state machine ([`state`]) that turns
-//! an ordered sequence of blocks into participants and a Merkle log, and the
-//! durable [`Ledger`] that stores it.
+//! medledger ledger: the deterministic state machine ([`LedgerState`]) that
+//! turns an ordered sequence of blocks into participants and a Merkle log,
+//! and the durable [`Ledger`] that stores it. The modules are private; what
+//! other crates use is re-exported here.
 
-pub mod access;
-pub mod feed;
-pub mod ledger;
-pub mod roles;
-pub mod state;
-pub mod verify;
+// Everything public is re-exported below, and nothing else is public.
+#![warn(unreachable_pub, unnameable_types)]
 
-pub use ledger::{Ledger, LedgerError};
+mod access;
+mod feed;
+mod ledger;
+mod roles;
+mod state;
+mod verify;
+
+// The read policy: purposes of use and the one decision for record reads.
+pub use access::{Decision, Denial, ProvisionType, Purpose, decide, purposes};
+// The commit feed that views follow.
+pub use feed::{CommitFeed, Followers};
+// The durable ledger, its store and key files.
+pub use ledger::{
+    Admitted, Committed, IndexSeen, InitReport, Ledger, LedgerError, Pending, Store, now_ms,
+    participants_from_segments, read_key_file, write_secret_file,
+};
+// Roles, transaction kinds and who may write or read each kind.
+pub use roles::{
+    ACCESS_LOG_READERS, ALERT_READERS, DIRECTORY_READERS, DONOR_READERS, FHIR_WRITERS,
+    PSEUDONYM_MAKERS, RECORD_READERS, Role, allowed_roles, kind, may_read_kind,
+};
+// The deterministic state machine: participants, payloads and the rules.
+pub use state::{
+    BlockFault, Checked, ClusterMember, DEFAULT_MAX_SKEW_MS, LedgerState, Participant,
+    RegisterPayload, Rejection, RevokePayload, Seen, Tip, payload_rules,
+};
+// Offline verification of a data directory.
+pub use verify::{VerifyError, VerifyReport, segment_bytes, verify_dir};

@@ -137,7 +137,7 @@ pub struct RevokePayload {
 /// Payload of `ledger.genesis`, the first transaction of block 0.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GenesisPayload {
+pub(crate) struct GenesisPayload {
     /// The checkpoint origin line.
     pub origin: String,
     /// The first admin's key; it also signs this transaction.
@@ -156,7 +156,7 @@ pub struct GenesisPayload {
 }
 
 /// Smallest and largest skew a genesis may set.
-pub const SKEW_RANGE_MS: std::ops::RangeInclusive<u64> = 1_000..=86_400_000;
+const SKEW_RANGE_MS: std::ops::RangeInclusive<u64> = 1_000..=86_400_000;
 
 /// Why a transaction is not admitted. Each has a stable code.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
@@ -1008,7 +1008,7 @@ impl LedgerState {
 }
 
 /// Lowercase hex of an id.
-pub fn hex_id(id: &Hash) -> String {
+pub(crate) fn hex_id(id: &Hash) -> String {
     Bytes(*id).to_hex()
 }
 

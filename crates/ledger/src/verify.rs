@@ -10,7 +10,10 @@ use medledger_formats::keys::PublicKey;
 use medledger_formats::merkle::Hash;
 use medledger_formats::record::{self, RecordError};
 use medledger_formats::tx::Transaction;
-use medledger_store::segment::{self, Location, SEGMENT_HEADER, SegmentError, StoredBlock};
+use medledger_store::{
+    Location, RECORD_HEADER, SEGMENT_HEADER, SegmentError, StoredBlock, list_segments,
+    read_segment, walk,
+};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -78,7 +81,7 @@ pub struct VerifyReport {
 /// Total size of the segment files, for progress reporting.
 pub fn segment_bytes(dir: &Path) -> Result<u64, VerifyError> {
     let mut total = 0;
-    for (_, path) in segment::list_segments(&dir.join("segments"))? {
+    for (_, path) in list_segments(&dir.join("segments"))? {
         total += std::fs::metadata(&path)
             .map_err(|source| SegmentError::Io {
                 path: path.clone(),
@@ -138,7 +141,7 @@ pub fn verify_dir(
     mut progress: impl FnMut(u64),
 ) -> Result<VerifyReport, VerifyError> {
     let seg_dir = dir.join("segments");
-    let segments = segment::list_segments(&seg_dir)?;
+    let segments = list_segments(&seg_dir)?;
     // Genesis sets the ledger's skew; this only judges genesis itself.
     let mut state = LedgerState::new(crate::state::DEFAULT_MAX_SKEW_MS);
     let mut seen: HashSet<Hash> = HashSet::new();
@@ -154,14 +157,14 @@ pub fn verify_dir(
             for (i, (first, path)) in segments.into_iter().enumerate() {
                 let _ = raw_tx.send((n, Err(Item::Segment(first, path.clone()))));
                 n += 1;
-                let data = match segment::read_segment(&path, first) {
+                let data = match read_segment(&path, first) {
                     Ok(d) => d,
                     Err(e) => {
                         let _ = raw_tx.send((n, Err(Item::Fail(e.into()))));
                         return;
                     }
                 };
-                let walk = segment::walk(first, &data, SEGMENT_HEADER as usize, |p| {
+                let walk = walk(first, &data, SEGMENT_HEADER as usize, |p| {
                     let _ = raw_tx.send((n, Ok(p.to_owned())));
                     n += 1;
                 });
@@ -187,8 +190,7 @@ pub fn verify_dir(
                     let item = match item {
                         Ok(b) => {
                             let size =
-                                (b.payloads.len() + b.block.len() + 2 * segment::RECORD_HEADER)
-                                    as u64;
+                                (b.payloads.len() + b.block.len() + 2 * RECORD_HEADER) as u64;
                             Item::Block(
                                 Box::new(decode_and_check(b.location, &b.payloads, &b.block)),
                                 size,

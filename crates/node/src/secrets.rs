@@ -5,7 +5,7 @@
 use ed25519_dalek::SigningKey;
 use medledger_formats::keys::{self, PublicKey};
 use medledger_health::pseudonym::PseudonymKey;
-use medledger_ledger::ledger::read_key_file;
+use medledger_ledger::read_key_file;
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path as FsPath, PathBuf};

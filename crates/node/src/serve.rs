@@ -9,8 +9,7 @@ use crate::http::request::AppState;
 use crate::http::router::router;
 use crate::tokens::Tokens;
 use crate::{Sequencer, SequencerConfig};
-use medledger_ledger::Ledger;
-use medledger_ledger::feed::Followers;
+use medledger_ledger::{Followers, Ledger};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -46,7 +45,7 @@ pub enum ServeError {
 }
 
 /// Installs the Prometheus recorder (once per process).
-pub fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+pub(crate) fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
     metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets(&[
             0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
@@ -79,7 +78,7 @@ pub fn open_or_init(
 
 /// Environment variable that turns a cluster node into a faulty proposer
 /// which admits every transaction unchecked (for failure tests only).
-pub const FAULT_UNCHECKED: &str = "MEDLEDGER_FAULT_UNCHECKED_ADMISSION";
+pub(crate) const FAULT_UNCHECKED: &str = "MEDLEDGER_FAULT_UNCHECKED_ADMISSION";
 
 /// Directory of a data directory that holds integration accounts' keys.
 pub const INTEGRATIONS_DIR: &str = "integrations";

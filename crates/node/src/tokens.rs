@@ -32,12 +32,12 @@ enum Line {
 }
 
 /// Path of the token file in a data directory.
-pub fn token_file(dir: &Path) -> PathBuf {
+pub(crate) fn token_file(dir: &Path) -> PathBuf {
     dir.join("tokens.jsonl")
 }
 
 /// Hex SHA-256 of a token.
-pub fn token_hash(token: &str) -> String {
+pub(crate) fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 

@@ -14,9 +14,7 @@ use medledger_health::calendar::instant_of_ms;
 use medledger_health::news2::Risk;
 use medledger_health::records::{self, VitalSigns};
 use medledger_health::{fhir, registries};
-use medledger_ledger::feed::{CommitFeed, Followers};
-use medledger_ledger::ledger::Store;
-use medledger_ledger::roles::kind;
+use medledger_ledger::{CommitFeed, Followers, Store, kind};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -30,7 +28,7 @@ const EVENT_BUFFER: usize = 4096;
 
 /// A current alert, rendered once when it changes.
 #[derive(Clone, Debug, Serialize)]
-pub struct Alert {
+pub(crate) struct Alert {
     /// Position in the stream of alert changes.
     pub seq: u64,
     /// The patient's pseudonym.
@@ -55,7 +53,7 @@ pub struct Alert {
 
 /// What subscribers of the alert stream receive.
 #[derive(Clone, Debug)]
-pub enum AlertEvent {
+pub(crate) enum AlertEvent {
     /// A patient's alert appeared or changed.
     Raised(Arc<Alert>),
     /// A patient's alert ended (the score fell to 0).
@@ -86,7 +84,7 @@ struct AlertBook {
 /// latest version. A later version replaces the earlier one here; both stay
 /// on the ledger.
 #[derive(Default)]
-pub struct Counts {
+pub(crate) struct Counts {
     /// Epidemic reports by (institution, date, region, disease).
     pub epidemic: HashMap<(String, String, String, String), registries::EpidemicReport>,
     /// Vaccination reports by (institution, date, region, vaccine, dose, age band).
@@ -97,7 +95,7 @@ pub struct Counts {
 
 /// One organ-donor decision on record.
 #[derive(Clone, Debug)]
-pub struct DonorEntry {
+pub(crate) struct DonorEntry {
     /// Its leaf.
     pub leaf: u64,
     /// Its transaction id.
@@ -149,17 +147,17 @@ impl Views {
     }
 
     /// Log size the views have read up to.
-    pub fn applied(&self) -> u64 {
+    pub(crate) fn applied(&self) -> u64 {
         self.applied.load(Ordering::SeqCst)
     }
 
     /// The NEWS2 window, minutes.
-    pub fn window_minutes(&self) -> u64 {
+    pub(crate) fn window_minutes(&self) -> u64 {
         (self.window_ms / 60_000) as u64
     }
 
     /// Current alerts, highest level and score first, then newest.
-    pub fn alerts(&self) -> Vec<Arc<Alert>> {
+    pub(crate) fn alerts(&self) -> Vec<Arc<Alert>> {
         let book = lock(&self.alerts);
         let mut out: Vec<Arc<Alert>> = book
             .patients
@@ -173,7 +171,7 @@ impl Views {
     }
 
     /// Subscribes to alert changes, and to the node closing.
-    pub fn subscribe(
+    pub(crate) fn subscribe(
         &self,
     ) -> (
         broadcast::Receiver<AlertEvent>,
@@ -183,17 +181,17 @@ impl Views {
     }
 
     /// Ends every subscription: the node is shutting down.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.closed.send_replace(true);
     }
 
     /// Reads the counts in force.
-    pub fn counts(&self) -> std::sync::RwLockReadGuard<'_, Counts> {
+    pub(crate) fn counts(&self) -> std::sync::RwLockReadGuard<'_, Counts> {
         self.counts.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A patient's organ-donor decisions, in ledger order.
-    pub fn donor_decisions(&self, patient: &str) -> Vec<DonorEntry> {
+    pub(crate) fn donor_decisions(&self, patient: &str) -> Vec<DonorEntry> {
         let donors = self.donors.read().unwrap_or_else(|p| p.into_inner());
         donors.get(patient).cloned().unwrap_or_default()
     }

@@ -22,22 +22,15 @@ use medledger_formats::note::{Note, NoteVerifier};
 use medledger_formats::receipt::TlogProof;
 use medledger_formats::tx::Transaction;
 use medledger_health::pseudonym::{Identifier, PseudonymKey};
-use medledger_ledger::Ledger;
-use medledger_ledger::ledger::{now_ms, read_key_file};
-use medledger_ledger::roles::{
-    ALERT_READERS, DIRECTORY_READERS, DONOR_READERS, FHIR_WRITERS, PSEUDONYM_MAKERS, RECORD_READERS,
+use medledger_ledger::{
+    ALERT_READERS, DEFAULT_MAX_SKEW_MS, DIRECTORY_READERS, DONOR_READERS, FHIR_WRITERS, Ledger,
+    PSEUDONYM_MAKERS, RECORD_READERS, Rejection, Role, allowed_roles, kind, now_ms, read_key_file,
 };
-use medledger_ledger::roles::{Role, allowed_roles, kind};
-use medledger_ledger::state::{DEFAULT_MAX_SKEW_MS, Rejection};
-use medledger_node::config::NodeConfig;
-use medledger_node::http::AppState;
-use medledger_node::http::Budgets;
-use medledger_node::http::{OPENAPI, router};
-use medledger_node::http::{PEER_TIMEOUT, node_cosigner};
-use medledger_node::secrets::{Health, Signers};
-use medledger_node::tokens::{self, Tokens};
-use medledger_node::views::Views;
-use medledger_node::{Sequencer, SequencerConfig};
+use medledger_node::http::{AppState, Budgets, OPENAPI, PEER_TIMEOUT, node_cosigner, router};
+use medledger_node::{
+    Health, NodeConfig, Sequencer, SequencerConfig, Signers, TOKEN_PREFIX, Tokens, Views,
+    issue_token, revoke_token,
+};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -273,13 +266,12 @@ impl Node {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("{}.key", keys::public_key(key).to_hex()));
         if !path.exists() {
-            medledger_ledger::ledger::write_secret_file(&path, &keys::encode_key_file(key))
-                .unwrap();
+            medledger_ledger::write_secret_file(&path, &keys::encode_key_file(key)).unwrap();
         }
     }
 
     fn token(&self, key: &SigningKey) -> String {
-        tokens::issue(self.dir.path(), keys::public_key(key), now_ms()).expect("issue token")
+        issue_token(self.dir.path(), keys::public_key(key), now_ms()).expect("issue token")
     }
 
     async fn status(&self) -> Value {
@@ -878,12 +870,12 @@ async fn roles_md_endpoint_matrix_holds_for_every_caller_and_endpoint() {
     let gone_token = node.token(&gone);
     node.submit_ok(&[revoke_tx(&node.admin, &gone)]).await;
     let dropped_token = node.token(&dropped);
-    tokens::revoke(node.dir.path(), &dropped_token).unwrap();
+    revoke_token(node.dir.path(), &dropped_token).unwrap();
     tokens.insert("revoked participant".into(), Some(gone_token));
     tokens.insert("revoked token".into(), Some(dropped_token));
     tokens.insert(
         "unknown token".into(),
-        Some(format!("{}{}", tokens::TOKEN_PREFIX, "ab".repeat(32))),
+        Some(format!("{}{}", TOKEN_PREFIX, "ab".repeat(32))),
     );
     let committed = report(&doctor);
     node.submit_ok(std::slice::from_ref(&committed)).await;
@@ -1834,7 +1826,7 @@ async fn cosigned_receipt_gathers_agreeing_peers_and_leaves_out_a_peer_with_anot
     let c_dir = tempfile::tempdir().expect("tempdir");
     copy_dir(a_dir.path(), c_dir.path());
     std::fs::remove_file(c_dir.path().join("node.key")).expect("remove node.key");
-    medledger_ledger::ledger::write_secret_file(
+    medledger_ledger::write_secret_file(
         &c_dir.path().join("node.key"),
         &keys::encode_key_file(&c_key),
     )
@@ -3538,7 +3530,7 @@ fn entry_summary(e: &Value) -> (String, String, u64, u64, Option<String>) {
 
 #[tokio::test]
 async fn roles_md_purpose_table_matches_the_policy_and_every_read() {
-    use medledger_ledger::access::{Purpose, purposes};
+    use medledger_ledger::{Purpose, purposes};
     let node = start();
     let keys = role_keys(&node);
     register_roles(&node, &keys).await;

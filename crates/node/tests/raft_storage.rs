@@ -2,7 +2,7 @@
 //! log (redb) and the ledger state machine.
 
 use medledger_ledger::Ledger;
-use medledger_node::cluster::{Ledgerside, LogStore, Network, StateMachine, TypeConfig};
+use medledger_node::{Ledgerside, LogStore, Network, StateMachine, TypeConfig};
 use openraft::StorageError;
 use openraft::testing::{StoreBuilder, Suite};
 use std::sync::{Arc, Mutex};

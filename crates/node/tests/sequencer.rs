@@ -5,10 +5,7 @@
 use ed25519_dalek::SigningKey;
 use medledger_formats::keys;
 use medledger_formats::tx::Transaction;
-use medledger_ledger::Ledger;
-use medledger_ledger::ledger::{now_ms, read_key_file};
-use medledger_ledger::roles::{Role, kind};
-use medledger_ledger::state::{RegisterPayload, Rejection};
+use medledger_ledger::{Ledger, RegisterPayload, Rejection, Role, kind, now_ms, read_key_file};
 use medledger_node::{Sequencer, SequencerConfig, SubmitError};
 use serde_json::json;
 

@@ -18,9 +18,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Levels from here up are held entirely in memory.
-pub const MEM_LEVEL: u8 = 8;
+const MEM_LEVEL: u8 = 8;
 /// Leaves' worth of recent low-level nodes kept in memory.
-pub const TAIL_LEAVES: u64 = 1 << 17;
+const TAIL_LEAVES: u64 = 1 << 17;
 const LEVELS: usize = 64;
 
 /// The stored subtree hashes of a log.

@@ -19,15 +19,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 /// Magic bytes at the start of every segment file (format version 1).
-pub const SEGMENT_MAGIC: &[u8; 8] = b"MLSEG\0\0\x01";
+const SEGMENT_MAGIC: &[u8; 8] = b"MLSEG\0\0\x01";
 /// Bytes in a segment file header.
 pub const SEGMENT_HEADER: u64 = 16;
 /// Bytes in a record header.
 pub const RECORD_HEADER: usize = 9;
 /// Largest record accepted (a block's payloads).
-pub const MAX_RECORD: usize = 256 << 20;
+const MAX_RECORD: usize = 256 << 20;
 /// A segment is closed once it grows past this size.
-pub const SEGMENT_TARGET: u64 = 128 << 20;
+const SEGMENT_TARGET: u64 = 128 << 20;
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +83,7 @@ pub struct StoredBlock {
 }
 
 /// Frames one record into `out`.
-pub fn frame(kind: u8, body: &[u8], out: &mut Vec<u8>) -> Result<(), SegmentError> {
+fn frame(kind: u8, body: &[u8], out: &mut Vec<u8>) -> Result<(), SegmentError> {
     if body.len() > MAX_RECORD {
         return Err(SegmentError::TooLarge(body.len()));
     }

@@ -5,9 +5,7 @@
 use ed25519_dalek::SigningKey;
 use medledger_formats::keys;
 use medledger_formats::tx::Transaction;
-use medledger_ledger::ledger::{now_ms, read_key_file};
-use medledger_ledger::roles::{Role, kind};
-use medledger_ledger::state::{RegisterPayload, RevokePayload};
+use medledger_ledger::{RegisterPayload, RevokePayload, Role, kind, now_ms, read_key_file};
 use serde_json::{Value, json};
 use std::fs;
 use std::io::Write;

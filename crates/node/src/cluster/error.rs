@@ -1,7 +1,6 @@
 //! What goes wrong in cluster mode, by kind.
 
-use medledger_ledger::LedgerError;
-use medledger_ledger::state::BlockFault;
+use medledger_ledger::{BlockFault, LedgerError};
 use std::path::PathBuf;
 
 /// Why cluster mode could not start, or could not go on.

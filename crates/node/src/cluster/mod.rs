@@ -27,13 +27,14 @@ mod log_store;
 mod network;
 mod sink;
 mod state_machine;
-pub mod tls;
+pub(crate) mod tls;
 
 pub use error::{ClusterError, Refusal};
 pub use log_store::LogStore;
-pub use network::{Network, fetch_blocks, routes};
-pub use sink::RaftSink;
-pub use state_machine::{Ledgerside, SnapshotPoint, StateMachine};
+pub(crate) use network::routes;
+pub use network::{Connection, Network, fetch_blocks};
+pub(crate) use sink::RaftSink;
+pub use state_machine::{Builder, Ledgerside, StateMachine};
 
 use crate::pipeline::SubmitError;
 use medledger_formats::block::Block;
@@ -58,13 +59,7 @@ openraft::declare_raft_types!(
 );
 
 /// The openraft handle of a node.
-pub type RaftHandle = Raft<TypeConfig>;
-
-/// Resolves to the outcome of a proposed entry.
-pub type Answer =
-    <openraft::impls::OneshotResponder<TypeConfig> as openraft::raft::responder::Responder<
-        TypeConfig,
-    >>::Receiver;
+pub(crate) type RaftHandle = Raft<TypeConfig>;
 
 /// A Raft entry's data: one sealed block in the segment record encoding.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -148,16 +143,13 @@ impl ClusterFile {
             path: path.clone(),
             source,
         })?;
-        Ok(medledger_ledger::ledger::write_secret_file(
-            &path,
-            &(text + "\n"),
-        )?)
+        Ok(medledger_ledger::write_secret_file(&path, &(text + "\n"))?)
     }
 }
 
 /// Raft timing and log retention.
 #[derive(Clone, Debug)]
-pub struct RaftSettings {
+pub(crate) struct RaftSettings {
     /// Heartbeat interval, ms; elections time out after 3 to 6 of them.
     pub heartbeat_ms: u64,
     /// Entries between snapshots.
@@ -188,7 +180,7 @@ impl RaftSettings {
 /// Whether this node may seal blocks now, shared by the Raft metrics
 /// watcher and the sequencer.
 #[derive(Default)]
-pub struct Leadership {
+pub(crate) struct Leadership {
     /// `Some(term)` while this node leads and has applied every entry
     /// before its term: its applied state is then the whole ledger.
     ready: Mutex<Option<u64>>,
@@ -201,7 +193,7 @@ pub struct Leadership {
 
 impl Leadership {
     /// The epoch blocks are sealed in, if this node may seal now.
-    pub fn epoch(&self) -> Result<u64, SubmitError> {
+    pub(crate) fn epoch(&self) -> Result<u64, SubmitError> {
         match *self.ready.lock().unwrap_or_else(|p| p.into_inner()) {
             Some(term) => Ok(term << 32 | (self.generation.load(Ordering::SeqCst) & 0xffff_ffff)),
             None => Err(SubmitError::NotLeader(self.leader())),
@@ -209,21 +201,21 @@ impl Leadership {
     }
 
     /// Starts a new epoch after a block was refused or lost.
-    pub fn bump(&self) {
+    pub(crate) fn bump(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     /// [`Leadership::bump`], unless the epoch has already moved on from
     /// `epoch`: the blocks proposed on top of a lost one are lost with it,
     /// and only the first loss starts a new epoch.
-    pub fn bump_from(&self, epoch: u64) {
+    pub(crate) fn bump_from(&self, epoch: u64) {
         if self.epoch().ok() == Some(epoch) {
             self.bump();
         }
     }
 
     /// The leader's base URL when another node leads.
-    pub fn leader(&self) -> Option<String> {
+    pub(crate) fn leader(&self) -> Option<String> {
         self.leader
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -234,18 +226,18 @@ impl Leadership {
 /// A running cluster node's Raft side.
 pub struct Cluster {
     /// The Raft handle.
-    pub raft: RaftHandle,
+    pub(crate) raft: RaftHandle,
     /// This node's id.
-    pub id: u64,
+    pub(crate) id: u64,
     /// Whether this node may seal.
-    pub leadership: Arc<Leadership>,
+    pub(crate) leadership: Arc<Leadership>,
     /// The ledger side.
-    pub side: Arc<Ledgerside>,
+    pub(crate) side: Arc<Ledgerside>,
 }
 
 impl Cluster {
     /// Starts Raft over `side`, with its log in `dir/raft.redb`.
-    pub async fn start(
+    pub(crate) async fn start(
         dir: &Path,
         id: u64,
         side: Arc<Ledgerside>,
@@ -308,7 +300,7 @@ impl Cluster {
     }
 
     /// The public APIs of the other members.
-    pub fn peers(&self) -> Vec<String> {
+    pub(crate) fn peers(&self) -> Vec<String> {
         let m = self.raft.metrics().borrow().membership_config.clone();
         m.membership()
             .nodes()
@@ -318,7 +310,7 @@ impl Cluster {
     }
 
     /// Raft's view, for `/v1/status`.
-    pub fn status(&self) -> serde_json::Value {
+    pub(crate) fn status(&self) -> serde_json::Value {
         let m = self.raft.metrics().borrow().clone();
         let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
         let learners: Vec<u64> = m.membership_config.membership().learner_ids().collect();
@@ -339,7 +331,7 @@ impl Cluster {
 
 /// Resolves when Raft stops on its own (a storage or state-machine error),
 /// with the reason.
-pub async fn stopped(cluster: &Cluster) -> String {
+pub(crate) async fn stopped(cluster: &Cluster) -> String {
     let mut rx = cluster.raft.metrics();
     loop {
         if let Err(e) = &rx.borrow_and_update().running_state {
@@ -354,7 +346,10 @@ pub async fn stopped(cluster: &Cluster) -> String {
 
 /// Keeps `peers` equal to the base URLs of the other members, for
 /// gathering their cosignatures.
-pub async fn follow_peers(cluster: Arc<Cluster>, peers: Arc<std::sync::RwLock<Vec<String>>>) {
+pub(crate) async fn follow_peers(
+    cluster: Arc<Cluster>,
+    peers: Arc<std::sync::RwLock<Vec<String>>>,
+) {
     let mut rx = cluster.raft.metrics();
     let mut seen = None;
     loop {

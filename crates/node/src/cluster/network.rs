@@ -224,7 +224,7 @@ impl RaftNetwork<TypeConfig> for Connection {
 }
 
 /// The `/raft/` routes a cluster node serves to its peers.
-pub fn routes(cluster: Arc<Cluster>) -> Router {
+pub(crate) fn routes(cluster: Arc<Cluster>) -> Router {
     Router::new()
         .route("/raft/append", post(append))
         .route("/raft/vote", post(vote))

@@ -5,22 +5,21 @@
 use super::{Cluster, Outcome, Proposal};
 use crate::pipeline::{BlockSink, SinkError, SubmitError, Written};
 use medledger_formats::block::Block;
-use medledger_ledger::ledger::Admitted;
-use medledger_ledger::state::LedgerState;
+use medledger_ledger::{Admitted, LedgerState};
 use std::sync::Arc;
 
 /// Most blocks proposed to the cluster and not yet answered.
 const IN_FLIGHT: usize = 4;
 
 /// Proposes blocks through Raft.
-pub struct RaftSink {
+pub(crate) struct RaftSink {
     cluster: Arc<Cluster>,
     runtime: tokio::runtime::Handle,
 }
 
 impl RaftSink {
     /// The sink of `cluster`; Raft calls run on `runtime`.
-    pub fn new(cluster: Arc<Cluster>, runtime: tokio::runtime::Handle) -> Self {
+    pub(crate) fn new(cluster: Arc<Cluster>, runtime: tokio::runtime::Handle) -> Self {
         RaftSink { cluster, runtime }
     }
 }

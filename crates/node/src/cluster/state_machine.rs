@@ -12,9 +12,7 @@ use super::log_store::{META, log_err};
 use super::{ClusterError, Outcome, Proposal, Refusal, TypeConfig, fetch_blocks};
 use medledger_formats::block::Block;
 use medledger_formats::merkle::Hash;
-use medledger_ledger::feed::CommitFeed;
-use medledger_ledger::ledger::{Admitted, IndexSeen, Pending, Store};
-use medledger_ledger::state::{Checked, LedgerState};
+use medledger_ledger::{Admitted, Checked, CommitFeed, IndexSeen, LedgerState, Pending, Store};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     BasicNode, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend,
@@ -36,7 +34,7 @@ const SNAPSHOT: &str = "sm_snapshot";
 /// the point it had reached. A node that installs it fetches the blocks it
 /// lacks from its peers and validates each one.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SnapshotPoint {
+pub(crate) struct SnapshotPoint {
     /// Blocks in the ledger.
     pub height: u64,
     /// Hash of the last block (zeros when empty).
@@ -82,7 +80,7 @@ impl Ledgerside {
     /// Notes that this node sealed the block with `hash` (and checked its
     /// transactions' signatures at admission, with `verdicts` on their
     /// payloads).
-    pub fn own_insert(&self, hash: Hash, verdicts: Vec<Checked>) {
+    pub(crate) fn own_insert(&self, hash: Hash, verdicts: Vec<Checked>) {
         self.own
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -90,7 +88,7 @@ impl Ledgerside {
     }
 
     /// Forgets the block with `hash` once its outcome is known.
-    pub fn own_remove(&self, hash: &Hash) {
+    pub(crate) fn own_remove(&self, hash: &Hash) {
         self.own
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -98,7 +96,7 @@ impl Ledgerside {
     }
 
     /// The point the ledger has reached.
-    pub fn point(&self) -> SnapshotPoint {
+    pub(crate) fn point(&self) -> SnapshotPoint {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         SnapshotPoint {
             height: state.tip().next_height,
@@ -109,7 +107,7 @@ impl Ledgerside {
 
     /// Validates and commits one block: its log size, or why every node
     /// refuses it (`Ok(Err(_))`).
-    pub fn apply_block(&self, block: &Block) -> Result<Result<u64, Refusal>, ClusterError> {
+    pub(crate) fn apply_block(&self, block: &Block) -> Result<Result<u64, Refusal>, ClusterError> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let h = block.header.header();
         let next = state.tip().next_height;

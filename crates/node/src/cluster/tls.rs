@@ -252,7 +252,7 @@ pub fn configs(key: &SigningKey, trust: Arc<Trust>) -> Result<TlsConfigs, Cluste
 /// A listener that hands axum only connections whose TLS handshake, and
 /// with it the peer's node key, succeeded. Handshakes run in their own
 /// tasks, so a slow or hostile peer cannot hold up the others.
-pub struct TlsListener {
+pub(crate) struct TlsListener {
     ready: tokio::sync::mpsc::Receiver<(
         tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
         std::net::SocketAddr,
@@ -265,7 +265,7 @@ const HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl TlsListener {
     /// Accepts on `listener` with `config`.
-    pub fn new(
+    pub(crate) fn new(
         listener: tokio::net::TcpListener,
         config: Arc<ServerConfig>,
     ) -> std::io::Result<Self> {

@@ -1,5 +1,5 @@
 //! Accountable access on the read path. Every record-level read names a
-//! purpose, goes through the one decision (`medledger_ledger::access::decide`)
+//! purpose, goes through the one decision (`medledger_ledger::decide`)
 //! record by record, and is logged on the ledger as an access entry signed
 //! by this node. The answer leaves only once its entry is durable: if the
 //! entry cannot be committed, the read is refused and returns no data.
@@ -11,11 +11,11 @@ use axum::http::{HeaderMap, StatusCode};
 use medledger_formats::keys;
 use medledger_formats::tx::Transaction;
 use medledger_health::access::{self as rules, Access, Consent, Verdict};
-use medledger_ledger::access::{Decision, Denial, Purpose, decide, purposes};
-use medledger_ledger::ledger::{Store, now_ms};
-use medledger_ledger::roles::{RECORD_READERS, kind};
-use medledger_ledger::state::{Participant, payload_rules};
-use medledger_store::index::By;
+use medledger_ledger::{
+    Decision, Denial, Participant, Purpose, RECORD_READERS, Store, decide, kind, now_ms,
+    payload_rules, purposes,
+};
+use medledger_store::By;
 use std::collections::{BTreeSet, HashMap};
 
 /// The request header that names the purpose of use (an HL7 PurposeOfUse
@@ -31,11 +31,11 @@ const MAX_DIRECTIVES: usize = 10_000;
 /// Who reads, and why.
 pub(crate) struct Reader {
     /// The participant behind the token.
-    pub participant: Participant,
+    pub(crate) participant: Participant,
     /// The purpose of use.
-    pub purpose: Purpose,
+    pub(crate) purpose: Purpose,
     /// The break-glass reason, when one was stated.
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
 }
 
 /// The reader of a record-level read: a token whose role reads records,
@@ -76,11 +76,11 @@ pub(crate) fn reader(state: &AppState, headers: &HeaderMap) -> ApiResult<Reader>
 /// Records judged for one read: those returned, and the entries to log.
 pub(crate) struct Judged {
     /// The records the reader may see, in the order given.
-    pub records: Vec<Record>,
+    pub(crate) records: Vec<Record>,
     /// Records withheld under their patients' directives.
-    pub withheld: u64,
+    pub(crate) withheld: u64,
     /// The access entries to commit before answering.
-    pub entries: Vec<Transaction>,
+    pub(crate) entries: Vec<Transaction>,
 }
 
 /// The patient a record is about, as its payload rules read it.
@@ -121,7 +121,7 @@ pub(crate) struct Judge<'a> {
 
 impl<'a> Judge<'a> {
     /// A judge for one read by `reader`.
-    pub fn new(state: &'a AppState, reader: &'a Reader) -> Self {
+    pub(crate) fn new(state: &'a AppState, reader: &'a Reader) -> Self {
         Judge {
             state,
             reader,
@@ -137,7 +137,7 @@ impl<'a> Judge<'a> {
 
     /// Whether `r` may be returned; a record returned must be, as it is
     /// logged as read.
-    pub fn admit(&mut self, r: &Record) -> ApiResult<bool> {
+    pub(crate) fn admit(&mut self, r: &Record) -> ApiResult<bool> {
         let p = &self.reader.participant;
         let kind = r.tx.header().kind.as_str();
         let patient = patient_of(r);
@@ -180,14 +180,14 @@ impl<'a> Judge<'a> {
     }
 
     /// Records withheld so far.
-    pub fn withheld(&self) -> u64 {
+    pub(crate) fn withheld(&self) -> u64 {
         self.withheld
     }
 
     /// The access entries of the read, signed by this node: none when it
     /// touched no patient's records. `query` is the request of a search or
     /// an export (`None` for a read of named records).
-    pub fn entries(self, query: Option<String>) -> ApiResult<Vec<Transaction>> {
+    pub(crate) fn entries(self, query: Option<String>) -> ApiResult<Vec<Transaction>> {
         let verdict = match (self.glass, self.returned.is_empty() && self.withheld > 0) {
             (true, _) => Verdict::BreakGlass,
             (false, true) => Verdict::Deny,

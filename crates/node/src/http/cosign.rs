@@ -24,7 +24,7 @@ use medledger_formats::checkpoint::Checkpoint;
 use medledger_formats::cosignature::{CosignatureError, CosignatureVerifier, Cosigner};
 use medledger_formats::merkle::{self, Hash};
 use medledger_formats::note::{MAX_SIGNATURES, Note, NoteError, NoteSignature};
-use medledger_ledger::ledger::{Store, now_ms};
+use medledger_ledger::{Store, now_ms};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -49,14 +49,14 @@ pub struct CosignerNameError {
 
 /// The cosigner name a node uses unless `cosigner_name` is configured:
 /// `<origin>/cosigner/<first 16 hex digits of the node public key>`.
-pub fn default_name(origin: &str, key: &SigningKey) -> String {
+pub(crate) fn default_name(origin: &str, key: &SigningKey) -> String {
     let public = hex::encode(key.verifying_key().as_bytes());
     format!("{origin}/cosigner/{}", &public[..16])
 }
 
-/// The node's cosigner: its node key under `name`, or under
-/// [`default_name`] if `name` is `None`. Refuses a name that is not a valid
-/// note key name (empty, or with whitespace or `+`).
+/// The node's cosigner: its node key under `name`, or under the default
+/// name (`<origin>/cosigner/<key prefix>`) if `name` is `None`. Refuses a
+/// name that is not a valid note key name (empty, or with whitespace or `+`).
 pub fn node_cosigner(
     origin: &str,
     key: &SigningKey,

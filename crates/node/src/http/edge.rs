@@ -48,7 +48,7 @@ impl Budgets {
 
 /// What the request edge needs to know.
 #[derive(Clone)]
-pub struct Edge {
+pub(crate) struct Edge {
     /// The budgets.
     pub budgets: Budgets,
     /// Largest request body, bytes.
@@ -80,7 +80,7 @@ fn too_large(max: usize) -> Problem {
 
 /// Reads the whole body within the time allowed, then takes a permit of
 /// the request's budget and runs it.
-pub async fn admit(State(edge): State<Edge>, req: Request, next: Next) -> Response {
+pub(crate) async fn admit(State(edge): State<Edge>, req: Request, next: Next) -> Response {
     let fhir = req.uri().path().starts_with("/fhir");
     let declared = req
         .headers()
@@ -128,7 +128,7 @@ pub async fn admit(State(edge): State<Edge>, req: Request, next: Next) -> Respon
 
 /// Limits on connections.
 #[derive(Clone, Copy, Debug)]
-pub struct ConnLimits {
+pub(crate) struct ConnLimits {
     /// Connections one IP address may hold at once.
     pub per_peer: usize,
     /// Time allowed for a request's headers to arrive.
@@ -170,7 +170,7 @@ impl Drop for Slot {
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets open
 /// requests finish.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     limits: ConnLimits,

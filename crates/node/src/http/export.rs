@@ -24,10 +24,8 @@ use medledger_formats::checkpoint::Checkpoint;
 use medledger_formats::note::Note;
 use medledger_health::export::{Export, ExportError, Format, Query};
 use medledger_health::records::MEDICAL_REPORT;
-use medledger_ledger::LedgerError;
-use medledger_ledger::ledger::Store;
-use medledger_ledger::roles::RECORD_READERS;
-use medledger_store::index::{By, IndexError};
+use medledger_ledger::{LedgerError, RECORD_READERS, Store};
+use medledger_store::{By, IndexError};
 use serde::Deserialize;
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -38,9 +36,9 @@ pub const CHECKPOINT_HEADER: &str = "medledger-checkpoint";
 /// The header carrying the pinned checkpoint's log size.
 pub const LOG_SIZE_HEADER: &str = "medledger-log-size";
 /// Kind exported when the query names none.
-pub const DEFAULT_KIND: &str = MEDICAL_REPORT;
+pub(crate) const DEFAULT_KIND: &str = MEDICAL_REPORT;
 /// Format of an export whose query names none.
-pub const DEFAULT_FORMAT: Format = Format::Csv;
+pub(crate) const DEFAULT_FORMAT: Format = Format::Csv;
 
 /// Leaves read from the kind index per page.
 const INDEX_PAGE: usize = 16_384;

@@ -12,16 +12,15 @@ use axum::response::{IntoResponse, Response};
 use medledger_formats::note::Note;
 use medledger_formats::tx::Transaction;
 use medledger_health::pseudonym::{self, Identifier};
-use medledger_ledger::ledger::Store;
-use medledger_ledger::roles::{ACCESS_LOG_READERS, PSEUDONYM_MAKERS};
-use medledger_store::index::By;
+use medledger_ledger::{ACCESS_LOG_READERS, PSEUDONYM_MAKERS, Store};
+use medledger_store::By;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// Most identifiers in one pseudonymization request.
-pub const MAX_IDENTIFIERS: usize = 10_000;
+pub(crate) const MAX_IDENTIFIERS: usize = 10_000;
 /// Most records in one page of a patient's history.
-pub const MAX_HISTORY: usize = 1_000;
+pub(crate) const MAX_HISTORY: usize = 1_000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,7 +103,7 @@ pub(crate) struct HistoryQuery {
 }
 
 /// A record as history and FHIR reads return it.
-pub struct Record {
+pub(crate) struct Record {
     /// The transaction.
     pub tx: Transaction,
     /// Its log index.
@@ -114,7 +113,7 @@ pub struct Record {
 }
 
 /// Reads the records at `leaves`.
-pub fn records(store: &Store, leaves: &[u64]) -> Result<Vec<Record>, Problem> {
+pub(crate) fn records(store: &Store, leaves: &[u64]) -> Result<Vec<Record>, Problem> {
     Ok(store
         .transactions_at(leaves)
         .map_err(ledger_err)?
@@ -125,7 +124,7 @@ pub fn records(store: &Store, leaves: &[u64]) -> Result<Vec<Record>, Problem> {
 
 /// The checkpoint a read answers against: the latest, or the one published
 /// at `as_of`.
-pub fn checkpoint_for(store: &Store, as_of: Option<u64>) -> Result<(Note, u64), Problem> {
+pub(crate) fn checkpoint_for(store: &Store, as_of: Option<u64>) -> Result<(Note, u64), Problem> {
     let latest = store
         .checkpoint()
         .ok_or_else(|| Problem::unavailable("no checkpoint yet"))?;
@@ -143,7 +142,7 @@ pub fn checkpoint_for(store: &Store, as_of: Option<u64>) -> Result<(Note, u64), 
 }
 
 /// A record with its receipt against `checkpoint`.
-pub fn record_json(store: &Store, r: &Record, checkpoint: &Note) -> Result<Value, Problem> {
+pub(crate) fn record_json(store: &Store, r: &Record, checkpoint: &Note) -> Result<Value, Problem> {
     let mut proof = store
         .receipt(r.leaf, Some(checkpoint))
         .map_err(ledger_err)?;
@@ -164,7 +163,7 @@ pub fn record_json(store: &Store, r: &Record, checkpoint: &Note) -> Result<Value
 }
 
 /// Leaves of `patient`'s records below `size`, from `after` on, at most `limit`.
-pub fn patient_leaves(
+pub(crate) fn patient_leaves(
     store: &Store,
     patient: &str,
     size: u64,

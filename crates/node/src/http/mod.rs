@@ -18,9 +18,9 @@ pub(crate) mod router;
 pub(crate) mod services;
 pub(crate) mod stats;
 
-pub use cosign::{PEER_TIMEOUT, node_cosigner};
+pub use cosign::{CosignerNameError, PEER_TIMEOUT, node_cosigner};
 pub use edge::Budgets;
-pub use export::{CHECKPOINT_HEADER, LOG_SIZE_HEADER, pin, rows};
-pub use problem::submit_problem;
+pub use export::{CHECKPOINT_HEADER, ExportFailure, LOG_SIZE_HEADER, pin, rows};
+pub use problem::{PiiDetail, Problem, submit_problem};
 pub use request::AppState;
 pub use router::{OPENAPI, router};

@@ -3,7 +3,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use medledger_ledger::state::Rejection;
+use medledger_ledger::Rejection;
 use serde::Serialize;
 
 use crate::SubmitError;

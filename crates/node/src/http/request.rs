@@ -13,9 +13,7 @@ use axum::extract::Query;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::{HeaderMap, StatusCode, header};
 use medledger_formats::tx::{Transaction, TxWire};
-use medledger_ledger::feed::Followers;
-use medledger_ledger::roles::Role;
-use medledger_ledger::state::Participant;
+use medledger_ledger::{Followers, Participant, Role};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -338,7 +336,7 @@ pub(crate) fn parse_u64(name: &str, v: Option<&str>) -> ApiResult<Option<u64>> {
 /// Whether `reader` may read records of `kind`: organ-donor decisions are
 /// for donor readers only, whatever else the role may read.
 pub(crate) fn may_read_kind(reader: &Participant, kind: &str) -> Result<(), Problem> {
-    if !medledger_ledger::roles::may_read_kind(reader.role, kind) {
+    if !medledger_ledger::may_read_kind(reader.role, kind) {
         return Err(Problem::forbidden(format!(
             "role {} may not read the organ-donor registry",
             reader.role

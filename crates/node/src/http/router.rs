@@ -21,9 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use medledger_formats::bytes::Bytes as Hex;
-use medledger_ledger::ledger::Store;
-use medledger_ledger::roles::DIRECTORY_READERS;
-use medledger_ledger::state::Participant;
+use medledger_ledger::{DIRECTORY_READERS, Participant, Store};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -332,7 +330,7 @@ struct BlocksQuery {
 }
 
 /// Most blocks returned by one `/v1/blocks` call.
-pub const MAX_BLOCKS_PAGE: u64 = 100;
+pub(crate) const MAX_BLOCKS_PAGE: u64 = 100;
 
 async fn blocks(
     State(state): State<Shared>,

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use medledger_health::news2::Risk;
 use medledger_health::registries::{Decision, Organ};
-use medledger_ledger::roles::{ALERT_READERS, DONOR_READERS, kind};
+use medledger_ledger::{ALERT_READERS, DONOR_READERS, kind};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::convert::Infallible;

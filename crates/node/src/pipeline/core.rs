@@ -9,8 +9,7 @@ use ed25519_dalek::SigningKey;
 use medledger_formats::block::Block;
 use medledger_formats::merkle::Hash;
 use medledger_formats::tx::Transaction;
-use medledger_ledger::ledger::Admitted;
-use medledger_ledger::state::{Checked, LedgerState, Rejection};
+use medledger_ledger::{Admitted, Checked, LedgerState, Rejection};
 use std::collections::HashSet;
 
 /// Bytes a transaction adds to a block beyond its payload and header: its
@@ -80,7 +79,12 @@ pub(super) struct Core<W> {
 
 impl<W> Core<W> {
     /// A core that seals blocks on `state`, signed with `key`.
-    pub fn new(state: LedgerState, key: SigningKey, limits: Limits, unchecked: bool) -> Self {
+    pub(super) fn new(
+        state: LedgerState,
+        key: SigningKey,
+        limits: Limits,
+        unchecked: bool,
+    ) -> Self {
         Core {
             state,
             key,
@@ -93,27 +97,27 @@ impl<W> Core<W> {
     }
 
     /// The epoch the state belongs to.
-    pub fn epoch(&self) -> u64 {
+    pub(super) fn epoch(&self) -> u64 {
         self.epoch
     }
 
     /// Transactions in the open block.
-    pub fn open_len(&self) -> usize {
+    pub(super) fn open_len(&self) -> usize {
         self.open.as_ref().map_or(0, |b| b.txs.len())
     }
 
     /// Payload and header bytes in the open block.
-    pub fn open_bytes(&self) -> usize {
+    pub(super) fn open_bytes(&self) -> usize {
         self.open.as_ref().map_or(0, |b| b.bytes)
     }
 
     /// True when the open block may take no more transactions.
-    pub fn full(&self) -> bool {
+    pub(super) fn full(&self) -> bool {
         self.open_len() >= self.limits.txs || self.open_bytes() >= self.limits.bytes
     }
 
     /// The limits.
-    pub fn limits(&self) -> Limits {
+    pub(super) fn limits(&self) -> Limits {
         self.limits
     }
 
@@ -122,7 +126,7 @@ impl<W> Core<W> {
     /// block, whose transactions were admitted against a state that no
     /// longer holds, and goes on from `applied`, the state every node has
     /// applied (`None`: the own state stays right).
-    pub fn on_epoch(
+    pub(super) fn on_epoch(
         &mut self,
         epoch: &Result<u64, SubmitError>,
         applied: Option<LedgerState>,
@@ -145,14 +149,14 @@ impl<W> Core<W> {
     }
 
     /// Storage failed (the committer says so).
-    pub fn on_storage_failed(&mut self) {
+    pub(super) fn on_storage_failed(&mut self) {
         self.failed = true;
     }
 
     /// Admits transactions whose signatures and payload rules passed.
     /// `seen[k]` says that the k-th id is committed or in flight already;
     /// `now_ms` is the clock, for a new block's time.
-    pub fn on_admit(
+    pub(super) fn on_admit(
         &mut self,
         txs: Vec<(W, Transaction, Checked)>,
         seen: &[bool],
@@ -205,7 +209,7 @@ impl<W> Core<W> {
     }
 
     /// The committer is free: seal the open block, if there is one.
-    pub fn on_cut(&mut self, out: &mut Vec<Command<W>>) {
+    pub(super) fn on_cut(&mut self, out: &mut Vec<Command<W>>) {
         let Some(block) = self.open.take() else {
             return;
         };
@@ -249,10 +253,9 @@ fn abandon<W>(ids: HashSet<Hash>, waiters: Vec<W>, why: &SubmitError, out: &mut 
 mod tests {
     use super::*;
     use medledger_formats::keys;
-    use medledger_ledger::Ledger;
-    use medledger_ledger::ledger::{now_ms, read_key_file};
-    use medledger_ledger::roles::{Role, kind};
-    use medledger_ledger::state::{RegisterPayload, payload_rules};
+    use medledger_ledger::{
+        Ledger, RegisterPayload, Role, kind, now_ms, payload_rules, read_key_file,
+    };
     use serde_json::json;
 
     struct World {

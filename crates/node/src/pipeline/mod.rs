@@ -9,5 +9,6 @@ mod sequencer;
 mod sink;
 
 pub use outcome::{Receipt, SubmitError};
-pub use sequencer::{SUBMISSION_CHUNK, Sequencer, SequencerConfig, Waiting};
-pub use sink::{BlockSink, LocalSink, SinkError, Written};
+pub(crate) use sequencer::SUBMISSION_CHUNK;
+pub use sequencer::{Sequencer, SequencerConfig, Waiting};
+pub(crate) use sink::{BlockSink, SinkError, Written};

@@ -2,7 +2,7 @@
 
 use medledger_formats::merkle::Hash;
 use medledger_formats::receipt::TlogProof;
-use medledger_ledger::state::Rejection;
+use medledger_ledger::Rejection;
 
 /// Why a submitted transaction was not committed.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]

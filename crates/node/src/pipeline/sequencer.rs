@@ -20,9 +20,10 @@ use medledger_formats::keys::KeyCache;
 use medledger_formats::merkle::Hash;
 use medledger_formats::note::Note;
 use medledger_formats::tx::Transaction;
-use medledger_ledger::feed::{CommitFeed, Followers};
-use medledger_ledger::ledger::{Ledger, Pending, Store, now_ms};
-use medledger_ledger::state::{Checked, LedgerState, Rejection, payload_rules};
+use medledger_ledger::{
+    Checked, CommitFeed, Followers, Ledger, LedgerState, Pending, Rejection, Store, now_ms,
+    payload_rules,
+};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -147,7 +148,7 @@ const KEY_CACHE: usize = 100_000;
 /// one huge call cannot make one huge block. One message is admitted into
 /// one block, so up to this many transactions are durable together or not
 /// at all.
-pub const SUBMISSION_CHUNK: usize = 1024;
+pub(crate) const SUBMISSION_CHUNK: usize = 1024;
 
 struct Submission {
     txs: Vec<(usize, Transaction, Checked)>,
@@ -203,7 +204,7 @@ impl Sequencer {
     /// Starts a sequencer that seals blocks on `state`, signed with `key`,
     /// and hands them to `sink`; the committer publishes each committed log
     /// size on `log`'s feed. The sequencer does not know what the sink is.
-    pub fn start_on(
+    pub(crate) fn start_on(
         log: &Followers,
         state: LedgerState,
         key: SigningKey,

@@ -6,17 +6,16 @@
 use super::outcome::SubmitError;
 use medledger_formats::block::Block;
 use medledger_formats::note::Note;
-use medledger_ledger::ledger::{Admitted, Store};
-use medledger_ledger::state::LedgerState;
+use medledger_ledger::{Admitted, LedgerState, Store};
 use std::sync::Arc;
 
 /// A written block's outcome, to wait for: the checkpoint that covers it
 /// once it is durable, or why it was not committed.
-pub type Written = Box<dyn FnOnce() -> Result<Note, SubmitError> + Send>;
+pub(crate) type Written = Box<dyn FnOnce() -> Result<Note, SubmitError> + Send>;
 
 /// Why a sink did not take a block.
 #[derive(Debug)]
-pub enum SinkError {
+pub(crate) enum SinkError {
     /// Storage failed: nothing more may be built on the tip.
     Storage(String),
     /// The block is not committed, and the node goes on (for instance, it
@@ -25,7 +24,7 @@ pub enum SinkError {
 }
 
 /// A sealed block's way to durability.
-pub trait BlockSink: Send + Sync {
+pub(crate) trait BlockSink: Send + Sync {
     /// The epoch blocks are sealed in now, or why this node may not seal.
     fn epoch(&self) -> Result<u64, SubmitError>;
     /// The state to seal on once the epoch has changed; `None` when the
@@ -42,13 +41,13 @@ pub trait BlockSink: Send + Sync {
 
 /// A single node: each block is written and fsynced here, before `write`
 /// returns.
-pub struct LocalSink {
+pub(crate) struct LocalSink {
     store: Arc<Store>,
 }
 
 impl LocalSink {
     /// The sink that commits to `store`.
-    pub fn new(store: Arc<Store>) -> Self {
+    pub(crate) fn new(store: Arc<Store>) -> Self {
         LocalSink { store }
     }
 }

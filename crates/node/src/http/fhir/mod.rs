@@ -26,10 +26,8 @@ use medledger_formats::tx::Transaction;
 use medledger_health::fhir::{self, BundleType, FhirError};
 use medledger_health::pseudonym;
 use medledger_health::records::{self as rules, PayloadError};
-use medledger_ledger::ledger::{Store, now_ms};
-use medledger_ledger::roles::{FHIR_WRITERS, allowed_roles};
-use medledger_ledger::state::{Participant, Rejection};
-use medledger_store::index::By;
+use medledger_ledger::{FHIR_WRITERS, Participant, Rejection, Store, allowed_roles, now_ms};
+use medledger_store::By;
 use present::EntryOutcome;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -65,14 +63,14 @@ impl IntoResponse for Fail {
 }
 
 /// The FHIR JSON media type.
-pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+pub(crate) const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 /// Default page size of a search.
-pub const DEFAULT_COUNT: usize = 50;
+pub(crate) const DEFAULT_COUNT: usize = 50;
 /// Largest page size of a search.
-pub const MAX_COUNT: usize = 1000;
+pub(crate) const MAX_COUNT: usize = 1000;
 /// Candidates a search examines per request before it returns a page with
 /// a `next` link (a page can then hold fewer than `_count` matches).
-pub const MAX_SCAN: usize = 20_000;
+pub(crate) const MAX_SCAN: usize = 20_000;
 
 fn fhir_json(status: StatusCode, body: &Value) -> Response {
     let mut r = (status, body.to_string()).into_response();
@@ -100,7 +98,7 @@ fn from_problem(p: Problem) -> FhirError {
 
 /// A problem from outside the FHIR handlers (the HTTP edge), as the
 /// OperationOutcome a FHIR client expects.
-pub fn outcome_response(p: Problem) -> Response {
+pub(crate) fn outcome_response(p: Problem) -> Response {
     Fail::from(from_problem(p)).into_response()
 }
 
@@ -614,7 +612,7 @@ fn run_search(
 ) -> Result<(Vec<Value>, Option<u64>), FhirError> {
     const CHUNK: usize = 512;
     let unavailable =
-        |e: medledger_store::index::IndexError| from_problem(Problem::unavailable(e.to_string()));
+        |e: medledger_store::IndexError| from_problem(Problem::unavailable(e.to_string()));
     // `_after` comes from the query: u64::MAX must not overflow.
     let mut from = s.after.map_or(0, |a| a.saturating_add(1));
     let mut out = Vec::new();
