@@ -109,6 +109,20 @@ fn log_size(http: &reqwest::blocking::Client, s: &Server) -> u64 {
     body["log_size"].as_u64().expect("log_size")
 }
 
+/// Access entries the node has logged: one per record-level read that
+/// reached a record (from its `/metrics`).
+fn access_entries(http: &reqwest::blocking::Client, s: &Server) -> u64 {
+    let text = http
+        .get(s.url("/metrics"))
+        .send()
+        .and_then(|r| r.text())
+        .expect("metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix("medledger_access_entries_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
 /// `medledger verify --json`: passes, and returns the number of transactions.
 fn verified_transactions(dir: &Path) -> u64 {
     let out = bin()
@@ -282,7 +296,9 @@ fn racing_clients_acknowledged_transactions_are_all_in_the_verified_ledger() {
         wins.values().sum::<usize>(),
         refused.len()
     );
-    assert_eq!(leaves, 1 + regs.len() as u64 + wins.len() as u64);
+    // Each acknowledged id read back was logged as an access entry.
+    assert_eq!(access_entries(&http, &server), wins.len() as u64);
+    assert_eq!(leaves, 1 + regs.len() as u64 + 2 * wins.len() as u64);
     server.stop();
     assert_eq!(verified_transactions(&dir), leaves);
 }
@@ -481,8 +497,8 @@ fn replays_stay_refused_across_a_restart_and_revoked_authors_and_tokens_lose_acc
     let leaves = log_size(&http, &server);
     assert_eq!(
         leaves,
-        1 + 2 + 1 + 1,
-        "genesis, two registrations, a report, a revocation"
+        1 + 2 + 1 + 1 + access_entries(&http, &server),
+        "genesis, two registrations, a report, a revocation, the logged reads"
     );
     server.stop();
     assert_eq!(verified_transactions(&dir), leaves);
@@ -629,7 +645,7 @@ fn sigterm_under_load_exits_zero_and_keeps_every_acknowledged_transaction() {
     );
     assert_eq!(
         leaves,
-        1 + regs.len() as u64 + acked.len() as u64 + unanswered_in
+        1 + regs.len() as u64 + acked.len() as u64 + unanswered_in + access_entries(&http, &server)
     );
     server.stop();
     assert_eq!(verified_transactions(&dir), leaves);

@@ -1042,6 +1042,30 @@ fn payload_for(kind: &str, doctor: &SigningKey, victim: &SigningKey) -> Value {
             "patient": {"reference": "Patient/MFRGGZDFMZTWQ2LKNNWG23TPOA"},
             "occurrenceDateTime": "2026-11-24"
         }),
+        kind::CONSENT_DIRECTIVE => directive_payload(
+            "MFRGGZDFMZTWQ2LKNNWG23TPOA",
+            json!({"type": "permit", "purpose": [{"system": PURPOSE_SYSTEM, "code": "HRESCH"}]}),
+        ),
+        // An access entry as IHE BALP lays out a "Patient Record" read,
+        // written out here by hand.
+        kind::ACCESS_ENTRY => json!({
+            "resourceType": "AuditEvent",
+            "type": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110110"},
+            "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": "read"}],
+            "action": "R",
+            "recorded": "2026-11-24T09:00:00.000Z",
+            "outcome": "0",
+            "purposeOfEvent": [{"coding": [{"system": PURPOSE_SYSTEM, "code": "TREAT"}]}],
+            "agent": [{"who": {"type": "urn:medledger:participant", "reference": keys::public_key(doctor)},
+                       "role": [{"coding": [{"system": "urn:medledger:role", "code": "doctor"}]}],
+                       "requestor": true}],
+            "source": {"observer": {"type": "urn:medledger:participant", "reference": keys::public_key(victim)}},
+            "entity": [{"what": {"reference": "Patient/MFRGGZDFMZTWQ2LKNNWG23TPOA"},
+                        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1"}}],
+            "extension": [{"url": "urn:medledger:access-decision", "valueCode": "permit"},
+                          {"url": "urn:medledger:records-returned", "valueUnsignedInt": 1},
+                          {"url": "urn:medledger:records-withheld", "valueUnsignedInt": 0}]
+        }),
         other => panic!("no sample payload for {other}"),
     }
 }
@@ -1151,6 +1175,10 @@ async fn openapi_documents_exactly_the_routes_and_every_documented_route_answers
     )])
     .await;
     let authority_token = node.token(&authority);
+    let dpo = new_key();
+    node.submit_ok(&[register_tx(&node.admin, &dpo, Role::DataProtectionOfficer)])
+        .await;
+    let dpo_token = node.token(&dpo);
     node.hold_key(&doctor);
     let doctor_token = node.token(&doctor);
     for (m, template) in documented_routes() {
@@ -1176,6 +1204,9 @@ async fn openapi_documents_exactly_the_routes_and_every_documented_route_answers
                 .await
             }
             ("get", "/v1/donors/{pseudonym}") => node.get(&uri, Some(&doctor_token)).await,
+            ("get", "/v1/patients/{pseudonym}/access-log") => {
+                node.get(&uri, Some(&dpo_token)).await
+            }
             ("post", "/v1/pseudonyms") => {
                 node.post_to(&uri, Some(&authority_token), sample_body(&template))
                     .await
@@ -1577,6 +1608,8 @@ async fn submitted_transaction_reads_back_with_receipts_that_verify_offline() {
         std::slice::from_ref(&verifier),
     )
     .unwrap();
+    // The reads above were logged, so the log has grown since `status`.
+    let status = node.status().await;
     assert_eq!(checkpoint.size, status["log_size"].as_u64().unwrap());
 
     let block = node
@@ -3646,11 +3679,11 @@ async fn a_directive_withholds_a_patients_records_and_every_read_is_logged_with_
     assert_eq!(q_log, [("HRESCH".into(), "permit".into(), 1, 0, None)]);
     // Each entry names the reader by key and was signed by this node.
     let raw = node.access_log(&dpo, PATIENT_Q).await;
-    let agent = &raw[0]["payload"]["agent"][0]["who"]["reference"];
+    let who = &raw[0]["payload"]["agent"][0]["who"];
     let researcher_key = keys::public_key(&keys["researcher"].1).to_hex();
     assert_eq!(
-        agent,
-        &json!(format!("urn:medledger:participant:{researcher_key}"))
+        who,
+        &json!({"type": "urn:medledger:participant", "reference": researcher_key})
     );
     assert_eq!(
         raw[0]["author"],
