@@ -4,8 +4,8 @@
 //! by this node. The answer leaves only once its entry is durable: if the
 //! entry cannot be committed, the read is refused and returns no data.
 
-use crate::http::health::Record;
 use crate::http::problem::Problem;
+use crate::http::record::Record;
 use crate::http::request::{ApiResult, AppState, authorize, ledger_err};
 use axum::http::{HeaderMap, StatusCode};
 use medledger_formats::keys;

@@ -3,6 +3,7 @@
 
 use crate::http::access;
 use crate::http::problem::Problem;
+use crate::http::record::{Record, records};
 use crate::http::request::{Shared, authorize, blocking, ledger_err, parse_u64, path_param, query};
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -10,7 +11,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use medledger_formats::note::Note;
-use medledger_formats::tx::Transaction;
 use medledger_health::pseudonym::{self, Identifier};
 use medledger_ledger::{ACCESS_LOG_READERS, PSEUDONYM_MAKERS, Store};
 use medledger_store::By;
@@ -100,26 +100,6 @@ pub(crate) struct HistoryQuery {
     as_of: Option<String>,
     after: Option<String>,
     limit: Option<String>,
-}
-
-/// A record as history and FHIR reads return it.
-pub(crate) struct Record {
-    /// The transaction.
-    pub tx: Transaction,
-    /// Its log index.
-    pub leaf: u64,
-    /// Its block.
-    pub height: u64,
-}
-
-/// Reads the records at `leaves`.
-pub(crate) fn records(store: &Store, leaves: &[u64]) -> Result<Vec<Record>, Problem> {
-    Ok(store
-        .transactions_at(leaves)
-        .map_err(ledger_err)?
-        .into_iter()
-        .map(|(tx, leaf, height)| Record { tx, leaf, height })
-        .collect())
 }
 
 /// The checkpoint a read answers against: the latest, or the one published

@@ -13,6 +13,7 @@ pub(crate) mod export;
 pub(crate) mod fhir;
 pub(crate) mod health;
 pub(crate) mod problem;
+pub(crate) mod record;
 pub(crate) mod request;
 pub(crate) mod router;
 pub(crate) mod services;

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use medledger_ledger::Rejection;
 use serde::Serialize;
 
-use crate::SubmitError;
+use crate::pipeline::SubmitError;
 
 /// A problem response.
 #[derive(Clone, Debug, Serialize)]

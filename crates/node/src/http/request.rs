@@ -5,8 +5,8 @@
 
 use crate::config::NodeConfig;
 use crate::http::problem::{Problem, submit_problem};
+use crate::pipeline::{Receipt, Sequencer};
 use crate::tokens::Tokens;
-use crate::{Receipt, Sequencer};
 use axum::body::Bytes;
 use axum::extract::Path;
 use axum::extract::Query;

@@ -5,8 +5,8 @@
 //! [`Problem`] with a stable code.
 
 use crate::http::access;
-use crate::http::health::Record;
 use crate::http::problem::Problem;
+use crate::http::record::Record;
 use crate::http::request::{
     ApiResult, Shared, admit_body, authorize, blocking, ledger_err, parse_u64, path_param, query,
     receipt_json,
@@ -362,7 +362,7 @@ async fn to_leader(
     next: axum::middleware::Next,
 ) -> Response {
     if let Some(cluster) = &state.cluster
-        && let Err(crate::SubmitError::NotLeader(Some(leader))) = cluster.leadership.epoch()
+        && let Err(crate::pipeline::SubmitError::NotLeader(Some(leader))) = cluster.leadership.epoch()
     {
         let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
         return axum::response::Redirect::temporary(&format!(

@@ -11,11 +11,11 @@
 
 mod present;
 
-use crate::SubmitError;
 use crate::http::access;
-use crate::http::health::{Record, records};
 use crate::http::problem::Problem;
+use crate::http::record::{Record, records};
 use crate::http::request::{AppState, authorize, blocking, ledger_err};
+use crate::pipeline::SubmitError;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
