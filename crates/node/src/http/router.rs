@@ -362,7 +362,8 @@ async fn to_leader(
     next: axum::middleware::Next,
 ) -> Response {
     if let Some(cluster) = &state.cluster
-        && let Err(crate::pipeline::SubmitError::NotLeader(Some(leader))) = cluster.leadership.epoch()
+        && let Err(crate::pipeline::SubmitError::NotLeader(Some(leader))) =
+            cluster.leadership.epoch()
     {
         let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
         return axum::response::Redirect::temporary(&format!(
