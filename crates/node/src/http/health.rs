@@ -142,22 +142,44 @@ pub(crate) fn record_json(store: &Store, r: &Record, checkpoint: &Note) -> Resul
     }))
 }
 
-/// Leaves of `patient`'s records below `size`, from `after` on, at most `limit`.
-pub(crate) fn patient_leaves(
-    store: &Store,
-    patient: &str,
-    size: u64,
+/// One page of a patient's history or access log, as the query asks.
+struct Page {
+    as_of: Option<u64>,
     after: Option<u64>,
     limit: usize,
-) -> Result<Vec<u64>, Problem> {
-    // `after` comes from the query: u64::MAX must not overflow.
-    let from = after.map_or(0, |a| a.saturating_add(1));
-    let mut leaves = store
-        .index()
-        .leaves_by(By::Patient(patient), from, limit + 1)
-        .map_err(|e| Problem::unavailable(e.to_string()))?;
-    leaves.retain(|&l| l < size);
-    Ok(leaves)
+}
+
+impl Page {
+    fn of(q: Result<Query<HistoryQuery>, QueryRejection>) -> Result<Page, Problem> {
+        let q = query(q)?;
+        Ok(Page {
+            as_of: parse_u64("as_of", q.as_of.as_deref())?,
+            after: parse_u64("after", q.after.as_deref())?,
+            limit: parse_u64("limit", q.limit.as_deref())?
+                .map_or(MAX_HISTORY, |l| (l as usize).clamp(1, MAX_HISTORY)),
+        })
+    }
+
+    /// The page's leaves matching `by` below `size`, and where the next
+    /// page starts (`None` on the last).
+    fn leaves(
+        &self,
+        store: &Store,
+        by: By<'_>,
+        size: u64,
+    ) -> Result<(Vec<u64>, Option<u64>), Problem> {
+        // `after` comes from the query: u64::MAX must not overflow.
+        let from = self.after.map_or(0, |a| a.saturating_add(1));
+        let mut leaves = store
+            .index()
+            .leaves_by(by, from, self.limit + 1)
+            .map_err(|e| Problem::unavailable(e.to_string()))?;
+        leaves.retain(|&l| l < size);
+        let more = leaves.len() > self.limit;
+        leaves.truncate(self.limit);
+        let next = more.then(|| leaves.last().copied()).flatten();
+        Ok((leaves, next))
+    }
 }
 
 /// `GET /v1/patients/{pseudonym}/history`: every record about a patient,
@@ -170,19 +192,13 @@ pub(crate) async fn history(
     q: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let patient = pseudonym_param(patient)?;
-    let q = query(q)?;
-    let as_of = parse_u64("as_of", q.as_of.as_deref())?;
-    let after = parse_u64("after", q.after.as_deref())?;
-    let limit = parse_u64("limit", q.limit.as_deref())?
-        .map_or(MAX_HISTORY, |l| (l as usize).clamp(1, MAX_HISTORY));
+    let page = Page::of(q)?;
     let st = state.clone();
     let (answer, entries) = blocking(move || {
         let reader = access::reader(&st, &headers)?;
         let store = st.log.store();
-        let (checkpoint, size) = checkpoint_for(store, as_of)?;
-        let mut leaves = patient_leaves(store, &patient, size, after, limit)?;
-        let more = leaves.len() > limit;
-        leaves.truncate(limit);
+        let (checkpoint, size) = checkpoint_for(store, page.as_of)?;
+        let (leaves, next) = page.leaves(store, By::Patient(&patient), size)?;
         // The decision leaves out the donor registry for its non-readers,
         // and withholds what the patient's directives deny.
         let judged = access::judge(&st, &reader, records(store, &leaves)?, None)?;
@@ -192,7 +208,6 @@ pub(crate) async fn history(
             .iter()
             .map(|r| record_json(store, r, &checkpoint))
             .collect::<Result<Vec<_>, _>>()?;
-        let next = more.then(|| leaves.last().copied()).flatten();
         let body = json!({
             "patient": patient,
             "as_of": size,
@@ -218,28 +233,16 @@ pub(crate) async fn access_log(
     q: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let patient = pseudonym_param(patient)?;
-    let q = query(q)?;
-    let as_of = parse_u64("as_of", q.as_of.as_deref())?;
-    let after = parse_u64("after", q.after.as_deref())?;
-    let limit = parse_u64("limit", q.limit.as_deref())?
-        .map_or(MAX_HISTORY, |l| (l as usize).clamp(1, MAX_HISTORY));
+    let page = Page::of(q)?;
     blocking(move || {
         authorize(&state, &headers, ACCESS_LOG_READERS)?;
         let store = state.log.store();
-        let (checkpoint, size) = checkpoint_for(store, as_of)?;
-        let from = after.map_or(0, |a| a.saturating_add(1));
-        let mut leaves = store
-            .index()
-            .leaves_by(By::Accessed(&patient), from, limit + 1)
-            .map_err(|e| Problem::unavailable(e.to_string()))?;
-        leaves.retain(|&l| l < size);
-        let more = leaves.len() > limit;
-        leaves.truncate(limit);
+        let (checkpoint, size) = checkpoint_for(store, page.as_of)?;
+        let (leaves, next) = page.leaves(store, By::Accessed(&patient), size)?;
         let items = records(store, &leaves)?
             .iter()
             .map(|r| record_json(store, r, &checkpoint))
             .collect::<Result<Vec<_>, _>>()?;
-        let next = more.then(|| leaves.last().copied()).flatten();
         Ok(Json(json!({
             "patient": patient,
             "as_of": size,
