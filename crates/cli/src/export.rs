@@ -13,7 +13,9 @@
 //! checkpoint is signed by the trusted key; the ledger is consistent with
 //! it; every row is the ledger's record at its leaf, re-rendered byte for
 //! byte; and nothing is missing: every record of the kind below N that the
-//! query selects is in the export, and nothing else is.
+//! query selects is in the export, and nothing else is, but for exactly as
+//! many as the manifest says the node withheld under the patients' consent
+//! directives (`withheld`: the node names how many, never whose).
 
 use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine as _;
@@ -24,7 +26,7 @@ use medledger_formats::merkle::{self, Frontier, Hash};
 use medledger_formats::note::{Note, NoteVerifier};
 use medledger_health::export::{Export, Format, ParsedRow, Query};
 use medledger_ledger::{Ledger, Store};
-use medledger_node::http::{CHECKPOINT_HEADER, LOG_SIZE_HEADER};
+use medledger_node::http::{CHECKPOINT_HEADER, LOG_SIZE_HEADER, WITHHELD_HEADER};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Serialize, Serializer};
@@ -146,10 +148,11 @@ pub fn run(a: ExportArgs) -> Result<ExitCode> {
         }
         _ => bail!("give --data-dir DIR, or --url URL with --token TOKEN"),
     };
-    let rows = w.rows;
+    let (rows, withheld) = (w.rows, w.withheld);
     w.finish(&query, &note, size)?;
     println!(
-        "exported {rows} {} rows as of log size {size} to {} (manifest {})",
+        "exported {rows} {} rows as of log size {size} to {} (manifest {}); {withheld} withheld \
+         under the patients' consent",
         query.kind,
         out.display(),
         manifest.display()
@@ -184,6 +187,8 @@ struct ExportWriter {
     leaves: BufWriter<File>,
     sha: Sha256,
     rows: u64,
+    /// Records the node withheld under consent.
+    withheld: u64,
     done: bool,
 }
 
@@ -205,6 +210,7 @@ impl ExportWriter {
             leaves_tmp,
             sha: Sha256::new(),
             rows: 0,
+            withheld: 0,
             done: false,
         })
     }
@@ -240,6 +246,7 @@ impl ExportWriter {
                 checkpoint: note,
                 log_size: size,
                 rows: self.rows,
+                withheld: self.withheld,
                 sha256,
                 leaves: LeafFile(&self.leaves_tmp, self.rows),
             };
@@ -278,6 +285,7 @@ struct ManifestOut<'a> {
     checkpoint: &'a str,
     log_size: u64,
     rows: u64,
+    withheld: u64,
     sha256: String,
     leaves: LeafFile<'a>,
 }
@@ -383,6 +391,9 @@ fn export_url(
     let size: u64 = header(LOG_SIZE_HEADER)?
         .parse()
         .context("the log size header is not a number")?;
+    w.withheld = header(WITHHELD_HEADER)?
+        .parse()
+        .context("the withheld header is not a number")?;
     if size != cp.size {
         bail!(
             "the node says log size {size} but its checkpoint has size {}",
@@ -460,6 +471,10 @@ struct ManifestHead {
     checkpoint: String,
     log_size: u64,
     rows: u64,
+    /// Selected records the node withheld under consent (older manifests
+    /// have none).
+    #[serde(default)]
+    withheld: u64,
     sha256: String,
     #[serde(rename = "leaves")]
     _leaves: IgnoredAny,
@@ -753,6 +768,10 @@ struct Checker<'a> {
     file: FileRows,
     rows: u64,
     last: Option<u64>,
+    /// Absent records the manifest accounts for as withheld.
+    allowed: u64,
+    /// Absent records met so far.
+    withheld: u64,
 }
 
 fn day_of(export: &Export, payload: &[u8]) -> String {
@@ -762,6 +781,16 @@ fn day_of(export: &Export, payload: &[u8]) -> String {
 }
 
 impl Checker<'_> {
+    /// A selected record absent from the export: one of those the node
+    /// said it withheld, or a gap.
+    fn absent(&mut self, e: &Entry, before: &str) -> Checked<()> {
+        if self.withheld < self.allowed {
+            self.withheld += 1;
+            return Ok(());
+        }
+        Err(self.missing(e, before))
+    }
+
     fn missing(&self, e: &Entry, before: &str) -> Outcome {
         Outcome::Bad(format!(
             "incomplete: the ledger's {} at leaf {} (id {}, dated {}) is selected by the query \
@@ -793,7 +822,7 @@ impl Checker<'_> {
             match self.pending.take() {
                 Some(e) if e.leaf < leaf => {
                     if self.export.selects(&e.payload) {
-                        return Err(self.missing(&e, &format!("it belongs before row {n}")));
+                        self.absent(&e, &format!("it belongs before row {n}"))?;
                     }
                     self.pending = self.source.next_entry()?;
                 }
@@ -1040,11 +1069,13 @@ fn verify_export(a: &VerifyArgs, manifest: &Path) -> Checked<String> {
     };
     Ok(format!(
         "ok: {}: {rows} {} rows ({days}) are exactly the ledger's selected records as of {} \
-         size {size} (root {}), each unchanged and proven in that tree; checked against the {mode}",
+         size {size} (root {}) but the {} withheld under consent, each unchanged and proven in \
+         that tree; checked against the {mode}",
         a.file.display(),
         export.kind(),
         pinned.cp.origin,
-        hex::encode(pinned.cp.root)
+        hex::encode(pinned.cp.root),
+        head.withheld
     ))
 }
 
@@ -1075,6 +1106,8 @@ fn check_rows(
         file,
         rows: 0,
         last: None,
+        allowed: head.withheld,
+        withheld: 0,
     };
     let mut stopped = None;
     let mut seen = false;
@@ -1102,7 +1135,7 @@ fn check_rows(
     }
     while let Some(e) = checker.pending.take() {
         if export.selects(&e.payload) {
-            return Err(checker.missing(&e, "it belongs after the last row"));
+            checker.absent(&e, "it belongs after the last row")?;
         }
         checker.pending = checker.source.next_entry()?;
     }
@@ -1112,6 +1145,12 @@ fn check_rows(
     if extra > 0 {
         return Err(Outcome::Bad(format!(
             "{extra} bytes follow the last row (row {rows}) that the manifest does not account for"
+        )));
+    }
+    if checker.withheld != head.withheld {
+        return Err(Outcome::Bad(format!(
+            "the manifest says {} records were withheld, but {} selected records are absent",
+            head.withheld, checker.withheld
         )));
     }
     if rows != head.rows {

@@ -25,6 +25,7 @@ pub use verify::{SignedCheckpoint, Trust, VerifiedReceipt};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use medledger_formats::block::SealedHeader;
+use medledger_formats::bytes::Bytes;
 use medledger_formats::keys::PublicKey;
 use medledger_formats::merkle::{self, Hash};
 use medledger_formats::tx::{Transaction, TxHeader, TxWire};
@@ -55,6 +56,44 @@ pub struct VerifiedTransaction {
     pub tx: Transaction,
     /// Its verified receipt.
     pub receipt: VerifiedReceipt,
+}
+
+/// A record of a patient's access log or history, verified: its receipt
+/// proves its header in the response's checkpoint, and its payload opens
+/// the header's commitment.
+#[derive(Clone, Debug)]
+pub struct VerifiedRecord {
+    /// The proven header (author, kind, time).
+    pub header: TxHeader,
+    /// The payload, as committed.
+    pub payload: serde_json::Value,
+    /// Its verified receipt.
+    pub receipt: VerifiedReceipt,
+}
+
+/// A patient's access log, every entry verified against one checkpoint.
+#[derive(Clone, Debug)]
+pub struct AccessLog {
+    /// The checkpoint every entry's receipt leads to.
+    pub checkpoint: SignedCheckpoint,
+    /// The entries, oldest first.
+    pub entries: Vec<VerifiedRecord>,
+}
+
+#[derive(Deserialize)]
+struct RecordJson {
+    id: String,
+    payload: serde_json::Value,
+    salt: String,
+    receipt: String,
+}
+
+#[derive(Deserialize)]
+struct AccessLogPage {
+    checkpoint: String,
+    as_of: u64,
+    entries: Vec<RecordJson>,
+    next_after: Option<u64>,
 }
 
 /// `GET /v1/status`. Not signed: only `checkpoint` can be verified.
@@ -488,6 +527,71 @@ impl Client {
         check_field("index", receipt.index, resp.index)?;
         receipt.height = Some(resp.height);
         Ok(VerifiedTransaction { tx, receipt })
+    }
+
+    /// Reads `patient`'s whole access log with a bearer token (the
+    /// patient's own, or the data-protection officer's), page by page as of
+    /// one checkpoint, and verifies every entry: its receipt against that
+    /// checkpoint and its payload against the proven header.
+    pub fn access_log(&self, patient: &str, token: &str) -> Result<AccessLog, Error> {
+        let path = format!("/v1/patients/{patient}/access-log");
+        let mut entries = Vec::new();
+        let mut after: Option<u64> = None;
+        let mut pinned: Option<(u64, SignedCheckpoint)> = None;
+        loop {
+            let mut q: Vec<(&str, String)> = Vec::new();
+            if let Some((size, _)) = &pinned {
+                q.push(("as_of", size.to_string()));
+            }
+            if let Some(a) = after {
+                q.push(("after", a.to_string()));
+            }
+            let page: AccessLogPage =
+                Self::ok(self.get(&path).query(&q).bearer_auth(token.trim()))?
+                    .json()
+                    .map_err(|e| Error::Protocol(format!("access log response: {e}")))?;
+            let cp = self.trust.checkpoint(&page.checkpoint)?;
+            check_field("as_of", cp.checkpoint.size, page.as_of)?;
+            if let Some((size, first)) = &pinned
+                && (*size != cp.checkpoint.size || first.checkpoint.root != cp.checkpoint.root)
+            {
+                return Err(Error::Protocol(
+                    "the access log's pages answer as of different checkpoints".into(),
+                ));
+            }
+            for e in page.entries {
+                let id = Bytes::<32>::parse_hex(&e.id)
+                    .map_err(|err| Error::Protocol(format!("entry id: {err}")))?;
+                let salt = Bytes::<16>::parse_hex(&e.salt)
+                    .map_err(|err| Error::Protocol(format!("entry salt: {err}")))?;
+                let (receipt, header) =
+                    self.trust.record(&e.receipt, &id.0, &salt.0, &e.payload)?;
+                if receipt.checkpoint != cp.checkpoint {
+                    return Err(Error::Protocol(format!(
+                        "entry {} is proven in another checkpoint than the page's",
+                        e.id
+                    )));
+                }
+                entries.push(VerifiedRecord {
+                    header,
+                    payload: e.payload,
+                    receipt,
+                });
+            }
+            pinned.get_or_insert((cp.checkpoint.size, cp));
+            match page.next_after {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        let checkpoint = match pinned {
+            Some((_, cp)) => cp,
+            None => return Err(Error::Protocol("the node sent no page".into())),
+        };
+        Ok(AccessLog {
+            checkpoint,
+            entries,
+        })
     }
 
     /// Fetches the receipt of transaction `id` and verifies it, including

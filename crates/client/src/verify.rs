@@ -5,11 +5,12 @@
 use crate::error::VerifyError;
 use medledger_formats::block::SealedHeader;
 use medledger_formats::canon;
+use medledger_formats::canon::canonical_payload;
 use medledger_formats::checkpoint::Checkpoint;
 use medledger_formats::merkle::{self, Hash};
 use medledger_formats::note::NoteVerifier;
 use medledger_formats::receipt::TlogProof;
-use medledger_formats::tx::Transaction;
+use medledger_formats::tx::{Transaction, TxHeader, commitment};
 
 /// The node keys and origin a client trusts.
 #[derive(Clone, Debug)]
@@ -134,6 +135,41 @@ impl Trust {
         let receipt = self.proven(text, &proof, extra, id)?;
         check_author_signature(extra)?;
         Ok(receipt)
+    }
+
+    /// Verifies a record as a patient's history or access log returns it:
+    /// the receipt proves `id` (with its author's signature over the
+    /// header), and the payload with its salt opens the header's
+    /// commitment, so the payload is the one the proven header commits to.
+    /// Returns the receipt and the proven header.
+    pub fn record(
+        &self,
+        receipt: &str,
+        id: &Hash,
+        salt: &[u8; 16],
+        payload: &serde_json::Value,
+    ) -> Result<(VerifiedReceipt, TxHeader), VerifyError> {
+        let proof = TlogProof::parse(receipt)?;
+        let extra = proof.extra.as_deref().ok_or(VerifyError::NoExtra)?;
+        let verified = self.proven(receipt, &proof, extra, id)?;
+        let (header_jcs, sig) = extra
+            .split_last_chunk::<64>()
+            .ok_or(VerifyError::AuthorSignature)?;
+        let header = Transaction::verify_header_signature(header_jcs, sig)
+            .map_err(|_| VerifyError::AuthorSignature)?;
+        let jcs = canonical_payload(payload).map_err(|e| VerifyError::FieldMismatch {
+            field: "payload",
+            expected: "canonical JSON".into(),
+            found: e.to_string(),
+        })?;
+        if commitment(salt, &jcs) != header.commitment.0 {
+            return Err(VerifyError::FieldMismatch {
+                field: "payload",
+                expected: format!("the content committed to by {}", hex::encode(id)),
+                found: "other content".into(),
+            });
+        }
+        Ok((verified, header))
     }
 
     /// Verifies a block as `/v1/blocks` returns it: canonical header, hash,

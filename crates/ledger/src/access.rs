@@ -17,6 +17,7 @@ pub fn purposes(role: Role) -> &'static [Purpose] {
         Role::Auditor => &[Hoperat],
         Role::DataProtectionOfficer => &[Hoperat, Patrqt],
         Role::Admin => &[Hoperat],
+        Role::Patient => &[Patrqt],
         Role::Device | Role::PseudonymizationAuthority | Role::Node | Role::RegistryOfficer => &[],
     }
 }
@@ -46,21 +47,31 @@ pub enum Decision {
 
 /// The one decision for a record-level read: a reader of `role` reads a
 /// record of `kind` for `purpose`, where the patient's directive in force
-/// (if any) says `consent`, and `reason` says whether a break-glass reason
-/// was stated. Pure and deterministic; every read path calls it.
-/// With no directive in force, the ledger's default is to permit.
+/// (if any) says `consent`, `reason` says whether a break-glass reason
+/// was stated, and `own` whether the record is about the reader's own
+/// pseudonym (a patient reading their own records). Pure and
+/// deterministic; every read path calls it. With no directive in force,
+/// the ledger's default is to permit. A patient reads their own records
+/// whatever their directives say, and nobody else's.
 pub fn decide(
     role: Role,
     purpose: Purpose,
     kind: &str,
     consent: Option<ProvisionType>,
     reason: bool,
+    own: bool,
 ) -> Decision {
     if !RECORD_READERS.contains(&role) || !may_read_kind(role, kind) {
         return Decision::Deny(Denial::Role);
     }
     if !purposes(role).contains(&purpose) {
         return Decision::Deny(Denial::Purpose);
+    }
+    if role == Role::Patient {
+        return match own {
+            true => Decision::Permit,
+            false => Decision::Deny(Denial::Role),
+        };
     }
     match consent {
         Some(ProvisionType::Deny)
@@ -82,7 +93,8 @@ mod tests {
     fn consent_denies_every_reader_but_a_doctor_breaking_the_glass_for_an_emergency() {
         let deny = Some(ProvisionType::Deny);
         let report = kind::MEDICAL_REPORT;
-        for role in RECORD_READERS {
+        // A patient's own reads are judged apart (the next test).
+        for role in RECORD_READERS.iter().filter(|r| **r != Role::Patient) {
             for &purpose in purposes(*role) {
                 let glass = *role == Role::Doctor && purpose == Purpose::Etreat;
                 let want = match glass {
@@ -90,17 +102,17 @@ mod tests {
                     false => Decision::Deny(Denial::Consent),
                 };
                 assert_eq!(
-                    decide(*role, purpose, report, deny, true),
+                    decide(*role, purpose, report, deny, true, false),
                     want,
                     "{role} {purpose}"
                 );
                 assert_eq!(
-                    decide(*role, purpose, report, deny, false),
+                    decide(*role, purpose, report, deny, false, false),
                     Decision::Deny(Denial::Consent)
                 );
                 for consent in [None, Some(ProvisionType::Permit)] {
                     assert_eq!(
-                        decide(*role, purpose, report, consent, false),
+                        decide(*role, purpose, report, consent, false, false),
                         Decision::Permit
                     );
                 }
@@ -112,11 +124,11 @@ mod tests {
     fn a_purpose_outside_the_roles_list_or_a_role_that_reads_no_records_is_denied() {
         let report = kind::MEDICAL_REPORT;
         assert_eq!(
-            decide(Role::Researcher, Purpose::Treat, report, None, false),
+            decide(Role::Researcher, Purpose::Treat, report, None, false, false),
             Decision::Deny(Denial::Purpose)
         );
         assert_eq!(
-            decide(Role::Device, Purpose::Treat, report, None, false),
+            decide(Role::Device, Purpose::Treat, report, None, false, false),
             Decision::Deny(Denial::Role)
         );
         // The donor registry has its own readers.
@@ -126,9 +138,30 @@ mod tests {
                 Purpose::Hresch,
                 kind::ORGAN_DONOR_DECISION,
                 None,
+                false,
                 false
             ),
             Decision::Deny(Denial::Role)
+        );
+    }
+
+    #[test]
+    fn a_patient_reads_their_own_records_whatever_their_directives_and_nobody_elses() {
+        let report = kind::MEDICAL_REPORT;
+        let p = Role::Patient;
+        for consent in [None, Some(ProvisionType::Permit), Some(ProvisionType::Deny)] {
+            assert_eq!(
+                decide(p, Purpose::Patrqt, report, consent, false, true),
+                Decision::Permit
+            );
+            assert_eq!(
+                decide(p, Purpose::Patrqt, report, consent, false, false),
+                Decision::Deny(Denial::Role)
+            );
+        }
+        assert_eq!(
+            decide(p, Purpose::Treat, report, None, false, true),
+            Decision::Deny(Denial::Purpose)
         );
     }
 }

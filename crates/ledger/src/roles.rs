@@ -29,11 +29,14 @@ pub enum Role {
     Node,
     /// An officer of the organ-donor registry.
     RegistryOfficer,
+    /// A patient, bound to one pseudonym by the pseudonymization authority
+    /// (the paper's digital identity of the patient).
+    Patient,
 }
 
 impl Role {
     /// Every role, for listings and tests.
-    pub const ALL: [Role; 11] = [
+    pub const ALL: [Role; 12] = [
         Role::Institution,
         Role::Doctor,
         Role::Device,
@@ -45,6 +48,7 @@ impl Role {
         Role::Admin,
         Role::Node,
         Role::RegistryOfficer,
+        Role::Patient,
     ];
 
     /// The name used in JSON.
@@ -61,6 +65,7 @@ impl Role {
             Role::Admin => "admin",
             Role::Node => "node",
             Role::RegistryOfficer => "registry_officer",
+            Role::Patient => "patient",
         }
     }
 }
@@ -126,7 +131,8 @@ pub mod kind {
 // headers and suppressed statistics are public.
 
 /// Roles that may read record-level data: transactions with their
-/// payloads, patient histories, exports and FHIR reads.
+/// payloads, patient histories, exports and FHIR reads. A patient reads
+/// only their own (see [`crate::access::decide`]).
 pub const RECORD_READERS: &[Role] = &[
     Role::Doctor,
     Role::Institution,
@@ -135,10 +141,11 @@ pub const RECORD_READERS: &[Role] = &[
     Role::Auditor,
     Role::DataProtectionOfficer,
     Role::Admin,
+    Role::Patient,
 ];
 
-/// Roles that may read a patient's access log.
-pub const ACCESS_LOG_READERS: &[Role] = &[Role::DataProtectionOfficer];
+/// Roles that may read a patient's access log; a patient, only their own.
+pub const ACCESS_LOG_READERS: &[Role] = &[Role::DataProtectionOfficer, Role::Patient];
 
 /// Roles that may list participants.
 pub const DIRECTORY_READERS: &[Role] = &[
@@ -182,7 +189,9 @@ pub fn may_read_kind(role: Role, kind: &str) -> bool {
 pub fn allowed_roles(kind: &str) -> Option<&'static [Role]> {
     use Role::*;
     Some(match kind {
-        kind::REGISTER | kind::REVOKE => &[Admin],
+        // The authority registers and revokes patients only, and only it
+        // registers patients (see `LedgerState::check_register`).
+        kind::REGISTER | kind::REVOKE => &[Admin, PseudonymizationAuthority],
         kind::MEDICAL_REPORT => &[Doctor],
         kind::VITAL_SIGNS => &[Doctor, Device, Institution],
         kind::EPIDEMIC_REPORT | kind::VACCINATION_REPORT => &[Institution, PublicHealth],
@@ -190,7 +199,7 @@ pub fn allowed_roles(kind: &str) -> Option<&'static [Role]> {
         kind::CHOSEN_DOCTOR => &[Institution],
         kind::FHIR_OBSERVATION => &[Institution, Doctor, Device],
         kind::FHIR_CONDITION | kind::FHIR_IMMUNIZATION => &[Institution, Doctor],
-        kind::CONSENT_DIRECTIVE => &[Doctor],
+        kind::CONSENT_DIRECTIVE => &[Doctor, Patient],
         kind::ACCESS_ENTRY => &[Node],
         // Genesis is admitted only by its own rule, never by role.
         _ => return None,

@@ -200,7 +200,7 @@ pub enum Rejection {
     #[error("signature does not verify")]
     BadSignature,
     /// A device wrote about another patient than the one it is bound to.
-    #[error("a device may write only about the patient it is registered for")]
+    #[error("a device or patient may write only about the patient it is registered for")]
     DevicePatient,
     /// A doctor recorded an organ-donor decision for a patient who has not
     /// chosen them.
@@ -261,6 +261,12 @@ pub enum Rejection {
     /// Revoking the last cluster node, which would leave no proposer.
     #[error("a node key can be revoked only while another cluster node remains")]
     LastNode,
+    /// The pseudonymization authority registering or revoking anything but
+    /// a patient, or anyone else registering a patient.
+    #[error(
+        "only the pseudonymization authority registers patients, and it registers nothing else"
+    )]
+    RegistrarNotAllowed,
     /// A doctor's consent directive that does not reference the signed form
     /// it was taken from.
     #[error(
@@ -295,6 +301,7 @@ impl Rejection {
             Rejection::AlreadyRegistered => "already_registered",
             Rejection::InstitutionRequired => "institution_required",
             Rejection::PatientBinding(_) => "patient_binding",
+            Rejection::RegistrarNotAllowed => "registrar_not_allowed",
             Rejection::ClusterPlace(_) => "cluster_place",
             Rejection::NotRegistered => "not_registered",
             Rejection::AlreadyRevoked => "already_revoked",
@@ -458,10 +465,11 @@ fn check_genesis(tx: &Transaction, leaf: u64) -> Result<Effect, Rejection> {
     Ok(Effect::Genesis(g))
 }
 
-/// Devices write only vital signs and Observations, about the one patient
-/// they are registered for, as the payload rules read it.
+/// Devices and patients write only about the one patient they are
+/// registered for, as the payload rules read it: a device its readings,
+/// a patient their own consent directives.
 fn check_device_patient(author: &Participant, checked: &Checked) -> Result<(), Rejection> {
-    if author.role == Role::Device
+    if matches!(author.role, Role::Device | Role::Patient)
         && (checked.patient().is_none() || checked.patient() != author.patient.as_deref())
     {
         return Err(Rejection::DevicePatient);
@@ -560,8 +568,8 @@ impl LedgerState {
         let effect = match self.check_content(author, &checked)? {
             Some(effect) => effect,
             None => match tx.header().kind.as_str() {
-                kind::REGISTER => self.check_register(tx)?,
-                kind::REVOKE => self.check_revoke(tx)?,
+                kind::REGISTER => self.check_register(author, tx)?,
+                kind::REVOKE => self.check_revoke(author, tx)?,
                 _ => Effect::None,
             },
         };
@@ -625,7 +633,9 @@ impl LedgerState {
             {
                 Err(Rejection::NotChosenDoctor)
             }
-            Checked::Consent(c) if c.source_reference.is_none() => {
+            // A patient signs their own directive; a doctor's on their
+            // behalf names the signed form.
+            Checked::Consent(c) if author.role != Role::Patient && c.source_reference.is_none() => {
                 Err(Rejection::ConsentFormRequired)
             }
             Checked::ChosenDoctor(c) => {
@@ -648,10 +658,16 @@ impl LedgerState {
         }
     }
 
-    /// A registration names a new, valid key; a device is bound to one
-    /// patient and only a node holds a free place in the cluster.
-    fn check_register(&self, tx: &Transaction) -> Result<Effect, Rejection> {
+    /// A registration names a new, valid key; a device or a patient is
+    /// bound to one patient, only the pseudonymization authority registers
+    /// patients (and nothing else), and only a node holds a free place in
+    /// the cluster.
+    fn check_register(&self, author: &Participant, tx: &Transaction) -> Result<Effect, Rejection> {
         let r: RegisterPayload = parse(tx)?;
+        let by_authority = author.role == Role::PseudonymizationAuthority;
+        if by_authority != (r.role == Role::Patient) {
+            return Err(Rejection::RegistrarNotAllowed);
+        }
         keys::verifying_key(&r.key).map_err(|_| Rejection::BadKey { field: "key" })?;
         if self.participants.contains_key(&r.key) {
             return Err(Rejection::AlreadyRegistered);
@@ -660,15 +676,16 @@ impl LedgerState {
             return Err(Rejection::InstitutionRequired);
         }
         match (&r.patient, r.role) {
-            (Some(p), Role::Device) if medledger_health::pseudonym::is_well_formed(p) => {}
-            (_, Role::Device) => {
+            (Some(p), Role::Device | Role::Patient)
+                if medledger_health::pseudonym::is_well_formed(p) => {}
+            (_, Role::Device | Role::Patient) => {
                 return Err(Rejection::PatientBinding(
-                    "a device is registered for one patient: patient must be a pseudonym",
+                    "a device or patient is registered for one patient: patient must be a pseudonym",
                 ));
             }
             (Some(_), _) => {
                 return Err(Rejection::PatientBinding(
-                    "only devices are registered for a patient",
+                    "only devices and patients are registered for a patient",
                 ));
             }
             (None, _) => {}
@@ -690,12 +707,18 @@ impl LedgerState {
         Ok(Effect::Register(r))
     }
 
-    /// A revocation names an active participant, and never the last node.
-    fn check_revoke(&self, tx: &Transaction) -> Result<Effect, Rejection> {
+    /// A revocation names an active participant, and never the last node;
+    /// the pseudonymization authority revokes patients only.
+    fn check_revoke(&self, author: &Participant, tx: &Transaction) -> Result<Effect, Rejection> {
         let r: RevokePayload = parse(tx)?;
         match self.participants.get(&r.key) {
             None => Err(Rejection::NotRegistered),
             Some(p) if p.revoked_at.is_some() => Err(Rejection::AlreadyRevoked),
+            Some(p)
+                if author.role == Role::PseudonymizationAuthority && p.role != Role::Patient =>
+            {
+                Err(Rejection::RegistrarNotAllowed)
+            }
             // Revoking the last node would leave no valid proposer for the
             // next block; another cluster node must remain.
             Some(p)

@@ -334,11 +334,12 @@ fn report(doctor: &SigningKey) -> Transaction {
     signed(doctor, kind::MEDICAL_REPORT, &report_payload())
 }
 
-/// Registers `key` with `role` at institution "Test"; a device is bound to
-/// the sample patient.
+/// Registers `key` with `role` at institution "Test"; a device or a patient
+/// is bound to the sample patient (a patient is registered by the
+/// pseudonymization authority, everyone else by the admin).
 fn register_tx(admin: &SigningKey, key: &SigningKey, role: Role) -> Transaction {
     let mut p = json!({"key": keys::public_key(key), "role": role, "institution": "Test", "label": role.as_str()});
-    if role == Role::Device {
+    if matches!(role, Role::Device | Role::Patient) {
         p["patient"] = json!("MFRGGZDFMZTWQ2LKNNWG23TPOA");
     }
     signed(admin, kind::REGISTER, &p)
@@ -838,10 +839,13 @@ fn role_keys(node: &Node) -> BTreeMap<&'static str, (Role, SigningKey)> {
 async fn register_roles(node: &Node, keys: &BTreeMap<&'static str, (Role, SigningKey)>) {
     let regs: Vec<Transaction> = keys
         .values()
-        .filter(|(r, _)| !matches!(r, Role::Admin | Role::Node))
+        .filter(|(r, _)| !matches!(r, Role::Admin | Role::Node | Role::Patient))
         .map(|(r, k)| register_tx(&node.admin, k, *r))
         .collect();
     node.submit_ok(&regs).await;
+    let authority = &keys["pseudonymization_authority"].1;
+    node.submit_ok(&[register_tx(authority, &keys["patient"].1, Role::Patient)])
+        .await;
 }
 
 #[tokio::test]
@@ -1078,6 +1082,10 @@ async fn roles_md_kind_table_matches_allowed_roles_and_the_ledger() {
     let victim = new_key();
     node.submit_ok(&[register_tx(&node.admin, &victim, Role::Doctor)])
         .await;
+    let patient_victim = new_key();
+    let authority = &keys["pseudonymization_authority"].1;
+    node.submit_ok(&[register_tx(authority, &patient_victim, Role::Patient)])
+        .await;
 
     // The patient has chosen the doctor, who may then record the patient's
     // organ-donor decision.
@@ -1118,7 +1126,18 @@ async fn roles_md_kind_table_matches_allowed_roles_and_the_ledger() {
                 allowed.contains(role),
                 "ROLES.md {k} × {col} disagrees with roles.rs"
             );
-            txs.push(signed(key, k, &payload_for(k, &doctor, &victim)));
+            // The authority registers and revokes patients only.
+            let payload = match (*role, k) {
+                (Role::PseudonymizationAuthority, kind::REGISTER) => {
+                    json!({"key": keys::public_key(&new_key()), "role": "patient",
+                           "institution": "Test", "patient": PATIENT_P})
+                }
+                (Role::PseudonymizationAuthority, kind::REVOKE) => {
+                    json!({"key": keys::public_key(&patient_victim), "reason": "test"})
+                }
+                _ => payload_for(k, &doctor, &victim),
+            };
+            txs.push(signed(key, k, &payload));
             want.push((k, col.clone(), yes));
         }
     }
@@ -3748,4 +3767,179 @@ async fn break_glass_reads_a_denied_record_only_for_an_emergency_with_a_reason_a
             ),
         ]
     );
+}
+
+#[tokio::test]
+async fn a_patient_registered_by_the_authority_reads_only_their_own_records_and_access_log() {
+    let node = start();
+    let keys = role_keys(&node);
+    register_roles(&node, &keys).await;
+    let authority = keys["pseudonymization_authority"].1.clone();
+    // Only the authority registers patients, and it registers nothing else.
+    let stray = new_key();
+    node.post_json(&wire(&register_tx(&node.admin, &stray, Role::Patient)))
+        .await
+        .expect(403, "registrar_not_allowed");
+    node.post_json(&wire(&register_tx(&authority, &stray, Role::Doctor)))
+        .await
+        .expect(403, "registrar_not_allowed");
+    // A patient is bound to one pseudonym.
+    let unbound =
+        json!({"key": keys::public_key(&stray), "role": "patient", "institution": "Test"});
+    node.post_json(&wire(&signed(&authority, kind::REGISTER, &unbound)))
+        .await
+        .expect(422, "patient_binding");
+    node.post_json(&wire(&revoke_tx(&authority, &keys["doctor"].1)))
+        .await
+        .expect(403, "registrar_not_allowed");
+
+    let doctor = keys["doctor"].1.clone();
+    let (p_report, q_report) = (
+        report_about(&doctor, PATIENT_P),
+        report_about(&doctor, PATIENT_Q),
+    );
+    node.submit_ok(&[p_report.clone(), q_report.clone()]).await;
+    let patient = keys["patient"].1.clone();
+    let me = node.token(&patient);
+    let tx_uri = |tx: &Transaction| format!("/v1/transactions/{}", id_hex(tx));
+    node.read(&tx_uri(&p_report), &me, "PATRQT", None)
+        .await
+        .expect(200, "");
+    // Another patient's record is not for them, whatever the directives say.
+    node.read(&tx_uri(&q_report), &me, "PATRQT", None)
+        .await
+        .expect(403, "forbidden");
+    node.read(&tx_uri(&p_report), &me, "TREAT", None)
+        .await
+        .expect(403, "purpose_not_allowed");
+    for uri in [
+        format!("/v1/patients/{PATIENT_Q}/history"),
+        format!("/v1/patients/{PATIENT_Q}/access-log"),
+        "/v1/export?kind=medical_report".to_owned(),
+    ] {
+        node.get(&uri, Some(&me)).await.expect(403, "forbidden");
+    }
+    for uri in [
+        format!("/fhir/Patient/{PATIENT_Q}/$everything"),
+        format!("/fhir/Patient/{PATIENT_Q}"),
+    ] {
+        let r = node.get(&uri, Some(&me)).await;
+        assert_eq!(r.status, 403, "{uri}");
+        assert_eq!(r.json()["issue"][0]["code"], "forbidden", "{uri}");
+    }
+    let h = node
+        .get(&format!("/v1/patients/{PATIENT_P}/history"), Some(&me))
+        .await;
+    h.expect(200, "");
+    let records = h.json()["records"].as_array().unwrap().clone();
+    let ids: Vec<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [id_hex(&p_report).as_str()]);
+
+    // A patient signs their own directive, without a form; about another
+    // patient they may not.
+    let own = directive_payload(PATIENT_P, json!({"type": "deny"}));
+    let mut own = own.as_object().unwrap().clone();
+    own.remove("sourceReference");
+    node.submit_ok(&[signed(&patient, kind::CONSENT_DIRECTIVE, &json!(own))])
+        .await;
+    let other = directive_payload(PATIENT_Q, json!({"type": "deny"}));
+    node.post_json(&wire(&signed(&patient, kind::CONSENT_DIRECTIVE, &other)))
+        .await
+        .expect(403, "device_patient_mismatch");
+    // Their own deny-all binds others, not themselves.
+    node.read(&tx_uri(&p_report), &me, "PATRQT", None)
+        .await
+        .expect(200, "");
+    node.read(&tx_uri(&p_report), &node.token(&doctor), "TREAT", None)
+        .await
+        .expect(403, "consent_denied");
+
+    // The patient sees every read of their records, their own included.
+    let log = node.access_log(&me, PATIENT_P).await;
+    let summary: Vec<_> = log.iter().map(entry_summary).collect();
+    let permit = |purpose: &str, n| (purpose.to_owned(), "permit".to_owned(), n, 0, None);
+    assert_eq!(
+        summary,
+        [
+            permit("PATRQT", 1),
+            permit("PATRQT", 1),
+            permit("PATRQT", 1),
+            ("TREAT".into(), "deny".into(), 0, 1, None),
+        ]
+    );
+    let role = |e: &Value| e["payload"]["agent"][0]["role"][0]["coding"][0]["code"].clone();
+    assert_eq!(role(&log[0]), "patient");
+    assert_eq!(role(&log[3]), "doctor");
+}
+
+#[tokio::test]
+async fn an_export_leaves_out_opted_out_patients_says_how_many_and_is_logged_first() {
+    let node = start();
+    let keys = role_keys(&node);
+    register_roles(&node, &keys).await;
+    let doctor = keys["doctor"].1.clone();
+    let reports = [
+        report_about(&doctor, PATIENT_P),
+        report_about(&doctor, PATIENT_Q),
+        report_about(&doctor, PATIENT_P),
+    ];
+    node.submit_ok(&reports).await;
+    let opt_out =
+        json!({"type": "deny", "purpose": [{"system": PURPOSE_SYSTEM, "code": "HRESCH"}]});
+    node.submit_ok(&[directive(&doctor, PATIENT_P, opt_out)])
+        .await;
+    let researcher = node.token(&keys["researcher"].1);
+    let r = node
+        .read(
+            "/v1/export?kind=medical_report&format=csv",
+            &researcher,
+            "HRESCH",
+            None,
+        )
+        .await;
+    r.expect(200, "");
+    assert_eq!(r.headers["medledger-withheld"], "2");
+    // CSV: a header row, then `leaf,id,recorded,...` per record.
+    let csv = String::from_utf8(r.body.clone()).unwrap();
+    let ids: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    assert_eq!(ids, [id_hex(&reports[1]).as_str()]);
+    // One entry logs the export for both patients before it streams: one
+    // record returned, two withheld.
+    let dpo = node.token(&keys["data_protection_officer"].1);
+    for patient in [PATIENT_P, PATIENT_Q] {
+        let log = node.access_log(&dpo, patient).await;
+        let summary: Vec<_> = log.iter().map(entry_summary).collect();
+        assert_eq!(
+            summary,
+            [("HRESCH".into(), "permit".into(), 1, 2, None)],
+            "{patient}"
+        );
+        assert_eq!(
+            log[0]["payload"]["entity"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["description"].is_string())
+                .count(),
+            1,
+            "the export's query is named"
+        );
+    }
+    // Treatment exports are not covered by the research opt-out.
+    let doc = node.token(&doctor);
+    let r = node
+        .read(
+            "/v1/export?kind=medical_report&format=csv",
+            &doc,
+            "TREAT",
+            None,
+        )
+        .await;
+    r.expect(200, "");
+    assert_eq!(r.headers["medledger-withheld"], "0");
+    assert_eq!(String::from_utf8(r.body).unwrap().lines().count(), 1 + 3);
 }

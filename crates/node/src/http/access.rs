@@ -12,7 +12,7 @@ use medledger_formats::keys;
 use medledger_formats::tx::Transaction;
 use medledger_health::access::{self as rules, Access, Consent, Verdict};
 use medledger_ledger::{
-    Decision, Denial, Participant, Purpose, RECORD_READERS, Store, decide, kind, now_ms,
+    Decision, Denial, Participant, Purpose, RECORD_READERS, Role, Store, decide, kind, now_ms,
     payload_rules, purposes,
 };
 use medledger_store::By;
@@ -73,6 +73,14 @@ pub(crate) fn reader(state: &AppState, headers: &HeaderMap) -> ApiResult<Reader>
     })
 }
 
+/// Whether `reader` may ask about `patient` at all: a patient, only about
+/// themselves; every other record reader, about anyone (record by record,
+/// the decision still applies).
+pub(crate) fn may_read_patient(reader: &Reader, patient: &str) -> bool {
+    let p = &reader.participant;
+    p.role != Role::Patient || p.patient.as_deref() == Some(patient)
+}
+
 /// Records judged for one read: those returned, and the entries to log.
 pub(crate) struct Judged {
     /// The records the reader may see, in the order given.
@@ -84,8 +92,8 @@ pub(crate) struct Judged {
 }
 
 /// The patient a record is about, as its payload rules read it.
-fn patient_of(r: &Record) -> Option<String> {
-    payload_rules(&r.tx).ok()?.into_terms().patient
+fn patient_of(tx: &Transaction) -> Option<String> {
+    payload_rules(tx).ok()?.into_terms().patient
 }
 
 /// `patient`'s directives, oldest first.
@@ -114,7 +122,9 @@ pub(crate) struct Judge<'a> {
     now: u64,
     consents: HashMap<String, Vec<Consent>>,
     patients: BTreeSet<String>,
+    /// Ids of the records returned, while few enough to name in the entry.
     returned: Vec<String>,
+    count: u64,
     withheld: u64,
     glass: bool,
 }
@@ -130,17 +140,18 @@ impl<'a> Judge<'a> {
             consents: HashMap::new(),
             patients: BTreeSet::new(),
             returned: Vec::new(),
+            count: 0,
             withheld: 0,
             glass: false,
         }
     }
 
-    /// Whether `r` may be returned; a record returned must be, as it is
+    /// Whether `tx` may be returned; a record returned must be, as it is
     /// logged as read.
-    pub(crate) fn admit(&mut self, r: &Record) -> ApiResult<bool> {
+    pub(crate) fn admit(&mut self, tx: &Transaction) -> ApiResult<bool> {
         let p = &self.reader.participant;
-        let kind = r.tx.header().kind.as_str();
-        let patient = patient_of(r);
+        let kind = tx.header().kind.as_str();
+        let patient = patient_of(tx);
         let consent = match &patient {
             None => None,
             Some(pt) => {
@@ -155,7 +166,8 @@ impl<'a> Judge<'a> {
             }
         };
         let reason = self.reader.reason.is_some();
-        let decision = decide(p.role, self.reader.purpose, kind, consent, reason);
+        let own = patient.is_some() && patient == p.patient;
+        let decision = decide(p.role, self.reader.purpose, kind, consent, reason, own);
         if let Some(pt) = patient
             && decision != Decision::Deny(Denial::Role)
         {
@@ -174,7 +186,10 @@ impl<'a> Judge<'a> {
             Decision::Deny(_) => false,
         };
         if read {
-            self.returned.push(hex::encode(r.tx.id()));
+            self.count += 1;
+            if self.returned.len() <= PATIENTS_PER_ENTRY {
+                self.returned.push(hex::encode(tx.id()));
+            }
         }
         Ok(read)
     }
@@ -188,7 +203,7 @@ impl<'a> Judge<'a> {
     /// touched no patient's records. `query` is the request of a search or
     /// an export (`None` for a read of named records).
     pub(crate) fn entries(self, query: Option<String>) -> ApiResult<Vec<Transaction>> {
-        let verdict = match (self.glass, self.returned.is_empty() && self.withheld > 0) {
+        let verdict = match (self.glass, self.count == 0 && self.withheld > 0) {
             (true, _) => Verdict::BreakGlass,
             (false, true) => Verdict::Deny,
             (false, false) => Verdict::Permit,
@@ -206,12 +221,12 @@ impl<'a> Judge<'a> {
                 role: self.reader.participant.role.to_string(),
                 node: node.clone(),
                 patients: chunk.to_vec(),
-                records: match first && self.returned.len() <= PATIENTS_PER_ENTRY {
+                records: match first && self.count <= PATIENTS_PER_ENTRY as u64 {
                     true => self.returned.clone(),
                     false => Vec::new(),
                 },
                 query: query.clone(),
-                returned: if first { self.returned.len() as u64 } else { 0 },
+                returned: if first { self.count } else { 0 },
                 withheld: if first { self.withheld } else { 0 },
                 purpose: self.reader.purpose,
                 verdict,
@@ -240,7 +255,7 @@ pub(crate) fn judge(
     let mut judge = Judge::new(state, reader);
     let mut kept = Vec::new();
     for r in records {
-        if judge.admit(&r)? {
+        if judge.admit(&r.tx)? {
             kept.push(r);
         }
     }
@@ -271,9 +286,20 @@ pub(crate) async fn log(state: &AppState, entries: Vec<Transaction>) -> ApiResul
     Ok(())
 }
 
-/// The problem for a read of one record that its patient's directive
-/// denies (after its entry is logged).
-pub(crate) fn consent_denied(purpose: Purpose) -> Problem {
+/// The problem for a read of one record that was not returned: its
+/// patient's directive denies it (`withheld`, after its entry is logged),
+/// or the reader may not read it at all (a patient, another's record).
+pub(crate) fn refused(reader: &Reader, withheld: u64) -> Problem {
+    match withheld {
+        0 => Problem::forbidden(format!(
+            "role {} may not read this record",
+            reader.participant.role
+        )),
+        _ => consent_denied(reader.purpose),
+    }
+}
+
+fn consent_denied(purpose: Purpose) -> Problem {
     Problem::new(
         StatusCode::FORBIDDEN,
         "consent_denied",

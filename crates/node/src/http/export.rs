@@ -11,22 +11,32 @@
 //!
 //! A row carries the payload's fields and the transaction's leaf, id and
 //! time: never the author's key, salt or signature.
+//!
+//! An export is a record-level read of many patients. Before a byte of it
+//! leaves, a first walk over the same rows puts each through the read
+//! decision and the read's access entries are committed; the rows whose
+//! patients' directives deny the purpose are then left out of the stream,
+//! and their number is sent in the `Medledger-Withheld` header (never
+//! whose they are).
 
+use crate::http::access;
 use crate::http::problem::Problem;
-use crate::http::request::{AppState, authorize, blocking, query};
+use crate::http::request::{AppState, blocking, query};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query as QueryParams, State};
+use axum::extract::{OriginalUri, Query as QueryParams, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use medledger_formats::checkpoint::Checkpoint;
 use medledger_formats::note::Note;
+use medledger_formats::tx::Transaction;
 use medledger_health::export::{Export, ExportError, Format, Query};
 use medledger_health::records::MEDICAL_REPORT;
-use medledger_ledger::{LedgerError, RECORD_READERS, Store};
+use medledger_ledger::{LedgerError, Role, Store};
 use medledger_store::{By, IndexError};
 use serde::Deserialize;
+use std::collections::HashSet;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +45,9 @@ use std::time::{Duration, Instant};
 pub const CHECKPOINT_HEADER: &str = "medledger-checkpoint";
 /// The header carrying the pinned checkpoint's log size.
 pub const LOG_SIZE_HEADER: &str = "medledger-log-size";
+/// The header carrying how many rows were withheld under their patients'
+/// consent directives.
+pub const WITHHELD_HEADER: &str = "medledger-withheld";
 /// Kind exported when the query names none.
 pub(crate) const DEFAULT_KIND: &str = MEDICAL_REPORT;
 /// Format of an export whose query names none.
@@ -130,6 +143,27 @@ pub fn rows(
     size: u64,
     mut emit: impl FnMut(u64, Vec<u8>) -> ControlFlow<()>,
 ) -> Result<(), ExportFailure> {
+    selected(store, export, size, |tx, leaf| {
+        let row = export
+            .row(
+                leaf,
+                &hex::encode(tx.id()),
+                tx.header().time,
+                tx.payload_jcs(),
+            )
+            .map_err(|error| ExportFailure::Render { leaf, error })?;
+        Ok(emit(leaf, row))
+    })
+}
+
+/// Walks the transactions `export` selects among the leaves below `size`,
+/// in log order, handing each to `visit` with its leaf.
+fn selected(
+    store: &Store,
+    export: &Export,
+    size: u64,
+    mut visit: impl FnMut(&Transaction, u64) -> Result<ControlFlow<()>, ExportFailure>,
+) -> Result<(), ExportFailure> {
     let kind = export.kind();
     let mut from = 0;
     loop {
@@ -150,10 +184,7 @@ pub fn rows(
                 if !export.selects(tx.payload_jcs()) {
                     continue;
                 }
-                let row = export
-                    .row(leaf, &hex::encode(tx.id()), h.time, tx.payload_jcs())
-                    .map_err(|error| ExportFailure::Render { leaf, error })?;
-                if emit(leaf, row).is_break() {
+                if visit(&tx, leaf)?.is_break() {
                     return Ok(());
                 }
             }
@@ -213,23 +244,56 @@ fn failure_problem(e: ExportFailure) -> Problem {
 pub(crate) async fn export(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
     q: Result<QueryParams<ExportParams>, QueryRejection>,
 ) -> Result<Response, Problem> {
-    let export = query(q)?.check()?;
+    let export = Arc::new(query(q)?.check()?);
     let kind = export.kind();
     let st = state.clone();
-    let (note, size) = blocking(move || {
-        let reader = authorize(&st, &headers, RECORD_READERS)?;
-        crate::http::request::may_read_kind(&reader, kind)?;
-        pin(st.log.store()).map_err(failure_problem)
+    let ex = export.clone();
+    let (note, size, withheld, entries) = blocking(move || {
+        let reader = access::reader(&st, &headers)?;
+        if reader.participant.role == Role::Patient {
+            return Err(Problem::forbidden(
+                "a patient reads their own records through their history or $everything",
+            ));
+        }
+        crate::http::request::may_read_kind(&reader.participant, kind)?;
+        let store = st.log.store();
+        let (note, size) = pin(store).map_err(failure_problem)?;
+        let mut judge = access::Judge::new(&st, &reader);
+        let mut withheld = HashSet::new();
+        let mut failed = None;
+        selected(store, &ex, size, |tx, leaf| match judge.admit(tx) {
+            Ok(true) => Ok(ControlFlow::Continue(())),
+            Ok(false) => {
+                withheld.insert(leaf);
+                Ok(ControlFlow::Continue(()))
+            }
+            Err(e) => {
+                failed = Some(e);
+                Ok(ControlFlow::Break(()))
+            }
+        })
+        .map_err(failure_problem)?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let query = uri.path_and_query().map(|q| q.as_str().to_owned());
+        Ok((note, size, withheld, judge.entries(query)?))
     })
     .await?;
+    access::log(&state, entries).await?;
+    let count = withheld.len();
     let store = state.log.store().clone();
     let format = export.format();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(CHANNEL);
     tokio::task::spawn_blocking(move || {
         let mut buf = export.header();
-        let walked = rows(&store, &export, size, |_, row| {
+        let walked = rows(&store, &export, size, |leaf, row| {
+            if withheld.contains(&leaf) {
+                return ControlFlow::Continue(());
+            }
             buf.extend_from_slice(&row);
             if buf.len() >= SEND_BYTES {
                 let full = std::mem::replace(&mut buf, Vec::with_capacity(SEND_BYTES));
@@ -268,5 +332,6 @@ pub(crate) async fn export(
         HeaderValue::from_str(&b64).map_err(|e| Problem::internal(e.to_string()))?,
     );
     h.insert(HeaderName::from_static(LOG_SIZE_HEADER), size.into());
+    h.insert(HeaderName::from_static(WITHHELD_HEADER), count.into());
     Ok(resp)
 }

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use medledger_formats::note::Note;
 use medledger_health::pseudonym::{self, Identifier};
-use medledger_ledger::{ACCESS_LOG_READERS, PSEUDONYM_MAKERS, Store};
+use medledger_ledger::{ACCESS_LOG_READERS, PSEUDONYM_MAKERS, Role, Store};
 use medledger_store::By;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -138,6 +138,7 @@ pub(crate) fn record_json(store: &Store, r: &Record, checkpoint: &Note) -> Resul
         "author": h.author,
         "time": h.time,
         "payload": payload,
+        "salt": hex::encode(r.tx.salt()),
         "receipt": proof.render(),
     }))
 }
@@ -196,6 +197,9 @@ pub(crate) async fn history(
     let st = state.clone();
     let (answer, entries) = blocking(move || {
         let reader = access::reader(&st, &headers)?;
+        if !access::may_read_patient(&reader, &patient) {
+            return Err(access::refused(&reader, 0));
+        }
         let store = st.log.store();
         let (checkpoint, size) = checkpoint_for(store, page.as_of)?;
         let (leaves, next) = page.leaves(store, By::Patient(&patient), size)?;
@@ -235,7 +239,12 @@ pub(crate) async fn access_log(
     let patient = pseudonym_param(patient)?;
     let page = Page::of(q)?;
     blocking(move || {
-        authorize(&state, &headers, ACCESS_LOG_READERS)?;
+        let reader = authorize(&state, &headers, ACCESS_LOG_READERS)?;
+        if reader.role == Role::Patient && reader.patient.as_deref() != Some(patient.as_str()) {
+            return Err(Problem::forbidden(
+                "a patient reads only their own access log",
+            ));
+        }
         let store = state.log.store();
         let (checkpoint, size) = checkpoint_for(store, page.as_of)?;
         let (leaves, next) = page.leaves(store, By::Accessed(&patient), size)?;

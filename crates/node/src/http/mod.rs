@@ -21,7 +21,7 @@ pub(crate) mod stats;
 
 pub use cosign::{CosignerNameError, PEER_TIMEOUT, node_cosigner};
 pub use edge::Budgets;
-pub use export::{CHECKPOINT_HEADER, ExportFailure, LOG_SIZE_HEADER, pin, rows};
+pub use export::{CHECKPOINT_HEADER, ExportFailure, LOG_SIZE_HEADER, WITHHELD_HEADER, pin, rows};
 pub use problem::{PiiDetail, Problem, submit_problem};
 pub use request::AppState;
 pub use router::{OPENAPI, router};

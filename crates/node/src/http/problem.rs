@@ -103,6 +103,7 @@ pub fn submit_problem(e: &SubmitError) -> Problem {
             | Rejection::RevokedAuthor
             | Rejection::DevicePatient
             | Rejection::NotChosenDoctor
+            | Rejection::RegistrarNotAllowed
             | Rejection::RoleNotAllowed { .. } => StatusCode::FORBIDDEN,
             Rejection::Duplicate => StatusCode::CONFLICT,
             Rejection::Stale { .. }

@@ -184,7 +184,8 @@ async fn get_transaction(
         let record = Record { tx, leaf, height };
         let judged = access::judge(&st, &reader, vec![record], None)?;
         let Some(Record { tx, .. }) = judged.records.into_iter().next() else {
-            return Ok((Err(access::consent_denied(reader.purpose)), judged.entries));
+            let refused = access::refused(&reader, judged.withheld);
+            return Ok((Err(refused), judged.entries));
         };
         let mut proof = store.receipt(leaf, None).map_err(ledger_err)?;
         proof.extra = Some(tx.leaf_preimage());

@@ -26,7 +26,7 @@ use medledger_formats::tx::Transaction;
 use medledger_health::fhir::{self, BundleType, FhirError};
 use medledger_health::pseudonym;
 use medledger_health::records::{self as rules, PayloadError};
-use medledger_ledger::{FHIR_WRITERS, Participant, Rejection, Store, allowed_roles, now_ms};
+use medledger_ledger::{FHIR_WRITERS, Participant, Rejection, Role, Store, allowed_roles, now_ms};
 use medledger_store::By;
 use present::EntryOutcome;
 use serde_json::{Value, json};
@@ -446,6 +446,9 @@ fn read_blocking(
     let reader = access::reader(state, headers).map_err(from_problem)?;
     let store = state.log.store();
     if ty == "Patient" {
+        if !access::may_read_patient(&reader, id) {
+            return Err(from_problem(access::refused(&reader, 0)).into());
+        }
         if pseudonym::is_well_formed(id) && has_records(store, id)? {
             return Ok(fhir_json(StatusCode::OK, &patient_resource(id)));
         }
@@ -474,10 +477,11 @@ fn read_blocking(
     let r = Record { tx, leaf, height };
     let resource = resource_of(&r).ok_or_else(missing)?;
     let mut judge = access::Judge::new(state, &reader);
-    let read = judge.admit(&r).map_err(from_problem)?;
+    let read = judge.admit(&r.tx).map_err(from_problem)?;
+    let withheld = judge.withheld();
     *entries = judge.entries(None).map_err(from_problem)?;
     if !read {
-        return Err(from_problem(access::consent_denied(reader.purpose)).into());
+        return Err(from_problem(access::refused(&reader, withheld)).into());
     }
     let mut resp = fhir_json(StatusCode::OK, &resource);
     resp.headers_mut()
@@ -636,7 +640,7 @@ fn run_search(
             let Ok(summary) = fhir::validate(&payload) else {
                 continue;
             };
-            if !matches(&summary) || !judge.admit(&r).map_err(from_problem)? {
+            if !matches(&summary) || !judge.admit(&r.tx).map_err(from_problem)? {
                 continue;
             }
             out.push(present::as_read(
@@ -687,8 +691,13 @@ fn search_blocking(
     };
     let s = parse_search(ty, raw)?;
     let store = state.log.store();
+    // A patient's search runs over their own records only.
+    let own = reader.participant.patient.as_deref();
     let by = match (&s.patient, &s.code) {
         (Some(p), _) => By::Patient(p),
+        (None, _) if reader.participant.role == Role::Patient => {
+            By::Patient(own.unwrap_or_default())
+        }
         (None, Some((_, c))) => By::Code(c),
         (None, None) => By::Kind(kind),
     };
@@ -754,6 +763,9 @@ fn everything_blocking(
     entries: &mut Vec<Transaction>,
 ) -> FhirResult {
     let reader = access::reader(state, headers).map_err(from_problem)?;
+    if !access::may_read_patient(&reader, patient) {
+        return Err(from_problem(access::refused(&reader, 0)).into());
+    }
     let store = state.log.store();
     if !pseudonym::is_well_formed(patient) || !has_records(store, patient)? {
         return Err(not_found(format!("Patient/{patient} has no records")).into());
