@@ -180,6 +180,24 @@ enum TokenCommand {
         #[arg(long)]
         participant: String,
     },
+    /// Obtain an access token from a node's token endpoint with a client
+    /// assertion signed by a participant's key (SMART Backend Services);
+    /// prints the token.
+    Request {
+        /// The participant's key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The node's base URL, e.g. http://127.0.0.1:7878.
+        #[arg(long)]
+        url: String,
+        /// Scope, e.g. "purpose/TREAT"; the role's purposes if absent.
+        #[arg(long)]
+        scope: Option<String>,
+        /// The assertion's audience, when the node's public URL differs
+        /// from --url; by default --url followed by /v1/token.
+        #[arg(long)]
+        aud: Option<String>,
+    },
     /// Revoke a token (the token itself or its SHA-256 hex).
     Revoke {
         /// Data directory.
@@ -470,6 +488,55 @@ fn token(cmd: TokenCommand) -> Result<ExitCode> {
             let token = medledger_node::issue_token(&data_dir, key, now_ms())?;
             println!("{token}");
             Ok(ExitCode::SUCCESS)
+        }
+        TokenCommand::Request {
+            key,
+            url,
+            scope,
+            aud,
+        } => {
+            let key = read_key_file(&key)?;
+            let endpoint = format!(
+                "{}{}",
+                url.trim_end_matches('/'),
+                medledger_node::TOKEN_PATH
+            );
+            let aud = aud.unwrap_or_else(|| endpoint.clone());
+            let jti = hex::encode(keys::random_bytes::<16>()?);
+            // A short lifetime: the assertion is used at once.
+            let assertion = medledger_node::sign_assertion(&key, &aud, now_ms() / 1000, 60, &jti)
+                .map_err(|e| anyhow::anyhow!("signing the assertion: {e}"))?;
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "client_credentials")
+                .append_pair("client_assertion_type", medledger_node::ASSERTION_TYPE)
+                .append_pair("client_assertion", &assertion);
+            if let Some(scope) = &scope {
+                form.append_pair("scope", scope);
+            }
+            let resp = reqwest::blocking::Client::new()
+                .post(&endpoint)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form.finish())
+                .send()
+                .with_context(|| format!("POST {endpoint}"))?;
+            let status = resp.status();
+            let body: serde_json::Value = resp
+                .json()
+                .with_context(|| format!("POST {endpoint}: {status} without a JSON body"))?;
+            match body["access_token"].as_str() {
+                Some(token) if status.is_success() => {
+                    println!("{token}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                _ => bail!(
+                    "{endpoint} refused: {status} {}: {}",
+                    body["error"].as_str().unwrap_or("no error code"),
+                    body["error_description"]
+                        .as_str()
+                        .or(body["detail"].as_str())
+                        .unwrap_or("")
+                ),
+            }
         }
         TokenCommand::Revoke { data_dir, token } => {
             medledger_node::revoke_token(&data_dir, &token)?;

@@ -49,6 +49,13 @@ pub struct NodeConfig {
     /// The key name this node cosigns checkpoints under; by default
     /// `<origin>/cosigner/<first 16 hex digits of the node public key>`.
     pub cosigner_name: Option<String>,
+    /// The base URL clients reach this node's API by (e.g.
+    /// `https://node1.example`); the token endpoint accepts client
+    /// assertions whose `aud` is this URL followed by `/v1/token`. Without
+    /// it, `aud` must be `http://<listen>/v1/token`.
+    pub public_url: Option<String>,
+    /// Lifetime of the access tokens this node issues, seconds.
+    pub access_token_ttl_s: u64,
 }
 
 impl Default for NodeConfig {
@@ -71,6 +78,8 @@ impl Default for NodeConfig {
             raft_snapshot_every: 2000,
             raft_keep_logs: 500,
             cosigner_name: None,
+            public_url: None,
+            access_token_ttl_s: 900,
         }
     }
 }
@@ -108,6 +117,16 @@ pub enum ConfigError {
 }
 
 impl NodeConfig {
+    /// The `aud` a client assertion must carry: the token endpoint's URL,
+    /// from `public_url` or else from `listen`.
+    pub fn token_audience(&self) -> String {
+        let base = match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        };
+        format!("{base}{}", crate::oauth::TOKEN_PATH)
+    }
+
     /// Loads `file` if given (or `DIR/medledger.toml` if it exists), then
     /// applies environment overrides.
     pub fn load(file: Option<&Path>, data_dir: &Path) -> Result<Self, ConfigError> {
@@ -198,6 +217,24 @@ impl NodeConfig {
         }
         if let Some(v) = get("MEDLEDGER_COSIGNER_NAME") {
             self.cosigner_name = Some(v);
+        }
+        if let Some(v) = get("MEDLEDGER_PUBLIC_URL") {
+            self.public_url = Some(v);
+        }
+        if let Some(v) = get("MEDLEDGER_ACCESS_TOKEN_TTL_S") {
+            self.access_token_ttl_s = parse("MEDLEDGER_ACCESS_TOKEN_TTL_S", v)?;
+        }
+        if !(60..=3600).contains(&self.access_token_ttl_s) {
+            return Err(ConfigError::Invalid(
+                "access_token_ttl_s must lie in 60..=3600".into(),
+            ));
+        }
+        if let Some(u) = &self.public_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid(
+                "public_url must start with http:// or https://".into(),
+            ));
         }
         if self.stats_k < 2 {
             return Err(ConfigError::Invalid(

@@ -12,6 +12,7 @@
 mod cluster;
 mod config;
 pub mod http;
+mod oauth;
 mod pipeline;
 mod secrets;
 mod serve;
@@ -36,6 +37,11 @@ pub use secrets::{Health, SecretError, Signers, load_pseudonym_key};
 pub use serve::{
     INTEGRATIONS_DIR, ServeError, open as open_ledger, open_or_init as open_or_init_ledger, serve,
     shutdown_signal,
+};
+// Tokens of the token endpoint: client assertions and access tokens.
+pub use oauth::{
+    ASSERTION_TYPE, AccessClaims, AssertionClaims, LEEWAY_S, MAX_ASSERTION_S, PURPOSE_SCOPE,
+    SYSTEM_SCOPES, TOKEN_PATH, TokenError, sign_access_token, sign_assertion,
 };
 // Bearer tokens for participants.
 pub use tokens::{TOKEN_PREFIX, Tokens, issue as issue_token, revoke as revoke_token};

@@ -3,6 +3,10 @@
 //! JSON object per line: `{"hash","participant","issued_ms"}` to issue,
 //! `{"revoke": hash}` to revoke. The file is append-only, so the CLI can issue
 //! or revoke while the node runs; the node rereads it when it changes.
+//!
+//! [`Tokens`] also remembers the `jti` of every client assertion the token
+//! endpoint accepted, until the assertion expires, so none is used twice on
+//! this node.
 
 use medledger_formats::keys::{self, PublicKey};
 use serde::{Deserialize, Serialize};
@@ -81,10 +85,26 @@ pub fn revoke(dir: &Path, token_or_hash: &str) -> io::Result<()> {
 /// Modification time and length of the token file when last read.
 type Stamp = Option<(SystemTime, u64)>;
 
-/// The live token table, reloaded when the file changes.
+/// Most assertion ids remembered at once; past it, new assertions are
+/// refused until old ones expire (at most [`crate::oauth::MAX_ASSERTION_S`]).
+const MAX_SEEN: usize = 100_000;
+
+/// The live token table, reloaded when the file changes, and the ids of
+/// the assertions the token endpoint accepted.
 pub struct Tokens {
     path: PathBuf,
     state: Mutex<(Stamp, HashMap<String, PublicKey>)>,
+    /// `(participant, jti)` to the assertion's expiry, seconds.
+    seen: Mutex<HashMap<(PublicKey, String), u64>>,
+}
+
+/// Why an assertion's `jti` was not taken.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum JtiRefusal {
+    /// The same participant used it before, and that assertion is still valid.
+    Replayed,
+    /// Too many assertions are live at once.
+    Full,
 }
 
 impl Tokens {
@@ -93,7 +113,35 @@ impl Tokens {
         Tokens {
             path: token_file(dir),
             state: Mutex::new((None, HashMap::new())),
+            seen: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Records the `jti` of an assertion by `key` that expires at `exp`
+    /// (seconds), unless it was seen before and has not expired at `now`.
+    pub(crate) fn take_jti(
+        &self,
+        key: PublicKey,
+        jti: &str,
+        exp: u64,
+        now: u64,
+    ) -> Result<(), JtiRefusal> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let id = (key, jti.to_owned());
+        // An expired assertion is refused for its expiry anyway, so its id
+        // can go once that is past, leeway included.
+        let live = |until: u64| until + crate::oauth::LEEWAY_S >= now;
+        if seen.get(&id).is_some_and(|until| live(*until)) {
+            return Err(JtiRefusal::Replayed);
+        }
+        if seen.len() >= MAX_SEEN {
+            seen.retain(|_, until| live(*until));
+            if seen.len() >= MAX_SEEN {
+                return Err(JtiRefusal::Full);
+            }
+        }
+        seen.insert(id, exp);
+        Ok(())
     }
 
     /// The participant a bearer token belongs to, if it is valid.
@@ -150,5 +198,19 @@ mod tests {
         );
         revoke(dir.path(), &t).unwrap();
         assert_eq!(tokens.lookup(&t), None);
+    }
+
+    #[test]
+    fn an_assertion_id_is_taken_once_until_it_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = Tokens::new(dir.path());
+        let a = keys::public_key(&ed25519_dalek::SigningKey::from_bytes(&[1; 32]));
+        let b = keys::public_key(&ed25519_dalek::SigningKey::from_bytes(&[2; 32]));
+        assert_eq!(tokens.take_jti(a, "j", 100, 50), Ok(()));
+        assert_eq!(tokens.take_jti(a, "j", 100, 60), Err(JtiRefusal::Replayed));
+        // Another participant's ids are its own.
+        assert_eq!(tokens.take_jti(b, "j", 100, 60), Ok(()));
+        let later = 100 + crate::oauth::LEEWAY_S + 1;
+        assert_eq!(tokens.take_jti(a, "j", later + 100, later), Ok(()));
     }
 }

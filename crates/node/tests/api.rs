@@ -28,8 +28,8 @@ use medledger_ledger::{
 };
 use medledger_node::http::{AppState, Budgets, OPENAPI, PEER_TIMEOUT, node_cosigner, router};
 use medledger_node::{
-    Health, NodeConfig, Sequencer, SequencerConfig, Signers, TOKEN_PREFIX, Tokens, Views,
-    issue_token, revoke_token,
+    ASSERTION_TYPE, AccessClaims, Health, NodeConfig, Sequencer, SequencerConfig, Signers,
+    TOKEN_PREFIX, Tokens, Views, issue_token, revoke_token, sign_access_token, sign_assertion,
 };
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -274,6 +274,46 @@ impl Node {
         issue_token(self.dir.path(), keys::public_key(key), now_ms()).expect("issue token")
     }
 
+    /// `POST /v1/token` with a form of `params`.
+    async fn token_form(&self, params: &[(&str, &str)]) -> Resp {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
+        self.call(
+            request(Method::POST, "/v1/token", None)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// A token request with `assertion` and, if given, `scope`.
+    async fn token_with(&self, assertion: &str, scope: Option<&str>) -> Resp {
+        let mut params = vec![
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", ASSERTION_TYPE),
+            ("client_assertion", assertion),
+        ];
+        if let Some(scope) = scope {
+            params.push(("scope", scope));
+        }
+        self.token_form(&params).await
+    }
+
+    /// A token request signed by `key` for this node, with a fresh jti.
+    async fn request_token(&self, key: &SigningKey, scope: Option<&str>) -> Resp {
+        self.token_with(&assertion(key, &audience(), 0, 60), scope)
+            .await
+    }
+
+    /// An access token for `key`.
+    async fn access_token(&self, key: &SigningKey, scope: Option<&str>) -> String {
+        let r = self.request_token(key, scope).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["access_token"].as_str().expect("token").to_owned()
+    }
+
     async fn status(&self) -> Value {
         self.get("/v1/status", None).await.json()
     }
@@ -310,6 +350,18 @@ impl Node {
 }
 
 // ---- transactions -----------------------------------------------------------
+
+/// The `aud` of assertions for a node with the default configuration.
+fn audience() -> String {
+    NodeConfig::default().token_audience()
+}
+
+/// An assertion by `key` for `aud`, issued `ago` seconds back and valid
+/// for `lifetime` seconds from then, with a fresh jti.
+fn assertion(key: &SigningKey, aud: &str, ago: u64, lifetime: u64) -> String {
+    let jti = hex::encode(keys::random_bytes::<16>().expect("random"));
+    sign_assertion(key, aud, now_ms() / 1000 - ago, lifetime, &jti).expect("sign")
+}
 
 fn signed_at(key: &SigningKey, kind: &str, time: u64, payload: &Value) -> Transaction {
     Transaction::sign(key, kind, time, payload).expect("sign")
@@ -618,9 +670,14 @@ fn conform(method: &Method, path: &str, r: &Resp) {
         "{ctx}: client input must never cause a server error: {}",
         String::from_utf8_lossy(&r.body)
     );
+    // The token endpoint answers OAuth 2.0 errors (RFC 6749 section 5.2);
+    // the edge's own refusals there are still problems.
+    let oauth = path == "/v1/token" && r.content_type() == "application/json";
     if r.status >= 400 {
         if path.starts_with("/fhir") && r.content_type().starts_with("application/fhir+json") {
             check_outcome(&ctx, r);
+        } else if oauth {
+            check_oauth_error(&ctx, r);
         } else {
             check_problem(&ctx, r);
         }
@@ -670,7 +727,14 @@ fn conform(method: &Method, path: &str, r: &Resp) {
     if let Err(e) = validate(&media["schema"], &value, "$") {
         panic!("{ctx}: body does not match the documented schema: {e}\n{value}");
     }
-    if let Some(codes) = spec.get("x-codes").and_then(Value::as_array) {
+    if oauth && r.status >= 400 {
+        let codes = spec["x-oauth-errors"].as_array().expect("x-oauth-errors");
+        assert!(
+            codes.contains(&r.json()["error"]),
+            "{ctx}: error {} not in the documented {codes:?}",
+            r.json()["error"]
+        );
+    } else if let Some(codes) = spec.get("x-codes").and_then(Value::as_array) {
         assert!(
             codes.contains(&json!(r.code())),
             "{ctx}: code {} not in the documented {codes:?}",
@@ -703,6 +767,19 @@ fn check_outcome(ctx: &str, r: &Resp) {
             "{ctx}: {o}"
         );
     }
+}
+
+/// A token endpoint failure is an OAuth 2.0 error that is never cached.
+fn check_oauth_error(ctx: &str, r: &Resp) {
+    let e = r.json();
+    if let Err(err) = validate(&SPEC["components"]["schemas"]["OAuthError"], &e, "$") {
+        panic!("{ctx}: {err}");
+    }
+    assert_eq!(
+        r.headers.get(header::CACHE_CONTROL).map(|v| v.as_bytes()),
+        Some(&b"no-store"[..]),
+        "{ctx}"
+    );
 }
 
 /// Every failure is an RFC 9457 problem with a known code.
@@ -933,7 +1010,10 @@ async fn roles_md_endpoint_matrix_holds_for_every_caller_and_endpoint() {
                     "ROLES.md {template} × {col} disagrees with api.rs"
                 );
             }
-            let r = if cell == "signed" {
+            let r = if cell == "assertion" {
+                // Not token-gated: a signed assertion is the credential.
+                node.request_token(&doctor, None).await
+            } else if cell == "signed" {
                 // Not token-gated: the same signed write succeeds whatever token comes along.
                 assert_eq!(method, "post");
                 let tx = if template == "/v1/vitals" {
@@ -966,7 +1046,7 @@ async fn roles_md_endpoint_matrix_holds_for_every_caller_and_endpoint() {
                 node.call(request(m, &uri, token).body(Body::empty()).unwrap())
                     .await
             };
-            let want: u16 = if cell == "signed" {
+            let want: u16 = if cell == "signed" || cell == "assertion" {
                 200
             } else {
                 cell.parse()
@@ -1230,6 +1310,7 @@ async fn openapi_documents_exactly_the_routes_and_every_documented_route_answers
                 node.post_to(&uri, Some(&authority_token), sample_body(&template))
                     .await
             }
+            ("post", "/v1/token") => node.request_token(&doctor, None).await,
             ("post", _) => {
                 node.post_to(&uri, Some(&doctor_token), sample_body(&template))
                     .await
@@ -1381,11 +1462,31 @@ fn openapi_document_is_consistent() {
                     );
                     continue;
                 }
-                assert_eq!(
-                    content.keys().collect::<Vec<_>>(),
-                    ["application/problem+json"],
-                    "{m} {path} {status}"
-                );
+                if let Some(oauth) = content.get("application/json") {
+                    // The token endpoint's OAuth 2.0 errors.
+                    assert_eq!(path, "/v1/token", "{m} {path} {status}");
+                    assert_eq!(
+                        oauth["schema"]["$ref"], "#/components/schemas/OAuthError",
+                        "{m} {path} {status}"
+                    );
+                    let known =
+                        &SPEC["components"]["schemas"]["OAuthError"]["properties"]["error"]["enum"];
+                    for c in resp["x-oauth-errors"].as_array().expect("x-oauth-errors") {
+                        assert!(
+                            known.as_array().unwrap().contains(c),
+                            "{m} {path} {status}: {c}"
+                        );
+                    }
+                    if !content.contains_key("application/problem+json") {
+                        continue;
+                    }
+                } else {
+                    assert_eq!(
+                        content.keys().collect::<Vec<_>>(),
+                        ["application/problem+json"],
+                        "{m} {path} {status}"
+                    );
+                }
                 let xc = resp["x-codes"]
                     .as_array()
                     .unwrap_or_else(|| panic!("{m} {path} {status}: no x-codes"));
@@ -3942,4 +4043,369 @@ async fn an_export_leaves_out_opted_out_patients_says_how_many_and_is_logged_fir
     r.expect(200, "");
     assert_eq!(r.headers["medledger-withheld"], "0");
     assert_eq!(String::from_utf8(r.body).unwrap().lines().count(), 1 + 3);
+}
+
+// ---- access tokens (POST /v1/token) -------------------------------------------
+
+/// A committed report by a new doctor: the doctor and the read URI.
+async fn doctor_with_report(node: &Node) -> (SigningKey, String) {
+    let doctor = node.doctor().await;
+    let tx = report(&doctor);
+    node.submit_ok(std::slice::from_ref(&tx)).await;
+    (doctor, format!("/v1/transactions/{}", id_hex(&tx)))
+}
+
+/// Signs an access token as a node with key `signer` would.
+fn access_token_by(signer: &SigningKey, sub: &SigningKey, exp: u64, purposes: &[&str]) -> String {
+    let now = now_ms() / 1000;
+    let claims = AccessClaims {
+        iss: keys::public_key(signer).to_hex(),
+        sub: keys::public_key(sub).to_hex(),
+        aud: ORIGIN.into(),
+        iat: now.min(exp),
+        exp,
+        jti: "test".into(),
+        scope: String::new(),
+        purpose_of_use: purposes.iter().map(|p| (*p).to_owned()).collect(),
+    };
+    sign_access_token(signer, &claims).expect("sign")
+}
+
+#[tokio::test]
+async fn a_registered_doctor_gets_a_token_over_http_and_reads_with_it() {
+    // The assertion's audience is the configured public URL, whatever
+    // address the request comes in on.
+    let node = start_with(NodeConfig {
+        public_url: Some("https://node1.example/".into()),
+        ..NodeConfig::default()
+    });
+    let (doctor, read) = doctor_with_report(&node).await;
+    let base = node.listen().await;
+    let client = reqwest::Client::new();
+    let form = |aud: &str| {
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "client_credentials")
+            .append_pair("client_assertion_type", ASSERTION_TYPE)
+            .append_pair("client_assertion", &assertion(&doctor, aud, 0, 120))
+            .append_pair("scope", "system/*.read purpose/TREAT")
+            .finish()
+    };
+    let post = |body: String| {
+        client
+            .post(format!("{base}/v1/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let wrong = post(form(&audience())).await.expect("request");
+    assert_eq!(wrong.status(), 401);
+    let r = post(form("https://node1.example/v1/token"))
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["token_type"], "bearer");
+    assert_eq!(body["expires_in"], 900);
+    assert_eq!(body["scope"], "system/*.read purpose/TREAT");
+    let token = body["access_token"].as_str().expect("token");
+    let resp = client
+        .get(format!("{base}{read}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+    // Without a token the same read is refused.
+    let anonymous = client
+        .get(format!("{base}{read}"))
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(anonymous.status(), 401);
+}
+
+#[tokio::test]
+async fn bad_token_requests_get_their_rfc6749_errors() {
+    let node = start();
+    let doctor = node.doctor().await;
+    let aud = audience();
+    let expect = |r: Resp, status: u16, error: &str| {
+        assert_eq!(
+            (
+                r.status,
+                r.json()["error"].as_str().unwrap_or("").to_owned()
+            ),
+            (status, error.to_owned()),
+            "{}",
+            r.text()
+        );
+    };
+    // The assertion itself.
+    let expired = assertion(&doctor, &aud, 600, 60);
+    expect(node.token_with(&expired, None).await, 401, "invalid_client");
+    let too_long = assertion(&doctor, &aud, 0, 3600);
+    expect(
+        node.token_with(&too_long, None).await,
+        401,
+        "invalid_client",
+    );
+    let elsewhere = assertion(&doctor, "http://elsewhere.example/v1/token", 0, 60);
+    expect(
+        node.token_with(&elsewhere, None).await,
+        401,
+        "invalid_client",
+    );
+    let stranger = new_key();
+    let unregistered = assertion(&stranger, &aud, 0, 60);
+    expect(
+        node.token_with(&unregistered, None).await,
+        401,
+        "invalid_client",
+    );
+    let once = assertion(&doctor, &aud, 0, 60);
+    expect(node.token_with(&once, None).await, 200, "");
+    expect(node.token_with(&once, None).await, 401, "invalid_client");
+    // A signature by another key over the doctor's claims.
+    let good = assertion(&doctor, &aud, 0, 60);
+    let forged = assertion(&stranger, &aud, 0, 60);
+    let (head_claims, _) = good.rsplit_once('.').unwrap();
+    let (_, sig) = forged.rsplit_once('.').unwrap();
+    expect(
+        node.token_with(&format!("{head_claims}.{sig}"), None).await,
+        401,
+        "invalid_client",
+    );
+    // iss and sub must agree.
+    let now = now_ms() / 1000;
+    let claims = json!({"iss": keys::public_key(&doctor).to_hex(), "sub": keys::public_key(&stranger).to_hex(), "aud": aud, "exp": now + 60, "jti": "x"});
+    let der = ed25519_dalek::pkcs8::EncodePrivateKey::to_pkcs8_der(&doctor).unwrap();
+    let mixed = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ed_der(der.as_bytes()),
+    )
+    .unwrap();
+    expect(node.token_with(&mixed, None).await, 401, "invalid_client");
+    // An HMAC token is not an EdDSA one.
+    let hs = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"secret").unwrap(),
+    )
+    .unwrap();
+    expect(node.token_with(&hs, None).await, 401, "invalid_client");
+    for garbage in ["", "x", "a.b.c", "..", "e30.e30.", "\u{0}\u{7f}é€.{}.[]"] {
+        let r = node.token_with(garbage, None).await;
+        assert!(matches!(r.status, 400 | 401), "{garbage:?}: {}", r.text());
+    }
+    // The request around it.
+    let fresh = || assertion(&doctor, &aud, 0, 60);
+    let a = fresh();
+    expect(
+        node.token_form(&[
+            ("grant_type", "password"),
+            ("client_assertion_type", ASSERTION_TYPE),
+            ("client_assertion", &a),
+        ])
+        .await,
+        400,
+        "unsupported_grant_type",
+    );
+    let a = fresh();
+    expect(
+        node.token_form(&[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", "urn:other"),
+            ("client_assertion", &a),
+        ])
+        .await,
+        400,
+        "invalid_request",
+    );
+    expect(
+        node.token_form(&[("grant_type", "client_credentials")])
+            .await,
+        400,
+        "invalid_request",
+    );
+    let a = fresh();
+    expect(
+        node.token_form(&[
+            ("grant_type", "client_credentials"),
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", ASSERTION_TYPE),
+            ("client_assertion", &a),
+        ])
+        .await,
+        400,
+        "invalid_request",
+    );
+    let json_body = node
+        .call(
+            request(Method::POST, "/v1/token", None)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{\"grant_type\":\"client_credentials\"}"))
+                .unwrap(),
+        )
+        .await;
+    expect(json_body, 400, "invalid_request");
+    let mut rng = Rng(0x746f_6b65_6e73);
+    for _ in 0..40 {
+        let len = rng.below(200);
+        let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let r = node
+            .call(
+                request(Method::POST, "/v1/token", None)
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(Body::from(bytes))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{}", r.text());
+    }
+    // Scopes.
+    for bad in [
+        "purpose/PUBHLTH",
+        "purpose/NOPE",
+        "system/*.write",
+        "openid",
+    ] {
+        let r = node.request_token(&doctor, Some(bad)).await;
+        expect(r, 400, "invalid_scope");
+    }
+    let r = node.request_token(&doctor, None).await;
+    assert_eq!(
+        r.json()["scope"],
+        "purpose/TREAT purpose/ETREAT purpose/HOPERAT"
+    );
+    // A revoked participant holds the key but no longer the grant.
+    node.submit_ok(&[revoke_tx(&node.admin, &doctor)]).await;
+    expect(
+        node.request_token(&doctor, None).await,
+        400,
+        "invalid_grant",
+    );
+}
+
+#[tokio::test]
+async fn revoking_the_participant_ends_its_access_tokens() {
+    let node = start();
+    let (doctor, read) = doctor_with_report(&node).await;
+    let token = node.access_token(&doctor, None).await;
+    node.get(&read, Some(&token)).await.expect(200, "");
+    node.submit_ok(&[revoke_tx(&node.admin, &doctor)]).await;
+    node.get(&read, Some(&token))
+        .await
+        .expect(401, "unauthorized");
+}
+
+#[tokio::test]
+async fn expired_or_foreign_access_tokens_are_refused() {
+    let node = start();
+    let (doctor, read) = doctor_with_report(&node).await;
+    let now = now_ms() / 1000;
+    let fresh = access_token_by(&node.node_key, &doctor, now + 60, &["TREAT"]);
+    node.get(&read, Some(&fresh)).await.expect(200, "");
+    let expired = access_token_by(&node.node_key, &doctor, now - 120, &["TREAT"]);
+    node.get(&read, Some(&expired))
+        .await
+        .expect(401, "unauthorized");
+    // Signed by a key that is not a node of this ledger, or by a doctor.
+    let stranger = access_token_by(&new_key(), &doctor, now + 60, &["TREAT"]);
+    node.get(&read, Some(&stranger))
+        .await
+        .expect(401, "unauthorized");
+    let by_doctor = access_token_by(&doctor, &doctor, now + 60, &["TREAT"]);
+    node.get(&read, Some(&by_doctor))
+        .await
+        .expect(401, "unauthorized");
+    // A token altered after signing.
+    let (rest, sig) = fresh.rsplit_once('.').unwrap();
+    let flipped = if sig.starts_with('A') { "B" } else { "A" };
+    let altered = format!("{rest}.{flipped}{}", &sig[1..]);
+    node.get(&read, Some(&altered))
+        .await
+        .expect(401, "unauthorized");
+    for garbage in ["a.b.c", "..", "e30.e30.e30"] {
+        node.get(&read, Some(garbage))
+            .await
+            .expect(401, "unauthorized");
+    }
+}
+
+#[tokio::test]
+async fn a_token_reads_only_for_the_purposes_it_carries() {
+    let node = start();
+    let (doctor, read) = doctor_with_report(&node).await;
+    let treat = node.access_token(&doctor, Some("purpose/TREAT")).await;
+    let with_purpose = |token: &str, purpose: &str| {
+        request(Method::GET, &read, Some(token))
+            .header("x-purpose-of-use", purpose)
+            .body(Body::empty())
+            .unwrap()
+    };
+    node.get(&read, Some(&treat)).await.expect(200, "");
+    node.call(with_purpose(&treat, "TREAT"))
+        .await
+        .expect(200, "");
+    // HOPERAT is the doctor role's, but not this token's.
+    node.call(with_purpose(&treat, "HOPERAT"))
+        .await
+        .expect(403, "purpose_not_allowed");
+    // A token's default purpose is its first.
+    let hoperat = node.access_token(&doctor, Some("purpose/HOPERAT")).await;
+    node.get(&read, Some(&hoperat)).await.expect(200, "");
+    node.call(with_purpose(&hoperat, "TREAT"))
+        .await
+        .expect(403, "purpose_not_allowed");
+}
+
+#[tokio::test]
+async fn a_token_from_one_node_is_accepted_by_another_node_of_the_ledger() {
+    // A and C hold the same ledger, each with its own registered node key.
+    let a_dir = tempfile::tempdir().expect("tempdir");
+    Ledger::init(a_dir.path(), ORIGIN, "Test").expect("init");
+    let admin = read_key_file(&a_dir.path().join("admin.key")).expect("admin key");
+    let c_key = new_key();
+    let doctor = new_key();
+    let tx = report(&doctor);
+    let seq = Sequencer::start(
+        Ledger::open(a_dir.path()).expect("open"),
+        SequencerConfig::default(),
+    );
+    for txs in [
+        vec![
+            register_tx(&admin, &c_key, Role::Node),
+            register_tx(&admin, &doctor, Role::Doctor),
+        ],
+        vec![tx.clone()],
+    ] {
+        let outcome = seq.enqueue(txs).done().await;
+        assert!(outcome.iter().all(Result::is_ok), "{outcome:?}");
+    }
+    seq.shutdown().expect("shutdown");
+    let c_dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(a_dir.path(), c_dir.path());
+    std::fs::remove_file(c_dir.path().join("node.key")).expect("remove node.key");
+    medledger_ledger::write_secret_file(
+        &c_dir.path().join("node.key"),
+        &keys::encode_key_file(&c_key),
+    )
+    .expect("write node.key");
+    let a = open_node(a_dir, NodeConfig::default());
+    let c = open_node(c_dir, NodeConfig::default());
+    let read = format!("/v1/transactions/{}", id_hex(&tx));
+    let from_a = a.access_token(&doctor, None).await;
+    let from_c = c.access_token(&doctor, None).await;
+    for node in [&a, &c] {
+        node.get(&read, Some(&from_a)).await.expect(200, "");
+        node.get(&read, Some(&from_c)).await.expect(200, "");
+    }
+    // A node key the ledger does not hold signs nothing it accepts.
+    let now = now_ms() / 1000;
+    let stranger = access_token_by(&new_key(), &doctor, now + 60, &["TREAT"]);
+    c.get(&read, Some(&stranger))
+        .await
+        .expect(401, "unauthorized");
 }

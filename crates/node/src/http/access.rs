@@ -6,7 +6,7 @@
 
 use crate::http::problem::Problem;
 use crate::http::record::Record;
-use crate::http::request::{ApiResult, AppState, authorize, ledger_err};
+use crate::http::request::{ApiResult, AppState, Caller, authenticate, ledger_err};
 use axum::http::{HeaderMap, StatusCode};
 use medledger_formats::keys;
 use medledger_formats::tx::Transaction;
@@ -39,10 +39,22 @@ pub(crate) struct Reader {
 }
 
 /// The reader of a record-level read: a token whose role reads records,
-/// and a purpose that role may use.
+/// and a purpose that role may use and, for an access token, that the
+/// token carries (by default its first).
 pub(crate) fn reader(state: &AppState, headers: &HeaderMap) -> ApiResult<Reader> {
-    let participant = authorize(state, headers, RECORD_READERS)?;
-    let allowed = purposes(participant.role);
+    let Caller {
+        participant,
+        purposes: carried,
+    } = authenticate(state, headers, RECORD_READERS)?;
+    let role_purposes = purposes(participant.role);
+    let allowed: Vec<Purpose> = match &carried {
+        None => role_purposes.to_vec(),
+        Some(carried) => role_purposes
+            .iter()
+            .copied()
+            .filter(|p| carried.contains(p))
+            .collect(),
+    };
     let purpose = match headers.get(PURPOSE_HEADER) {
         None => allowed.first().copied(),
         Some(v) => v.to_str().ok().and_then(|v| Purpose::parse(v.trim())),
@@ -50,13 +62,19 @@ pub(crate) fn reader(state: &AppState, headers: &HeaderMap) -> ApiResult<Reader>
     .filter(|p| allowed.contains(p))
     .ok_or_else(|| {
         let names: Vec<&str> = allowed.iter().map(|p| p.code()).collect();
+        let whose = match carried {
+            None => format!("role {}", participant.role),
+            Some(_) => format!("this access token (role {})", participant.role),
+        };
         Problem::new(
             StatusCode::FORBIDDEN,
             "purpose_not_allowed",
             format!(
-                "role {} reads records only for {} (the {PURPOSE_HEADER} header)",
-                participant.role,
-                names.join(", ")
+                "{whose} reads records only for {} (the {PURPOSE_HEADER} header)",
+                match names.is_empty() {
+                    true => "no purpose".to_owned(),
+                    false => names.join(", "),
+                }
             ),
         )
     })?;

@@ -2,8 +2,8 @@
 //! limits, budgets), the router, request plumbing (state, authorization,
 //! admission of a body), problems and OperationOutcomes, and the handlers:
 //! the ledger's own routes, FHIR, health services, exports, statistics,
-//! cosigning and the dashboard. Only what the wiring and the tests need is
-//! public, below.
+//! cosigning, the token endpoint and the dashboard. Only what the wiring
+//! and the tests need is public, below.
 
 pub(crate) mod access;
 pub(crate) mod cosign;
@@ -18,6 +18,7 @@ pub(crate) mod request;
 pub(crate) mod router;
 pub(crate) mod services;
 pub(crate) mod stats;
+pub(crate) mod token;
 
 pub use cosign::{CosignerNameError, PEER_TIMEOUT, node_cosigner};
 pub use edge::Budgets;

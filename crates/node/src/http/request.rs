@@ -5,15 +5,16 @@
 
 use crate::config::NodeConfig;
 use crate::http::problem::{Problem, submit_problem};
+use crate::oauth;
 use crate::pipeline::{Receipt, Sequencer};
-use crate::tokens::Tokens;
+use crate::tokens::{TOKEN_PREFIX, Tokens};
 use axum::body::Bytes;
 use axum::extract::Path;
 use axum::extract::Query;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::{HeaderMap, StatusCode, header};
 use medledger_formats::tx::{Transaction, TxWire};
-use medledger_ledger::{Followers, Participant, Role};
+use medledger_ledger::{Followers, Participant, Purpose, Role, Store, now_ms};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -92,19 +93,46 @@ pub(crate) fn authorize(
     headers: &HeaderMap,
     roles: &[Role],
 ) -> ApiResult<Participant> {
+    authenticate(state, headers, roles).map(|c| c.participant)
+}
+
+/// Who a bearer token speaks for, and what it may read for.
+pub(crate) struct Caller {
+    /// The participant, registered and not revoked.
+    pub(crate) participant: Participant,
+    /// For an access token, the purposes of use it carries; a token of
+    /// the node's token file carries no such limit (`None`).
+    pub(crate) purposes: Option<Vec<Purpose>>,
+}
+
+/// The caller behind the bearer token, if its role is in `roles`: a token
+/// of the node's token file, or an access token signed by an active node
+/// of this ledger. Either way the participant must be registered and not
+/// revoked now, so revoking it on the ledger ends all its tokens at once.
+pub(crate) fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    roles: &[Role],
+) -> ApiResult<Caller> {
     // The scheme name is case-insensitive (RFC 9110 section 11.1).
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token)
+        .map(|(_, token)| token.trim())
         .ok_or_else(|| Problem::unauthorized("a bearer token is required"))?;
-    let key = state
-        .tokens
-        .lookup(token.trim())
-        .ok_or_else(|| Problem::unauthorized("unknown or revoked token"))?;
     let store = state.log.store();
+    let (key, purposes) = if !token.starts_with(TOKEN_PREFIX) && oauth::is_jwt(token) {
+        let access = access_token(store, token)?;
+        (access.key, Some(access.purposes))
+    } else {
+        let key = state
+            .tokens
+            .lookup(token)
+            .ok_or_else(|| Problem::unauthorized("unknown or revoked token"))?;
+        (key, None)
+    };
     let record = store
         .participant(&key.0)
         .map_err(ledger_err)?
@@ -118,7 +146,28 @@ pub(crate) fn authorize(
             record.role
         )));
     }
-    Ok(record)
+    Ok(Caller {
+        participant: record,
+        purposes,
+    })
+}
+
+/// Checks an access token: signed by a node registered on this ledger and
+/// not revoked, for this ledger, and not expired.
+fn access_token(store: &Store, token: &str) -> ApiResult<oauth::Access> {
+    let refused = |e: oauth::TokenError| Problem::unauthorized(format!("access token: {e}"));
+    let issuer = oauth::access_token_issuer(token).map_err(refused)?;
+    let active_node = store
+        .participant(&issuer.0)
+        .map_err(ledger_err)?
+        .is_some_and(|p| p.role == Role::Node && p.revoked_at.is_none());
+    if !active_node {
+        return Err(Problem::unauthorized(
+            "access token: its signer is not an active node of this ledger",
+        ));
+    }
+    let now_s = now_ms() / 1000;
+    oauth::verify_access_token(token, &issuer, store.origin(), now_s).map_err(refused)
 }
 
 fn require_json(headers: &HeaderMap) -> ApiResult<()> {

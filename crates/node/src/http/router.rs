@@ -52,6 +52,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/blocks", get(blocks))
         .route("/v1/blocks/{height}", get(block))
         .route("/v1/status", get(status))
+        .route("/v1/token", post(crate::http::token::token))
         .route("/v1/participants", get(participants))
         .route("/v1/pseudonyms", post(crate::http::health::pseudonyms))
         .route(
