@@ -947,18 +947,36 @@ mod tests {
         assert_eq!(r.reason, ReviewReason::NoEmergency);
         crate::pii::scan_json(ok.to_string().as_bytes()).expect("the guard passes a review");
         let bad = [
-            (json!({"entry": entry, "patients": [P], "outcome": "justified",
-                    "reason": "no-emergency"}), "does not support"),
-            (json!({"entry": "0A".repeat(32), "patients": [P], "outcome": "justified",
-                    "reason": "emergency-confirmed"}), "entry"),
-            (json!({"entry": entry, "patients": [], "outcome": "justified",
-                    "reason": "emergency-confirmed"}), "1 to"),
-            (json!({"entry": entry, "patients": [P, P], "outcome": "justified",
-                    "reason": "emergency-confirmed"}), "patients[1]"),
-            (json!({"entry": entry, "patients": [P], "outcome": "justified",
-                    "reason": "because I said so"}), "unknown variant"),
-            (json!({"entry": entry, "patients": [P], "outcome": "justified",
-                    "reason": "emergency-confirmed", "note": "free text"}), "unknown field"),
+            (
+                json!({"entry": entry, "patients": [P], "outcome": "justified",
+                    "reason": "no-emergency"}),
+                "does not support",
+            ),
+            (
+                json!({"entry": "0A".repeat(32), "patients": [P], "outcome": "justified",
+                    "reason": "emergency-confirmed"}),
+                "entry",
+            ),
+            (
+                json!({"entry": entry, "patients": [], "outcome": "justified",
+                    "reason": "emergency-confirmed"}),
+                "1 to",
+            ),
+            (
+                json!({"entry": entry, "patients": [P, P], "outcome": "justified",
+                    "reason": "emergency-confirmed"}),
+                "patients[1]",
+            ),
+            (
+                json!({"entry": entry, "patients": [P], "outcome": "justified",
+                    "reason": "because I said so"}),
+                "unknown variant",
+            ),
+            (
+                json!({"entry": entry, "patients": [P], "outcome": "justified",
+                    "reason": "emergency-confirmed", "note": "free text"}),
+                "unknown field",
+            ),
         ];
         for (v, want) in bad {
             let err = review(v.to_string().as_bytes()).unwrap_err().to_string();
