@@ -561,6 +561,12 @@ pub struct AccessSummary {
     pub patients: Vec<String>,
     /// The decision.
     pub verdict: Verdict,
+    /// The reader's key, in hex.
+    pub reader: String,
+    /// The purpose of use.
+    pub purpose: Purpose,
+    /// The reason stated for a break-glass read.
+    pub reason: Option<String>,
 }
 
 /// Checks an access entry's payload (JSON bytes): a FHIR `AuditEvent` as
@@ -585,6 +591,8 @@ pub fn access_entry(payload: &[u8]) -> Result<AccessSummary, PayloadError> {
         return Err(schema("purposeOfEvent must hold one PurposeOfUse code"));
     }
     check_purposes(&purposes, "purposeOfEvent")?;
+    let purpose = Purpose::parse(&purposes[0].code)
+        .ok_or_else(|| schema("purposeOfEvent must hold one PurposeOfUse code"))?;
     let keyed = |r: &Reference| participant_of(r).is_some();
     let [agent] = e.agent.as_slice() else {
         return Err(schema("agent must name the one reader"));
@@ -642,13 +650,24 @@ pub fn access_entry(payload: &[u8]) -> Result<AccessSummary, PayloadError> {
         }
     }
     let verdict = verdict.ok_or_else(|| schema("the entry must state its decision"))?;
-    let has_reason = e.extension.iter().any(|x| x.url == BREAK_GLASS_REASON_URL);
-    if (verdict == Verdict::BreakGlass) != has_reason {
+    let reason = e
+        .extension
+        .into_iter()
+        .find(|x| x.url == BREAK_GLASS_REASON_URL)
+        .and_then(|x| x.value_string);
+    if (verdict == Verdict::BreakGlass) != reason.is_some() {
         return Err(schema(
             "a break-glass entry, and only one, states its reason",
         ));
     }
-    Ok(AccessSummary { patients, verdict })
+    let reader = participant_of(&agent.who).unwrap_or_default().to_owned();
+    Ok(AccessSummary {
+        patients,
+        verdict,
+        reader,
+        purpose,
+        reason,
+    })
 }
 
 /// Whether the officer found a break-glass read justified.
@@ -914,6 +933,9 @@ mod tests {
         let s = access_entry(event.to_string().as_bytes()).unwrap();
         assert_eq!(s.patients, [P]);
         assert_eq!(s.verdict, Verdict::BreakGlass);
+        assert_eq!(s.reader, "ab".repeat(32));
+        assert_eq!(s.purpose, Purpose::Etreat);
+        assert_eq!(s.reason.as_deref(), Some("unconscious on arrival"));
         // A break-glass read states its reason; a plain one does not.
         let silent = access(Verdict::BreakGlass, None).to_audit_event();
         assert!(access_entry(silent.to_string().as_bytes()).is_err());

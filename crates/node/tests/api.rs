@@ -1303,6 +1303,9 @@ fn openapi_document_is_consistent() {
         Rejection::AlreadyRevoked,
         Rejection::LastNode,
         Rejection::ConsentFormRequired,
+        Rejection::NotBreakGlass,
+        Rejection::AlreadyReviewed,
+        Rejection::ReviewPatients,
     ];
     for r in rejections {
         assert!(
