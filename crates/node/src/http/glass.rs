@@ -151,9 +151,7 @@ fn entry_json(
 /// since an entry turns overdue with time alone.
 pub(crate) fn gauges(store: &Store) -> Result<String, Problem> {
     let deadline = store.break_glass_review_ms().map_err(ledger_err)?;
-    let open = store
-        .break_glass(0, usize::MAX, true)
-        .map_err(ledger_err)?;
+    let open = store.break_glass(0, usize::MAX, true).map_err(ledger_err)?;
     let now = now_ms();
     let overdue = open.iter().filter(|b| b.overdue(deadline, now)).count();
     let mut out = String::new();
