@@ -3976,7 +3976,10 @@ async fn a_break_glass_read_is_listed_until_the_officer_reviews_it_once() {
     // (and the officer's own read in between).
     let log = node.access_log(&dpo, PATIENT_P).await;
     let ids: Vec<&str> = log.iter().map(|e| e["id"].as_str().unwrap()).collect();
-    assert_eq!(ids[ids.len() - 3..], [entry.as_str(), &plain, &id_hex(&review)]);
+    assert_eq!(
+        ids[ids.len() - 3..],
+        [entry.as_str(), &plain, &id_hex(&review)]
+    );
     assert_eq!(log.last().unwrap()["kind"], "access.review");
     assert_eq!(node.gauge("medledger_break_glass_unreviewed").await, 0);
     assert_eq!(
