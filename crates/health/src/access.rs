@@ -14,6 +14,8 @@ pub const CONSENT_DIRECTIVE: &str = "consent.directive";
 /// Kind of an access entry: one record-level read, logged by the node that
 /// served it.
 pub const ACCESS_ENTRY: &str = "access.entry";
+/// Kind of the data-protection officer's review of a break-glass entry.
+pub const ACCESS_REVIEW: &str = "access.review";
 
 /// HL7 v3 ActReason, the code system of PurposeOfUse.
 pub const PURPOSE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
@@ -559,6 +561,12 @@ pub struct AccessSummary {
     pub patients: Vec<String>,
     /// The decision.
     pub verdict: Verdict,
+    /// The reader's key, in hex.
+    pub reader: String,
+    /// The purpose of use.
+    pub purpose: Purpose,
+    /// The reason stated for a break-glass read.
+    pub reason: Option<String>,
 }
 
 /// Checks an access entry's payload (JSON bytes): a FHIR `AuditEvent` as
@@ -583,6 +591,8 @@ pub fn access_entry(payload: &[u8]) -> Result<AccessSummary, PayloadError> {
         return Err(schema("purposeOfEvent must hold one PurposeOfUse code"));
     }
     check_purposes(&purposes, "purposeOfEvent")?;
+    let purpose = Purpose::parse(&purposes[0].code)
+        .ok_or_else(|| schema("purposeOfEvent must hold one PurposeOfUse code"))?;
     let keyed = |r: &Reference| participant_of(r).is_some();
     let [agent] = e.agent.as_slice() else {
         return Err(schema("agent must name the one reader"));
@@ -640,13 +650,149 @@ pub fn access_entry(payload: &[u8]) -> Result<AccessSummary, PayloadError> {
         }
     }
     let verdict = verdict.ok_or_else(|| schema("the entry must state its decision"))?;
-    let has_reason = e.extension.iter().any(|x| x.url == BREAK_GLASS_REASON_URL);
-    if (verdict == Verdict::BreakGlass) != has_reason {
+    let reason = e
+        .extension
+        .into_iter()
+        .find(|x| x.url == BREAK_GLASS_REASON_URL)
+        .and_then(|x| x.value_string);
+    if (verdict == Verdict::BreakGlass) != reason.is_some() {
         return Err(schema(
             "a break-glass entry, and only one, states its reason",
         ));
     }
-    Ok(AccessSummary { patients, verdict })
+    let reader = participant_of(&agent.who).unwrap_or_default().to_owned();
+    Ok(AccessSummary {
+        patients,
+        verdict,
+        reader,
+        purpose,
+        reason,
+    })
+}
+
+/// Whether the officer found a break-glass read justified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReviewOutcome {
+    /// The emergency justified reading despite the patient's directive.
+    Justified,
+    /// It did not.
+    NotJustified,
+}
+
+impl ReviewOutcome {
+    /// The code stored in a review.
+    pub fn code(self) -> &'static str {
+        match self {
+            ReviewOutcome::Justified => "justified",
+            ReviewOutcome::NotJustified => "not-justified",
+        }
+    }
+}
+
+/// Why the officer decided as it did: a closed set of codes, so a review
+/// holds no free text that could carry personal data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReviewReason {
+    /// Justified: the clinical record confirms the emergency.
+    EmergencyConfirmed,
+    /// Justified: the patient could not be asked (unconscious, incapable).
+    ConsentUnobtainable,
+    /// Not justified: there was no emergency.
+    NoEmergency,
+    /// Not justified: the reader was not treating the patient.
+    NotTreating,
+    /// Not justified: more was read than the emergency needed.
+    ExcessScope,
+    /// Not justified: the stated reason does not support the read.
+    ReasonInadequate,
+}
+
+impl ReviewReason {
+    /// Every reason code.
+    pub const ALL: [ReviewReason; 6] = [
+        ReviewReason::EmergencyConfirmed,
+        ReviewReason::ConsentUnobtainable,
+        ReviewReason::NoEmergency,
+        ReviewReason::NotTreating,
+        ReviewReason::ExcessScope,
+        ReviewReason::ReasonInadequate,
+    ];
+
+    /// The outcome this reason supports.
+    pub fn outcome(self) -> ReviewOutcome {
+        match self {
+            ReviewReason::EmergencyConfirmed | ReviewReason::ConsentUnobtainable => {
+                ReviewOutcome::Justified
+            }
+            ReviewReason::NoEmergency
+            | ReviewReason::NotTreating
+            | ReviewReason::ExcessScope
+            | ReviewReason::ReasonInadequate => ReviewOutcome::NotJustified,
+        }
+    }
+
+    /// The code stored in a review.
+    pub fn code(self) -> &'static str {
+        match self {
+            ReviewReason::EmergencyConfirmed => "emergency-confirmed",
+            ReviewReason::ConsentUnobtainable => "consent-unobtainable",
+            ReviewReason::NoEmergency => "no-emergency",
+            ReviewReason::NotTreating => "not-treating",
+            ReviewReason::ExcessScope => "excess-scope",
+            ReviewReason::ReasonInadequate => "reason-inadequate",
+        }
+    }
+}
+
+/// The data-protection officer's review of one break-glass access entry
+/// (kind [`ACCESS_REVIEW`]). Plain JSON rather than a FHIR resource: FHIR
+/// has no resource for the review of an AuditEvent, and every field here is
+/// a code, an id or a pseudonym.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Review {
+    /// The id (hex) of the reviewed `access.entry`.
+    pub entry: String,
+    /// The patients that entry names, each once: the review is indexed
+    /// under them, so it appears in their access logs. The ledger checks
+    /// they are exactly the entry's.
+    pub patients: Vec<String>,
+    /// Justified or not.
+    pub outcome: ReviewOutcome,
+    /// Why, as a code that supports the outcome.
+    pub reason: ReviewReason,
+}
+
+/// Checks a review's payload (JSON bytes) on its own; whether it names a
+/// break-glass entry awaiting review is the ledger's rule.
+pub fn review(payload: &[u8]) -> Result<Review, PayloadError> {
+    let r: Review = serde_json::from_slice(payload).map_err(|e| schema(e.to_string()))?;
+    if !is_hex_key(&r.entry) {
+        return Err(schema(
+            "entry must be the id of an access entry, 64 lowercase hex digits",
+        ));
+    }
+    if r.patients.is_empty() || r.patients.len() > MAX_ITEMS {
+        return Err(schema(format!("a review names 1 to {MAX_ITEMS} patients")));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, p) in r.patients.iter().enumerate() {
+        if !pseudonym::is_well_formed(p) || !seen.insert(p.as_str()) {
+            return Err(schema(format!(
+                "patients[{i}] must be a pseudonym not named before"
+            )));
+        }
+    }
+    if r.reason.outcome() != r.outcome {
+        return Err(schema(format!(
+            "reason {} does not support outcome {}",
+            r.reason.code(),
+            r.outcome.code()
+        )));
+    }
+    Ok(r)
 }
 
 #[cfg(test)]
@@ -787,6 +933,9 @@ mod tests {
         let s = access_entry(event.to_string().as_bytes()).unwrap();
         assert_eq!(s.patients, [P]);
         assert_eq!(s.verdict, Verdict::BreakGlass);
+        assert_eq!(s.reader, "ab".repeat(32));
+        assert_eq!(s.purpose, Purpose::Etreat);
+        assert_eq!(s.reason.as_deref(), Some("unconscious on arrival"));
         // A break-glass read states its reason; a plain one does not.
         let silent = access(Verdict::BreakGlass, None).to_audit_event();
         assert!(access_entry(silent.to_string().as_bytes()).is_err());
@@ -808,6 +957,57 @@ mod tests {
         let bytes = a.to_audit_event().to_string();
         crate::pii::scan_json(bytes.as_bytes()).expect("the guard passes the entry");
         assert!(access_entry(bytes.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn a_review_names_an_entry_its_patients_and_a_reason_that_fits_its_outcome() {
+        let entry = "0a".repeat(32);
+        let ok = json!({"entry": entry, "patients": [P], "outcome": "not-justified",
+                        "reason": "no-emergency"});
+        let r = review(ok.to_string().as_bytes()).unwrap();
+        assert_eq!(r.outcome, ReviewOutcome::NotJustified);
+        assert_eq!(r.reason, ReviewReason::NoEmergency);
+        crate::pii::scan_json(ok.to_string().as_bytes()).expect("the guard passes a review");
+        let bad = [
+            (
+                json!({"entry": entry, "patients": [P], "outcome": "justified",
+                    "reason": "no-emergency"}),
+                "does not support",
+            ),
+            (
+                json!({"entry": "0A".repeat(32), "patients": [P], "outcome": "justified",
+                    "reason": "emergency-confirmed"}),
+                "entry",
+            ),
+            (
+                json!({"entry": entry, "patients": [], "outcome": "justified",
+                    "reason": "emergency-confirmed"}),
+                "1 to",
+            ),
+            (
+                json!({"entry": entry, "patients": [P, P], "outcome": "justified",
+                    "reason": "emergency-confirmed"}),
+                "patients[1]",
+            ),
+            (
+                json!({"entry": entry, "patients": [P], "outcome": "justified",
+                    "reason": "because I said so"}),
+                "unknown variant",
+            ),
+            (
+                json!({"entry": entry, "patients": [P], "outcome": "justified",
+                    "reason": "emergency-confirmed", "note": "free text"}),
+                "unknown field",
+            ),
+        ];
+        for (v, want) in bad {
+            let err = review(v.to_string().as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(want), "{want}: {err}");
+        }
+        for reason in ReviewReason::ALL {
+            let v = serde_json::to_value(reason).unwrap();
+            assert_eq!(v, json!(reason.code()));
+        }
     }
 
     #[test]

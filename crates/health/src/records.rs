@@ -180,6 +180,8 @@ pub enum Checked {
     Consent(Box<access::Consent>),
     /// A logged read.
     Access(access::AccessSummary),
+    /// The review of a break-glass read.
+    Review(access::Review),
     /// Any other kind: the PII guard passed; its schema is the state
     /// machine's business.
     Other,
@@ -196,7 +198,10 @@ impl Checked {
             Checked::Donor(d) => Some(&d.patient),
             Checked::ChosenDoctor(c) => Some(&c.patient),
             Checked::Consent(c) => Some(c.patient()),
-            Checked::Epidemic(_) | Checked::Vaccination(_) | Checked::Access(_) => None,
+            Checked::Epidemic(_)
+            | Checked::Vaccination(_)
+            | Checked::Access(_)
+            | Checked::Review(_) => None,
             Checked::Other => None,
         }
     }
@@ -222,6 +227,11 @@ impl Checked {
             }
             Checked::Access(a) => {
                 accessed = a.patients;
+                (None, Vec::new())
+            }
+            // A review shows in the access logs of the entry's patients.
+            Checked::Review(r) => {
+                accessed = r.patients;
                 (None, Vec::new())
             }
             Checked::Other => (None, Vec::new()),
@@ -284,6 +294,7 @@ pub fn check_bytes(kind: &str, payload: &[u8]) -> Result<Checked, PayloadError> 
                     access::consent(payload).map(|c| Checked::Consent(Box::new(c)))
                 }
                 access::ACCESS_ENTRY => access::access_entry(payload).map(Checked::Access),
+                access::ACCESS_REVIEW => access::review(payload).map(Checked::Review),
                 registries::CHOSEN_DOCTOR => {
                     registries::chosen_doctor(payload).map(Checked::ChosenDoctor)
                 }
@@ -405,7 +416,8 @@ pub struct Terms {
     pub patient: Option<String>,
     /// Codes, without their systems.
     pub codes: Vec<String>,
-    /// The patients whose records an access entry logs a read of.
+    /// The patients whose records an access entry logs a read of (or
+    /// whose break-glass entry a review judges).
     pub accessed: Vec<String>,
 }
 

@@ -12,8 +12,8 @@
 
 use crate::roles::{Role, kind};
 use crate::state::{
-    BlockFault, Checked, ClusterMember, DEFAULT_MAX_SKEW_MS, GenesisPayload, LedgerState,
-    Participant, Rejection, Seen, Tip,
+    BlockFault, BreakGlass, Checked, ClusterMember, DEFAULT_BREAK_GLASS_REVIEW_MS,
+    DEFAULT_MAX_SKEW_MS, GenesisPayload, LedgerState, Participant, Rejection, Seen, Tip,
 };
 use ed25519_dalek::SigningKey;
 use medledger_formats::block::{Block, SealedHeader};
@@ -326,7 +326,15 @@ fn block_index(block: &Block, location: Location, admitted: Admitted) -> BlockIn
             .collect(),
         participants: admitted.directory.participants,
         chosen: admitted.directory.chosen,
+        break_glass: admitted.directory.break_glass,
     }
+}
+
+fn decode_break_glass(leaf: u64, record: &[u8]) -> Result<BreakGlass, LedgerError> {
+    serde_json::from_slice(record).map_err(|e| LedgerError::Directory {
+        key: format!("break-glass entry at leaf {leaf}"),
+        error: e.to_string(),
+    })
 }
 
 fn decode_participant(key: &[u8; 32], record: &[u8]) -> Result<Participant, LedgerError> {
@@ -343,7 +351,8 @@ fn decode_participant(key: &[u8; 32], record: &[u8]) -> Result<Participant, Ledg
 pub struct Admitted {
     /// One verdict per transaction, in the block's order.
     pub verdicts: Vec<Checked>,
-    /// Participants and chosen doctors as they stand after the block.
+    /// Participants, chosen doctors and break-glass entries as they stand
+    /// after the block.
     pub directory: Directory,
 }
 
@@ -351,16 +360,21 @@ impl Admitted {
     /// The block of `txs`, admitted on `state` with `verdicts`.
     pub fn of(state: &LedgerState, txs: &[Transaction], verdicts: Vec<Checked>) -> Self {
         Admitted {
+            directory: directory_records(state, txs, &verdicts),
             verdicts,
-            directory: directory_records(state, txs),
         }
     }
 }
 
 /// Directory records to index for what `txs` touched, as they stand in
-/// `state`: participants and chosen doctors.
-fn directory_records(state: &LedgerState, txs: &[Transaction]) -> Directory {
+/// `state`: participants, chosen doctors and break-glass entries.
+fn directory_records(state: &LedgerState, txs: &[Transaction], verdicts: &[Checked]) -> Directory {
     Directory {
+        break_glass: LedgerState::touched_break_glass(txs, verdicts)
+            .iter()
+            .filter_map(|id| state.break_glass(id))
+            .filter_map(|b| serde_json::to_vec(b).ok().map(|v| (b.leaf, v)))
+            .collect(),
         participants: LedgerState::touched_participants(txs)
             .into_iter()
             .filter_map(|k| state.participant(&k))
@@ -420,6 +434,33 @@ impl Store {
             .into_iter()
             .map(|(key, record)| decode_participant(&key, &record))
             .collect()
+    }
+
+    /// Break-glass entries from the one at leaf `from` on, oldest first,
+    /// at most `limit`; with `unreviewed`, only those not yet reviewed. A
+    /// record that does not decode is an error, never left out.
+    pub fn break_glass(
+        &self,
+        from: u64,
+        limit: usize,
+        unreviewed: bool,
+    ) -> Result<Vec<BreakGlass>, LedgerError> {
+        // A record that does not decode is kept, to be reported below.
+        let keep = |r: &[u8]| {
+            !unreviewed
+                || serde_json::from_slice::<BreakGlass>(r).map_or(true, |b| b.review.is_none())
+        };
+        self.index
+            .break_glass(from, limit, keep)?
+            .into_iter()
+            .map(|(leaf, record)| decode_break_glass(leaf, &record))
+            .collect()
+    }
+
+    /// How long after a break-glass read its review is due, as the
+    /// genesis block sets it.
+    pub fn break_glass_review_ms(&self) -> Result<u64, LedgerError> {
+        Ok(self.genesis()?.break_glass_review_ms)
     }
 
     /// The data directory.
@@ -816,6 +857,7 @@ impl Ledger {
                 institution: institution.to_owned(),
                 max_skew_ms: DEFAULT_MAX_SKEW_MS,
                 cluster,
+                break_glass_review_ms: DEFAULT_BREAK_GLASS_REVIEW_MS,
             })
             .map_err(fmt_err)?,
         )
@@ -1177,7 +1219,7 @@ impl Store {
     /// Replays into the index every block it lacks, validating each through
     /// the state machine, and returns the state at the last block.
     /// The skew set by the genesis block (stored, so read without replaying).
-    fn genesis_skew(&self) -> Result<u64, LedgerError> {
+    fn genesis(&self) -> Result<GenesisPayload, LedgerError> {
         let genesis = self.block(0)?;
         let g: GenesisPayload = genesis
             .txs
@@ -1193,7 +1235,7 @@ impl Store {
                 ),
             });
         }
-        Ok(g.max_skew_ms)
+        Ok(g)
     }
 
     fn catch_up_index(&mut self) -> Result<LedgerState, LedgerError> {
@@ -1207,13 +1249,16 @@ impl Store {
                 found: blocks,
             });
         }
-        let participants = match self.participants() {
-            Ok(p) => p,
+        let directory = self
+            .participants()
+            .and_then(|p| Ok((p, self.break_glass(0, usize::MAX, false)?)));
+        let (participants, break_glass) = match directory {
+            Ok(d) => d,
             Err(e @ LedgerError::Directory { .. }) => {
-                tracing::warn!(error = %e, "index holds a damaged participant record; rebuilding it");
+                tracing::warn!(error = %e, "index holds a damaged directory record; rebuilding it");
                 self.index.clear()?;
                 indexed = 0;
-                Vec::new()
+                (Vec::new(), Vec::new())
             }
             Err(e) => return Err(e),
         };
@@ -1246,10 +1291,11 @@ impl Store {
         } else {
             Some(self.origin.clone())
         };
-        let max_skew_ms = if indexed == 0 {
-            DEFAULT_MAX_SKEW_MS
+        let (max_skew_ms, review_ms) = if indexed == 0 {
+            (DEFAULT_MAX_SKEW_MS, DEFAULT_BREAK_GLASS_REVIEW_MS)
         } else {
-            self.genesis_skew()?
+            let g = self.genesis()?;
+            (g.max_skew_ms, g.break_glass_review_ms)
         };
         let chosen = self
             .index
@@ -1257,7 +1303,8 @@ impl Store {
             .into_iter()
             .map(|(p, d)| (p, medledger_formats::keys::PublicKey::from(d)))
             .collect();
-        let mut state = LedgerState::restore(max_skew_ms, participants, chosen, origin, tip);
+        let mut state = LedgerState::restore(max_skew_ms, participants, chosen, origin, tip)
+            .with_break_glass(review_ms, break_glass);
         if last_height.is_none_or(|h| indexed > h) {
             return Ok(state);
         }
@@ -1339,6 +1386,7 @@ mod tests {
             txs: Vec::new(),
             participants: vec![(key, b"{\"role\":".to_vec())],
             chosen: Vec::new(),
+            break_glass: Vec::new(),
         };
         store.index().apply(&[damaged], true).unwrap();
         for e in [
@@ -1353,6 +1401,113 @@ mod tests {
         // The others still read one by one.
         let node = ledger.state.participants().next().unwrap().key;
         assert!(store.participant(&node.0).unwrap().is_some());
+    }
+
+    #[test]
+    fn verify_refuses_a_block_holding_a_review_of_no_break_glass_entry() {
+        use crate::state::payload_rules;
+        let dir = tempfile::tempdir().unwrap();
+        Ledger::init(dir.path(), "test.example/review", "Test").unwrap();
+        let admin = read_key_file(&dir.path().join("admin.key")).unwrap();
+        let mut ledger = Ledger::open(dir.path()).unwrap();
+        let dpo = SigningKey::from_bytes(&[6; 32]);
+        let time = ledger.state.block_time(now_ms());
+        let register = Transaction::sign(
+            &admin,
+            kind::REGISTER,
+            time,
+            &serde_json::json!({"key": keys::public_key(&dpo),
+                "role": "data_protection_officer", "institution": "Test"}),
+        )
+        .unwrap();
+        // The review names an id that was never logged; sealing does not
+        // admit, so a faulty proposer could write this block.
+        let review = Transaction::sign(
+            &dpo,
+            kind::ACCESS_REVIEW,
+            time,
+            &serde_json::json!({"entry": "ee".repeat(32),
+                "patients": ["MFRGGZDFMZTWQ2LKNNWG23TPOA"],
+                "outcome": "not-justified", "reason": "no-emergency"}),
+        )
+        .unwrap();
+        for txs in [vec![register], vec![review]] {
+            let verdicts = txs.iter().map(|t| payload_rules(t).unwrap()).collect();
+            let admitted = Admitted::of(&ledger.state, &txs, verdicts);
+            let block = ledger
+                .state
+                .seal_block(txs, time, &ledger.node_key)
+                .unwrap();
+            ledger.store.commit(&block, admitted).unwrap();
+        }
+        drop(ledger);
+        let err = crate::verify::verify_dir(dir.path(), 1, |_| {}).unwrap_err();
+        match err {
+            crate::verify::VerifyError::Block {
+                height: 2,
+                fault:
+                    BlockFault::Tx {
+                        index: 0,
+                        rejection,
+                        ..
+                    },
+            } => assert_eq!(rejection, Rejection::NotBreakGlass),
+            other => panic!("expected block 2's review to be refused, got {other}"),
+        }
+    }
+
+    #[test]
+    fn break_glass_entries_survive_reopening_and_an_index_rebuild() {
+        use medledger_health::access::{Access, Purpose, Verdict};
+        let dir = tempfile::tempdir().unwrap();
+        Ledger::init(dir.path(), "test.example/glass", "Test").unwrap();
+        let mut ledger = Ledger::open(dir.path()).unwrap();
+        let time = ledger.state.block_time(now_ms());
+        let entry = Access {
+            reader: "ab".repeat(32),
+            role: "doctor".into(),
+            node: keys::public_key(&ledger.node_key).to_hex(),
+            patients: vec!["MFRGGZDFMZTWQ2LKNNWG23TPOA".into()],
+            records: Vec::new(),
+            query: None,
+            returned: 1,
+            withheld: 0,
+            purpose: Purpose::Etreat,
+            verdict: Verdict::BreakGlass,
+            reason: Some("unconscious on arrival".into()),
+            time_ms: time as i64,
+        };
+        let tx = Transaction::sign(
+            &ledger.node_key,
+            kind::ACCESS_ENTRY,
+            time,
+            &entry.to_audit_event(),
+        )
+        .unwrap();
+        let id = *tx.id();
+        let checked = ledger.state.admit(&tx, time, 1).unwrap();
+        let txs = vec![tx];
+        let admitted = Admitted::of(&ledger.state, &txs, vec![checked]);
+        let block = ledger
+            .state
+            .seal_block(txs, time, &ledger.node_key)
+            .unwrap();
+        ledger.store.commit(&block, admitted).unwrap();
+        let want = ledger.state.break_glass(&id).cloned().unwrap();
+        assert_eq!((want.leaf, want.time, want.review), (1, time, None));
+        assert_eq!(
+            ledger.store.break_glass(0, 10, true).unwrap(),
+            std::slice::from_ref(&want)
+        );
+        ledger.store.flush().unwrap();
+        drop(ledger);
+        let reopened = Ledger::open(dir.path()).unwrap();
+        assert_eq!(reopened.state.break_glass(&id), Some(&want));
+        drop(reopened);
+        std::fs::remove_file(dir.path().join("index.redb")).unwrap();
+        let rebuilt = Ledger::open(dir.path()).unwrap();
+        assert_eq!(rebuilt.state.break_glass(&id), Some(&want));
+        assert_eq!(rebuilt.store.break_glass(0, 10, false).unwrap(), [want]);
     }
 
     #[test]

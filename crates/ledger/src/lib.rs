@@ -24,13 +24,14 @@ pub use ledger::{
 };
 // Roles, transaction kinds and who may write or read each kind.
 pub use roles::{
-    ACCESS_LOG_READERS, ALERT_READERS, DIRECTORY_READERS, DONOR_READERS, FHIR_WRITERS,
-    PSEUDONYM_MAKERS, RECORD_READERS, Role, allowed_roles, kind, may_read_kind,
+    ACCESS_LOG_READERS, ALERT_READERS, BREAK_GLASS_READERS, DIRECTORY_READERS, DONOR_READERS,
+    FHIR_WRITERS, PSEUDONYM_MAKERS, RECORD_READERS, Role, allowed_roles, kind, may_read_kind,
 };
 // The deterministic state machine: participants, payloads and the rules.
 pub use state::{
-    BlockFault, Checked, ClusterMember, DEFAULT_MAX_SKEW_MS, LedgerState, Participant,
-    RegisterPayload, Rejection, RevokePayload, Seen, Tip, payload_rules,
+    BlockFault, BreakGlass, Checked, ClusterMember, DEFAULT_BREAK_GLASS_REVIEW_MS,
+    DEFAULT_MAX_SKEW_MS, LedgerState, Participant, RegisterPayload, Rejection, RevokePayload, Seen,
+    Tip, payload_rules,
 };
 // Offline verification of a data directory.
 pub use verify::{VerifyError, VerifyReport, segment_bytes, verify_dir};

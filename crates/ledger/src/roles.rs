@@ -107,9 +107,11 @@ pub mod kind {
     /// A logged record-level read (FHIR AuditEvent), signed by the node
     /// that served it.
     pub const ACCESS_ENTRY: &str = medledger_health::access::ACCESS_ENTRY;
+    /// The data-protection officer's review of a break-glass access entry.
+    pub const ACCESS_REVIEW: &str = medledger_health::access::ACCESS_REVIEW;
 
     /// Every kind a participant may submit (all but genesis).
-    pub const SUBMITTABLE: [&str; 13] = [
+    pub const SUBMITTABLE: [&str; 14] = [
         REGISTER,
         REVOKE,
         MEDICAL_REPORT,
@@ -123,6 +125,7 @@ pub mod kind {
         FHIR_IMMUNIZATION,
         CONSENT_DIRECTIVE,
         ACCESS_ENTRY,
+        ACCESS_REVIEW,
     ];
 }
 
@@ -146,6 +149,12 @@ pub const RECORD_READERS: &[Role] = &[
 
 /// Roles that may read a patient's access log; a patient, only their own.
 pub const ACCESS_LOG_READERS: &[Role] = &[Role::DataProtectionOfficer, Role::Patient];
+
+/// Roles that may list break-glass reads and their reviews: the officer
+/// who reviews them. The list holds what an access log holds (patients,
+/// readers, stated reasons), so it has the access log's readers; anyone may
+/// count the overdue ones at `/metrics`.
+pub const BREAK_GLASS_READERS: &[Role] = &[Role::DataProtectionOfficer];
 
 /// Roles that may list participants.
 pub const DIRECTORY_READERS: &[Role] = &[
@@ -201,6 +210,7 @@ pub fn allowed_roles(kind: &str) -> Option<&'static [Role]> {
         kind::FHIR_CONDITION | kind::FHIR_IMMUNIZATION => &[Institution, Doctor],
         kind::CONSENT_DIRECTIVE => &[Doctor, Patient],
         kind::ACCESS_ENTRY => &[Node],
+        kind::ACCESS_REVIEW => &[DataProtectionOfficer],
         // Genesis is admitted only by its own rule, never by role.
         _ => return None,
     })

@@ -12,15 +12,50 @@ use medledger_formats::bytes::Bytes;
 use medledger_formats::keys::{self, PublicKey};
 use medledger_formats::merkle::{self, Frontier, Hash};
 use medledger_formats::tx::Transaction;
+use medledger_health::access::Verdict;
 use medledger_health::fhir::FhirError;
 use medledger_health::pii::PiiFinding;
 pub use medledger_health::records::Checked;
 use medledger_health::records::{self, PayloadError};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// Default tolerated difference between a transaction's time and its block's.
 pub const DEFAULT_MAX_SKEW_MS: u64 = 5 * 60 * 1000;
+
+/// Default time the data-protection officer has to review a break-glass
+/// read: 72 hours.
+pub const DEFAULT_BREAK_GLASS_REVIEW_MS: u64 = 72 * 60 * 60 * 1000;
+
+/// Smallest and largest review deadline a genesis may set: a minute to 90
+/// days.
+const REVIEW_RANGE_MS: std::ops::RangeInclusive<u64> = 60_000..=90 * 86_400_000;
+
+/// A break-glass read as the ledger tracks it: the flagged access entry,
+/// and its review once the data-protection officer has submitted one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakGlass {
+    /// The access entry's id.
+    pub id: Bytes<32>,
+    /// Its log index.
+    pub leaf: u64,
+    /// Its time (the serving node's clock), ms since the epoch.
+    pub time: u64,
+    /// The patients whose records it read.
+    pub patients: Vec<String>,
+    /// The log index of its review, once reviewed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<u64>,
+}
+
+impl BreakGlass {
+    /// Whether the entry is unreviewed past its deadline at `now_ms`:
+    /// `deadline_ms` after its time, the deadline itself still on time.
+    pub fn overdue(&self, deadline_ms: u64, now_ms: u64) -> bool {
+        self.review.is_none() && now_ms > self.time.saturating_add(deadline_ms)
+    }
+}
 
 /// A registered participant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +188,22 @@ pub(crate) struct GenesisPayload {
     /// The first node's place in the cluster, for a ledger run by a cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterMember>,
+    /// How long after a break-glass read its review is due. Left out when
+    /// it is the default, so genesis payloads written before it existed
+    /// still read, and hash, as they did.
+    #[serde(
+        default = "default_review_ms",
+        skip_serializing_if = "is_default_review_ms"
+    )]
+    pub break_glass_review_ms: u64,
+}
+
+fn default_review_ms() -> u64 {
+    DEFAULT_BREAK_GLASS_REVIEW_MS
+}
+
+fn is_default_review_ms(ms: &u64) -> bool {
+    *ms == DEFAULT_BREAK_GLASS_REVIEW_MS
 }
 
 /// Smallest and largest skew a genesis may set.
@@ -273,6 +324,15 @@ pub enum Rejection {
         "a directive submitted on a patient's behalf must reference the signed form (sourceReference)"
     )]
     ConsentFormRequired,
+    /// A review of an id that is no committed break-glass access entry.
+    #[error("entry names no committed access entry flagged break-glass")]
+    NotBreakGlass,
+    /// A second review of the same break-glass entry.
+    #[error("this break-glass entry has been reviewed already")]
+    AlreadyReviewed,
+    /// A review whose patients are not exactly its entry's.
+    #[error("a review names exactly the patients of the entry it reviews")]
+    ReviewPatients,
 }
 
 impl Rejection {
@@ -307,6 +367,9 @@ impl Rejection {
             Rejection::AlreadyRevoked => "already_revoked",
             Rejection::LastNode => "last_node",
             Rejection::ConsentFormRequired => "consent_form_required",
+            Rejection::NotBreakGlass => "not_break_glass",
+            Rejection::AlreadyReviewed => "already_reviewed",
+            Rejection::ReviewPatients => "review_patients",
         }
     }
 }
@@ -412,6 +475,11 @@ pub struct LedgerState {
     origin: Option<String>,
     tip: Tip,
     max_skew_ms: u64,
+    /// Break-glass access entries by id, reviewed or not. They are rare:
+    /// a read over a patient's denial.
+    break_glass: HashMap<Hash, BreakGlass>,
+    /// How long after a break-glass read its review is due.
+    break_glass_review_ms: u64,
 }
 
 /// What an admitted transaction changes.
@@ -421,6 +489,10 @@ enum Effect {
     Register(RegisterPayload),
     Revoke(PublicKey),
     Chosen(String, PublicKey),
+    /// A flagged access entry: id, time, patients.
+    BreakGlass(Hash, u64, Vec<String>),
+    /// A review of the break-glass entry with this id.
+    Review(Hash),
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(tx: &Transaction) -> Result<T, Rejection> {
@@ -459,6 +531,11 @@ fn check_genesis(tx: &Transaction, leaf: u64) -> Result<Effect, Rejection> {
             "origin must be non-empty without spaces or '+'".into(),
         ));
     }
+    if !REVIEW_RANGE_MS.contains(&g.break_glass_review_ms) {
+        return Err(Rejection::GenesisInvalid(format!(
+            "break_glass_review_ms must lie in {REVIEW_RANGE_MS:?}"
+        )));
+    }
     if let Some(c) = &g.cluster {
         c.check().map_err(Rejection::ClusterPlace)?;
     }
@@ -483,6 +560,7 @@ impl LedgerState {
     pub fn new(max_skew_ms: u64) -> Self {
         Self {
             max_skew_ms,
+            break_glass_review_ms: DEFAULT_BREAK_GLASS_REVIEW_MS,
             ..Self::default()
         }
     }
@@ -502,7 +580,27 @@ impl LedgerState {
             origin,
             tip,
             max_skew_ms,
+            break_glass: HashMap::new(),
+            break_glass_review_ms: DEFAULT_BREAK_GLASS_REVIEW_MS,
         }
+    }
+
+    /// A restored state with its break-glass entries and the review
+    /// deadline its genesis set.
+    pub fn with_break_glass(mut self, review_ms: u64, entries: Vec<BreakGlass>) -> Self {
+        self.break_glass_review_ms = review_ms;
+        self.break_glass = entries.into_iter().map(|b| (b.id.0, b)).collect();
+        self
+    }
+
+    /// The break-glass entry with access-entry id `id`.
+    pub fn break_glass(&self, id: &Hash) -> Option<&BreakGlass> {
+        self.break_glass.get(id)
+    }
+
+    /// How long after a break-glass read its review is due, as genesis set it.
+    pub fn break_glass_review_ms(&self) -> u64 {
+        self.break_glass_review_ms
     }
 
     /// The participant with `key`.
@@ -570,7 +668,7 @@ impl LedgerState {
             None => match tx.header().kind.as_str() {
                 kind::REGISTER => self.check_register(author, tx)?,
                 kind::REVOKE => self.check_revoke(author, tx)?,
-                _ => Effect::None,
+                _ => self.check_break_glass(tx, &checked)?,
             },
         };
         Ok((effect, checked))
@@ -658,6 +756,35 @@ impl LedgerState {
         }
     }
 
+    /// A flagged access entry opens a break-glass entry; a review names one
+    /// that is open, with exactly its patients.
+    fn check_break_glass(&self, tx: &Transaction, checked: &Checked) -> Result<Effect, Rejection> {
+        match checked {
+            Checked::Access(a) if a.verdict == Verdict::BreakGlass => Ok(Effect::BreakGlass(
+                *tx.id(),
+                tx.header().time,
+                a.patients.clone(),
+            )),
+            Checked::Review(r) => {
+                let id = Bytes::<32>::parse_hex(&r.entry).map_err(|_| Rejection::NotBreakGlass)?;
+                let entry = self
+                    .break_glass
+                    .get(&id.0)
+                    .ok_or(Rejection::NotBreakGlass)?;
+                if entry.review.is_some() {
+                    return Err(Rejection::AlreadyReviewed);
+                }
+                let named: BTreeSet<&str> = r.patients.iter().map(String::as_str).collect();
+                let read: BTreeSet<&str> = entry.patients.iter().map(String::as_str).collect();
+                if named != read {
+                    return Err(Rejection::ReviewPatients);
+                }
+                Ok(Effect::Review(id.0))
+            }
+            _ => Ok(Effect::None),
+        }
+    }
+
     /// A registration names a new, valid key; a device or a patient is
     /// bound to one patient, only the pseudonymization authority registers
     /// patients (and nothing else), and only a node holds a free place in
@@ -736,6 +863,7 @@ impl LedgerState {
             Effect::Genesis(g) => {
                 self.origin = Some(g.origin);
                 self.max_skew_ms = g.max_skew_ms;
+                self.break_glass_review_ms = g.break_glass_review_ms;
                 for (key, role, cluster) in [
                     (g.admin, Role::Admin, None),
                     (g.node, Role::Node, g.cluster.clone()),
@@ -777,6 +905,21 @@ impl LedgerState {
             }
             Effect::Chosen(patient, doctor) => {
                 self.chosen.insert(patient, doctor);
+            }
+            Effect::BreakGlass(id, time, patients) => {
+                let entry = BreakGlass {
+                    id: Bytes(id),
+                    leaf,
+                    time,
+                    patients,
+                    review: None,
+                };
+                self.break_glass.insert(id, entry);
+            }
+            Effect::Review(id) => {
+                if let Some(entry) = self.break_glass.get_mut(&id) {
+                    entry.review = Some(leaf);
+                }
             }
         }
     }
@@ -842,6 +985,19 @@ impl LedgerState {
             }
         }
         out
+    }
+
+    /// Ids of the break-glass entries that `txs`, with their payload
+    /// `verdicts`, opened or reviewed (for the index).
+    pub fn touched_break_glass(txs: &[Transaction], verdicts: &[Checked]) -> Vec<Hash> {
+        txs.iter()
+            .zip(verdicts)
+            .filter_map(|(tx, checked)| match checked {
+                Checked::Access(a) if a.verdict == Verdict::BreakGlass => Some(*tx.id()),
+                Checked::Review(r) => Bytes::<32>::parse_hex(&r.entry).ok().map(|b| b.0),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Patients whose chosen doctor `txs` may have set (for the index).
@@ -1068,6 +1224,7 @@ mod tests {
                 institution: "Test".into(),
                 max_skew_ms: DEFAULT_MAX_SKEW_MS,
                 cluster: None,
+                break_glass_review_ms: DEFAULT_BREAK_GLASS_REVIEW_MS,
             };
             let tx = Transaction::sign(
                 &w.admin,
@@ -1129,6 +1286,177 @@ mod tests {
         match r {
             Err(BlockFault::Tx { rejection, .. }) => rejection,
             other => panic!("expected a transaction fault, got {other:?}"),
+        }
+    }
+
+    const P: &str = "MFRGGZDFMZTWQ2LKNNWG23TPOA";
+    const Q: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY";
+
+    /// An access entry about `patients`, signed by the world's node.
+    fn access_entry(w: &World, verdict: Verdict, patients: &[&str], time: u64) -> Transaction {
+        use medledger_health::access::{Access, Purpose};
+        let glass = verdict == Verdict::BreakGlass;
+        let a = Access {
+            reader: "ab".repeat(32),
+            role: "doctor".into(),
+            node: keys::public_key(&w.node).to_hex(),
+            patients: patients.iter().map(|p| p.to_string()).collect(),
+            records: vec!["01".repeat(32)],
+            query: None,
+            returned: 1,
+            withheld: 0,
+            purpose: if glass {
+                Purpose::Etreat
+            } else {
+                Purpose::Treat
+            },
+            verdict,
+            reason: glass.then(|| "unconscious on arrival".to_owned()),
+            time_ms: time as i64,
+        };
+        Transaction::sign(&w.node, kind::ACCESS_ENTRY, time, &a.to_audit_event()).unwrap()
+    }
+
+    fn review(key: &SigningKey, entry: &Transaction, patients: &[&str], time: u64) -> Transaction {
+        Transaction::sign(
+            key,
+            kind::ACCESS_REVIEW,
+            time,
+            &json!({"entry": hex_id(entry.id()), "patients": patients,
+                    "outcome": "justified", "reason": "emergency-confirmed"}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_break_glass_entry_is_reviewed_once_by_the_data_protection_officer_alone() {
+        let mut w = World::new();
+        let dpo = SigningKey::from_bytes(&[10; 32]);
+        let doc = SigningKey::from_bytes(&[3; 32]);
+        let regs = vec![
+            w.register(&dpo, Role::DataProtectionOfficer),
+            w.register(&doc, Role::Doctor),
+        ];
+        w.block(regs, T0).unwrap();
+        // Leaves: genesis 0, registrations 1 and 2, then these at 3 and 4.
+        let glass = access_entry(&w, Verdict::BreakGlass, &[Q, P], T0);
+        let plain = access_entry(&w, Verdict::Permit, &[P], T0 + 1);
+        w.block(vec![glass.clone(), plain.clone()], T0 + 1).unwrap();
+        let open = w.state.break_glass(glass.id()).unwrap();
+        assert_eq!((open.leaf, open.time, open.review), (3, T0, None));
+        assert_eq!(open.patients, [Q, P]);
+        assert!(w.state.break_glass(plain.id()).is_none());
+
+        let t = T0 + 2;
+        let cases = [
+            (review(&doc, &glass, &[P, Q], t), "role_not_allowed"),
+            (review(&dpo, &plain, &[P], t), "not_break_glass"),
+            (review(&dpo, &report(&doc, t), &[P], t), "not_break_glass"),
+            (review(&dpo, &glass, &[P], t), "review_patients"),
+            (
+                review(&dpo, &glass, &[P, Q, "AAAAAAAAAAAAAAAAAAAAAAAAAA"], t),
+                "review_patients",
+            ),
+        ];
+        for (tx, code) in cases {
+            assert_eq!(rejection(w.block(vec![tx], t)).code(), code);
+        }
+        // The patients may come in any order; the review is leaf 5.
+        w.block(vec![review(&dpo, &glass, &[P, Q], t)], t).unwrap();
+        assert_eq!(w.state.break_glass(glass.id()).unwrap().review, Some(5));
+        assert_eq!(
+            rejection(w.block(vec![review(&dpo, &glass, &[Q, P], t + 1)], t + 1)),
+            Rejection::AlreadyReviewed
+        );
+    }
+
+    #[test]
+    fn an_entry_and_its_review_may_share_a_block_but_not_in_reverse_order() {
+        let mut w = World::new();
+        let dpo = SigningKey::from_bytes(&[10; 32]);
+        w.block(vec![w.register(&dpo, Role::DataProtectionOfficer)], T0)
+            .unwrap();
+        let glass = access_entry(&w, Verdict::BreakGlass, &[P], T0);
+        let r = review(&dpo, &glass, &[P], T0);
+        assert_eq!(
+            rejection(w.block(vec![r.clone(), glass.clone()], T0)),
+            Rejection::NotBreakGlass
+        );
+        w.block(vec![glass.clone(), r], T0).unwrap();
+        // Leaves: genesis 0, registration 1, entry 2, review 3.
+        let b = w.state.break_glass(glass.id()).unwrap();
+        assert_eq!((b.leaf, b.review), (2, Some(3)));
+    }
+
+    #[test]
+    fn an_entry_is_overdue_only_unreviewed_and_strictly_past_its_deadline() {
+        // Flagged at 10:00:00.000 on 2026-12-03 (20,790 days after the epoch),
+        // with the default deadline of 72 h: due at 10:00:00.000 on 2026-12-06.
+        let at = 20_790 * 86_400_000 + 10 * 3_600_000;
+        let due = 20_793 * 86_400_000 + 10 * 3_600_000;
+        let mut b = BreakGlass {
+            id: Bytes([1; 32]),
+            leaf: 7,
+            time: at,
+            patients: vec![P.into()],
+            review: None,
+        };
+        assert_eq!(DEFAULT_BREAK_GLASS_REVIEW_MS, 259_200_000);
+        assert!(!b.overdue(259_200_000, at));
+        assert!(!b.overdue(259_200_000, due));
+        assert!(b.overdue(259_200_000, due + 1));
+        b.review = Some(9);
+        assert!(!b.overdue(259_200_000, due + 1));
+        // A deadline reaching past the end of time is never overdue.
+        b.review = None;
+        assert!(!b.overdue(u64::MAX, u64::MAX));
+    }
+
+    #[test]
+    fn genesis_review_deadline_defaults_to_72_hours_and_is_bounded() {
+        let admin = SigningKey::from_bytes(&[2; 32]);
+        let node = SigningKey::from_bytes(&[1; 32]);
+        let genesis = |extra: Option<u64>| {
+            let mut g = json!({
+                "origin": "example.org/test",
+                "admin": keys::public_key(&admin),
+                "node": keys::public_key(&node),
+                "institution": "Test",
+                "max_skew_ms": 300_000,
+            });
+            if let Some(ms) = extra {
+                g["break_glass_review_ms"] = json!(ms);
+            }
+            Transaction::sign(&admin, kind::GENESIS, T0, &g).unwrap()
+        };
+        // A genesis written before the field existed reads with the default,
+        // and writing the default leaves the field out: the same canonical
+        // payload, so the same commitment for the same salt.
+        let old = genesis(None);
+        let g: GenesisPayload = parse(&old).unwrap();
+        assert_eq!(g.break_glass_review_ms, 259_200_000);
+        let again = medledger_formats::canon::jcs(&g).unwrap();
+        assert_eq!(again, old.payload_jcs());
+        let mut state = LedgerState::new(DEFAULT_MAX_SKEW_MS);
+        state.admit(&old, T0, 0).unwrap();
+        assert_eq!(state.break_glass_review_ms(), 259_200_000);
+
+        // One minute to 90 days (7,776,000,000 ms).
+        for (ms, ok) in [
+            (59_999, false),
+            (60_000, true),
+            (7_776_000_000, true),
+            (7_776_000_001, false),
+        ] {
+            let mut state = LedgerState::new(DEFAULT_MAX_SKEW_MS);
+            let r = state.admit(&genesis(Some(ms)), T0, 0);
+            match ok {
+                true => assert_eq!(state.break_glass_review_ms(), ms, "{ms}"),
+                false => assert!(
+                    matches!(&r, Err(Rejection::GenesisInvalid(m)) if m.contains("break_glass_review_ms")),
+                    "{ms}: {r:?}"
+                ),
+            }
         }
     }
 

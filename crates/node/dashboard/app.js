@@ -1116,6 +1116,7 @@ async function overviewPage(ctx) {
   const rateNote = h('p', { class: 'stat__note muted' }, 'measured over successive polls');
   const spark = h('div', { class: 'spark', 'aria-hidden': 'true' });
   const writable = h('p', { class: 'stat__value', id: 'ov-writable' }, '—');
+  const overdue = h('p', { class: 'stat__value', id: 'ov-glass-overdue' }, '—');
   const updated = h('p', { class: 'muted small', id: 'ov-updated' }, 'Connecting…');
   put(root, 
     errorSlot,
@@ -1126,6 +1127,7 @@ async function overviewPage(ctx) {
       h('div', { class: 'stat card' }, h('h2', { class: 'stat__label' }, 'Transactions'), size, h('p', { class: 'stat__note muted' }, 'leaves in the Merkle log')),
       h('div', { class: 'stat card' }, h('h2', { class: 'stat__label' }, 'Ingest rate'), rate, spark, rateNote),
       h('div', { class: 'stat card' }, h('h2', { class: 'stat__label' }, 'Accepts writes'), writable, h('p', { class: 'stat__note muted' }, 'false once storage has failed')),
+      h('div', { class: 'stat card' }, h('h2', { class: 'stat__label' }, 'Overdue break-glass reviews'), overdue, h('p', { class: 'stat__note muted' }, 'emergency reads the data-protection officer has not reviewed in time')),
     ),
     updated,
   );
@@ -1277,6 +1279,12 @@ async function overviewPage(ctx) {
         rateNote.textContent = 'needs two polls, 2 s apart';
       }
       drawSpark();
+      // A count, public at /metrics: no token needed.
+      const metrics = await ctx.api('/metrics', { as: 'text' });
+      const line = metrics.split('\n').find((l) => l.startsWith('medledger_break_glass_unreviewed_overdue '));
+      const n = line ? Number(line.split(' ')[1]) : NaN;
+      overdue.textContent = Number.isFinite(n) ? fmt(n) : '—';
+      overdue.classList.toggle('bad', n > 0);
       const note = await ctx.api('/v1/checkpoint', { as: 'text' });
       const vkey = settings.pinnedVkey || status.vkey;
       if (note !== lastNote || vkey !== lastVkeyUsed) {

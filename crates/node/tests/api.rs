@@ -23,8 +23,9 @@ use medledger_formats::receipt::TlogProof;
 use medledger_formats::tx::Transaction;
 use medledger_health::pseudonym::{Identifier, PseudonymKey};
 use medledger_ledger::{
-    ALERT_READERS, DEFAULT_MAX_SKEW_MS, DIRECTORY_READERS, DONOR_READERS, FHIR_WRITERS, Ledger,
-    PSEUDONYM_MAKERS, RECORD_READERS, Rejection, Role, allowed_roles, kind, now_ms, read_key_file,
+    ALERT_READERS, BREAK_GLASS_READERS, DEFAULT_MAX_SKEW_MS, DIRECTORY_READERS, DONOR_READERS,
+    FHIR_WRITERS, Ledger, PSEUDONYM_MAKERS, RECORD_READERS, Rejection, Role, allowed_roles, kind,
+    now_ms, read_key_file,
 };
 use medledger_node::http::{AppState, Budgets, OPENAPI, PEER_TIMEOUT, node_cosigner, router};
 use medledger_node::{
@@ -993,6 +994,7 @@ async fn roles_md_endpoint_matrix_holds_for_every_caller_and_endpoint() {
             ("post", "/fhir") => Some(FHIR_WRITERS),
             ("get", "/v1/alerts") | ("get", "/v1/alerts/stream") => Some(ALERT_READERS),
             ("get", "/v1/donors/{pseudonym}") => Some(DONOR_READERS),
+            ("get", "/v1/break-glass") => Some(BREAK_GLASS_READERS),
             _ => None,
         };
         for (col, cell) in header.iter().zip(row).skip(1) {
@@ -1177,6 +1179,10 @@ async fn roles_md_kind_table_matches_allowed_roles_and_the_ledger() {
     )])
     .await;
 
+    // A break-glass read about Q (whose records no other kind here is
+    // about) for the officer's review to name.
+    let glass = node.break_glass(&keys, PATIENT_Q).await;
+
     let (header, rows) = md_table("kind");
     let expected_columns: Vec<&str> = std::iter::once("kind")
         .chain(Role::ALL.iter().map(|r| r.as_str()))
@@ -1215,6 +1221,7 @@ async fn roles_md_kind_table_matches_allowed_roles_and_the_ledger() {
                 (Role::PseudonymizationAuthority, kind::REVOKE) => {
                     json!({"key": keys::public_key(&patient_victim), "reason": "test"})
                 }
+                (_, kind::ACCESS_REVIEW) => review_payload(&glass, &[PATIENT_Q], "justified"),
                 _ => payload_for(k, &doctor, &victim),
             };
             txs.push(signed(key, k, &payload));
@@ -1303,7 +1310,7 @@ async fn openapi_documents_exactly_the_routes_and_every_documented_route_answers
                 .await
             }
             ("get", "/v1/donors/{pseudonym}") => node.get(&uri, Some(&doctor_token)).await,
-            ("get", "/v1/patients/{pseudonym}/access-log") => {
+            ("get", "/v1/patients/{pseudonym}/access-log") | ("get", "/v1/break-glass") => {
                 node.get(&uri, Some(&dpo_token)).await
             }
             ("post", "/v1/pseudonyms") => {
@@ -1403,6 +1410,9 @@ fn openapi_document_is_consistent() {
         Rejection::AlreadyRevoked,
         Rejection::LastNode,
         Rejection::ConsentFormRequired,
+        Rejection::NotBreakGlass,
+        Rejection::AlreadyReviewed,
+        Rejection::ReviewPatients,
     ];
     for r in rejections {
         assert!(
@@ -3609,7 +3619,10 @@ impl Node {
         let verifier = NoteVerifier::parse(self.status().await["vkey"].as_str().unwrap()).unwrap();
         let entries = r.json()["entries"].as_array().expect("entries").clone();
         for e in &entries {
-            assert_eq!(e["kind"], "access.entry");
+            assert!(
+                e["kind"] == "access.entry" || e["kind"] == "access.review",
+                "{e}"
+            );
             let proof = TlogProof::parse(e["receipt"].as_str().unwrap()).unwrap();
             let id = Hex32Bytes::<32>::parse_hex(e["id"].as_str().unwrap()).unwrap();
             proof
@@ -4408,4 +4421,252 @@ async fn a_token_from_one_node_is_accepted_by_another_node_of_the_ledger() {
     c.get(&read, Some(&stranger))
         .await
         .expect(401, "unauthorized");
+}
+
+// ---- witnessed break-glass --------------------------------------------------
+
+/// The officer's review of the break-glass entry `entry` (hex id) about
+/// `patients`, with a reason code that fits `outcome`.
+fn review_payload(entry: &str, patients: &[&str], outcome: &str) -> Value {
+    let reason = match outcome {
+        "justified" => "emergency-confirmed",
+        _ => "no-emergency",
+    };
+    json!({"entry": entry, "patients": patients, "outcome": outcome, "reason": reason})
+}
+
+impl Node {
+    /// A doctor breaks the glass on a report about `patient` after the
+    /// patient denied every read; returns the flagged entry's id.
+    async fn break_glass(
+        &self,
+        keys: &BTreeMap<&'static str, (Role, SigningKey)>,
+        patient: &str,
+    ) -> String {
+        let doctor = &keys["doctor"].1;
+        let rec = report_about(doctor, patient);
+        self.submit_ok(std::slice::from_ref(&rec)).await;
+        self.submit_ok(&[directive(doctor, patient, json!({"type": "deny"}))])
+            .await;
+        let uri = format!("/v1/transactions/{}", id_hex(&rec));
+        self.read(
+            &uri,
+            &self.token(doctor),
+            "ETREAT",
+            Some("unconscious on arrival"),
+        )
+        .await
+        .expect(200, "");
+        let dpo = self.token(&keys["data_protection_officer"].1);
+        let log = self.access_log(&dpo, patient).await;
+        let last = log.last().expect("the read is logged");
+        assert_eq!(entry_summary(last).1, "break-glass");
+        last["id"].as_str().unwrap().to_owned()
+    }
+
+    /// `/metrics`' value of `name`.
+    async fn gauge(&self, name: &str) -> u64 {
+        let text = self.get("/metrics", None).await.text();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{name} missing from /metrics: {text}"))
+            .parse()
+            .unwrap()
+    }
+
+    /// Verifies the receipt `receipt` of the transaction `id` against the
+    /// node's key.
+    async fn verify_receipt(&self, id: &str, receipt: &str) {
+        let verifier = NoteVerifier::parse(self.status().await["vkey"].as_str().unwrap()).unwrap();
+        let proof = TlogProof::parse(receipt).unwrap();
+        let id = Hex32Bytes::<32>::parse_hex(id).unwrap();
+        proof
+            .verify(&id.0, Some(ORIGIN), std::slice::from_ref(&verifier))
+            .expect("the receipt verifies");
+    }
+}
+
+#[tokio::test]
+async fn a_break_glass_read_is_listed_until_the_officer_reviews_it_once() {
+    let node = start();
+    let keys = role_keys(&node);
+    register_roles(&node, &keys).await;
+    assert_eq!(node.gauge("medledger_break_glass_unreviewed").await, 0);
+    let before = now_ms();
+    let entry = node.break_glass(&keys, PATIENT_P).await;
+    let after = now_ms();
+    let dpo_key = &keys["data_protection_officer"].1;
+    let dpo = node.token(dpo_key);
+    assert_eq!(node.gauge("medledger_break_glass_unreviewed").await, 1);
+    assert_eq!(
+        node.gauge("medledger_break_glass_unreviewed_overdue").await,
+        0
+    );
+
+    let open = node
+        .get("/v1/break-glass?unreviewed=true", Some(&dpo))
+        .await;
+    open.expect(200, "");
+    let open = open.json();
+    assert_eq!(open["review_deadline_ms"], 259_200_000, "{open}");
+    assert_eq!(open["next_after"], Value::Null);
+    let [e] = open["entries"].as_array().unwrap().as_slice() else {
+        panic!("one entry awaits review: {open}");
+    };
+    assert_eq!(e["id"], entry);
+    let doctor_key = keys::public_key(&keys["doctor"].1).to_hex();
+    assert_eq!(e["reader"], doctor_key);
+    assert_eq!(e["patients"], json!([PATIENT_P]));
+    assert_eq!(e["purpose"], "ETREAT");
+    assert_eq!(e["reason"], "unconscious on arrival");
+    assert_eq!(e["review"], Value::Null);
+    assert_eq!(e["overdue"], false);
+    let time = e["time"].as_u64().unwrap();
+    assert!((before..=after).contains(&time));
+    assert_eq!(e["due"].as_u64().unwrap(), time + 72 * 3_600_000);
+    node.verify_receipt(&entry, e["receipt"].as_str().unwrap())
+        .await;
+
+    // Only the officer lists them, and only with a well-formed query.
+    for role in ["auditor", "doctor", "admin"] {
+        let t = node.token(&keys[role].1);
+        node.get("/v1/break-glass", Some(&t))
+            .await
+            .expect(403, "forbidden");
+    }
+    for q in ["unreviewed=yes", "unreviewed=", "limit=x", "after=-1"] {
+        node.get(&format!("/v1/break-glass?{q}"), Some(&dpo))
+            .await
+            .expect(400, "bad_query");
+    }
+
+    // Reviews that the ledger refuses, each with its code.
+    let doctor = &keys["doctor"].1;
+    // The officer's own read of P's history is logged, withheld, unflagged.
+    node.read(
+        &format!("/v1/patients/{PATIENT_P}/history"),
+        &dpo,
+        "HOPERAT",
+        None,
+    )
+    .await
+    .expect(200, "");
+    let log = node.access_log(&dpo, PATIENT_P).await;
+    let last = log.last().unwrap();
+    assert_eq!(entry_summary(last).1, "deny");
+    let plain = last["id"].as_str().unwrap().to_owned();
+    let refused = [
+        (
+            signed(
+                doctor,
+                kind::ACCESS_REVIEW,
+                &review_payload(&entry, &[PATIENT_P], "justified"),
+            ),
+            403,
+            "role_not_allowed",
+        ),
+        (
+            signed(
+                dpo_key,
+                kind::ACCESS_REVIEW,
+                &review_payload(&plain, &[PATIENT_P], "justified"),
+            ),
+            422,
+            "not_break_glass",
+        ),
+        (
+            signed(
+                dpo_key,
+                kind::ACCESS_REVIEW,
+                &review_payload(&"0f".repeat(32), &[PATIENT_P], "justified"),
+            ),
+            422,
+            "not_break_glass",
+        ),
+        (
+            signed(
+                dpo_key,
+                kind::ACCESS_REVIEW,
+                &review_payload(&entry, &[PATIENT_Q], "justified"),
+            ),
+            422,
+            "review_patients",
+        ),
+    ];
+    for (tx, status, code) in refused {
+        node.post_json(&wire(&tx)).await.expect(status, code);
+    }
+
+    let review = signed(
+        dpo_key,
+        kind::ACCESS_REVIEW,
+        &review_payload(&entry, &[PATIENT_P], "not-justified"),
+    );
+    node.submit_ok(std::slice::from_ref(&review)).await;
+    let again = signed(
+        dpo_key,
+        kind::ACCESS_REVIEW,
+        &review_payload(&entry, &[PATIENT_P], "justified"),
+    );
+    node.post_json(&wire(&again))
+        .await
+        .expect(422, "already_reviewed");
+
+    let open = node
+        .get("/v1/break-glass?unreviewed=true", Some(&dpo))
+        .await;
+    assert_eq!(open.json()["entries"], json!([]));
+    let all = node.get("/v1/break-glass", Some(&dpo)).await.json();
+    let [e] = all["entries"].as_array().unwrap().as_slice() else {
+        panic!("the reviewed entry is still listed: {all}");
+    };
+    assert_eq!(e["id"], entry);
+    assert_eq!(e["overdue"], false);
+    let r = &e["review"];
+    assert_eq!(r["id"], id_hex(&review));
+    assert_eq!(r["outcome"], "not-justified");
+    assert_eq!(r["reason"], "no-emergency");
+    assert_eq!(r["author"], keys::public_key(dpo_key).to_hex());
+    node.verify_receipt(&id_hex(&review), r["receipt"].as_str().unwrap())
+        .await;
+    // The patient's access log shows the review after the read it judges
+    // (and the officer's own read in between).
+    let log = node.access_log(&dpo, PATIENT_P).await;
+    let ids: Vec<&str> = log.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids[ids.len() - 3..],
+        [entry.as_str(), &plain, &id_hex(&review)]
+    );
+    assert_eq!(log.last().unwrap()["kind"], "access.review");
+    assert_eq!(node.gauge("medledger_break_glass_unreviewed").await, 0);
+    assert_eq!(
+        node.gauge("medledger_break_glass_unreviewed_overdue").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn the_break_glass_list_pages_like_the_access_log() {
+    let node = start();
+    let keys = role_keys(&node);
+    register_roles(&node, &keys).await;
+    let first = node.break_glass(&keys, PATIENT_P).await;
+    let second = node.break_glass(&keys, PATIENT_Q).await;
+    let dpo = node.token(&keys["data_protection_officer"].1);
+    let page = node.get("/v1/break-glass?limit=1", Some(&dpo)).await.json();
+    assert_eq!(page["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(page["entries"][0]["id"], first);
+    let next = page["next_after"].as_u64().expect("a next page");
+    assert_eq!(next, page["entries"][0]["index"].as_u64().unwrap());
+    let rest = node
+        .get(&format!("/v1/break-glass?limit=1&after={next}"), Some(&dpo))
+        .await
+        .json();
+    assert_eq!(rest["entries"][0]["id"], second);
+    assert_eq!(rest["next_after"], Value::Null);
+    let none = node
+        .get(&format!("/v1/break-glass?after={}", u64::MAX), Some(&dpo))
+        .await
+        .json();
+    assert_eq!(none["entries"], json!([]));
 }

@@ -32,6 +32,9 @@ const BY_ACCESSED: TableDefinition<(&str, u64), ()> = TableDefinition::new("by_a
 const PARTICIPANTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("participants");
 /// Patient pseudonym → public key of the patient's chosen doctor.
 const CHOSEN: TableDefinition<&str, &[u8; 32]> = TableDefinition::new("chosen_doctor");
+/// Leaf of a break-glass access entry → its encoded record (the entry and
+/// its review, once reviewed).
+const BREAK_GLASS: TableDefinition<u64, &[u8]> = TableDefinition::new("break_glass");
 
 const INDEXED_BLOCKS: &str = "indexed_blocks";
 
@@ -67,14 +70,19 @@ db_err!(
 /// A participant record: public key and its encoded record.
 pub type ParticipantRecord = ([u8; 32], Vec<u8>);
 
-/// The directory records a block changes: participants and chosen doctors,
-/// as they stand after the block.
+/// A break-glass record: the entry's leaf and its encoded record.
+pub type BreakGlassRecord = (u64, Vec<u8>);
+
+/// The directory records a block changes: participants, chosen doctors and
+/// break-glass entries, as they stand after the block.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Directory {
     /// Participant records: public key → encoded record.
     pub participants: Vec<ParticipantRecord>,
     /// Chosen doctors: patient pseudonym → doctor's public key.
     pub chosen: Vec<(String, [u8; 32])>,
+    /// Break-glass entries opened or reviewed: leaf → encoded record.
+    pub break_glass: Vec<BreakGlassRecord>,
 }
 
 /// A block's entry in the index.
@@ -122,6 +130,8 @@ pub struct BlockIndex {
     pub participants: Vec<ParticipantRecord>,
     /// Chosen doctors it sets: patient pseudonym → doctor's public key.
     pub chosen: Vec<(String, [u8; 32])>,
+    /// Break-glass entries it opens or reviews: leaf → encoded record.
+    pub break_glass: Vec<BreakGlassRecord>,
 }
 
 /// A secondary index to query.
@@ -215,6 +225,7 @@ impl Index {
             let mut by_accessed = w.open_table(BY_ACCESSED)?;
             let mut parts = w.open_table(PARTICIPANTS)?;
             let mut chosen = w.open_table(CHOSEN)?;
+            let mut glass = w.open_table(BREAK_GLASS)?;
             for b in blocks {
                 let e = &b.block;
                 bl.insert(
@@ -250,6 +261,9 @@ impl Index {
                 for (patient, doctor) in &b.chosen {
                     chosen.insert(patient.as_str(), doctor)?;
                 }
+                for (leaf, rec) in &b.break_glass {
+                    glass.insert(leaf, rec.as_slice())?;
+                }
             }
             meta.insert(INDEXED_BLOCKS, last.block.height + 1)?;
         }
@@ -280,6 +294,7 @@ impl Index {
         w.delete_table(BY_ACCESSED)?;
         w.delete_table(PARTICIPANTS)?;
         w.delete_table(CHOSEN)?;
+        w.delete_table(BREAK_GLASS)?;
         Self::create_tables(&w)?;
         w.commit()?;
         Ok(())
@@ -298,6 +313,7 @@ impl Index {
         w.open_table(BY_ACCESSED)?;
         w.open_table(PARTICIPANTS)?;
         w.open_table(CHOSEN)?;
+        w.open_table(BREAK_GLASS)?;
         Ok(())
     }
 
@@ -360,6 +376,29 @@ impl Index {
         for item in t.iter()? {
             let (k, v) = item?;
             out.push((k.value().to_string(), *v.value()));
+        }
+        Ok(out)
+    }
+
+    /// Break-glass records, by the entry's leaf ascending from `from`; with
+    /// `keep`, only those it keeps, at most `limit`.
+    pub fn break_glass(
+        &self,
+        from: u64,
+        limit: usize,
+        keep: impl Fn(&[u8]) -> bool,
+    ) -> Result<Vec<BreakGlassRecord>, IndexError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(BREAK_GLASS)?;
+        let mut out = Vec::new();
+        for item in t.range(from..)? {
+            if out.len() == limit {
+                break;
+            }
+            let (k, v) = item?;
+            if keep(v.value()) {
+                out.push((k.value(), v.value().to_vec()));
+            }
         }
         Ok(out)
     }
@@ -450,6 +489,8 @@ mod tests {
             txs,
             participants: vec![([9; 32], b"{}".to_vec())],
             chosen: vec![("P".into(), [7; 32])],
+            // A record per block, the later one rewriting leaf 1's.
+            break_glass: vec![(1, format!("open {height}").into_bytes())],
         };
         index
             .apply(
@@ -505,7 +546,19 @@ mod tests {
         assert_eq!(index.height_of_leaf(1).unwrap(), Some(0));
         assert_eq!(index.block(1).unwrap().unwrap().first_leaf, 2);
         assert_eq!(index.participant(&[9; 32]).unwrap(), Some(b"{}".to_vec()));
+        assert_eq!(
+            index.break_glass(0, 10, |_| true).unwrap(),
+            vec![(1, b"open 1".to_vec())]
+        );
+        assert!(index.break_glass(2, 10, |_| true).unwrap().is_empty());
+        assert!(
+            index
+                .break_glass(0, 10, |r| r == b"open 0")
+                .unwrap()
+                .is_empty()
+        );
         index.clear().unwrap();
+        assert!(index.break_glass(0, 10, |_| true).unwrap().is_empty());
         assert_eq!(index.indexed_blocks().unwrap(), 0);
         assert_eq!(
             index.leaves_by(By::Kind("a"), 0, 10).unwrap(),

@@ -15,7 +15,8 @@ mod segment;
 pub use backend::{Backend, BackendFactory, FileBackend, FileFactory, sync_dir};
 // The redb indexes: blocks, transactions, participants and lookups by term.
 pub use index::{
-    BlockEntry, BlockIndex, By, Directory, Index, IndexError, ParticipantRecord, TxEntry,
+    BlockEntry, BlockIndex, BreakGlassRecord, By, Directory, Index, IndexError, ParticipantRecord,
+    TxEntry,
 };
 // The Merkle log's subtree files.
 pub use merkle_store::MerkleStore;

@@ -11,6 +11,7 @@ pub(crate) mod dashboard;
 pub(crate) mod edge;
 pub(crate) mod export;
 pub(crate) mod fhir;
+pub(crate) mod glass;
 pub(crate) mod health;
 pub(crate) mod problem;
 pub(crate) mod record;

@@ -125,7 +125,10 @@ pub fn submit_problem(e: &SubmitError) -> Problem {
             | Rejection::NotRegistered
             | Rejection::AlreadyRevoked
             | Rejection::LastNode
-            | Rejection::ConsentFormRequired => StatusCode::UNPROCESSABLE_ENTITY,
+            | Rejection::ConsentFormRequired
+            | Rejection::NotBreakGlass
+            | Rejection::AlreadyReviewed
+            | Rejection::ReviewPatients => StatusCode::UNPROCESSABLE_ENTITY,
         },
     };
     let mut p = Problem::new(status, e.code(), e.to_string());

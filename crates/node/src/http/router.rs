@@ -63,6 +63,7 @@ pub fn router(state: Shared) -> Router {
             "/v1/patients/{pseudonym}/access-log",
             get(crate::http::health::access_log),
         )
+        .route("/v1/break-glass", get(crate::http::glass::list))
         .route("/v1/export", get(crate::http::export::export))
         .route(
             "/v1/vitals",
@@ -410,11 +411,20 @@ async fn participants(State(state): State<Shared>, headers: HeaderMap) -> ApiRes
 }
 
 async fn metrics_text(State(state): State<Shared>) -> Response {
-    let body = state
+    let mut body = state
         .metrics
         .as_ref()
         .map(|h| h.render())
         .unwrap_or_default();
+    if !body.is_empty() && !body.ends_with('\n') {
+        body.push('\n');
+    }
+    // Gauges that depend on the clock are computed from the ledger when
+    // scraped; a node that cannot read them yet (no genesis) leaves them out.
+    let st = state.clone();
+    if let Ok(gauges) = blocking(move || crate::http::glass::gauges(st.log.store())).await {
+        body.push_str(&gauges);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
