@@ -6,6 +6,7 @@ mod demo;
 mod demo_data;
 mod export;
 mod import;
+mod patient;
 mod pseudonym;
 mod receipt;
 mod remote;
@@ -156,6 +157,11 @@ enum Command {
         kind: String,
         /// JSON payload file; stdin if absent.
         payload: Option<PathBuf>,
+    },
+    /// A patient's own tools: who read my records, proven.
+    Patient {
+        #[command(subcommand)]
+        command: patient::PatientCommand,
     },
     /// Build signed admin transactions that register or revoke participants.
     Participant {
@@ -410,6 +416,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 serde_json::from_str(&text).context("payload is not JSON")?;
             print_signed(&key, &kind, &payload)
         }
+        Command::Patient { command } => patient::run(command),
         Command::Participant { command } => participant(command),
         Command::Bench { command } => bench::run(command),
     }
@@ -496,52 +503,65 @@ fn token(cmd: TokenCommand) -> Result<ExitCode> {
             aud,
         } => {
             let key = read_key_file(&key)?;
-            let endpoint = format!(
-                "{}{}",
-                url.trim_end_matches('/'),
-                medledger_node::TOKEN_PATH
+            println!(
+                "{}",
+                request_token(&key, &url, scope.as_deref(), aud.as_deref())?
             );
-            let aud = aud.unwrap_or_else(|| endpoint.clone());
-            let jti = hex::encode(keys::random_bytes::<16>()?);
-            // A short lifetime: the assertion is used at once.
-            let assertion = medledger_node::sign_assertion(&key, &aud, now_ms() / 1000, 60, &jti)
-                .map_err(|e| anyhow::anyhow!("signing the assertion: {e}"))?;
-            let mut form = form_urlencoded::Serializer::new(String::new());
-            form.append_pair("grant_type", "client_credentials")
-                .append_pair("client_assertion_type", medledger_node::ASSERTION_TYPE)
-                .append_pair("client_assertion", &assertion);
-            if let Some(scope) = &scope {
-                form.append_pair("scope", scope);
-            }
-            let resp = reqwest::blocking::Client::new()
-                .post(&endpoint)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(form.finish())
-                .send()
-                .with_context(|| format!("POST {endpoint}"))?;
-            let status = resp.status();
-            let body: serde_json::Value = resp
-                .json()
-                .with_context(|| format!("POST {endpoint}: {status} without a JSON body"))?;
-            match body["access_token"].as_str() {
-                Some(token) if status.is_success() => {
-                    println!("{token}");
-                    Ok(ExitCode::SUCCESS)
-                }
-                _ => bail!(
-                    "{endpoint} refused: {status} {}: {}",
-                    body["error"].as_str().unwrap_or("no error code"),
-                    body["error_description"]
-                        .as_str()
-                        .or(body["detail"].as_str())
-                        .unwrap_or("")
-                ),
-            }
+            Ok(ExitCode::SUCCESS)
         }
         TokenCommand::Revoke { data_dir, token } => {
             medledger_node::revoke_token(&data_dir, &token)?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// An access token from the node at `url` (SMART Backend Services: a
+/// client-credentials grant with an assertion signed by `key`). `aud` is
+/// the assertion's audience when the node's public URL differs from `url`.
+pub(crate) fn request_token(
+    key: &ed25519_dalek::SigningKey,
+    url: &str,
+    scope: Option<&str>,
+    aud: Option<&str>,
+) -> Result<String> {
+    let endpoint = format!(
+        "{}{}",
+        url.trim_end_matches('/'),
+        medledger_node::TOKEN_PATH
+    );
+    let aud = aud.unwrap_or(&endpoint);
+    let jti = hex::encode(keys::random_bytes::<16>()?);
+    // A short lifetime: the assertion is used at once.
+    let assertion = medledger_node::sign_assertion(key, aud, now_ms() / 1000, 60, &jti)
+        .map_err(|e| anyhow::anyhow!("signing the assertion: {e}"))?;
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.append_pair("grant_type", "client_credentials")
+        .append_pair("client_assertion_type", medledger_node::ASSERTION_TYPE)
+        .append_pair("client_assertion", &assertion);
+    if let Some(scope) = scope {
+        form.append_pair("scope", scope);
+    }
+    let resp = reqwest::blocking::Client::new()
+        .post(&endpoint)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.finish())
+        .send()
+        .with_context(|| format!("POST {endpoint}"))?;
+    let status = resp.status();
+    let body: serde_json::Value = resp
+        .json()
+        .with_context(|| format!("POST {endpoint}: {status} without a JSON body"))?;
+    match body["access_token"].as_str() {
+        Some(token) if status.is_success() => Ok(token.to_owned()),
+        _ => bail!(
+            "{endpoint} refused: {status} {}: {}",
+            body["error"].as_str().unwrap_or("no error code"),
+            body["error_description"]
+                .as_str()
+                .or(body["detail"].as_str())
+                .unwrap_or("")
+        ),
     }
 }
 

@@ -369,7 +369,7 @@ pub fn receipt(cmd: ReceiptCommand) -> Result<ExitCode> {
 }
 
 /// Replaces `path` with `text` atomically: temp file, fsync, rename, fsync dir.
-fn write_atomic(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),

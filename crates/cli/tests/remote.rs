@@ -6,6 +6,10 @@
 mod common;
 
 use common::*;
+use ed25519_dalek::SigningKey;
+use medledger_formats::keys;
+use medledger_formats::tx::Transaction;
+use medledger_ledger::{RegisterPayload, Role, kind, now_ms};
 use std::fs;
 use std::io::Write;
 use std::net::TcpListener;
@@ -117,12 +121,12 @@ fn json_lines(out: &Output) -> Vec<serde_json::Value> {
 /// and the doctor's key file.
 fn ledger_with_doctor(root: &Path, dir: &Path) -> (String, PathBuf, ed25519_dalek::SigningKey) {
     let vkey = init(dir);
-    let doctor = medledger_formats::keys::generate().unwrap();
+    let doctor = keys::generate().unwrap();
     let key_file = root.join(format!(
         "doctor-{}.key",
         dir.file_name().unwrap().to_string_lossy()
     ));
-    fs::write(&key_file, medledger_formats::keys::encode_key_file(&doctor)).unwrap();
+    fs::write(&key_file, keys::encode_key_file(&doctor)).unwrap();
     let reg = register_tx(&admin_key(dir), &doctor);
     let out = import(dir, &[line(&reg)], 1);
     assert!(out.output.status.success());
@@ -224,15 +228,14 @@ fn submit_get_fetch_and_watch_against_a_served_node() {
             "--data-dir",
             dir.to_str().unwrap(),
             "--participant",
-            &medledger_formats::keys::public_key(&doctor).to_hex(),
+            &keys::public_key(&doctor).to_hex(),
         ],
         None,
     );
     let token = text(&out).0.trim().to_owned();
     // A key that is no participant gets no token, while the node runs (the
     // participants are read from the segments) as when it is stopped.
-    let stranger =
-        medledger_formats::keys::public_key(&medledger_formats::keys::generate().unwrap()).to_hex();
+    let stranger = keys::public_key(&keys::generate().unwrap()).to_hex();
     let out = run(
         &[
             "token",
@@ -332,11 +335,7 @@ fn submit_get_fetch_and_watch_against_a_served_node() {
     let mut witnesses = Vec::new();
     for name in ["witness.a.example/w", "witness.b.example/w"] {
         let wkey = root.path().join(format!("{}.key", &name[8..9]));
-        fs::write(
-            &wkey,
-            medledger_formats::keys::encode_key_file(&medledger_formats::keys::generate().unwrap()),
-        )
-        .unwrap();
+        fs::write(&wkey, keys::encode_key_file(&keys::generate().unwrap())).unwrap();
         let wstate = root.path().join(format!("{}.state", &name[8..9]));
         let out = run(
             &[
@@ -620,16 +619,8 @@ fn receipt_verify_requires_a_quorum_of_distinct_trusted_cosigners() {
         )
     };
     // A witness cosigns the node's checkpoint; another trusted one does not.
-    let witness = Cosigner::new(
-        "witness.example/w",
-        medledger_formats::keys::generate().unwrap(),
-    )
-    .unwrap();
-    let absent = Cosigner::new(
-        "witness.example/absent",
-        medledger_formats::keys::generate().unwrap(),
-    )
-    .unwrap();
+    let witness = Cosigner::new("witness.example/w", keys::generate().unwrap()).unwrap();
+    let absent = Cosigner::new("witness.example/absent", keys::generate().unwrap()).unwrap();
     let (w, gone) = (witness.verifier().to_vkey(), absent.verifier().to_vkey());
     let time = medledger_ledger::now_ms() / 1000;
     let with_lines = |name: &str, lines: &[medledger_formats::note::NoteSignature]| {
@@ -903,4 +894,163 @@ fn serve_refuses_an_invalid_cosigner_name() {
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("cosigner name \"has space\""), "{stderr}");
+}
+
+/// A `participant.register` of `key` with `role`, bound to `patient` if
+/// given, signed by `by`.
+fn register_as(by: &SigningKey, key: &SigningKey, role: Role, patient: Option<&str>) -> String {
+    let p = RegisterPayload {
+        key: keys::public_key(key),
+        role,
+        institution: "Klinicki centar Nis".into(),
+        label: format!("test {role:?}"),
+        patient: patient.map(str::to_owned),
+        cluster: None,
+    };
+    let tx = Transaction::sign(
+        by,
+        kind::REGISTER,
+        now_ms(),
+        &serde_json::to_value(p).unwrap(),
+    )
+    .unwrap();
+    line(&tx)
+}
+
+fn key_file(root: &Path, name: &str, key: &SigningKey) -> PathBuf {
+    let f = root.join(format!("{name}.key"));
+    fs::write(&f, keys::encode_key_file(key)).unwrap();
+    f
+}
+
+#[test]
+fn a_patient_sees_who_read_their_records_every_entry_proven_and_consistent() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("data");
+    let vkey = init(&dir);
+    let new_key = || keys::generate().unwrap();
+    let (authority, patient, doctor) = (new_key(), new_key(), new_key());
+    let admin = admin_key(&dir);
+    let pseudonym = report_payload(0)["patient"].as_str().unwrap().to_owned();
+    let regs = [
+        register_as(&admin, &authority, Role::PseudonymizationAuthority, None),
+        register_as(&admin, &doctor, Role::Doctor, None),
+    ];
+    assert!(import(&dir, &regs, 8).output.status.success());
+    let reg = register_as(&authority, &patient, Role::Patient, Some(&pseudonym));
+    assert!(import(&dir, &[reg], 1).output.status.success());
+    let report = report_tx(&doctor, 0);
+    let ids = import(&dir, &[line(&report)], 1).ids();
+    let patient_key = key_file(root.path(), "patient", &patient);
+    let doctor_key = key_file(root.path(), "doctor", &doctor);
+
+    let node = serve(&dir);
+    let token = |key: &Path, scope: &str| {
+        let out = run(
+            &[
+                "token",
+                "request",
+                "--key",
+                key.to_str().unwrap(),
+                "--url",
+                &node.url,
+                "--scope",
+                scope,
+            ],
+            None,
+        );
+        assert!(out.status.success(), "{:?}", text(&out));
+        text(&out).0.trim().to_owned()
+    };
+    let doctor_token = token(&doctor_key, "purpose/TREAT");
+    let read = || {
+        let r = reqwest::blocking::Client::new()
+            .get(format!("{}/v1/transactions/{}", node.url, ids[0]))
+            .bearer_auth(&doctor_token)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    };
+    read();
+    let state = root.path().join("patient.state");
+    let access_log = |vkey: &str| {
+        run(
+            &[
+                "patient",
+                "access-log",
+                "--url",
+                &node.url,
+                "--patient",
+                &pseudonym,
+                "--key",
+                patient_key.to_str().unwrap(),
+                "--vkey",
+                vkey,
+                "--state",
+                state.to_str().unwrap(),
+                "--json",
+            ],
+            None,
+        )
+    };
+    let out = access_log(&vkey);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let entries = json_lines(&out);
+    let doctor_hex = keys::public_key(&doctor).to_hex();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let e = &entries[0];
+    assert_eq!(
+        (&e["role"], &e["reader"], &e["purpose"], &e["decision"]),
+        (
+            &serde_json::json!("doctor"),
+            &serde_json::json!(doctor_hex),
+            &serde_json::json!("TREAT"),
+            &serde_json::json!("permit")
+        )
+    );
+    assert_eq!(e["returned"], 1);
+    assert!(text(&out).1.contains("first checkpoint seen"));
+    let first_state = fs::read_to_string(&state).unwrap();
+
+    // A second read; the next run proves the new checkpoint extends the
+    // one kept.
+    read();
+    let out = access_log(&vkey);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(json_lines(&out).len(), 2);
+    assert!(
+        text(&out).1.contains("consistent with the last one seen"),
+        "{:?}",
+        text(&out)
+    );
+    assert_ne!(fs::read_to_string(&state).unwrap(), first_state);
+
+    // Under another ledger's key nothing verifies, and the state is kept.
+    let kept = fs::read_to_string(&state).unwrap();
+    fs::remove_file(&state).unwrap();
+    let other = root.path().join("other");
+    let other_vkey = init_with_origin(&other, "medledger.test/other");
+    let out = access_log(&other_vkey);
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("does not verify"), "{:?}", text(&out));
+    assert!(!state.exists());
+    fs::write(&state, &kept).unwrap();
+    // A patient reads only their own log: another pseudonym is refused.
+    let out = run(
+        &[
+            "patient",
+            "access-log",
+            "--url",
+            &node.url,
+            "--patient",
+            &report_payload(1)["patient"].as_str().unwrap().to_owned(),
+            "--key",
+            patient_key.to_str().unwrap(),
+            "--vkey",
+            &vkey,
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("403"), "{:?}", text(&out));
 }
