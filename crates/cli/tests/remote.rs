@@ -1043,7 +1043,7 @@ fn a_patient_sees_who_read_their_records_every_entry_proven_and_consistent() {
             "--url",
             &node.url,
             "--patient",
-            &report_payload(1)["patient"].as_str().unwrap().to_owned(),
+            report_payload(1)["patient"].as_str().unwrap(),
             "--key",
             patient_key.to_str().unwrap(),
             "--vkey",
