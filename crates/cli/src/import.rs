@@ -898,7 +898,15 @@ pub fn run(args: ImportArgs) -> Result<ExitCode> {
     let sink = Sink::open(args.url.as_deref(), args.vkey.as_deref(), &args.data_dir)?;
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new_spinner().with_style(
-            ProgressStyle::with_template("{spinner} {pos} rows  {per_sec}  {elapsed}")
+            ProgressStyle::with_template("{spinner} {human_pos} rows  {rate}  {elapsed}")
+                .map(|s| {
+                    s.with_key(
+                        "rate",
+                        |st: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                            let _ = write!(w, "{}/s", indicatif::HumanCount(st.per_sec() as u64));
+                        },
+                    )
+                })
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         )
     } else {

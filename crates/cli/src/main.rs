@@ -224,9 +224,8 @@ enum ParticipantCommand {
         /// The participant's public key (hex), as printed by `keygen`.
         #[arg(long)]
         key: String,
-        /// Role: institution, doctor, device, public_health, researcher, auditor,
-        /// pseudonymization_authority, data_protection_officer, admin or node.
-        #[arg(long)]
+        /// The participant's role (docs/ROLES.md says what each may do).
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(Role::ALL.map(Role::as_str)))]
         role: String,
         /// Institution the participant belongs to.
         #[arg(long)]
@@ -450,7 +449,6 @@ fn serve(
     }
     println!("origin:    {}", ledger.store.origin());
     println!("node vkey: {}", ledger.store.verifier().to_vkey());
-    println!("listening: http://{}", cfg.listen);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

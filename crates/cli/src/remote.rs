@@ -274,8 +274,10 @@ pub fn submit(a: SubmitArgs) -> Result<ExitCode> {
     // A stream of JSON values: one pretty-printed object or JSON lines.
     let values = serde_json::Deserializer::from_reader(BufReader::new(input)).into_iter::<Value>();
     let mut pending = Vec::with_capacity(batch);
+    let mut seen = 0;
     for (i, value) in values.enumerate() {
         let n = i + 1;
+        seen = n;
         let value = value.with_context(|| format!("input item {n} is not JSON"))?;
         let tx = match &key {
             Some(key) => Transaction::sign(key, &kind, now_ms(), &value).map_err(|e| e.to_string()),
@@ -299,6 +301,9 @@ pub fn submit(a: SubmitArgs) -> Result<ExitCode> {
         }
     }
     s.flush(&mut pending)?;
+    if seen == 0 {
+        bail!("the input holds no transaction: nothing was submitted");
+    }
     Ok(if s.failures == 0 {
         ExitCode::SUCCESS
     } else {

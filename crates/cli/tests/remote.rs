@@ -1054,3 +1054,68 @@ fn a_patient_sees_who_read_their_records_every_entry_proven_and_consistent() {
     assert!(!out.status.success());
     assert!(text(&out).1.contains("403"), "{:?}", text(&out));
 }
+
+#[test]
+fn serve_on_a_taken_port_says_so_and_never_claims_to_listen() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("data");
+    init(&dir);
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = bin()
+        .args([
+            "serve",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            &addr,
+        ])
+        .output()
+        .unwrap();
+    assert_no_panic(&out);
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("listening") && !stderr.contains("listening"));
+}
+
+#[test]
+fn submit_of_empty_input_is_an_error() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("data");
+    let vkey = init(&dir);
+    let node = serve(&dir);
+    for input in ["", "\n  \n"] {
+        let out = run(
+            &["submit", "--url", &node.url, "--vkey", &vkey, "--signed"],
+            Some(input),
+        );
+        assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+        assert!(text(&out).1.contains("no transaction"), "{:?}", text(&out));
+    }
+}
+
+#[test]
+fn participant_register_help_lists_every_role() {
+    let out = run(&["participant", "register", "--help"], None);
+    assert!(out.status.success());
+    let help = text(&out).0;
+    for role in [
+        "institution",
+        "doctor",
+        "device",
+        "public_health",
+        "researcher",
+        "auditor",
+        "pseudonymization_authority",
+        "data_protection_officer",
+        "admin",
+        "node",
+        "patient",
+    ] {
+        assert!(help.contains(role), "{role} missing from:\n{help}");
+    }
+}

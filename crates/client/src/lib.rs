@@ -44,6 +44,68 @@ pub struct Client {
     http: reqwest::blocking::Client,
     base: String,
     trust: Trust,
+    retry: Retry,
+}
+
+/// How submissions are retried: after a connection error, `429` or `503`,
+/// a submission is sent again after a jittered, exponentially growing
+/// delay. Resending is safe, since a transaction's id is the hash of its
+/// signed bytes: a node that already holds it answers `409 duplicate`, and
+/// a `409 duplicate` after a retry is taken as success, with the receipt
+/// fetched and verified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retry {
+    /// Resends after the first attempt (0: none).
+    pub retries: usize,
+    /// The first delay; each next one doubles, with jitter.
+    pub min_delay: Duration,
+    /// The longest delay.
+    pub max_delay: Duration,
+}
+
+impl Default for Retry {
+    /// Four resends, 200 ms to 5 s apart.
+    fn default() -> Self {
+        Retry {
+            retries: 4,
+            min_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Retry {
+    /// No retries: every answer is final.
+    pub const NONE: Retry = Retry {
+        retries: 0,
+        min_delay: Duration::ZERO,
+        max_delay: Duration::ZERO,
+    };
+
+    /// The delays before each resend.
+    fn delays(self) -> impl Iterator<Item = Duration> {
+        use backon::BackoffBuilder as _;
+        backon::ExponentialBuilder::default()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_max_times(self.retries)
+            .with_jitter()
+            .build()
+    }
+}
+
+/// Whether a failed submission may succeed if sent again.
+fn transient(e: &Error) -> bool {
+    match e {
+        Error::Transport(t) => !(t.is_builder() || t.is_decode() || t.is_redirect()),
+        Error::Problem(p) => p.status == 429 || p.status == 503,
+        _ => false,
+    }
+}
+
+/// Whether `e` is the node's answer that it already holds the transaction.
+fn duplicate(e: &Error) -> bool {
+    matches!(e, Error::Problem(p) if p.status == 409 && p.code == "duplicate")
 }
 
 /// One submitted transaction's outcome in a batch.
@@ -384,6 +446,7 @@ impl Client {
             http: http_client()?,
             base: normalize_base(url)?,
             trust,
+            retry: Retry::default(),
         })
     }
 
@@ -412,7 +475,22 @@ impl Client {
         if let Some(note) = &status.checkpoint {
             trust.checkpoint(note)?;
         }
-        Ok((Client { http, base, trust }, status))
+        let retry = Retry::default();
+        Ok((
+            Client {
+                http,
+                base,
+                trust,
+                retry,
+            },
+            status,
+        ))
+    }
+
+    /// This client with another retry policy for submissions.
+    pub fn with_retry(mut self, retry: Retry) -> Self {
+        self.retry = retry;
+        self
     }
 
     /// What this client trusts.
@@ -454,21 +532,99 @@ impl Client {
     }
 
     /// Submits one transaction (a single JSON object) and returns its
-    /// verified receipt, or the node's problem.
+    /// verified receipt, or the node's problem. Transient failures are
+    /// retried as [`Retry`] says.
     pub fn submit(&self, tx: &Transaction) -> Result<VerifiedReceipt, Error> {
         let wire = tx
             .to_wire()
             .map_err(|e| Error::Config(format!("transaction: {e}")))?;
         let body = serde_json::to_vec(&wire).map_err(|e| Error::Config(e.to_string()))?;
-        let ok: SubmitOk = Self::ok(self.post_json(body))?
-            .json()
-            .map_err(|e| Error::Protocol(format!("submit response: {e}")))?;
-        self.check_submitted(ok, tx)
+        let once = || -> Result<VerifiedReceipt, Error> {
+            let ok: SubmitOk = Self::ok(self.post_json(body.clone()))?
+                .json()
+                .map_err(|e| Error::Protocol(format!("submit response: {e}")))?;
+            self.check_submitted(ok, tx)
+        };
+        let mut delays = self.retry.delays();
+        let mut outcome = once();
+        while let Err(e) = &outcome
+            && transient(e)
+            && let Some(delay) = delays.next()
+        {
+            std::thread::sleep(delay);
+            outcome = match once() {
+                Err(e) if duplicate(&e) => self.resubmitted(tx),
+                other => other,
+            };
+        }
+        outcome
+    }
+
+    /// The verified receipt of `tx`, which a resend found already
+    /// committed.
+    fn resubmitted(&self, tx: &Transaction) -> Result<VerifiedReceipt, Error> {
+        let text = Self::ok(self.get(&format!(
+            "/v1/transactions/{}/receipt",
+            hex::encode(tx.id())
+        )))?
+        .text()?;
+        Ok(self.trust.receipt_for(&text, tx)?)
     }
 
     /// Submits transactions as one JSON array. The outer error is for the
     /// request as a whole; each item has its own verified receipt or problem.
+    /// Transient failures are retried as [`Retry`] says: of the whole
+    /// request, and of the items answered `429` or `503`, which are sent
+    /// again on their own.
     pub fn submit_batch(&self, txs: &[Transaction]) -> Result<Vec<ItemResult>, Error> {
+        let mut results: Vec<Option<ItemResult>> = (0..txs.len()).map(|_| None).collect();
+        let mut pending: Vec<usize> = (0..txs.len()).collect();
+        let mut delays = self.retry.delays();
+        let mut resend = false;
+        loop {
+            let batch: Vec<Transaction> = pending.iter().map(|&i| txs[i].clone()).collect();
+            let items = match self.submit_once(&batch) {
+                Ok(items) => items,
+                Err(e) if transient(&e) => match delays.next() {
+                    Some(delay) => {
+                        std::thread::sleep(delay);
+                        resend = true;
+                        continue;
+                    }
+                    None => return Err(e),
+                },
+                Err(e) => return Err(e),
+            };
+            let mut again = Vec::new();
+            for (i, item) in pending.iter().copied().zip(items) {
+                match item {
+                    Err(e) if resend && duplicate(&e) => {
+                        results[i] = Some(self.resubmitted(&txs[i]));
+                    }
+                    Err(e) if transient(&e) => {
+                        again.push(i);
+                        results[i] = Some(Err(e));
+                    }
+                    other => results[i] = Some(other),
+                }
+            }
+            pending = again;
+            match (pending.is_empty(), delays.next()) {
+                (false, Some(delay)) => {
+                    std::thread::sleep(delay);
+                    resend = true;
+                }
+                _ => break,
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::Protocol("no result".into()))))
+            .collect())
+    }
+
+    /// One batch request, without retries.
+    fn submit_once(&self, txs: &[Transaction]) -> Result<Vec<ItemResult>, Error> {
         let wires = txs
             .iter()
             .map(|t| t.to_wire())

@@ -60,6 +60,11 @@ fn serve_router(app: Router, seq: Option<Arc<Sequencer>>) -> Node {
 }
 
 fn serve(dir: &Path) -> Node {
+    serve_with(dir, |app| app)
+}
+
+/// Like [`serve`], with the router wrapped by `wrap`.
+fn serve_with(dir: &Path, wrap: impl FnOnce(Router) -> Router) -> Node {
     let ledger = Ledger::open(dir).unwrap();
     let cosigner =
         medledger_node::http::node_cosigner(ledger.store.origin(), &ledger.node_key, None).unwrap();
@@ -80,7 +85,7 @@ fn serve(dir: &Path) -> Node {
         budgets: medledger_node::http::Budgets::new(NodeConfig::default().max_concurrency),
         node_key,
     });
-    serve_router(router(state), Some(seq))
+    serve_router(wrap(router(state)), Some(seq))
 }
 
 /// A fresh ledger directory; returns it and the node's vkey.
@@ -556,4 +561,97 @@ fn a_proven_rollback_is_reported_as_rollback_and_a_bad_proof_as_fork() {
     };
     assert_eq!(ev.kind, Inconsistency::Fork);
     assert!(ev.failed.contains("does not verify"), "{}", ev.failed);
+}
+
+/// Wraps a router so that the first `lose` POSTs are carried out but
+/// answered `503`, as when an answer is lost after the node committed;
+/// counts every POST in `posts`.
+fn losing_answers(
+    lose: usize,
+    posts: Arc<std::sync::atomic::AtomicUsize>,
+) -> impl FnOnce(Router) -> Router {
+    use axum::http::{Method, StatusCode};
+    use axum::response::IntoResponse;
+    use std::sync::atomic::Ordering;
+    move |app| {
+        app.layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let posts = posts.clone();
+                async move {
+                    let post = req.method() == Method::POST;
+                    let n = if post {
+                        posts.fetch_add(1, Ordering::SeqCst)
+                    } else {
+                        usize::MAX
+                    };
+                    let resp = next.run(req).await;
+                    if post && n < lose {
+                        return (StatusCode::SERVICE_UNAVAILABLE, "lost").into_response();
+                    }
+                    resp
+                }
+            },
+        ))
+    }
+}
+
+#[test]
+fn a_submission_whose_answer_was_lost_is_resent_and_its_receipt_verified() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (dir, vkey) = ledger();
+    let posts = Arc::new(AtomicUsize::new(0));
+    let node = serve_with(dir.path(), losing_answers(2, posts.clone()));
+    let quick = medledger_client::Retry {
+        retries: 3,
+        min_delay: std::time::Duration::from_millis(10),
+        max_delay: std::time::Duration::from_millis(50),
+    };
+    let client = Client::from_vkey(&node.url, &vkey)
+        .unwrap()
+        .with_retry(quick);
+    let doctor = keys::generate().unwrap();
+    // Committed at the first POST, answered 503 twice: the third POST is
+    // answered 409 duplicate, which after a resend means success.
+    let reg = register(&admin(dir.path()), &doctor);
+    let r = client.submit(&reg).unwrap();
+    assert_eq!(posts.load(Ordering::SeqCst), 3);
+    assert_eq!(r.id, *reg.id());
+    assert_eq!(
+        r.index, 1,
+        "the genesis is leaf 0; the registration is in once"
+    );
+    assert_eq!(client.checkpoint().unwrap().checkpoint.size, 2);
+
+    // A batch the same way: both answers lost, every item found committed.
+    posts.store(0, Ordering::SeqCst);
+    let txs = [report(&doctor, 1), report(&doctor, 2)];
+    let items = client.submit_batch(&txs).unwrap();
+    assert_eq!(posts.load(Ordering::SeqCst), 3);
+    let indexes: Vec<u64> = items.iter().map(|i| i.as_ref().unwrap().index).collect();
+    assert_eq!(indexes, [2, 3]);
+    assert_eq!(client.checkpoint().unwrap().checkpoint.size, 4);
+
+    // A duplicate on the first attempt is the caller's own, not a retry's.
+    let again = client.submit(&txs[0]).unwrap_err();
+    assert_eq!(again.problem().map(|p| p.code.as_str()), Some("duplicate"));
+
+    // Without retries the lost answer is the caller's to handle.
+    posts.store(0, Ordering::SeqCst);
+    let client = client.with_retry(medledger_client::Retry::NONE);
+    let lost = client.submit(&report(&doctor, 3)).unwrap_err();
+    assert_eq!(lost.problem().map(|p| p.status), Some(503));
+    assert_eq!(posts.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_refusal_is_not_retried() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (dir, vkey) = ledger();
+    let posts = Arc::new(AtomicUsize::new(0));
+    let node = serve_with(dir.path(), losing_answers(0, posts.clone()));
+    let client = Client::from_vkey(&node.url, &vkey).unwrap();
+    let stranger = keys::generate().unwrap();
+    let e = client.submit(&report(&stranger, 0)).unwrap_err();
+    assert_eq!(e.problem().map(|p| p.status), Some(403));
+    assert_eq!(posts.load(Ordering::SeqCst), 1);
 }
