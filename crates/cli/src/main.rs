@@ -275,23 +275,11 @@ fn main() -> ExitCode {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
-    // The node logs at info by default; one-shot commands only warn.
-    let default_filter = match &cli.command {
-        Command::Serve { .. } => std::env::var("MEDLEDGER_LOG").unwrap_or_else(|_| "info".into()),
-        _ => "warn".into(),
-    };
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .filter(|f| !f.trim().is_empty())
-        .unwrap_or(default_filter);
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&filter)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    // One-shot commands only warn; the node sets up its logging from its
+    // configuration when it starts.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        init_logging("warn", medledger_node::LogFormat::Text);
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -428,6 +416,23 @@ fn default_origin() -> Result<String> {
     ))
 }
 
+/// Sends log lines to stderr: `RUST_LOG`, if set, overrides `filter`.
+fn init_logging(filter: &str, format: medledger_node::LogFormat) {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|f| !f.trim().is_empty())
+        .unwrap_or_else(|| filter.to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let lines = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        medledger_node::LogFormat::Json => lines.json().flatten_event(true).init(),
+        medledger_node::LogFormat::Text => lines.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
 fn serve(
     data_dir: PathBuf,
     listen: Option<std::net::SocketAddr>,
@@ -435,6 +440,7 @@ fn serve(
     origin: Option<String>,
 ) -> Result<ExitCode> {
     let mut cfg = medledger_node::NodeConfig::load(config.as_deref(), &data_dir)?;
+    init_logging(&cfg.log, cfg.log_format);
     if let Some(l) = listen {
         cfg.listen = l;
     }

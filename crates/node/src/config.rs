@@ -4,6 +4,16 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::Path;
 
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// Node settings.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -27,6 +37,9 @@ pub struct NodeConfig {
     pub max_block_txs: usize,
     /// Tracing filter, e.g. `info` or `medledger=debug`.
     pub log: String,
+    /// Log lines as `text` (for people) or `json` (one object a line, for
+    /// log collectors).
+    pub log_format: LogFormat,
     /// The pseudonymization authority's key file; a node with one serves
     /// `POST /v1/pseudonyms`. Only the authority's own node sets it.
     pub pseudonym_key: Option<std::path::PathBuf>,
@@ -70,6 +83,7 @@ impl Default for NodeConfig {
             max_batch: 10_000,
             max_block_txs: 8192,
             log: "info".into(),
+            log_format: LogFormat::Text,
             pseudonym_key: None,
             news2_window_minutes: 60,
             stats_k: 5,
@@ -183,6 +197,18 @@ impl NodeConfig {
         }
         if let Some(v) = get("MEDLEDGER_LOG") {
             self.log = v;
+        }
+        if let Some(v) = get("MEDLEDGER_LOG_FORMAT") {
+            self.log_format = match v.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(ConfigError::Env {
+                        name: "MEDLEDGER_LOG_FORMAT",
+                        value: v,
+                    });
+                }
+            };
         }
         if let Some(v) = get("MEDLEDGER_PSEUDONYM_KEY") {
             self.pseudonym_key = Some(v.into());

@@ -28,7 +28,7 @@ pub use cluster::{
     TypeConfig, fetch_blocks,
 };
 // The node's configuration file.
-pub use config::{ConfigError, NodeConfig};
+pub use config::{ConfigError, LogFormat, NodeConfig};
 // The write path: admission and the sequencer.
 pub use pipeline::{Receipt, Sequencer, SequencerConfig, SubmitError, Waiting};
 // Keys the node holds for integrations and the pseudonymization authority.

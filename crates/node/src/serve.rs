@@ -53,6 +53,103 @@ pub(crate) fn install_metrics() -> Option<metrics_exporter_prometheus::Prometheu
         .ok()?
         .install_recorder()
         .ok()
+        .inspect(|_| describe_metrics())
+}
+
+/// The help text and unit of every series the node exports, so that
+/// `/metrics` carries `# HELP` for each.
+fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "medledger_http_requests_total",
+        "HTTP requests served, by route template, method and status class."
+    );
+    describe_histogram!(
+        "medledger_http_request_duration_seconds",
+        Unit::Seconds,
+        "Time from a request's arrival to its response head, by route template and method."
+    );
+    describe_counter!(
+        "medledger_http_shed_total",
+        "Requests refused with 429 because the node was serving its limit."
+    );
+    describe_counter!(
+        "medledger_http_body_timeouts_total",
+        "Requests whose body did not arrive in time (408)."
+    );
+    describe_counter!(
+        "medledger_http_connections_refused_total",
+        "Connections closed at once because their peer held too many."
+    );
+    describe_counter!(
+        "medledger_transactions_accepted_total",
+        "Transactions committed to the ledger by this node."
+    );
+    describe_counter!(
+        "medledger_transactions_rejected_total",
+        "Transactions refused, by rejection code."
+    );
+    describe_counter!(
+        "medledger_blocks_refused_total",
+        "Blocks a cluster follower refused to apply."
+    );
+    describe_counter!(
+        "medledger_access_entries_total",
+        "Access entries written for record-level reads."
+    );
+    describe_counter!(
+        "medledger_access_log_failures_total",
+        "Reads refused because their access entry could not be committed."
+    );
+    describe_counter!(
+        "medledger_tokens_issued_total",
+        "Access tokens issued by the token endpoint."
+    );
+    describe_counter!(
+        "medledger_token_requests_refused_total",
+        "Token requests refused, by OAuth error code."
+    );
+    describe_counter!(
+        "medledger_raft_leader_changes_total",
+        "Times this cluster node saw the leader change."
+    );
+    describe_gauge!(
+        "medledger_block_height",
+        "Height of the newest committed block."
+    );
+    describe_gauge!("medledger_log_size", "Leaves in the committed log.");
+    describe_gauge!(
+        "medledger_storage_failed",
+        "1 once storage failed: writes stop until the node is restarted."
+    );
+    describe_histogram!(
+        "medledger_block_transactions",
+        "Transactions per committed block."
+    );
+    describe_histogram!(
+        "medledger_commit_latency_seconds",
+        Unit::Seconds,
+        "Time from a submission reaching the sequencer to its outcome."
+    );
+    describe_histogram!(
+        "medledger_fsync_seconds",
+        Unit::Seconds,
+        "Time the fsyncs of one block commit took."
+    );
+    // Counters without labels start at 0, so that rates and alerts on them
+    // work before their first event.
+    for name in [
+        "medledger_http_shed_total",
+        "medledger_http_body_timeouts_total",
+        "medledger_http_connections_refused_total",
+        "medledger_transactions_accepted_total",
+        "medledger_blocks_refused_total",
+        "medledger_access_entries_total",
+        "medledger_access_log_failures_total",
+        "medledger_tokens_issued_total",
+    ] {
+        metrics::counter!(name).absolute(0);
+    }
 }
 
 /// Opens the existing ledger in `dir`, as a cluster node's if it is one.

@@ -327,6 +327,51 @@ impl Cluster {
             "purged": m.purged.map(|l| l.index),
         })
     }
+
+    /// Raft's gauges in the Prometheus text format, read when scraped:
+    /// the term, whether this node leads, the last applied entry and, on
+    /// the leader, each follower's replication lag in entries.
+    pub(crate) fn gauges(&self) -> String {
+        use std::fmt::Write as _;
+        let m = self.raft.metrics().borrow().clone();
+        let mut out = String::new();
+        let leads = u8::from(m.state == ServerState::Leader && m.current_leader == Some(self.id));
+        for (name, help, value) in [
+            (
+                "medledger_raft_term",
+                "The Raft term this node is in.",
+                m.current_term,
+            ),
+            (
+                "medledger_raft_leader",
+                "1 while this node leads the cluster.",
+                u64::from(leads),
+            ),
+            (
+                "medledger_raft_last_applied",
+                "Index of the last Raft entry this node applied.",
+                m.last_applied.map_or(0, |l| l.index),
+            ),
+        ] {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+            );
+        }
+        if let Some(replication) = &m.replication {
+            let name = "medledger_raft_replication_lag_entries";
+            let _ = write!(
+                out,
+                "# HELP {name} Raft entries the leader has that a follower has not acknowledged.\n# TYPE {name} gauge\n"
+            );
+            let last = m.last_log_index.unwrap_or(0);
+            for (peer, matched) in replication.iter().filter(|(p, _)| **p != self.id) {
+                let lag = last.saturating_sub(matched.map_or(0, |l| l.index));
+                let _ = writeln!(out, "{name}{{peer=\"{peer}\"}} {lag}");
+            }
+        }
+        out
+    }
 }
 
 /// Resolves when Raft stops on its own (a storage or state-machine error),
@@ -382,6 +427,9 @@ async fn watch_leadership(cluster: Arc<Cluster>) {
         };
         // A leader the ledger does not list yet (a joining node) is looked
         // up again on the next change.
+        if published.is_some_and(|(_, was)| was != leader) {
+            metrics::counter!("medledger_raft_leader_changes_total").increment(1);
+        }
         if published != Some((ready, leader)) {
             let url = leader.and_then(|l| cluster.api_of(l));
             published = (url.is_some() || leader.is_none()).then_some((ready, leader));

@@ -13,6 +13,7 @@ pub(crate) mod export;
 pub(crate) mod fhir;
 pub(crate) mod glass;
 pub(crate) mod health;
+pub(crate) mod observe;
 pub(crate) mod problem;
 pub(crate) mod record;
 pub(crate) mod request;

@@ -63,7 +63,7 @@ pub(crate) fn too_large(max: usize) -> Problem {
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f)
+    crate::http::observe::spawn_blocking(f)
         .await
         .map_err(|e| Problem::internal(format!("worker failed: {e}")))?
 }
@@ -140,6 +140,7 @@ pub(crate) fn authenticate(
     if record.revoked_at.is_some() {
         return Err(Problem::unauthorized("token's participant was revoked"));
     }
+    crate::http::observe::note_caller(key.0);
     if !roles.contains(&record.role) {
         return Err(Problem::forbidden(format!(
             "role {} may not read this",

@@ -122,6 +122,7 @@ pub fn router(state: Shared) -> Router {
     // before its request may take a permit.
     .layer(axum::middleware::from_fn_with_state(edge, crate::http::edge::admit))
     .layer(tower_http::trace::TraceLayer::new_for_http())
+    .layer(axum::middleware::from_fn(crate::http::observe::observe))
 }
 
 fn store_of(state: &Shared) -> Arc<Store> {
@@ -411,6 +412,12 @@ async fn participants(State(state): State<Shared>, headers: HeaderMap) -> ApiRes
 }
 
 async fn metrics_text(State(state): State<Shared>) -> Response {
+    // Read from the store, so followers report them too.
+    if let Some(h) = state.log.store().last() {
+        let h = h.header();
+        metrics::gauge!("medledger_block_height").set(h.height as f64);
+        metrics::gauge!("medledger_log_size").set(h.log_size as f64);
+    }
     let mut body = state
         .metrics
         .as_ref()
@@ -424,6 +431,9 @@ async fn metrics_text(State(state): State<Shared>) -> Response {
     let st = state.clone();
     if let Ok(gauges) = blocking(move || crate::http::glass::gauges(st.log.store())).await {
         body.push_str(&gauges);
+    }
+    if let Some(cluster) = &state.cluster {
+        body.push_str(&cluster.gauges());
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

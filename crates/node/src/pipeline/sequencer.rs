@@ -644,8 +644,6 @@ impl Committer {
     /// Hands each waiter its receipt against `checkpoint`.
     fn answer(&self, cut: Cut, checkpoint: &Note) {
         let h = cut.block.header.header();
-        metrics::gauge!("medledger_block_height").set(h.height as f64);
-        metrics::gauge!("medledger_log_size").set(h.log_size as f64);
         metrics::histogram!("medledger_block_transactions").record(h.tx_count as f64);
         match self
             .store
