@@ -1,5 +1,6 @@
 //! `medledger`: the command line.
 
+mod backup;
 mod bench;
 mod bench_http;
 mod demo;
@@ -129,6 +130,13 @@ enum Command {
     /// Sign payloads (or take signed transactions) and submit them to a node;
     /// prints one JSON line per verified result.
     Submit(remote::SubmitArgs),
+    /// Copy a ledger's segments to a backup directory while the node runs:
+    /// incremental, cut at a block boundary (at the node's signed checkpoint
+    /// with --url) and verified.
+    Backup(backup::BackupArgs),
+    /// Make a new data directory from a backup, after verifying it against
+    /// a key (and checkpoint) you trust.
+    Restore(backup::RestoreArgs),
     /// Read a transaction from a node with a bearer token; prints it with its verified receipt.
     Get(remote::GetArgs),
     /// Follow a node's signed checkpoints.
@@ -386,6 +394,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => verify_cmd(dir, json, key, checkpoint),
         Command::Receipt { command } => remote::receipt(command),
         Command::Submit(args) => remote::submit(args),
+        Command::Backup(args) => backup::backup(args),
+        Command::Restore(args) => backup::restore(args),
         Command::Get(args) => remote::get(args),
         Command::Checkpoint { command } => remote::checkpoint(command),
         Command::Import(args) => import::run(args),
@@ -627,7 +637,7 @@ fn participant(cmd: ParticipantCommand) -> Result<ExitCode> {
 }
 
 /// Checks a verified ledger against the trusted key and checkpoint.
-fn check_trust(
+pub(crate) fn check_trust(
     report: &VerifyReport,
     key: Option<&str>,
     checkpoint: Option<&std::path::Path>,
