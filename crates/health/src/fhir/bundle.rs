@@ -28,6 +28,8 @@ pub struct BundleEntry {
     pub method: String,
     /// `entry.request.url`, e.g. `Observation`.
     pub url: String,
+    /// `entry.request.ifNoneExist`: the query of a conditional create.
+    pub if_none_exist: Option<String>,
 }
 
 /// A parsed transaction or batch Bundle.
