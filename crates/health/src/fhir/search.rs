@@ -391,9 +391,9 @@ impl Clause {
                     }
                     Test::Token { system, code }
                 }
-                ParamType::Date => Test::Date(
-                    DateParam::parse(&v, now_ms).map_err(SearchParamError::Invalid)?,
-                ),
+                ParamType::Date => {
+                    Test::Date(DateParam::parse(&v, now_ms).map_err(SearchParamError::Invalid)?)
+                }
             });
         }
         Ok(Some(Clause {
@@ -468,7 +468,8 @@ impl Clause {
     /// An index term every match of this clause carries (a code, or an
     /// identifier as `system|value`), if there is one.
     pub fn index_term(&self) -> Option<String> {
-        let (Modifier::None, [Test::Token { system, code }]) = (self.modifier, self.tests.as_slice())
+        let (Modifier::None, [Test::Token { system, code }]) =
+            (self.modifier, self.tests.as_slice())
         else {
             return None;
         };
@@ -629,7 +630,11 @@ mod tests {
                 "{k}={v}"
             );
         }
-        assert!(Clause::parse("Observation", "code", "", NOW).unwrap().is_none());
+        assert!(
+            Clause::parse("Observation", "code", "", NOW)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

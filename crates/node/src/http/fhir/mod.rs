@@ -218,10 +218,7 @@ fn non_json_format(query: Option<&str>) -> bool {
 /// and every problem answered under `/fhir` from outside the FHIR handlers
 /// (404 of an unknown path, 405 of a method the path does not take, a
 /// timeout) becomes the OperationOutcome a FHIR client expects.
-pub(crate) async fn edge(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
+pub(crate) async fn edge(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let path = req.uri().path();
     if path != "/fhir" && !path.starts_with("/fhir/") {
         return next.run(req).await;
@@ -245,17 +242,15 @@ pub(crate) async fn edge(
         return r;
     }
     let (parts, body) = r.into_parts();
-    let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
     let detail = serde_json::from_slice::<Value>(&bytes)
         .ok()
         .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_owned))
         .unwrap_or_else(|| parts.status.to_string());
-    let mut out = Fail::from(from_problem(Problem::new(
-        parts.status,
-        "problem",
-        detail,
-    )))
-    .into_response();
+    let mut out =
+        Fail::from(from_problem(Problem::new(parts.status, "problem", detail))).into_response();
     for h in [header::ALLOW, header::RETRY_AFTER, header::LOCATION] {
         if let Some(v) = parts.headers.get(&h) {
             out.headers_mut().insert(h, v.clone());
@@ -401,9 +396,8 @@ fn existing(
     author: &Participant,
     query: &str,
 ) -> Result<Existing, FhirError> {
-    let kind = fhir::kind_of(ty).ok_or_else(|| {
-        FhirError::new(400, "not-supported", None, format!("{ty} is not stored"))
-    })?;
+    let kind = fhir::kind_of(ty)
+        .ok_or_else(|| FhirError::new(400, "not-supported", None, format!("{ty} is not stored")))?;
     let q = query.trim_start_matches('?');
     let q = q.strip_prefix(&format!("{ty}?")).unwrap_or(q);
     let s = parse_search(ty, Some(q), false, now_ms())?;
@@ -610,17 +604,18 @@ pub(crate) async fn bundle(
             Err(e) => Some(Err(e)),
         });
     }
-    let prepared: Vec<Result<Result<(Transaction, &'static str, Value), (&'static str, String)>, FhirError>> =
-        prepared
-            .into_iter()
-            .zip(found)
-            .map(|(p, f)| match (p, f) {
-                (Err(e), _) => Err(e),
-                (Ok(_), Some(Err(e))) => Err(e),
-                (Ok((_, ty, _)), Some(Ok(id))) => Ok(Err((ty, id))),
-                (Ok(p), None) => Ok(Ok(p)),
-            })
-            .collect();
+    let prepared: Vec<
+        Result<Result<(Transaction, &'static str, Value), (&'static str, String)>, FhirError>,
+    > = prepared
+        .into_iter()
+        .zip(found)
+        .map(|(p, f)| match (p, f) {
+            (Err(e), _) => Err(e),
+            (Ok(_), Some(Err(e))) => Err(e),
+            (Ok((_, ty, _)), Some(Ok(id))) => Ok(Err((ty, id))),
+            (Ok(p), None) => Ok(Ok(p)),
+        })
+        .collect();
     if b.kind == BundleType::Transaction {
         let errors: Vec<FhirError> = prepared
             .iter()
@@ -839,12 +834,7 @@ fn parse_count(v: &str) -> Result<usize, FhirError> {
         .min(MAX_COUNT))
 }
 
-fn parse_search(
-    ty: &str,
-    raw: Option<&str>,
-    lenient: bool,
-    now: u64,
-) -> Result<Search, FhirError> {
+fn parse_search(ty: &str, raw: Option<&str>, lenient: bool, now: u64) -> Result<Search, FhirError> {
     let mut s = Search {
         query: fhir::Query::default(),
         count: DEFAULT_COUNT,
@@ -1089,11 +1079,7 @@ fn run_search(
             h.tx.header().time,
         ));
     }
-    Ok(Found {
-        page,
-        total,
-        as_of,
-    })
+    Ok(Found { page, total, as_of })
 }
 
 /// `GET /fhir/{type}`: search by the parameters of the type's table

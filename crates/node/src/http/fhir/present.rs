@@ -462,7 +462,11 @@ mod tests {
 
     #[test]
     fn capability_statement_lists_the_resources() {
-        let c = capability_statement("https://node.example/fhir", "https://node.example/v1/token", "0.1.0");
+        let c = capability_statement(
+            "https://node.example/fhir",
+            "https://node.example/v1/token",
+            "0.1.0",
+        );
         assert_eq!(c["resourceType"], "CapabilityStatement");
         assert_eq!(c["fhirVersion"], "4.0.1");
         assert_eq!(c["status"], "active");
