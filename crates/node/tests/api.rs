@@ -5102,7 +5102,7 @@ async fn fhir_conditional_create_writes_a_retry_once() {
         )
         .await
         .json();
-    assert_eq!(ids_of(&found), [id.clone()]);
+    assert_eq!(ids_of(&found), std::slice::from_ref(&id));
 
     // A plain create is not conditional; then the criteria match two: 412.
     let dup = node

@@ -379,7 +379,7 @@ enum Existing {
     /// No match: create.
     None,
     /// Exactly one: answer with it, write nothing.
-    One(Record),
+    One(Box<Record>),
     /// More than one: 412.
     Many,
 }
@@ -418,7 +418,7 @@ fn existing(
     };
     const CHUNK: usize = 512;
     let mut from = 0;
-    let mut found: Option<Record> = None;
+    let mut found: Option<Box<Record>> = None;
     let mut scanned = 0;
     loop {
         let leaves = store
@@ -451,7 +451,7 @@ fn existing(
                 if found.is_some() {
                     return Ok(Existing::Many);
                 }
-                found = Some(r);
+                found = Some(Box::new(r));
             }
         }
         if leaves.len() < CHUNK {
@@ -549,6 +549,13 @@ pub(crate) async fn create(
     }
 }
 
+/// A Bundle entry to write (its transaction, type and storage form), or
+/// the type and id a conditional create matched instead.
+type Planned = Result<(Transaction, &'static str, Value), (&'static str, String)>;
+/// A Bundle entry's place among the transactions written (index, type,
+/// id), or its answer already known.
+type Slot = Result<(usize, &'static str, String), EntryOutcome>;
+
 /// `POST /fhir`: a `transaction` (all or nothing) or `batch` Bundle.
 ///
 /// A transaction is checked entry by entry first; if any entry fails,
@@ -604,9 +611,7 @@ pub(crate) async fn bundle(
             Err(e) => Some(Err(e)),
         });
     }
-    let prepared: Vec<
-        Result<Result<(Transaction, &'static str, Value), (&'static str, String)>, FhirError>,
-    > = prepared
+    let prepared: Vec<Result<Planned, FhirError>> = prepared
         .into_iter()
         .zip(found)
         .map(|(p, f)| match (p, f) {
@@ -632,8 +637,7 @@ pub(crate) async fn bundle(
         }
     }
     let mut txs = Vec::new();
-    let mut slots: Vec<Result<Result<(usize, &'static str, String), EntryOutcome>, FhirError>> =
-        Vec::new();
+    let mut slots: Vec<Result<Slot, FhirError>> = Vec::new();
     for p in prepared {
         match p {
             Ok(Ok((tx, ty, _))) => {
