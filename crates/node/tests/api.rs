@@ -4816,7 +4816,7 @@ async fn fhir_search_or_and_tokens_dates_totals_sort_and_pinned_pages() {
     assert_eq!(search("code=8867-4,9279-1".into()).await["total"], 5);
 
     // _count=0 and _summary=count give the total only; _total=none omits it.
-    for q in ["_count=0", "_summary=count"] {
+    for q in ["_count=0", "_summary=count", "_count=0&_totalMethod=count"] {
         let b = search(format!("{subject}&{q}")).await;
         assert_eq!(b["total"], 5, "{q}");
         assert!(b.get("entry").is_none(), "{q}");

@@ -219,7 +219,7 @@ pub const RESULT_PARAMS: &[(&str, &str, &str)] = &[
     (
         "_total",
         "token",
-        "accurate or estimate (both exact here; the default), or none to omit Bundle.total",
+        "accurate or estimate (both exact here; the default), or none to omit Bundle.total; _totalMethod (HAPI's name, which fhirpy's count() sends) is taken and changes nothing",
     ),
     ("_summary", "token", "count: the total only; false"),
     (

@@ -898,7 +898,9 @@ fn parse_search(ty: &str, raw: Option<&str>, lenient: bool, now: u64) -> Result<
                 );
                 continue;
             }
-            "_format" | "_pretty" => {}
+            // fhirpy's count() sends `_totalMethod=count` (HAPI's name for
+            // `_total`); every total here is exact, so it changes nothing.
+            "_format" | "_pretty" | "_totalMethod" => {}
             _ => match fhir::Clause::parse(ty, &k, &v, now) {
                 Ok(Some(c)) => s.query.clauses.push(c),
                 Ok(None) => {}
