@@ -6,11 +6,13 @@
 #  3. no name or identifier from the bundles is anywhere in the data directory;
 #  4. a re-run of the import skips everything already in;
 #  5. the fhirpy client reads it all back from a running node, searches,
-#     pages, creates and runs $everything.
+#     pages, creates and runs $everything;
+#  6. a search matrix (fhirpy) checks R4 search semantics against counts the
+#     script computes from the Observations it seeded.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
-BIN="$ROOT/target/debug/medledger"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/medledger"
 cargo build --locked -q -p medledger
 WORK=$(mktemp -d)
 trap 'kill $NODE 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -106,6 +108,7 @@ else:
     sys.exit("the node did not become ready")
 PY
 "$WORK/py/bin/python" tests/fhir/read_back.py "http://127.0.0.1:$PORT/fhir" "$TOKEN" "$WORK/report.jsonl"
+"$WORK/py/bin/python" tests/fhir/search_matrix.py "http://127.0.0.1:$PORT/fhir" "$TOKEN"
 kill -TERM "$NODE"; wait "$NODE"; NODE=""
 "$BIN" verify "$D" > /dev/null
 echo "FHIR interop: ok"

@@ -184,6 +184,9 @@ pub enum PiiKind {
     Pseudonym,
     /// An object key reserved for identifying data (`name`, `address`, ...).
     IdentifyingField,
+    /// A business identifier whose system or type names a person: a
+    /// national, insurance, patient or medical-record number.
+    PersonIdentifier,
 }
 
 impl PiiKind {
@@ -196,6 +199,7 @@ impl PiiKind {
             Self::Phone => "phone",
             Self::Pseudonym => "malformed_pseudonym",
             Self::IdentifyingField => "identifying_field",
+            Self::PersonIdentifier => "person_identifier",
         }
     }
 
@@ -208,6 +212,9 @@ impl PiiKind {
             Self::Phone => "a telephone number",
             Self::Pseudonym => "a patient reference that is not a well-formed pseudonym",
             Self::IdentifyingField => "a field name reserved for identifying data",
+            Self::PersonIdentifier => {
+                "an identifier of a person (national, insurance, patient or medical-record number)"
+            }
         }
     }
 }
@@ -252,6 +259,149 @@ pub fn scan(value: &Value) -> Result<(), PiiFinding> {
         field,
         kind: hit.kind,
     })
+}
+
+/// Words of an identifier system that make it a person's identifier:
+/// whole words, lowercased, split at every character that is not a letter
+/// or digit (`urn:oid:…:jmbg`, `https://kc.rs/mrn`).
+const PERSON_SYSTEM_WORDS: &[&str] = &[
+    "jmbg", "lbo", "mrn", "ssn", "mbi", "npi", "pid", "ehic", "jmb", "umcn", "oib", "egn",
+];
+
+/// Word prefixes of an identifier system that make it a person's
+/// identifier.
+const PERSON_SYSTEM_PREFIXES: &[&str] = &[
+    "patient",
+    "person",
+    "passport",
+    "national",
+    "citizen",
+    "insur",
+    "osiguran",
+    "medicare",
+    "medicaid",
+    "driver",
+    "licen",
+    "birth",
+    "socialsec",
+    "medicalrecord",
+    "healthcard",
+    "zdravstven",
+    "knjizic",
+];
+
+/// Identifier type codes (HL7 v2 table 0203) of persons' identifiers.
+const PERSON_TYPE_CODES: &[&str] = &[
+    "MR", "MRT", "SS", "NI", "NH", "NIIP", "NNxxx", "PPN", "DL", "JHN", "PT", "PI", "PN", "MC",
+    "MA", "SN", "HC", "CZ", "BCT", "BC", "EN", "PRN", "LN",
+];
+
+/// Whether an identifier system names persons' identifiers.
+fn is_person_system(system: &str) -> bool {
+    let lower = system.to_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let joined: String = words.concat();
+    words.iter().any(|w| {
+        PERSON_SYSTEM_WORDS.contains(w) || PERSON_SYSTEM_PREFIXES.iter().any(|p| w.starts_with(p))
+    }) || ["medicalrecord", "socialsecurity", "healthcard", "ussn"]
+        .iter()
+        .any(|p| joined.contains(p))
+}
+
+/// Whether `value` is shaped like an LBO or a JMBG: 11 or 13 digits,
+/// perhaps in groups.
+fn national_shape(value: &str) -> Option<PiiKind> {
+    if !value
+        .chars()
+        .all(|c| c.is_ascii_digit() || c == ' ' || c == '-')
+    {
+        return None;
+    }
+    match value.chars().filter(char::is_ascii_digit).count() {
+        LBO_LEN => Some(PiiKind::Lbo),
+        JMBG_LEN => Some(PiiKind::Jmbg),
+        _ => None,
+    }
+}
+
+/// The PII finding of one business identifier (`{system, value, use,
+/// type}`), with its pointer below the identifier.
+fn business_identifier_hit(id: &Value) -> Option<(PiiKind, String)> {
+    let Value::Object(map) = id else {
+        return walk(id, false).map(|h| (h.kind, String::new()));
+    };
+    let system = map.get("system").and_then(Value::as_str).unwrap_or("");
+    if is_person_system(system) {
+        return Some((PiiKind::PersonIdentifier, "/system".into()));
+    }
+    if let Some(value) = map.get("value").and_then(Value::as_str)
+        && let Some(kind) = national_shape(value).or_else(|| scan_str(value, false))
+    {
+        return Some((kind, "/value".into()));
+    }
+    let codes = map
+        .get("type")
+        .and_then(|t| t.get("coding"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten();
+    for c in codes {
+        if c.get("code")
+            .and_then(Value::as_str)
+            .is_some_and(|code| PERSON_TYPE_CODES.contains(&code))
+        {
+            return Some((PiiKind::PersonIdentifier, "/type".into()));
+        }
+    }
+    for (k, v) in map {
+        if k == "value" || k == "system" {
+            continue;
+        }
+        let rest = Value::Object([(k.clone(), v.clone())].into_iter().collect());
+        if let Err(f) = scan(&rest) {
+            return Some((f.kind, f.field));
+        }
+    }
+    None
+}
+
+/// [`scan`] for a FHIR clinical resource (Observation, Condition,
+/// Immunization): as [`scan`], except that the resource's own top-level
+/// `identifier` (its business identifiers, FHIR `Identifier`s) is allowed.
+/// Each of them is refused when its system or type names a person's
+/// identifier (national, insurance, patient or medical-record numbers:
+/// [`PiiKind::PersonIdentifier`]), when its value is shaped like an LBO or
+/// a JMBG (11 or 13 digits), or when its value or type holds what [`scan`]
+/// refuses anywhere. `identifier` anywhere else (on a reference, in a
+/// component) is refused as before.
+pub fn scan_resource(value: &Value) -> Result<(), PiiFinding> {
+    let Value::Object(map) = value else {
+        return scan(value);
+    };
+    let Some(ids) = map.get("identifier") else {
+        return scan(value);
+    };
+    let mut rest = map.clone();
+    rest.remove("identifier");
+    scan(&Value::Object(rest))?;
+    let Value::Array(ids) = ids else {
+        return Err(PiiFinding {
+            field: "/identifier".into(),
+            kind: PiiKind::IdentifyingField,
+        });
+    };
+    for (i, id) in ids.iter().enumerate() {
+        if let Some((kind, below)) = business_identifier_hit(id) {
+            return Err(PiiFinding {
+                field: format!("/identifier/{i}{below}"),
+                kind,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// [`scan`] over a payload's JSON bytes, applying the same rules as the

@@ -213,9 +213,15 @@ impl Checked {
         let (patient, codes) = match self {
             Checked::Report(r) => (Some(r.patient), r.diagnoses),
             Checked::Vitals(v) => (Some(v.patient), Vec::new()),
+            // Business identifiers are indexed as `system|value` beside the
+            // codes (a code holds no `|`), so a conditional create finds them.
             Checked::Fhir(f) => (
                 Some(f.patient),
-                f.codes.into_iter().map(|(_, c)| c).collect(),
+                f.codes
+                    .into_iter()
+                    .map(|(_, c)| c)
+                    .chain(f.identifiers.into_iter().map(|(s, v)| format!("{s}|{v}")))
+                    .collect(),
             ),
             Checked::Donor(d) => (Some(d.patient), Vec::new()),
             Checked::ChosenDoctor(c) => (Some(c.patient), Vec::new()),
@@ -274,6 +280,20 @@ pub fn check_bytes(kind: &str, payload: &[u8]) -> Result<Checked, PayloadError> 
             }
             Ok(Checked::Other)
         }
+        fhir::KIND_OBSERVATION | fhir::KIND_CONDITION | fhir::KIND_IMMUNIZATION => {
+            // Parsed first: a resource's business identifiers are judged by
+            // their own rule (`pii::scan_resource`), not refused by name.
+            let v = parse(payload)?;
+            pii::scan_resource(&v).map_err(PayloadError::Pii)?;
+            let summary = fhir::validate(&v).map_err(PayloadError::Fhir)?;
+            if summary.kind != kind {
+                return Err(PayloadError::Schema(format!(
+                    "a {} resource cannot be stored as {kind}",
+                    summary.resource_type
+                )));
+            }
+            Ok(Checked::Fhir(summary))
+        }
         _ => {
             pii::scan_json(payload).map_err(PayloadError::Pii)?;
             match kind {
@@ -297,16 +317,6 @@ pub fn check_bytes(kind: &str, payload: &[u8]) -> Result<Checked, PayloadError> 
                 access::ACCESS_REVIEW => access::review(payload).map(Checked::Review),
                 registries::CHOSEN_DOCTOR => {
                     registries::chosen_doctor(payload).map(Checked::ChosenDoctor)
-                }
-                fhir::KIND_OBSERVATION | fhir::KIND_CONDITION | fhir::KIND_IMMUNIZATION => {
-                    let summary = fhir::validate(&parse(payload)?).map_err(PayloadError::Fhir)?;
-                    if summary.kind != kind {
-                        return Err(PayloadError::Schema(format!(
-                            "a {} resource cannot be stored as {kind}",
-                            summary.resource_type
-                        )));
-                    }
-                    Ok(Checked::Fhir(summary))
                 }
                 _ => Ok(Checked::Other),
             }

@@ -683,7 +683,16 @@ fn conform(method: &Method, path: &str, r: &Resp) {
             check_problem(&ctx, r);
         }
     }
+    let fhir_outcome =
+        path.starts_with("/fhir") && r.content_type().starts_with("application/fhir+json");
     let Some(template) = template_of(path) else {
+        if fhir_outcome {
+            assert!(
+                matches!(r.status, 404 | 406 | 429),
+                "{ctx}: an unknown /fhir path must be a 404 OperationOutcome"
+            );
+            return;
+        }
         // The fallback sheds load like every route.
         let code = r.code();
         assert!(
@@ -698,7 +707,11 @@ fn conform(method: &Method, path: &str, r: &Resp) {
     let m = method.as_str().to_ascii_lowercase();
     let Some(op) = SPEC["paths"][template].get(&m) else {
         assert_eq!(r.status, 405, "{ctx}: an undocumented method must be 405");
-        assert_eq!(r.code(), "method_not_allowed", "{ctx}");
+        if fhir_outcome {
+            assert_eq!(r.json()["issue"][0]["code"], "not-supported", "{ctx}");
+        } else {
+            assert_eq!(r.code(), "method_not_allowed", "{ctx}");
+        }
         let allow = r
             .headers
             .get(header::ALLOW)
@@ -1613,8 +1626,8 @@ async fn query_integers_up_to_u64_max_are_answered_and_larger_ones_are_bad_query
     r.expect(200, "");
     assert_eq!(r.json()["records"], json!([]));
     for uri in [
-        format!("/fhir/Observation?_after={max}"),
-        format!("/fhir/Patient/{p}/$everything?_after={max}"),
+        format!("/fhir/Observation?_offset={max}"),
+        format!("/fhir/Patient/{p}/$everything?_offset={max}"),
     ] {
         let r = node.get(&uri, Some(&token)).await;
         r.expect(200, "");
@@ -4669,4 +4682,542 @@ async fn the_break_glass_list_pages_like_the_access_log() {
         .await
         .json();
     assert_eq!(none["entries"], json!([]));
+}
+
+// ---- FHIR search, errors, SMART discovery and conditional create ----------------
+
+impl Node {
+    /// A GET with extra headers.
+    async fn get_with(&self, uri: &str, token: Option<&str>, headers: &[(&str, &str)]) -> Resp {
+        let mut b = request(Method::GET, uri, token);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        self.call(b.body(Body::empty()).unwrap()).await
+    }
+
+    /// A FHIR create with extra headers.
+    async fn fhir_post_with(
+        &self,
+        uri: &str,
+        token: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut b = request(Method::POST, uri, Some(token))
+            .header(header::CONTENT_TYPE, "application/fhir+json");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        self.call(b.body(Body::from(body.to_string())).unwrap())
+            .await
+    }
+
+    async fn log_size(&self) -> u64 {
+        self.status().await["log_size"].as_u64().unwrap()
+    }
+}
+
+/// An Observation of `code` (heart or respiratory rate) on `day`.
+fn rate(code: &str, day: &str) -> Value {
+    let mut o = observation();
+    o["code"]["coding"][0]["code"] = json!(code);
+    o["effectiveDateTime"] = json!(format!("{day}T08:00:00Z"));
+    o
+}
+
+fn ids_of(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["search"]["mode"] == "match")
+        .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn next_of(bundle: &Value) -> Option<String> {
+    bundle["link"]
+        .as_array()?
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .map(|l| {
+            let url = l["url"].as_str().unwrap();
+            format!("/fhir{}", url.split_once("/fhir").unwrap().1)
+        })
+}
+
+#[tokio::test]
+async fn fhir_search_or_and_tokens_dates_totals_sort_and_pinned_pages() {
+    let node = start();
+    let doctor = node.doctor().await;
+    node.hold_key(&doctor);
+    let token = node.token(&doctor);
+    let seeded = [
+        ("8867-4", "2026-11-20"),
+        ("8867-4", "2026-11-21"),
+        ("8867-4", "2026-11-22"),
+        ("9279-1", "2026-11-21"),
+        ("9279-1", "2026-11-23"),
+    ];
+    let mut ids = Vec::new();
+    for (code, day) in seeded {
+        let r = node
+            .fhir_post_with("/fhir/Observation", &token, &rate(code, day), &[])
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        ids.push(r.json()["id"].as_str().unwrap().to_owned());
+    }
+    let subject = "subject=Patient/MFRGGZDFMZTWQ2LKNNWG23TPOA";
+    let search = |q: String| {
+        let node = &node;
+        let token = &token;
+        async move {
+            let r = node
+                .get(&format!("/fhir/Observation?{q}"), Some(token))
+                .await;
+            assert_eq!(r.status, 200, "{q}: {}", r.text());
+            r.json()
+        }
+    };
+    for (q, want) in [
+        ("code=8867-4,9279-1", 5),
+        ("code=8867-4&code=9279-1", 0),
+        ("code=http://loinc.org|8867-4", 3),
+        ("code=http://snomed.info/sct|8867-4", 0),
+        ("code=|8867-4", 0),
+        ("code=http://loinc.org|", 5),
+        ("code:not=8867-4", 2),
+        ("code:missing=false", 5),
+        ("identifier:missing=true", 5),
+        ("category=vital-signs", 5),
+        ("category=laboratory", 0),
+        ("date=ge2026-11-21&date=lt2026-11-23", 3),
+        ("date=2026-11-20,2026-11-23", 2),
+        ("date=ne2026-11-21", 3),
+        ("date=sa2026-11-21", 2),
+        ("date=eb2026-11-21", 1),
+    ] {
+        let b = search(format!("{subject}&{q}")).await;
+        assert_eq!(b["total"], want, "{q}");
+        assert_eq!(ids_of(&b).len(), want, "{q}");
+    }
+    // `ap` widens by a tenth of the distance to now (pinned exactly in the
+    // health crate's tests): at least the day before and after match here,
+    // and nothing a year away.
+    let ap = search(format!("{subject}&date=ap2026-11-21")).await;
+    assert!(ap["total"].as_u64().unwrap() >= 4, "{ap}");
+    assert_eq!(
+        search(format!("{subject}&date=ap2025-11-21")).await["total"],
+        0
+    );
+    // Without a subject the same holds (the kind and code indexes).
+    assert_eq!(search("code=9279-1".into()).await["total"], 2);
+    assert_eq!(search("code=8867-4,9279-1".into()).await["total"], 5);
+
+    // _count=0 and _summary=count give the total only; _total=none omits it.
+    for q in ["_count=0", "_summary=count", "_count=0&_totalMethod=count"] {
+        let b = search(format!("{subject}&{q}")).await;
+        assert_eq!(b["total"], 5, "{q}");
+        assert!(b.get("entry").is_none(), "{q}");
+        assert!(next_of(&b).is_none(), "{q}");
+    }
+    let b = search(format!("{subject}&_total=none")).await;
+    assert!(b.get("total").is_none());
+    assert_eq!(ids_of(&b).len(), 5);
+
+    // _sort on the clinical date, both ways; log order by default.
+    assert_eq!(ids_of(&search(subject.into()).await), ids);
+    let asc = ids_of(&search(format!("{subject}&_sort=date")).await);
+    assert_eq!(asc, [&*ids[0], &ids[1], &ids[3], &ids[2], &ids[4]]);
+    let desc = ids_of(&search(format!("{subject}&_sort=-date")).await);
+    assert_eq!(desc, [&*ids[4], &ids[2], &ids[1], &ids[3], &ids[0]]);
+
+    // Pages stay put while records arrive: the links pin the log size.
+    let first = search(format!("{subject}&_count=2&_sort=-date")).await;
+    let mut found = ids_of(&first);
+    let mut next = next_of(&first);
+    let late = node
+        .fhir_post_with(
+            "/fhir/Observation",
+            &token,
+            &rate("8867-4", "2026-11-30"),
+            &[],
+        )
+        .await;
+    assert_eq!(late.status, 201);
+    while let Some(uri) = next {
+        let page = node.get(&uri, Some(&token)).await;
+        assert_eq!(page.status, 200, "{}", page.text());
+        let page = page.json();
+        assert_eq!(page["total"], 5, "the total of the pinned search");
+        found.extend(ids_of(&page));
+        next = next_of(&page);
+    }
+    assert_eq!(found, desc, "the pages as the first one began them");
+    assert_eq!(
+        search(subject.into()).await["total"],
+        6,
+        "a new search sees it"
+    );
+
+    // Unknown parameters: refused, or ignored and reported when lenient.
+    let r = node
+        .get(
+            &format!("/fhir/Observation?{subject}&bogus=1"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["issue"][0]["code"], "not-supported");
+    let r = node
+        .get_with(
+            &format!("/fhir/Observation?{subject}&bogus=1"),
+            Some(&token),
+            &[("prefer", "handling=lenient")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let b = r.json();
+    assert_eq!(b["total"], 6);
+    let outcome = b["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["search"]["mode"] == "outcome")
+        .expect("an outcome entry reports what was ignored");
+    assert!(
+        outcome["resource"]["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("bogus")
+    );
+    assert!(!b["link"][0]["url"].as_str().unwrap().contains("bogus"));
+    // A bad modifier or value is refused even when lenient.
+    for q in ["date:not=2026", "code:exact=1", "date=xx2026", "_sort=code"] {
+        let r = node
+            .get_with(
+                &format!("/fhir/Observation?{q}"),
+                Some(&token),
+                &[("prefer", "handling=lenient")],
+            )
+            .await;
+        assert_eq!(r.status, 400, "{q}");
+    }
+}
+
+#[tokio::test]
+async fn fhir_searches_are_logged_and_patients_see_only_their_own() {
+    let node = start();
+    let doctor = node.doctor().await;
+    node.hold_key(&doctor);
+    let token = node.token(&doctor);
+    for day in ["2026-11-20", "2026-11-21"] {
+        let r = node
+            .fhir_post_with("/fhir/Observation", &token, &rate("8867-4", day), &[])
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    let before = node.log_size().await;
+    let r = node
+        .get("/fhir/Observation?code=8867-4", Some(&token))
+        .await;
+    assert_eq!(r.json()["total"], 2);
+    assert_eq!(node.log_size().await, before + 1, "one access entry");
+    let r = node
+        .get("/fhir/Observation?code=8867-4&_summary=count", Some(&token))
+        .await;
+    assert_eq!(r.json()["total"], 2);
+    assert_eq!(
+        node.log_size().await,
+        before + 2,
+        "a count of a patient's records is logged too"
+    );
+    let r = node
+        .get("/fhir/Observation?code=0000-0", Some(&token))
+        .await;
+    assert_eq!(r.json()["total"], 0);
+    assert_eq!(
+        node.log_size().await,
+        before + 2,
+        "nothing touched, nothing logged"
+    );
+}
+
+#[tokio::test]
+async fn fhir_errors_are_operation_outcomes_and_xml_is_406() {
+    let node = start();
+    let doctor = node.doctor().await;
+    let token = node.token(&doctor);
+    for (method, uri, status) in [
+        (Method::PUT, "/fhir/Observation/abc", 405),
+        (Method::DELETE, "/fhir/Observation/abc", 405),
+        (Method::PUT, "/fhir/Observation", 405),
+        (Method::GET, "/fhir/", 404),
+        (Method::GET, "/fhir/Observation/abc/_history/1/x", 404),
+    ] {
+        let r = node
+            .call(
+                request(method.clone(), uri, Some(&token))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status, status, "{method} {uri}");
+        assert!(
+            r.content_type().starts_with("application/fhir+json"),
+            "{method} {uri}"
+        );
+        assert_eq!(
+            r.json()["resourceType"],
+            "OperationOutcome",
+            "{method} {uri}"
+        );
+    }
+    for accept in ["application/fhir+xml", "application/xml, text/xml"] {
+        let r = node
+            .get_with("/fhir/metadata", None, &[("accept", accept)])
+            .await;
+        assert_eq!(r.status, 406, "{accept}");
+        assert_eq!(r.json()["resourceType"], "OperationOutcome");
+    }
+    let r = node.get("/fhir/metadata?_format=xml", None).await;
+    assert_eq!(r.status, 406);
+    for accept in [
+        "application/fhir+json",
+        "application/json",
+        "*/*",
+        "application/fhir+xml;q=0.9, application/fhir+json",
+    ] {
+        let r = node
+            .get_with("/fhir/metadata", None, &[("accept", accept)])
+            .await;
+        assert_eq!(r.status, 200, "{accept}");
+    }
+    // Outside /fhir, problems stay problems.
+    let r = node.get("/v1/nothing-here", None).await;
+    assert_eq!(r.code(), "not_found");
+}
+
+#[tokio::test]
+async fn smart_configuration_names_the_token_endpoint_and_the_capability_statement_its_security() {
+    let node = start();
+    for path in [
+        "/.well-known/smart-configuration",
+        "/fhir/.well-known/smart-configuration",
+    ] {
+        let r = node.get_with(path, None, &[("host", "node.example")]).await;
+        assert_eq!(r.status, 200, "{path}");
+        let c = r.json();
+        assert_eq!(c["token_endpoint"], "http://node.example/v1/token");
+        assert_eq!(c["grant_types_supported"], json!(["client_credentials"]));
+        assert_eq!(
+            c["token_endpoint_auth_methods_supported"],
+            json!(["private_key_jwt"])
+        );
+        assert_eq!(
+            c["token_endpoint_auth_signing_alg_values_supported"],
+            json!(["EdDSA"])
+        );
+        assert_eq!(c["capabilities"], json!(["client-confidential-asymmetric"]));
+        let scopes = c["scopes_supported"].as_array().unwrap();
+        assert!(scopes.contains(&json!("system/*.read")));
+        assert!(scopes.contains(&json!("purpose/TREAT")));
+    }
+    let m = node
+        .get_with("/fhir/metadata", None, &[("host", "node.example")])
+        .await
+        .json();
+    let security = &m["rest"][0]["security"];
+    assert_eq!(security["service"][0]["coding"][0]["code"], "SMART-on-FHIR");
+    assert_eq!(
+        security["extension"][0]["extension"][0]["valueUri"],
+        "http://node.example/v1/token"
+    );
+    let imm = m["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "Immunization")
+        .unwrap()
+        .clone();
+    let names: Vec<&str> = imm["searchParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"date") && names.contains(&"vaccine-code"),
+        "{names:?}"
+    );
+}
+
+/// The heart rate with a business identifier of the source system.
+fn identified(value: &str) -> Value {
+    let mut o = observation();
+    o["identifier"] = json!([{"system": "https://his.example/observation-id", "value": value}]);
+    o
+}
+
+#[tokio::test]
+async fn fhir_conditional_create_writes_a_retry_once() {
+    let node = start();
+    let doctor = node.doctor().await;
+    node.hold_key(&doctor);
+    let token = node.token(&doctor);
+    let cond = [(
+        "if-none-exist",
+        "identifier=https://his.example/observation-id|A-1",
+    )];
+    let first = node
+        .fhir_post_with("/fhir/Observation", &token, &identified("A-1"), &cond)
+        .await;
+    assert_eq!(first.status, 201, "{}", first.text());
+    let id = first.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        first.json()["identifier"][0]["value"],
+        "A-1",
+        "the business identifier is stored"
+    );
+    let size = node.log_size().await;
+    for _ in 0..2 {
+        let again = node
+            .fhir_post_with("/fhir/Observation", &token, &identified("A-1"), &cond)
+            .await;
+        assert_eq!(again.status, 200, "{}", again.text());
+        assert_eq!(again.json()["id"], json!(id));
+        assert!(
+            again.headers[header::LOCATION]
+                .to_str()
+                .unwrap()
+                .contains(&id)
+        );
+    }
+    assert_eq!(node.log_size().await, size, "a retry writes nothing");
+    let found = node
+        .get(
+            "/fhir/Observation?identifier=https://his.example/observation-id|A-1",
+            Some(&token),
+        )
+        .await
+        .json();
+    assert_eq!(ids_of(&found), std::slice::from_ref(&id));
+
+    // A plain create is not conditional; then the criteria match two: 412.
+    let dup = node
+        .fhir_post_with("/fhir/Observation", &token, &identified("A-1"), &[])
+        .await;
+    assert_eq!(dup.status, 201);
+    let size = node.log_size().await;
+    let r = node
+        .fhir_post_with("/fhir/Observation", &token, &identified("A-1"), &cond)
+        .await;
+    assert_eq!(r.status, 412, "{}", r.text());
+    assert_eq!(node.log_size().await, size);
+
+    // A transaction Bundle retried: the second run writes nothing.
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{
+            "resource": identified("B-7"),
+            "request": {"method": "POST", "url": "Observation",
+                        "ifNoneExist": "identifier=https://his.example/observation-id|B-7"}
+        }]
+    });
+    let r = node.fhir_post_with("/fhir", &token, &bundle, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["entry"][0]["response"]["status"], "201 Created");
+    let size = node.log_size().await;
+    let r = node.fhir_post_with("/fhir", &token, &bundle, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["entry"][0]["response"]["status"], "200 OK");
+    assert_eq!(
+        node.log_size().await,
+        size,
+        "the retried Bundle wrote nothing"
+    );
+
+    // Another writer's resource is neither matched nor revealed.
+    let other = node.doctor().await;
+    node.hold_key(&other);
+    let other_token = node.token(&other);
+    let r = node
+        .fhir_post_with(
+            "/fhir/Observation",
+            &other_token,
+            &identified("B-7"),
+            &[(
+                "if-none-exist",
+                "identifier=https://his.example/observation-id|B-7",
+            )],
+        )
+        .await;
+    assert_eq!(r.status, 201);
+}
+
+#[tokio::test]
+async fn business_identifiers_are_accepted_but_persons_identifiers_are_not() {
+    let node = start();
+    let doctor = node.doctor().await;
+    node.hold_key(&doctor);
+    let token = node.token(&doctor);
+    for (identifier, why) in [
+        (
+            json!({"system": "urn:oid:1.2.3.jmbg", "value": "X1"}),
+            "a JMBG system",
+        ),
+        (
+            json!({"system": "https://kc.example/lbo", "value": "X1"}),
+            "an LBO system",
+        ),
+        (
+            json!({"system": "https://kc.example/mrn", "value": "X1"}),
+            "an MRN system",
+        ),
+        (
+            json!({"system": "https://kc.example/patient-ids", "value": "X1"}),
+            "a patient id system",
+        ),
+        (
+            json!({"system": "https://his.example/obs", "value": "12345678901"}),
+            "an LBO-shaped value",
+        ),
+        (
+            json!({"system": "https://his.example/obs", "value": "0101990710008"}),
+            "a JMBG-shaped value",
+        ),
+        (
+            json!({"system": "https://his.example/obs", "value": "ana@kc.rs"}),
+            "an e-mail",
+        ),
+        (
+            json!({"system": "https://his.example/obs", "value": "X1",
+                   "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]}}),
+            "a medical record number type",
+        ),
+    ] {
+        let mut o = observation();
+        o["identifier"] = json!([identifier]);
+        let r = node
+            .fhir_post_with("/fhir/Observation", &token, &o, &[])
+            .await;
+        assert_eq!(r.status, 422, "{why}: {}", r.text());
+        assert_eq!(r.json()["issue"][0]["code"], "security", "{why}");
+    }
+    // Elsewhere `identifier` is refused as before.
+    let mut o = observation();
+    o["subject"]["identifier"] = json!({"system": "https://his.example/obs", "value": "X1"});
+    let r = node
+        .fhir_post_with("/fhir/Observation", &token, &o, &[])
+        .await;
+    assert_eq!(r.status, 422);
+    // A source system's own id is accepted.
+    let mut o = observation();
+    o["identifier"] = json!([{"system": "https://his.example/observation-id", "value": "ORD-2026-0042", "use": "official"}]);
+    let r = node
+        .fhir_post_with("/fhir/Observation", &token, &o, &[])
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
 }

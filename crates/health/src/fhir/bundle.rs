@@ -28,6 +28,8 @@ pub struct BundleEntry {
     pub method: String,
     /// `entry.request.url`, e.g. `Observation`.
     pub url: String,
+    /// `entry.request.ifNoneExist`: the query of a conditional create.
+    pub if_none_exist: Option<String>,
 }
 
 /// A parsed transaction or batch Bundle.
@@ -120,11 +122,13 @@ pub fn parse_bundle(v: &Value) -> Result<Bundle, FhirError> {
         };
         let method = get_str(request, "method", &rpath)?.ok_or_else(|| required("method"))?;
         let url = get_str(request, "url", &rpath)?.ok_or_else(|| required("url"))?;
+        let if_none_exist = get_str(request, "ifNoneExist", &rpath)?.map(str::to_owned);
         entries.push(BundleEntry {
             full_url,
             resource,
             method: method.to_owned(),
             url: url.to_owned(),
+            if_none_exist,
         });
     }
     Ok(Bundle { kind, entries })
@@ -268,6 +272,7 @@ mod tests {
             resource,
             method: method.into(),
             url: url.into(),
+            if_none_exist: None,
         };
         check_entry(&entry("POST", "Immunization", immunization())).unwrap();
         check_entry(&entry("POST", "/Observation", heart_rate())).unwrap();

@@ -100,6 +100,7 @@ pub(super) fn validate_condition(obj: &Map<String, Value>) -> Result<Summary, Fh
         date: onset.or(recorded),
         codes: code_pairs(code.as_deref()),
         category: None,
+        identifiers: Vec::new(),
     })
 }
 

@@ -139,7 +139,7 @@ pub fn date_range(s: &str) -> Option<(i64, i64)> {
 }
 
 /// A prefix of a date search parameter.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Prefix {
     Eq,
     Ne,
@@ -149,65 +149,103 @@ enum Prefix {
     Ge,
     Sa,
     Eb,
+    Ap,
+}
+
+/// One value of a `date` search parameter, e.g. `ge2026-01-01`, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DateParam {
+    prefix: Prefix,
+    /// The range the value covers, `[start, end)` ms; for `ap`, widened.
+    start: i64,
+    end: i64,
+}
+
+/// Share of the distance between an `ap` value and now by which its range
+/// is widened on each side (the 10 % the FHIR R4 search page suggests).
+const AP_PERCENT: i64 = 10;
+
+impl DateParam {
+    /// Parses one value (prefix and date). `now_ms` is the instant `ap`
+    /// measures its approximation from: the value's range is widened on
+    /// each side by 10 % of the distance between its start and `now_ms`
+    /// (not at all for a value at `now_ms`). A malformed value is a 400
+    /// error.
+    pub fn parse(param: &str, now_ms: i64) -> Result<DateParam, FhirError> {
+        let (prefix, rest) = match param.get(..2) {
+            Some(p) if p.bytes().all(|c| c.is_ascii_lowercase()) => {
+                let prefix = match p {
+                    "eq" => Prefix::Eq,
+                    "ne" => Prefix::Ne,
+                    "lt" => Prefix::Lt,
+                    "gt" => Prefix::Gt,
+                    "le" => Prefix::Le,
+                    "ge" => Prefix::Ge,
+                    "sa" => Prefix::Sa,
+                    "eb" => Prefix::Eb,
+                    "ap" => Prefix::Ap,
+                    _ => {
+                        return Err(FhirError::new(
+                            400,
+                            "not-supported",
+                            None,
+                            "date search prefixes are eq, ne, lt, gt, le, ge, sa, eb and ap",
+                        ));
+                    }
+                };
+                (prefix, param.get(2..).unwrap_or_default())
+            }
+            _ => (Prefix::Eq, param),
+        };
+        let Some((mut start, mut end)) = date_range(rest) else {
+            return Err(FhirError::new(
+                400,
+                "value",
+                None,
+                "a date search value is YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss[.fff](Z|+hh:mm|-hh:mm), optionally prefixed",
+            ));
+        };
+        if prefix == Prefix::Ap {
+            let slack = now_ms.abs_diff(start) / AP_PERCENT.unsigned_abs();
+            let slack = i64::try_from(slack).unwrap_or(i64::MAX);
+            start = start.saturating_sub(slack);
+            end = end.saturating_add(slack);
+        }
+        Ok(DateParam { prefix, start, end })
+    }
+
+    /// Whether a resource date `value` satisfies this parameter.
+    ///
+    /// Both are compared as the ranges [`date_range`] gives. Prefixes: `eq`
+    /// (the default; the ranges overlap), `ne` (they do not), `lt` / `gt`
+    /// (the value has time before / after the parameter's range), `le` /
+    /// `ge` (`lt` / `gt` or `eq`), `sa` (the value starts after the
+    /// parameter's range), `eb` (the value ends before it), `ap` (the
+    /// value overlaps the widened range). A value that is not a date
+    /// matches nothing.
+    pub fn matches(&self, value: &str) -> bool {
+        let Some((rs, re)) = date_range(value) else {
+            return false;
+        };
+        let (ps, pe) = (self.start, self.end);
+        let overlaps = rs < pe && ps < re;
+        match self.prefix {
+            Prefix::Eq | Prefix::Ap => overlaps,
+            Prefix::Ne => !overlaps,
+            Prefix::Lt => rs < ps,
+            Prefix::Gt => re > pe,
+            Prefix::Le => rs < pe,
+            Prefix::Ge => re > ps,
+            Prefix::Sa => rs >= pe,
+            Prefix::Eb => re <= ps,
+        }
+    }
 }
 
 /// Whether a resource date `value` satisfies the `date` search parameter
-/// `param`, e.g. `ge2026-01-01`.
-///
-/// Both are compared as the ranges [`date_range`] gives. Prefixes: `eq`
-/// (the default; the ranges overlap), `ne` (they do not), `lt` / `gt` (the
-/// value has time before / after the parameter's range), `le` / `ge` (`lt`
-/// / `gt` or `eq`), `sa` (the value starts after the parameter's range),
-/// `eb` (the value ends before it). A malformed parameter, or the
-/// unsupported `ap`, is a 400 error; a value that is not a date matches
-/// nothing.
-pub fn date_matches(param: &str, value: &str) -> Result<bool, FhirError> {
-    let (prefix, rest) = match param.get(..2) {
-        Some(p) if p.bytes().all(|c| c.is_ascii_lowercase()) => {
-            let prefix = match p {
-                "eq" => Prefix::Eq,
-                "ne" => Prefix::Ne,
-                "lt" => Prefix::Lt,
-                "gt" => Prefix::Gt,
-                "le" => Prefix::Le,
-                "ge" => Prefix::Ge,
-                "sa" => Prefix::Sa,
-                "eb" => Prefix::Eb,
-                _ => {
-                    return Err(FhirError::new(
-                        400,
-                        "not-supported",
-                        None,
-                        "date search prefixes are eq, ne, lt, gt, le, ge, sa and eb",
-                    ));
-                }
-            };
-            (prefix, param.get(2..).unwrap_or_default())
-        }
-        _ => (Prefix::Eq, param),
-    };
-    let Some((ps, pe)) = date_range(rest) else {
-        return Err(FhirError::new(
-            400,
-            "value",
-            None,
-            "a date search value is YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss[.fff](Z|+hh:mm|-hh:mm), optionally prefixed",
-        ));
-    };
-    let Some((rs, re)) = date_range(value) else {
-        return Ok(false);
-    };
-    let overlaps = rs < pe && ps < re;
-    Ok(match prefix {
-        Prefix::Eq => overlaps,
-        Prefix::Ne => !overlaps,
-        Prefix::Lt => rs < ps,
-        Prefix::Gt => re > pe,
-        Prefix::Le => rs < pe,
-        Prefix::Ge => re > ps,
-        Prefix::Sa => rs >= pe,
-        Prefix::Eb => re <= ps,
-    })
+/// `param` ([`DateParam`]), with `ap` measured from `now_ms`.
+pub fn date_matches(param: &str, value: &str, now_ms: i64) -> Result<bool, FhirError> {
+    Ok(DateParam::parse(param, now_ms)?.matches(value))
 }
 
 /// Checks a dateTime element and returns it as given.
@@ -298,10 +336,30 @@ mod tests {
     }
 
     #[test]
+    fn ap_widens_by_a_tenth_of_the_distance_to_now() {
+        // Now is 2026-01-01; 2016-01-01 is 3653 days earlier, so `ap` reaches
+        // 365.3 days to either side of that day.
+        let now = JAN_1_2026;
+        let ap = |v: &str| date_matches("ap2016-01-01", v, now).unwrap();
+        assert!(ap("2016-01-01T12:00:00Z"));
+        assert!(ap("2016-12-30"));
+        assert!(ap("2015-01-02"));
+        assert!(!ap("2017-01-02"));
+        assert!(!ap("2014-12-30"));
+        // At now itself there is no slack: ap is eq.
+        assert!(date_matches("ap2026-01-01", "2026-01-01T23:00:00Z", now).unwrap());
+        assert!(!date_matches("ap2026-01-01", "2026-01-02", now).unwrap());
+        // A future value is measured the same way.
+        assert!(date_matches("ap2036-01-01", "2035-02-01", now).unwrap());
+        assert!(!date_matches("ap2036-01-01", "2034-11-01", now).unwrap());
+    }
+
+    #[test]
     fn date_matches_with_prefixes() {
         let at = "2026-01-15T09:00:00Z";
-        let yes = |p: &str, v: &str| assert!(date_matches(p, v).unwrap(), "{p} vs {v}");
-        let no = |p: &str, v: &str| assert!(!date_matches(p, v).unwrap(), "{p} vs {v}");
+        let now = JAN_1_2026;
+        let yes = |p: &str, v: &str| assert!(date_matches(p, v, now).unwrap(), "{p} vs {v}");
+        let no = |p: &str, v: &str| assert!(!date_matches(p, v, now).unwrap(), "{p} vs {v}");
         yes("2026-01-15", at);
         yes("eq2026-01-15", at);
         yes("eq2026-01", at);
@@ -337,13 +395,13 @@ mod tests {
         for bad in [
             "",
             "xx2026",
-            "ap2026-01-01",
+            "ax2026-01-01",
             "ge",
             "ge2026-1",
             "GE2026",
             "2026-01-01T09:00:00",
         ] {
-            let e = date_matches(bad, at).unwrap_err();
+            let e = date_matches(bad, at, now).unwrap_err();
             assert_eq!(e.status, 400, "{bad}");
         }
     }

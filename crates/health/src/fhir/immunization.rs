@@ -60,5 +60,6 @@ pub(super) fn validate_immunization(obj: &Map<String, Value>) -> Result<Summary,
         date: Some(date),
         codes,
         category: None,
+        identifiers: Vec::new(),
     })
 }

@@ -21,8 +21,10 @@ mod condition;
 mod dates;
 mod elements;
 mod error;
+mod identifier;
 mod immunization;
 mod observation;
+mod search;
 mod storage;
 #[cfg(test)]
 mod tests;
@@ -30,9 +32,14 @@ mod validate;
 
 pub use bundle::{Bundle, BundleEntry, BundleType, check_entry, parse_bundle};
 pub use condition::is_icd10;
-pub use dates::{date_matches, date_range};
+pub use dates::{DateParam, date_matches, date_range};
 pub use error::FhirError;
+pub use identifier::MAX_IDENTIFIERS;
 pub(crate) use observation::{DIASTOLIC, Measure, SYSTOLIC, measure_of};
+pub use search::{
+    Clause, Modifier, ParamType, Query, RESULT_PARAMS, SearchParam, SearchParamError,
+    search_params, split_values,
+};
 pub use storage::{
     KIND_CONDITION, KIND_IMMUNIZATION, KIND_OBSERVATION, Summary, for_storage, kind_of,
     resource_type_of,

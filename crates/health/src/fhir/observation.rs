@@ -232,6 +232,7 @@ pub(super) fn validate_observation(obj: &Map<String, Value>) -> Result<Summary, 
         date,
         codes: code_pairs(parts.code.as_deref()),
         category: Some(measure.category()),
+        identifiers: Vec::new(),
     })
 }
 

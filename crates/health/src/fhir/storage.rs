@@ -53,6 +53,9 @@ pub struct Summary {
     pub codes: Vec<(String, String)>,
     /// `vital-signs` or `laboratory` for Observations, `None` otherwise.
     pub category: Option<&'static str>,
+    /// `(system, value)` of every business identifier (`identifier`), in
+    /// document order.
+    pub identifiers: Vec<(String, String)>,
 }
 
 /// Prepares a client resource for storage: removes the server-assigned `id`,

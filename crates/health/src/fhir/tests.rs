@@ -34,6 +34,7 @@ fn us_core_heart_rate_fixture_is_accepted() {
             date: Some("2026-01-01T09:00:00Z".into()),
             codes: vec![(LOINC.into(), "8867-4".into())],
             category: Some("vital-signs"),
+            identifiers: Vec::new(),
         }
     );
 }
@@ -660,6 +661,7 @@ fn garbage_does_not_panic() {
             resource: g.clone(),
             method: "POST".into(),
             url: "Observation".into(),
+            if_none_exist: None,
         };
         let _ = check_entry(&entry);
     }

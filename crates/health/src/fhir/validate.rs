@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use super::condition::validate_condition;
 use super::elements::is_type_name;
 use super::error::{FhirError, rule};
+use super::identifier::business_identifiers;
 use super::immunization::validate_immunization;
 use super::observation::validate_observation;
 use super::storage::Summary;
@@ -46,13 +47,15 @@ pub fn validate(v: &Value) -> Result<Summary, FhirError> {
             ));
         }
     };
-    match rt {
+    let mut summary = match rt {
         "Observation" => validate_observation(obj),
         "Condition" => validate_condition(obj),
         "Immunization" => validate_immunization(obj),
         "Patient" => Err(patient_refusal(obj)),
         other => Err(unsupported_type(other)),
-    }
+    }?;
+    summary.identifiers = business_identifiers(obj, summary.resource_type)?;
+    Ok(summary)
 }
 
 /// Why a Patient resource is refused.

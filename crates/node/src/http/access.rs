@@ -167,6 +167,27 @@ impl<'a> Judge<'a> {
     /// Whether `tx` may be returned; a record returned must be, as it is
     /// logged as read.
     pub(crate) fn admit(&mut self, tx: &Transaction) -> ApiResult<bool> {
+        let read = self.may_see(tx)?;
+        if read {
+            self.returned(tx);
+        }
+        Ok(read)
+    }
+
+    /// Records `tx`, which [`Judge::may_see`] let through, as returned.
+    pub(crate) fn returned(&mut self, tx: &Transaction) {
+        self.count += 1;
+        if self.returned.len() <= PATIENTS_PER_ENTRY {
+            self.returned.push(hex::encode(tx.id()));
+        }
+    }
+
+    /// Whether `tx` may be seen (counted or returned): the decision, with
+    /// its patient noted for the access entry and a consent denial counted
+    /// as withheld, but not yet logged as returned ([`Judge::returned`]). A
+    /// search judges every match so that its total counts only what the
+    /// reader may see, and returns one page of them.
+    pub(crate) fn may_see(&mut self, tx: &Transaction) -> ApiResult<bool> {
         let p = &self.reader.participant;
         let kind = tx.header().kind.as_str();
         let patient = patient_of(tx);
@@ -203,12 +224,6 @@ impl<'a> Judge<'a> {
             }
             Decision::Deny(_) => false,
         };
-        if read {
-            self.count += 1;
-            if self.returned.len() <= PATIENTS_PER_ENTRY {
-                self.returned.push(hex::encode(tx.id()));
-            }
-        }
         Ok(read)
     }
 

@@ -83,6 +83,14 @@ pub fn router(state: Shared) -> Router {
         .route("/fhir", post(crate::http::fhir::bundle).layer(lead.clone()))
         .route("/fhir/metadata", get(crate::http::fhir::metadata))
         .route(
+            "/.well-known/smart-configuration",
+            get(crate::http::fhir::smart_configuration),
+        )
+        .route(
+            "/fhir/.well-known/smart-configuration",
+            get(crate::http::fhir::smart_configuration),
+        )
+        .route(
             "/fhir/Patient/{pseudonym}/$everything",
             get(crate::http::fhir::everything),
         )
@@ -105,7 +113,8 @@ pub fn router(state: Shared) -> Router {
                 "this endpoint does not take that method (see Allow)",
             )
         })
-        .with_state(state);
+        .with_state(state)
+        .layer(axum::middleware::from_fn(crate::http::fhir::edge));
     api.layer(
         ServiceBuilder::new()
             .layer(HandleErrorLayer::new(|_: tower::BoxError| async move {

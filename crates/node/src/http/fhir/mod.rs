@@ -68,9 +68,10 @@ pub(crate) const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 pub(crate) const DEFAULT_COUNT: usize = 50;
 /// Largest page size of a search.
 pub(crate) const MAX_COUNT: usize = 1000;
-/// Candidates a search examines per request before it returns a page with
-/// a `next` link (a page can then hold fewer than `_count` matches).
-pub(crate) const MAX_SCAN: usize = 20_000;
+/// Most records one search examines: every match is judged and counted
+/// (for `Bundle.total` and stable pages), so a search that would examine
+/// more is refused as too costly and must be narrowed.
+pub(crate) const MAX_SCAN: usize = 200_000;
 
 fn fhir_json(status: StatusCode, body: &Value) -> Response {
     let mut r = (status, body.to_string()).into_response();
@@ -85,6 +86,8 @@ fn from_problem(p: Problem) -> FhirError {
         401 => "login",
         403 => "forbidden",
         404 => "not-found",
+        405 => "not-supported",
+        406 => "not-supported",
         408 => "timeout",
         413 => "too-costly",
         415 => "not-supported",
@@ -121,12 +124,139 @@ fn base_url(headers: &HeaderMap) -> String {
     format!("{proto}://{host}/fhir")
 }
 
+/// The node's origin (`http://host`), from the request's Host.
+fn origin(headers: &HeaderMap) -> String {
+    base_url(headers).trim_end_matches("/fhir").to_owned()
+}
+
 /// `GET /fhir/metadata`: the CapabilityStatement.
 pub(crate) async fn metadata(headers: HeaderMap) -> Response {
     fhir_json(
         StatusCode::OK,
-        &present::capability_statement(&base_url(&headers), env!("CARGO_PKG_VERSION")),
+        &present::capability_statement(
+            &base_url(&headers),
+            &format!("{}{}", origin(&headers), crate::oauth::TOKEN_PATH),
+            env!("CARGO_PKG_VERSION"),
+        ),
     )
+}
+
+/// `GET /.well-known/smart-configuration` (and under `/fhir`, where SMART
+/// clients look for it): the SMART App Launch v2 discovery document of the
+/// Backend Services token endpoint (`POST /v1/token`).
+pub(crate) async fn smart_configuration(headers: HeaderMap) -> Response {
+    let scopes: Vec<String> = crate::oauth::SYSTEM_SCOPES
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain(
+            medledger_ledger::Purpose::ALL
+                .iter()
+                .map(|p| format!("{}{}", crate::oauth::PURPOSE_SCOPE, p.code())),
+        )
+        .collect();
+    let body = json!({
+        "token_endpoint": format!("{}{}", origin(&headers), crate::oauth::TOKEN_PATH),
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
+        "scopes_supported": scopes,
+        "capabilities": ["client-confidential-asymmetric"],
+    });
+    let mut r = (StatusCode::OK, body.to_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Whether an `Accept` header admits a JSON answer: absent or empty, or a
+/// media range that covers `application/fhir+json` or `application/json`
+/// with a non-zero quality.
+fn accepts_json(headers: &HeaderMap) -> bool {
+    let values: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if values.iter().all(|v| v.trim().is_empty()) {
+        return true;
+    }
+    values.iter().flat_map(|v| v.split(',')).any(|range| {
+        let mut parts = range.split(';');
+        let mime = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let zero = parts.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        !zero
+            && matches!(
+                mime.as_str(),
+                "*/*"
+                    | "application/*"
+                    | "application/fhir+json"
+                    | "application/json"
+                    | "application/json+fhir"
+            )
+    })
+}
+
+/// `_format` in the query, when it names something other than JSON.
+fn non_json_format(query: Option<&str>) -> bool {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes()).any(|(k, v)| {
+        k == "_format"
+            && !matches!(
+                v.as_ref(),
+                "json" | "application/json" | "application/fhir+json"
+            )
+    })
+}
+
+/// The edge of `/fhir`: an `Accept` (or `_format`) without JSON is 406,
+/// and every problem answered under `/fhir` from outside the FHIR handlers
+/// (404 of an unknown path, 405 of a method the path does not take, a
+/// timeout) becomes the OperationOutcome a FHIR client expects.
+pub(crate) async fn edge(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let path = req.uri().path();
+    if path != "/fhir" && !path.starts_with("/fhir/") {
+        return next.run(req).await;
+    }
+    if !accepts_json(req.headers()) || non_json_format(req.uri().query()) {
+        return Fail::from(FhirError::new(
+            406,
+            "not-supported",
+            None,
+            "this server answers FHIR in JSON only (application/fhir+json)",
+        ))
+        .into_response();
+    }
+    let r = next.run(req).await;
+    let problem = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/problem+json"));
+    if !problem {
+        return r;
+    }
+    let (parts, body) = r.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let detail = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| parts.status.to_string());
+    let mut out =
+        Fail::from(from_problem(Problem::new(parts.status, "problem", detail))).into_response();
+    for h in [header::ALLOW, header::RETRY_AFTER, header::LOCATION] {
+        if let Some(v) = parts.headers.get(&h) {
+            out.headers_mut().insert(h, v.clone());
+        }
+    }
+    out
 }
 
 fn require_fhir_json(headers: &HeaderMap) -> Result<(), FhirError> {
@@ -244,6 +374,127 @@ fn created_location(base: &str, resource_type: &str, id: &str) -> String {
     format!("{base}/{resource_type}/{id}/_history/1")
 }
 
+/// What a conditional create found.
+enum Existing {
+    /// No match: create.
+    None,
+    /// Exactly one: answer with it, write nothing.
+    One(Box<Record>),
+    /// More than one: 412.
+    Many,
+}
+
+/// The resources of type `ty` written by `author` that match the query of
+/// a conditional create (`If-None-Exist`, `request.ifNoneExist`).
+///
+/// Only the writer's own resources are matched: a retry comes from the
+/// writer that sent the original, and a writer need not be a reader, so
+/// others' records are neither matched nor revealed.
+fn existing(
+    store: &Store,
+    ty: &str,
+    author: &Participant,
+    query: &str,
+) -> Result<Existing, FhirError> {
+    let kind = fhir::kind_of(ty)
+        .ok_or_else(|| FhirError::new(400, "not-supported", None, format!("{ty} is not stored")))?;
+    let q = query.trim_start_matches('?');
+    let q = q.strip_prefix(&format!("{ty}?")).unwrap_or(q);
+    let s = parse_search(ty, Some(q), false, now_ms())?;
+    if s.query.clauses.is_empty() {
+        return Err(FhirError::new(
+            400,
+            "invalid",
+            None,
+            "a conditional create needs search criteria (e.g. identifier=system|value)",
+        ));
+    }
+    let term = s.query.index_term();
+    let key = author.key.0;
+    let by = match (s.query.patient(), &term) {
+        (_, Some(t)) => By::Code(t),
+        (Some(p), None) => By::Patient(p),
+        (None, None) => By::Author(&key),
+    };
+    const CHUNK: usize = 512;
+    let mut from = 0;
+    let mut found: Option<Box<Record>> = None;
+    let mut scanned = 0;
+    loop {
+        let leaves = store
+            .index()
+            .leaves_by(by, from, CHUNK)
+            .map_err(|e| from_problem(Problem::unavailable(e.to_string())))?;
+        let Some(&last) = leaves.last() else {
+            break;
+        };
+        for r in records(store, &leaves).map_err(from_problem)? {
+            scanned += 1;
+            if scanned > MAX_SCAN {
+                return Err(FhirError::new(
+                    400,
+                    "too-costly",
+                    None,
+                    "the conditional create's criteria match too many records; use identifier=system|value",
+                ));
+            }
+            if r.tx.header().kind != kind || r.tx.header().author != author.key {
+                continue;
+            }
+            let Ok(payload) = serde_json::from_slice::<Value>(r.tx.payload_jcs()) else {
+                continue;
+            };
+            let Ok(summary) = fhir::validate(&payload) else {
+                continue;
+            };
+            if s.query.matches(&summary) {
+                if found.is_some() {
+                    return Ok(Existing::Many);
+                }
+                found = Some(Box::new(r));
+            }
+        }
+        if leaves.len() < CHUNK {
+            break;
+        }
+        from = last + 1;
+    }
+    Ok(found.map_or(Existing::None, Existing::One))
+}
+
+fn if_none_exist(headers: &HeaderMap) -> Result<Option<String>, FhirError> {
+    match headers.get("if-none-exist") {
+        None => Ok(None),
+        Some(v) => v.to_str().map(|s| Some(s.to_owned())).map_err(|_| {
+            FhirError::new(400, "invalid", None, "If-None-Exist must be a query string")
+        }),
+    }
+}
+
+fn more_than_one(ty: &str) -> FhirError {
+    FhirError::new(
+        412,
+        "duplicate",
+        None,
+        format!("the conditional create's criteria match more than one {ty}; nothing was written"),
+    )
+}
+
+/// The answer to a conditional create that matched `r`: 200 with the
+/// resource, its Location and ETag.
+fn found_response(headers: &HeaderMap, ty: &str, r: &Record) -> FhirResult {
+    let id = hex::encode(r.tx.id());
+    let resource = resource_of(r)
+        .ok_or_else(|| FhirError::new(500, "exception", None, "a stored resource did not parse"))?;
+    let mut resp = fhir_json(StatusCode::OK, &resource);
+    if let Ok(loc) = HeaderValue::from_str(&created_location(&base_url(headers), ty, &id)) {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
+    resp.headers_mut()
+        .insert(header::ETAG, HeaderValue::from_static("W/\"1\""));
+    Ok(resp)
+}
+
 /// `POST /fhir/{type}`: creates one resource.
 pub(crate) async fn create(
     State(state): State<Shared>,
@@ -266,6 +517,18 @@ pub(crate) async fn create(
         .into());
     }
     let tx = prepare(&resource, &author, &key)?;
+    if let Some(q) = if_none_exist(&headers)? {
+        let st = state.clone();
+        let (t, a) = (ty.clone(), author.clone());
+        let found = blocking(move || Ok(existing(st.log.store(), &t, &a, &q)))
+            .await
+            .map_err(from_problem)??;
+        match found {
+            Existing::None => {}
+            Existing::One(r) => return found_response(&headers, &ty, &r),
+            Existing::Many => return Err(more_than_one(&ty).into()),
+        }
+    }
     let id = hex::encode(tx.id());
     let time = tx.header().time;
     let stored = fhir::for_storage(&resource);
@@ -285,6 +548,13 @@ pub(crate) async fn create(
         None => Err(FhirError::new(500, "exception", None, "no result").into()),
     }
 }
+
+/// A Bundle entry to write (its transaction, type and storage form), or
+/// the type and id a conditional create matched instead.
+type Planned = Result<(Transaction, &'static str, Value), (&'static str, String)>;
+/// A Bundle entry's place among the transactions written (index, type,
+/// id), or its answer already known.
+type Slot = Result<(usize, &'static str, String), EntryOutcome>;
 
 /// `POST /fhir`: a `transaction` (all or nothing) or `batch` Bundle.
 ///
@@ -321,6 +591,36 @@ pub(crate) async fn bundle(
             Ok((tx, ty, fhir::for_storage(&e.resource)))
         })
         .collect();
+    // Conditional creates: an entry whose ifNoneExist matches one resource
+    // writes nothing and answers with it; more than one fails the entry.
+    let mut found: Vec<Option<Result<String, FhirError>>> = Vec::new();
+    for (e, p) in b.entries.iter().zip(&prepared) {
+        let (Some(q), Ok((_, ty, _))) = (&e.if_none_exist, p) else {
+            found.push(None);
+            continue;
+        };
+        let st = state.clone();
+        let (t, a, q) = ((*ty).to_owned(), author.clone(), q.clone());
+        let hit = blocking(move || Ok(existing(st.log.store(), &t, &a, &q)))
+            .await
+            .map_err(from_problem)?;
+        found.push(match hit {
+            Ok(Existing::None) => None,
+            Ok(Existing::One(r)) => Some(Ok(hex::encode(r.tx.id()))),
+            Ok(Existing::Many) => Some(Err(more_than_one(ty))),
+            Err(e) => Some(Err(e)),
+        });
+    }
+    let prepared: Vec<Result<Planned, FhirError>> = prepared
+        .into_iter()
+        .zip(found)
+        .map(|(p, f)| match (p, f) {
+            (Err(e), _) => Err(e),
+            (Ok(_), Some(Err(e))) => Err(e),
+            (Ok((_, ty, _)), Some(Ok(id))) => Ok(Err((ty, id))),
+            (Ok(p), None) => Ok(Ok(p)),
+        })
+        .collect();
     if b.kind == BundleType::Transaction {
         let errors: Vec<FhirError> = prepared
             .iter()
@@ -337,12 +637,15 @@ pub(crate) async fn bundle(
         }
     }
     let mut txs = Vec::new();
-    let mut slots: Vec<Result<(usize, &'static str, String), FhirError>> = Vec::new();
+    let mut slots: Vec<Result<Slot, FhirError>> = Vec::new();
     for p in prepared {
         match p {
-            Ok((tx, ty, _)) => {
-                slots.push(Ok((txs.len(), ty, hex::encode(tx.id()))));
+            Ok(Ok((tx, ty, _))) => {
+                slots.push(Ok(Ok((txs.len(), ty, hex::encode(tx.id())))));
                 txs.push(tx);
+            }
+            Ok(Err((resource_type, id))) => {
+                slots.push(Ok(Err(EntryOutcome::Existing { resource_type, id })))
             }
             Err(e) => slots.push(Err(e)),
         }
@@ -355,7 +658,8 @@ pub(crate) async fn bundle(
     let outcomes: Vec<EntryOutcome> = slots
         .into_iter()
         .map(|s| match s {
-            Ok((at, ty, id)) => match results.get(at) {
+            Ok(Err(existing)) => existing,
+            Ok(Ok((at, ty, id))) => match results.get(at) {
                 Some(Ok(_)) => EntryOutcome::Created {
                     resource_type: ty,
                     id,
@@ -489,14 +793,22 @@ fn read_blocking(
     Ok(resp)
 }
 
-/// A parsed search.
+/// A parsed search: the query, and how its results are given.
 struct Search {
-    patient: Option<String>,
-    code: Option<(Option<String>, String)>,
-    dates: Vec<String>,
+    query: fhir::Query,
+    /// Page size; 0 answers the total only.
     count: usize,
-    after: Option<u64>,
-    /// The query without `_after`, for links.
+    /// Whether `Bundle.total` is given (`_total` other than `none`).
+    total: bool,
+    /// `_sort`: `Some(true)` for `-date`, `Some(false)` for `date`.
+    sort: Option<bool>,
+    /// Where the page starts among the matches.
+    offset: usize,
+    /// The log size the search is pinned to (`_as_of`), once paging.
+    as_of: Option<u64>,
+    /// Parameters ignored under `Prefer: handling=lenient`.
+    ignored: Vec<String>,
+    /// The parameters applied, without `_offset` and `_as_of`, for links.
     params: Vec<(String, String)>,
 }
 
@@ -504,74 +816,124 @@ fn bad_param(msg: String) -> FhirError {
     FhirError::new(400, "invalid", None, msg)
 }
 
-fn parse_search(ty: &str, raw: Option<&str>) -> Result<Search, FhirError> {
+/// Whether the request asks for lenient handling of unknown search
+/// parameters (`Prefer: handling=lenient`, RFC 7240 as FHIR uses it).
+fn lenient(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([',', ';']))
+        .any(|p| {
+            p.split_once('=').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("handling")
+                    && v.trim().trim_matches('"').eq_ignore_ascii_case("lenient")
+            })
+        })
+}
+
+fn parse_count(v: &str) -> Result<usize, FhirError> {
+    Ok(v.parse::<usize>()
+        .map_err(|_| bad_param("_count must be a non-negative integer".into()))?
+        .min(MAX_COUNT))
+}
+
+fn parse_search(ty: &str, raw: Option<&str>, lenient: bool, now: u64) -> Result<Search, FhirError> {
     let mut s = Search {
-        patient: None,
-        code: None,
-        dates: Vec::new(),
+        query: fhir::Query::default(),
         count: DEFAULT_COUNT,
-        after: None,
+        total: true,
+        sort: None,
+        offset: 0,
+        as_of: None,
+        ignored: Vec::new(),
         params: Vec::new(),
     };
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
     for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         let (k, v) = (k.into_owned(), v.into_owned());
-        match (k.as_str(), ty) {
-            ("subject" | "patient", _) => {
-                let p = v.strip_prefix("Patient/").unwrap_or(&v);
-                if !pseudonym::is_well_formed(p) {
-                    return Err(bad_param(format!(
-                        "{k} must be Patient/<pseudonym> (26 characters of base32)"
-                    )));
+        match k.as_str() {
+            "_count" => s.count = parse_count(&v)?,
+            "_total" => match v.as_str() {
+                "none" => s.total = false,
+                "accurate" | "estimate" => s.total = true,
+                _ => return Err(bad_param("_total is none, estimate or accurate".into())),
+            },
+            "_summary" => match v.as_str() {
+                "count" => s.count = 0,
+                "false" => {}
+                _ => {
+                    return Err(FhirError::new(
+                        400,
+                        "not-supported",
+                        None,
+                        "_summary takes count or false here",
+                    ));
                 }
-                s.patient = Some(p.to_owned());
+            },
+            "_sort" => {
+                s.sort = Some(match v.as_str() {
+                    "date" => false,
+                    "-date" => true,
+                    _ => {
+                        return Err(FhirError::new(
+                            400,
+                            "not-supported",
+                            None,
+                            "_sort takes date or -date",
+                        ));
+                    }
+                })
             }
-            ("code", "Observation" | "Condition") | ("vaccine-code", "Immunization") => {
-                s.code = Some(match v.split_once('|') {
-                    Some((sys, code)) if !sys.is_empty() => (Some(sys.to_owned()), code.to_owned()),
-                    Some((_, code)) => (None, code.to_owned()),
-                    None => (None, v.clone()),
-                });
+            "_offset" => {
+                s.offset = v
+                    .parse()
+                    .map_err(|_| bad_param("_offset must be a non-negative integer".into()))?;
+                continue;
             }
-            ("date", _) => {
-                // Checked now, so a bad parameter is a 400 even with no candidates.
-                fhir::date_matches(&v, "2000-01-01")?;
-                s.dates.push(v.clone());
-            }
-            ("_count", _) => {
-                s.count = v
-                    .parse::<usize>()
-                    .map_err(|_| bad_param("_count must be a non-negative integer".into()))?
-                    .clamp(1, MAX_COUNT);
-            }
-            ("_after", _) => {
-                s.after = Some(
+            "_as_of" => {
+                s.as_of = Some(
                     v.parse()
-                        .map_err(|_| bad_param("_after must be a log index".into()))?,
+                        .map_err(|_| bad_param("_as_of must be a log size".into()))?,
                 );
                 continue;
             }
-            ("_format" | "_pretty", _) => {}
-            _ => {
-                return Err(FhirError::new(
-                    400,
-                    "not-supported",
-                    None,
-                    format!("search parameter {k} is not supported for {ty}"),
-                ));
-            }
+            // fhirpy's count() sends `_totalMethod=count` (HAPI's name for
+            // `_total`); every total here is exact, so it changes nothing.
+            "_format" | "_pretty" | "_totalMethod" => {}
+            _ => match fhir::Clause::parse(ty, &k, &v, now) {
+                Ok(Some(c)) => s.query.clauses.push(c),
+                Ok(None) => {}
+                Err(fhir::SearchParamError::Invalid(e)) => return Err(e),
+                Err(fhir::SearchParamError::Unknown) if lenient => {
+                    s.ignored.push(k);
+                    continue;
+                }
+                Err(fhir::SearchParamError::Unknown) => {
+                    return Err(FhirError::new(
+                        400,
+                        "not-supported",
+                        None,
+                        format!(
+                            "search parameter {k} is not supported for {ty} (see /fhir/metadata); \
+                             send Prefer: handling=lenient to have unknown parameters ignored"
+                        ),
+                    ));
+                }
+            },
         }
         s.params.push((k, v));
     }
     Ok(s)
 }
 
-fn link(path: &str, params: &[(String, String)], after: Option<u64>) -> String {
+fn link(path: &str, params: &[(String, String)], extra: &[(&str, String)]) -> String {
     let mut ser = form_urlencoded::Serializer::new(String::new());
     for (k, v) in params {
         ser.append_pair(k, v);
     }
-    if let Some(a) = after {
-        ser.append_pair("_after", &a.to_string());
+    for (k, v) in extra {
+        ser.append_pair(k, v);
     }
     let q = ser.finish();
     if q.is_empty() {
@@ -581,56 +943,103 @@ fn link(path: &str, params: &[(String, String)], after: Option<u64>) -> String {
     }
 }
 
-/// One page of a search at `path`: a searchset with its `self` link and,
-/// when there is more, a `next` link that resumes after `next`.
-fn page(
-    headers: &HeaderMap,
-    path: &str,
-    s: &Search,
-    found: Vec<Value>,
-    next: Option<u64>,
-) -> Response {
-    let self_link = link(path, &s.params, s.after);
-    let next_link = next.map(|n| link(path, &s.params, Some(n)));
+/// One page of a search, pinned to a log size.
+struct Found {
+    /// The resources of the page.
+    page: Vec<Value>,
+    /// Every match the reader may see, up to the pinned size.
+    total: usize,
+    /// The log size the search ran at.
+    as_of: u64,
+}
+
+/// A searchset Bundle for page `f` of search `s` at `path`: `self` and,
+/// when there is more, `next`, both pinned to the log size the first page
+/// ran at, so records committed meanwhile neither shift nor join the pages.
+fn page(headers: &HeaderMap, path: &str, s: &Search, f: Found, extra_total: usize) -> Response {
+    let pin = |offset: usize| {
+        let mut extra = vec![("_as_of", f.as_of.to_string())];
+        if offset > 0 {
+            extra.push(("_offset", offset.to_string()));
+        }
+        link(path, &s.params, &extra)
+    };
+    let self_link = pin(s.offset);
+    let end = s.offset.saturating_add(s.count);
+    let next_link = (s.count > 0 && end < f.total).then(|| pin(end));
+    let outcome = (!s.ignored.is_empty()).then(|| {
+        present::warning_outcome(&format!(
+            "ignored unknown search parameters: {}",
+            s.ignored.join(", ")
+        ))
+    });
     fhir_json(
         StatusCode::OK,
         &present::searchset(
             &base_url(headers),
             &self_link,
             next_link.as_deref(),
-            None,
-            found,
+            s.total.then_some((f.total + extra_total) as u64),
+            f.page,
+            outcome,
         ),
     )
 }
 
-/// Runs a search over candidate leaves: the matches of one page and where
-/// the next page starts.
+/// A match kept for a page: where, when, and the record.
+struct Hit {
+    date: Option<i64>,
+    tx: Transaction,
+}
+
+/// Runs search `s` over the candidate leaves `by` gives, up to the pinned
+/// log size: every match the reader may see is judged (so the total counts
+/// only those), ordered by leaf or by `_sort`, and one page of them is
+/// returned and logged as read.
 fn run_search(
     store: &Store,
     judge: &mut access::Judge<'_>,
     kinds: &[&str],
     by: By<'_>,
     s: &Search,
-    matches: impl Fn(&fhir::Summary) -> bool,
-) -> Result<(Vec<Value>, Option<u64>), FhirError> {
+) -> Result<Found, FhirError> {
     const CHUNK: usize = 512;
     let unavailable =
         |e: medledger_store::IndexError| from_problem(Problem::unavailable(e.to_string()));
-    // `_after` comes from the query: u64::MAX must not overflow.
-    let mut from = s.after.map_or(0, |a| a.saturating_add(1));
-    let mut out = Vec::new();
+    let size = store.last().map_or(0, |h| h.header().log_size);
+    let as_of = match s.as_of {
+        Some(n) if n > size => {
+            return Err(bad_param(format!(
+                "_as_of {n} is beyond the log's size {size}"
+            )));
+        }
+        Some(n) => n,
+        None => size,
+    };
+    let mut hits = Vec::new();
+    let mut from = 0;
     let mut scanned = 0;
-    loop {
+    'scan: loop {
         let leaves = store
             .index()
             .leaves_by(by, from, CHUNK)
             .map_err(unavailable)?;
         let Some(&last) = leaves.last() else {
-            return Ok((out, None));
+            break;
         };
-        for r in records(store, &leaves).map_err(from_problem)? {
+        let within: Vec<u64> = leaves.iter().copied().filter(|l| *l < as_of).collect();
+        for r in records(store, &within).map_err(from_problem)? {
             scanned += 1;
+            if scanned > MAX_SCAN {
+                return Err(FhirError::new(
+                    400,
+                    "too-costly",
+                    None,
+                    format!(
+                        "the search examines more than {MAX_SCAN} records; narrow it by patient, code or identifier"
+                    ),
+                ));
+            }
             if !kinds.contains(&r.tx.header().kind.as_str()) {
                 continue;
             }
@@ -640,29 +1049,48 @@ fn run_search(
             let Ok(summary) = fhir::validate(&payload) else {
                 continue;
             };
-            if !matches(&summary) || !judge.admit(&r.tx).map_err(from_problem)? {
+            if !s.query.matches(&summary) || !judge.may_see(&r.tx).map_err(from_problem)? {
                 continue;
             }
-            out.push(present::as_read(
-                &payload,
-                &hex::encode(r.tx.id()),
-                r.tx.header().time,
-            ));
-            if out.len() == s.count {
-                return Ok((out, Some(r.leaf)));
-            }
+            let date = summary
+                .date
+                .as_deref()
+                .and_then(fhir::date_range)
+                .map(|r| r.0);
+            hits.push(Hit { date, tx: r.tx });
         }
-        if leaves.len() < CHUNK {
-            return Ok((out, None));
-        }
-        if scanned >= MAX_SCAN {
-            return Ok((out, Some(last)));
+        if leaves.len() < CHUNK || last >= as_of {
+            break 'scan;
         }
         from = last + 1;
     }
+    if let Some(desc) = s.sort {
+        // Stable: ties keep log order; resources without a date go last.
+        hits.sort_by(|a, b| match (a.date, b.date) {
+            (Some(x), Some(y)) if desc => y.cmp(&x),
+            (Some(x), Some(y)) => x.cmp(&y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        });
+    }
+    let total = hits.len();
+    let mut page = Vec::new();
+    for h in hits.into_iter().skip(s.offset).take(s.count) {
+        judge.returned(&h.tx);
+        let payload: Value = serde_json::from_slice(h.tx.payload_jcs()).unwrap_or(Value::Null);
+        page.push(present::as_read(
+            &payload,
+            &hex::encode(h.tx.id()),
+            h.tx.header().time,
+        ));
+    }
+    Ok(Found { page, total, as_of })
 }
 
-/// `GET /fhir/{type}`: search by `subject`/`patient`, `code` and `date`.
+/// `GET /fhir/{type}`: search by the parameters of the type's table
+/// (`fhir::search_params`), with the result parameters `_count`,
+/// `_total`, `_summary` and `_sort`.
 pub(crate) async fn search(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -689,36 +1117,26 @@ fn search_blocking(
         )
         .into());
     };
-    let s = parse_search(ty, raw)?;
+    let s = parse_search(ty, raw, lenient(headers), now_ms())?;
     let store = state.log.store();
     // A patient's search runs over their own records only.
     let own = reader.participant.patient.as_deref();
-    let by = match (&s.patient, &s.code) {
+    let term = s.query.index_term();
+    let by = match (s.query.patient(), &term) {
         (Some(p), _) => By::Patient(p),
         (None, _) if reader.participant.role == Role::Patient => {
             By::Patient(own.unwrap_or_default())
         }
-        (None, Some((_, c))) => By::Code(c),
+        (None, Some(t)) => By::Code(t),
         (None, None) => By::Kind(kind),
     };
     let mut judge = access::Judge::new(state, &reader);
-    let (found, next) = run_search(store, &mut judge, &[kind], by, &s, |sum| {
-        s.patient.as_ref().is_none_or(|p| &sum.patient == p)
-            && s.code.as_ref().is_none_or(|(sys, code)| {
-                sum.codes
-                    .iter()
-                    .any(|(ss, cc)| cc == code && sys.as_ref().is_none_or(|x| x == ss))
-            })
-            && s.dates.iter().all(|d| {
-                sum.date
-                    .as_deref()
-                    .is_some_and(|v| fhir::date_matches(d, v).unwrap_or(false))
-            })
-    })?;
+    let found = run_search(store, &mut judge, &[kind], by, &s)?;
+    let pinned = [("_as_of", found.as_of.to_string())];
     *entries = judge
-        .entries(Some(link(ty, &s.params, s.after)))
+        .entries(Some(link(ty, &s.params, &pinned)))
         .map_err(from_problem)?;
-    Ok(page(headers, ty, &s, found, next))
+    Ok(page(headers, ty, &s, found, 0))
 }
 
 /// `GET /fhir/Patient/{pseudonym}/$everything`: the patient and every FHIR
@@ -770,14 +1188,8 @@ fn everything_blocking(
     if !pseudonym::is_well_formed(patient) || !has_records(store, patient)? {
         return Err(not_found(format!("Patient/{patient} has no records")).into());
     }
-    let mut s = parse_search("Patient", raw)?;
-    if s.patient.is_some() || s.code.is_some() || !s.dates.is_empty() {
-        return Err(bad_param("$everything takes only _count".into()).into());
-    }
-    let first = s.after.is_none();
-    if first {
-        s.count = s.count.saturating_sub(1).max(1);
-    }
+    // No search parameters: $everything takes only the result parameters.
+    let s = parse_search("Patient", raw, lenient(headers), now_ms())?;
     let kinds = [
         fhir::KIND_OBSERVATION,
         fhir::KIND_CONDITION,
@@ -785,13 +1197,15 @@ fn everything_blocking(
     ];
     let mut judge = access::Judge::new(state, &reader);
     let by = By::Patient(patient);
-    let (mut found, next) = run_search(store, &mut judge, &kinds, by, &s, |_| true)?;
+    let mut found = run_search(store, &mut judge, &kinds, by, &s)?;
     let path = format!("Patient/{patient}/$everything");
+    let pinned = [("_as_of", found.as_of.to_string())];
     *entries = judge
-        .entries(Some(link(&path, &s.params, s.after)))
+        .entries(Some(link(&path, &s.params, &pinned)))
         .map_err(from_problem)?;
-    if first {
-        found.insert(0, patient_resource(patient));
+    // The Patient leads the first page, beside `_count` resources.
+    if s.offset == 0 && s.count > 0 {
+        found.page.insert(0, patient_resource(patient));
     }
-    Ok(page(headers, &path, &s, found, next))
+    Ok(page(headers, &path, &s, found, 1))
 }

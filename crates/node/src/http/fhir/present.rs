@@ -3,7 +3,7 @@
 //! CapabilityStatement, and a stored resource as readers get it.
 
 use medledger_health::calendar;
-use medledger_health::fhir::{BundleType, FhirError};
+use medledger_health::fhir::{self, BundleType, FhirError};
 use serde_json::{Map, Value, json};
 
 /// The date the capability statement's content was last changed.
@@ -17,6 +17,13 @@ pub(crate) enum EntryOutcome {
         /// Its resourceType.
         resource_type: &'static str,
         /// Its new id.
+        id: String,
+    },
+    /// A conditional create matched this resource; nothing was written.
+    Existing {
+        /// Its resourceType.
+        resource_type: &'static str,
+        /// Its id.
         id: String,
     },
     /// The entry was refused.
@@ -61,6 +68,11 @@ pub(crate) fn transaction_response(kind: BundleType, entries: Vec<EntryOutcome>)
                 "location": format!("{resource_type}/{id}/_history/1"),
                 "etag": "W/\"1\"",
             }}),
+            EntryOutcome::Existing { resource_type, id } => json!({"response": {
+                "status": status_line(200),
+                "location": format!("{resource_type}/{id}/_history/1"),
+                "etag": "W/\"1\"",
+            }}),
             EntryOutcome::Failed(err) => json!({"response": {
                 "status": status_line(err.status),
                 "outcome": outcome(&err),
@@ -98,12 +110,14 @@ pub(crate) fn searchset(
     next_link: Option<&str>,
     total: Option<u64>,
     resources: Vec<Value>,
+    outcome: Option<Value>,
 ) -> Value {
     let base = base_url.trim_end_matches('/');
     let mut links = vec![json!({"relation": "self", "url": absolute(base, self_link)})];
     if let Some(next) = next_link {
         links.push(json!({"relation": "next", "url": absolute(base, next)}));
     }
+    let outcome = outcome.map(|o| json!({"resource": o, "search": {"mode": "outcome"}}));
     let entries: Vec<Value> = resources
         .into_iter()
         .map(|r| {
@@ -122,6 +136,7 @@ pub(crate) fn searchset(
             e.insert("search".into(), json!({"mode": "match"}));
             Value::Object(e)
         })
+        .chain(outcome)
         .collect();
     let mut bundle = Map::new();
     bundle.insert("resourceType".into(), json!("Bundle"));
@@ -136,26 +151,55 @@ pub(crate) fn searchset(
     Value::Object(bundle)
 }
 
-fn search_param(name: &str, ty: &str, documentation: &str) -> Value {
-    json!({"name": name, "type": ty, "documentation": documentation})
-}
-
 fn interactions(codes: &[&str]) -> Value {
     Value::Array(codes.iter().map(|c| json!({"code": c})).collect())
 }
 
-/// The server's CapabilityStatement (R4 4.0.1, JSON only).
-pub(crate) fn capability_statement(base_url: &str, software_version: &str) -> Value {
+/// The types stored, each with its search parameters from the table the
+/// search code uses (`fhir::search_params`), so the two cannot drift.
+const STORED_TYPES: [&str; 3] = ["Observation", "Condition", "Immunization"];
+
+fn stored_type(ty: &str) -> Value {
+    let params: Vec<Value> = fhir::search_params(ty)
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "definition": p.definition,
+                "type": p.ty.as_str(),
+                "documentation": p.documentation,
+            })
+        })
+        .collect();
+    json!({
+        "type": ty,
+        "interaction": interactions(&["read", "search-type", "create"]),
+        "conditionalCreate": true,
+        "searchParam": params,
+    })
+}
+
+/// The server's CapabilityStatement (R4 4.0.1, JSON only). `token_url`
+/// is the SMART Backend Services token endpoint.
+pub(crate) fn capability_statement(
+    base_url: &str,
+    token_url: &str,
+    software_version: &str,
+) -> Value {
     let base = base_url.trim_end_matches('/');
-    let subject = search_param("subject", "reference", "Patient/<pseudonym>");
-    let patient = search_param("patient", "reference", "Patient/<pseudonym>");
-    let code = search_param("code", "token", "system|code, or code");
-    let date = search_param(
-        "date",
-        "date",
-        "clinical date, with prefix eq, ne, lt, gt, le, ge, sa or eb",
-    );
-    let count = search_param("_count", "number", "page size");
+    let mut resources: Vec<Value> = STORED_TYPES.iter().map(|t| stored_type(t)).collect();
+    resources.push(json!({
+        "type": "Patient",
+        "interaction": interactions(&["read"]),
+        "operation": [{
+            "name": "everything",
+            "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+        }],
+    }));
+    let results: Vec<String> = fhir::RESULT_PARAMS
+        .iter()
+        .map(|(n, _, doc)| format!("{n}: {doc}"))
+        .collect();
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -170,31 +214,26 @@ pub(crate) fn capability_statement(base_url: &str, software_version: &str) -> Va
         "format": ["json"],
         "rest": [{
             "mode": "server",
-            "resource": [
-                {
-                    "type": "Observation",
-                    "interaction": interactions(&["read", "search-type", "create"]),
-                    "searchParam": [subject.clone(), code.clone(), date, patient.clone(), count],
-                },
-                {
-                    "type": "Condition",
-                    "interaction": interactions(&["read", "search-type", "create"]),
-                    "searchParam": [subject, patient.clone(), code],
-                },
-                {
-                    "type": "Immunization",
-                    "interaction": interactions(&["read", "search-type", "create"]),
-                    "searchParam": [patient],
-                },
-                {
-                    "type": "Patient",
-                    "interaction": interactions(&["read"]),
-                    "operation": [{
-                        "name": "everything",
-                        "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+            "documentation": format!(
+                "Every search takes {}. A comma is OR, a repeated parameter AND; unknown parameters are refused unless Prefer: handling=lenient.",
+                results.join("; ")
+            ),
+            "security": {
+                "cors": false,
+                "service": [{
+                    "coding": [{
+                        "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                        "code": "SMART-on-FHIR",
                     }],
-                },
-            ],
+                    "text": "SMART Backend Services (client_credentials with a private_key_jwt assertion, EdDSA)",
+                }],
+                "extension": [{
+                    "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                    "extension": [{"url": "token", "valueUri": token_url}],
+                }],
+                "description": "Bearer tokens from the SMART Backend Services token endpoint (see .well-known/smart-configuration), or participant tokens; reads are decided per record by role, purpose of use and the patient's consent, and logged on the ledger.",
+            },
+            "resource": resources,
             "interaction": interactions(&["transaction", "batch"]),
         }],
     })
@@ -248,6 +287,15 @@ fn informational_outcome(text: &str) -> Value {
     })
 }
 
+/// An OperationOutcome with one issue of severity `warning` and code
+/// `not-supported`, as a lenient search reports what it ignored.
+pub(crate) fn warning_outcome(text: &str) -> Value {
+    json!({
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "warning", "code": "not-supported", "diagnostics": text}]
+    })
+}
+
 /// `e` as an OperationOutcome with one issue.
 fn outcome(e: &FhirError) -> Value {
     outcome_of(std::slice::from_ref(e))
@@ -268,7 +316,6 @@ fn issue(e: &FhirError) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use medledger_health::fhir;
 
     /// A US Core heart rate Observation of a pseudonymized patient.
     fn heart_rate() -> Value {
@@ -378,6 +425,7 @@ mod tests {
             Some("/Observation?code=8867-4&_count=1&_page=2"),
             Some(2),
             vec![read.clone(), json!({"resourceType": "Observation"})],
+            None,
         );
         assert_eq!(b["resourceType"], "Bundle");
         assert_eq!(b["type"], "searchset");
@@ -403,16 +451,22 @@ mod tests {
             None,
             None,
             vec![],
+            Some(warning_outcome("ignored x")),
         );
         assert_eq!(b["link"].as_array().unwrap().len(), 1);
         assert_eq!(b["link"][0]["url"], "https://other.example/fhir/Condition");
         assert!(b.get("total").is_none());
-        assert!(b.get("entry").is_none());
+        assert_eq!(b["entry"][0]["search"]["mode"], "outcome");
+        assert_eq!(b["entry"][0]["resource"]["issue"][0]["severity"], "warning");
     }
 
     #[test]
     fn capability_statement_lists_the_resources() {
-        let c = capability_statement("https://node.example/fhir", "0.1.0");
+        let c = capability_statement(
+            "https://node.example/fhir",
+            "https://node.example/v1/token",
+            "0.1.0",
+        );
         assert_eq!(c["resourceType"], "CapabilityStatement");
         assert_eq!(c["fhirVersion"], "4.0.1");
         assert_eq!(c["status"], "active");
@@ -425,48 +479,46 @@ mod tests {
             rest["interaction"],
             json!([{"code": "transaction"}, {"code": "batch"}])
         );
+        assert_eq!(
+            rest["security"]["service"][0]["coding"][0]["code"],
+            "SMART-on-FHIR"
+        );
+        assert_eq!(
+            rest["security"]["extension"][0]["extension"][0]["valueUri"],
+            "https://node.example/v1/token"
+        );
         let resources = rest["resource"].as_array().unwrap();
         let find = |t: &str| resources.iter().find(|r| r["type"] == t).unwrap();
-        let params = |t: &str| -> Vec<(String, String)> {
-            find(t)["searchParam"]
-                .as_array()
-                .map(|ps| {
-                    ps.iter()
-                        .map(|p| {
-                            (
-                                p["name"].as_str().unwrap().to_owned(),
-                                p["type"].as_str().unwrap().to_owned(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let interactions = |t: &str| -> Vec<String> {
-            find(t)["interaction"]
+        for t in STORED_TYPES {
+            let declared: Vec<(String, String)> = find(t)["searchParam"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|i| i["code"].as_str().unwrap().to_owned())
+                .map(|p| {
+                    (
+                        p["name"].as_str().unwrap().to_owned(),
+                        p["type"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect();
+            let table: Vec<(String, String)> = fhir::search_params(t)
+                .iter()
+                .map(|p| (p.name.to_owned(), p.ty.as_str().to_owned()))
+                .collect();
+            assert_eq!(declared, table, "{t}");
+            assert_eq!(find(t)["conditionalCreate"], true);
+        }
+        let names = |t: &str| -> Vec<String> {
+            find(t)["searchParam"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["name"].as_str().unwrap().to_owned())
                 .collect()
         };
-        for t in ["Observation", "Condition", "Immunization"] {
-            assert_eq!(interactions(t), ["read", "search-type", "create"], "{t}");
-        }
-        let obs = params("Observation");
-        for (n, ty) in [
-            ("subject", "reference"),
-            ("code", "token"),
-            ("date", "date"),
-            ("patient", "reference"),
-            ("_count", "number"),
-        ] {
-            assert!(obs.contains(&(n.into(), ty.into())), "{n}");
-        }
-        let names = |t: &str| params(t).into_iter().map(|p| p.0).collect::<Vec<_>>();
-        assert_eq!(names("Condition"), ["subject", "patient", "code"]);
-        assert_eq!(names("Immunization"), ["patient"]);
-        assert_eq!(interactions("Patient"), ["read"]);
+        assert!(names("Condition").contains(&"date".to_owned()));
+        assert!(names("Immunization").contains(&"date".to_owned()));
+        assert!(names("Immunization").contains(&"vaccine-code".to_owned()));
         assert_eq!(find("Patient")["operation"][0]["name"], "everything");
     }
 
