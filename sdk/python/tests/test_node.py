@@ -3,7 +3,7 @@
 accepted; every read is verified by the SDK; exports are checked again by
 the CLI's own `medledger export verify`."""
 
-import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -176,7 +176,7 @@ def test_cli_export_loads_into_a_verified_dataframe(vkey, analyst, tmp_path):
         m = json.loads(Path(str(f) + ".manifest.json").read_text())
         lines = f.read_bytes().splitlines(keepends=True)
         f.write_bytes(b"".join(lines[1:]))
-        m.update(rows=m["rows"] - 1, leaves=m["leaves"][1:], sha256=__import__("hashlib").sha256(f.read_bytes()).hexdigest())
+        m.update(rows=m["rows"] - 1, leaves=m["leaves"][1:], sha256=hashlib.sha256(f.read_bytes()).hexdigest())
         Path(str(f) + ".manifest.json").write_text(json.dumps(m))
         assert len(load_export(f, vkey=vkey).rows) == len(lines) - 1  # the file and manifest agree...
         with pytest.raises(ExportVerificationError, match="incomplete"):

@@ -11,15 +11,17 @@ log shrank (rollback).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+import rfc8785
 
 from . import merkle
 from .consistency import ConsistencyTracker
@@ -34,7 +36,10 @@ from .errors import (
 from .keys import SigningKey, verify_signature
 from .note import Checkpoint, Trust, b64decode_strict
 from .receipt import VerifiedReceipt, verify_receipt
-from .tx import Transaction
+from .tx import Transaction, header_jcs
+
+if TYPE_CHECKING:
+    from .export import VerifiedExport
 
 BLOCK_TAG = b"medledger/block/v1\n"
 REQUEST_TIMEOUT = 120.0
@@ -475,8 +480,6 @@ def verify_block(b: Any, trust: Trust) -> VerifiedBlock:
     """Checks a block as ``/v1/blocks`` returns it: its hash over
     ``medledger/block/v1\\n || JCS(header)``, a proposer that is a trusted node
     key and its signature, each transaction's id and the ``txs_root``."""
-    import rfc8785
-
     if not isinstance(b, dict) or not isinstance(b.get("header"), dict):
         raise ProtocolError("block has no header")
     h = b["header"]
@@ -486,8 +489,6 @@ def verify_block(b: Any, trust: Trust) -> VerifiedBlock:
         return VerificationError(f"block {height}: {what}")
 
     msg = BLOCK_TAG + rfc8785.dumps(h)
-    import hashlib
-
     if hashlib.sha256(msg).hexdigest() != b.get("hash"):
         raise bad("hash does not match the header")
     if h.get("height") != height:
@@ -505,8 +506,6 @@ def verify_block(b: Any, trust: Trust) -> VerifiedBlock:
         raise bad("tx_count does not match the transactions sent")
     ids = []
     for t in txs:
-        from .tx import header_jcs
-
         try:
             leaf = merkle.leaf_hash(header_jcs(t["header"]) + bytes.fromhex(t["signature"]))
         except (KeyError, TypeError, ValueError, FormatError) as e:

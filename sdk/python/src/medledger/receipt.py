@@ -16,7 +16,6 @@ the tree, and the proof binds the leaf to the checkpoint's root.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from . import merkle
@@ -111,8 +110,3 @@ def verify_receipt(text: str, trust: Trust, expected_id: str | None = None,
         raise VerificationError(f"leaf index {p.index} is out of range for tree size {cp.size}")
     merkle.verify_inclusion(p.index, cp.size, leaf, list(p.proof), cp.root)
     return VerifiedReceipt(leaf.hex(), p.index, cp, header, text)
-
-
-def header_of(extra: bytes) -> dict:
-    """The header JSON inside a leaf preimage (unverified)."""
-    return json.loads(extra[:-64])
