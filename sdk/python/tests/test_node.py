@@ -94,6 +94,9 @@ def test_sdk_signed_transactions_are_accepted_and_read_back(vkey, admin, integra
         c.request_token(doctor, "purpose/TREAT")
         got = c.transaction(report.id)
         assert got.payload == report.payload and got.tx.salt == report.salt
+        hist = c.history(patient)
+        assert report.id in [r.id for r in hist.records]
+        assert all(r.receipt.checkpoint == hist.checkpoint for r in hist.records)
         # Resending the committed bytes: a duplicate on a first attempt is the node's answer as it is.
         with pytest.raises(ProblemError) as e:
             c.submit(report)

@@ -7,7 +7,8 @@ checkpoint against the last one trusted (RFC 6962 consistency proofs).
 Research exports arrive as pandas DataFrames, proven complete and unchanged.
 """
 
-from .client import NO_RETRY, AlertEvent, Client, Retry, VerifiedBlock, VerifiedTransaction, verify_block
+from .client import (NO_RETRY, AlertEvent, Client, Retry, VerifiedBlock, VerifiedRecord, VerifiedRecords,
+                     VerifiedTransaction, verify_block)
 from .consistency import ConsistencyTracker
 from .errors import (
     ConsistencyError,
@@ -34,5 +35,5 @@ __all__ = [
     "ExportVerificationError", "FormatError", "KeyFileError", "MedledgerError", "NO_RETRY", "Note",
     "ProblemError", "ProofError", "ProtocolError", "Retry", "SignatureError", "SigningKey", "TlogProof",
     "Transaction", "TransportError", "Trust", "VerificationError", "VerifiedBlock", "VerifiedReceipt",
-    "VerifiedTransaction", "Verifier", "canonical_payload", "commitment", "verify_block", "verify_receipt",
+    "VerifiedRecord", "VerifiedRecords", "VerifiedTransaction", "Verifier", "canonical_payload", "commitment", "verify_block", "verify_receipt",
 ]

@@ -36,7 +36,7 @@ from .errors import (
 from .keys import SigningKey, verify_signature
 from .note import Checkpoint, Trust, b64decode_strict
 from .receipt import VerifiedReceipt, verify_receipt
-from .tx import Transaction, header_jcs
+from .tx import Transaction, canonical_payload, commitment, header_jcs
 
 if TYPE_CHECKING:
     from .export import VerifiedExport
@@ -417,6 +417,59 @@ class Client:
             out.append(vb)
         return out, body.get("next")
 
+    def history(self, patient: str) -> "VerifiedRecords":
+        """Every record about a patient (bearer token of a record reader),
+        page by page as of one checkpoint, each verified (see :meth:`_records`)."""
+        return self._records(f"/v1/patients/{patient}/history", "records")
+
+    def access_log(self, patient: str) -> "VerifiedRecords":
+        """Every logged read of a patient's records (bearer token of the
+        data-protection officer or of that patient), each verified."""
+        return self._records(f"/v1/patients/{patient}/access-log", "entries")
+
+    def _records(self, path: str, field: str) -> "VerifiedRecords":
+        """Reads all pages as of the first page's checkpoint and checks each
+        record: its receipt proves its id in that checkpoint, the author's
+        signature covers its header, and its payload with its salt opens the
+        header's commitment."""
+        records: list[VerifiedRecord] = []
+        pinned: Checkpoint | None = None
+        after: int | None = None
+        withheld = 0
+        while True:
+            params: dict[str, int] = {}
+            if pinned is not None:
+                params["as_of"] = pinned.size
+            if after is not None:
+                params["after"] = after
+            page = self._json(self._request("GET", path, auth=True, params=params), path)
+            if not isinstance(page, dict) or not isinstance(page.get(field), list):
+                raise ProtocolError(f"{path}: answer has no {field}")
+            cp = Checkpoint.verify(page["checkpoint"], self.trust)
+            _field("as_of", cp.size, page.get("as_of"))
+            if pinned is None:
+                self.consistency.observe(cp, latest=False)
+                pinned = cp
+            elif (cp.size, cp.root) != (pinned.size, pinned.root):
+                raise VerificationError(f"{path}: pages answer as of different checkpoints")
+            for e in page[field]:
+                r = verify_receipt(e["receipt"], self.trust, expected_id=e["id"])
+                if (r.checkpoint.size, r.checkpoint.root) != (cp.size, cp.root):
+                    raise VerificationError(f"record {e['id']} is proven in another checkpoint than its page's")
+                salt = bytes.fromhex(e["salt"])
+                if commitment(salt, canonical_payload(e["payload"])).hex() != r.header["commitment"]:
+                    raise VerificationError(f"record {e['id']}: payload does not open the header's commitment")
+                for k in ("kind", "author", "time"):
+                    _field(k, r.header[k], e.get(k))
+                _field("index", r.index, e.get("index"))
+                records.append(VerifiedRecord(e["id"], r.index, r.header, e["payload"], r))
+            withheld += int(page.get("withheld") or 0)
+            after = page.get("next_after")
+            if after is None:
+                break
+        assert pinned is not None
+        return VerifiedRecords(pinned, records, withheld)
+
     # -- services -----------------------------------------------------------
 
     def alerts(self, min_level: str | None = None) -> dict:
@@ -458,6 +511,27 @@ class Client:
         from .export import fetch_export
 
         return fetch_export(self, kind, date_from, date_to, verify=verify)
+
+
+@dataclass(frozen=True)
+class VerifiedRecord:
+    """A record of a history or access log: receipt, header and payload verified."""
+
+    id: str
+    index: int
+    header: dict
+    payload: Any
+    receipt: VerifiedReceipt
+
+
+@dataclass(frozen=True)
+class VerifiedRecords:
+    """Records verified against one checkpoint; ``withheld`` counts those
+    the patients' consent directives kept from this reader."""
+
+    checkpoint: Checkpoint
+    records: list[VerifiedRecord]
+    withheld: int = 0
 
 
 @dataclass(frozen=True)
@@ -518,5 +592,5 @@ def verify_block(b: Any, trust: Trust) -> VerifiedBlock:
     return VerifiedBlock(height, b["hash"], h, txs)
 
 
-__all__ = ["Client", "Retry", "NO_RETRY", "VerifiedTransaction", "VerifiedBlock", "AlertEvent",
+__all__ = ["Client", "Retry", "NO_RETRY", "VerifiedTransaction", "VerifiedBlock", "VerifiedRecord", "VerifiedRecords", "AlertEvent",
            "verify_block"]
