@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import threading
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -189,13 +188,14 @@ def test_cli_export_loads_into_a_verified_dataframe(vkey, analyst, tmp_path):
 def test_alerts_arrive_over_sse(vkey, integration):
     patient = DEMO["example_patient"]
     events = []
+    opened = threading.Event()
     with Client(URL, vkey) as reader:
         reader.request_token(integration)
         assert "alerts" in reader.alerts()
 
         def follow():
             try:
-                for ev in reader.follow_alerts(patient=patient, timeout=30):
+                for ev in reader.follow_alerts(patient=patient, timeout=30, on_open=opened.set):
                     events.append(ev)
                     if ev.event == "alert":
                         return
@@ -204,7 +204,7 @@ def test_alerts_arrive_over_sse(vkey, integration):
 
         th = threading.Thread(target=follow, daemon=True)
         th.start()
-        time.sleep(1.0)
+        assert opened.wait(30), events
         now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         with Client(URL, vkey) as w:
             w.submit(Transaction.sign(integration, "vital_signs", {

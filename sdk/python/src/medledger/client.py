@@ -16,7 +16,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -478,11 +478,14 @@ class Client:
         return self._json(self._request("GET", "/v1/alerts", auth=True, params=params), "alerts")
 
     def follow_alerts(self, min_level: str | None = None, patient: str | None = None,
-                      timeout: float | None = None) -> Iterator["AlertEvent"]:
+                      timeout: float | None = None,
+                      on_open: Callable[[], None] | None = None) -> Iterator["AlertEvent"]:
         """Follows ``GET /v1/alerts/stream`` (Server-Sent Events): yields
         ``alert``, ``cleared`` and ``resync`` events as they come. On
         ``resync`` the stream fell behind: read :meth:`alerts` again.
-        ``timeout`` bounds the wait for each event (None: wait forever)."""
+        ``timeout`` bounds the wait for each event (None: wait forever).
+        ``on_open`` is called once the node has subscribed this stream:
+        every alert change after that call is delivered."""
         from httpx_sse import connect_sse
 
         params = {k: v for k, v in (("min_level", min_level), ("patient", patient)) if v}
@@ -493,6 +496,8 @@ class Client:
                 if not source.response.is_success:
                     source.response.read()
                     raise _problem(source.response)
+                if on_open is not None:
+                    on_open()
                 for ev in source.iter_sse():
                     try:
                         data = json.loads(ev.data) if ev.data else None
