@@ -90,14 +90,17 @@ class VerifiedTransaction:
 
     @property
     def id(self) -> str:
+        """The transaction id (hex)."""
         return self.tx.id
 
     @property
     def payload(self) -> Any:
+        """The payload, proven by the header's commitment."""
         return self.tx.payload
 
     @property
     def header(self) -> dict:
+        """The signed header."""
         return self.tx.header
 
 

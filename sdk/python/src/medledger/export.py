@@ -91,6 +91,7 @@ class Selection:
         self.ranged = self.start is not None or self.end is not None
 
     def selects(self, record: Any) -> bool:
+        """Whether the query's days select ``record`` (a payload)."""
         if not self.ranged:
             return True
         field = _DATE_FIELD.get(self.kind)
@@ -159,6 +160,7 @@ class VerifiedExport:
 
     @property
     def kind(self) -> str:
+        """The exported kind."""
         return self.selection.kind
 
     def manifest(self) -> dict:

@@ -184,6 +184,7 @@ class Transaction:
 
     @property
     def kind(self) -> str:
+        """The transaction kind, e.g. ``medical_report``."""
         return self.header["kind"]
 
     def to_wire(self) -> dict:
