@@ -16,7 +16,7 @@ import independent as ref
 import pytest
 
 from medledger import (Checkpoint, Client, ConsistencyError, ExportVerificationError, ProblemError, SigningKey,
-                       Transaction, Trust)
+                       Transaction, Trust, verify_cosignatures)
 from medledger.export import load_export
 
 URL = os.environ.get("MEDLEDGER_TEST_URL")
@@ -90,6 +90,9 @@ def test_sdk_signed_transactions_are_accepted_and_read_back(vkey, admin, integra
         r = c.submit(report)
         assert r.index < r.checkpoint.size and r.header["kind"] == "medical_report"
         assert c.receipt(report.id).index == r.index
+        cosigned = c.receipt(report.id, cosigned=True)
+        cosigner = c.status()["cosigner_vkey"]
+        assert verify_cosignatures(cosigned.checkpoint.note, [cosigner], 1)
         c.request_token(doctor, "purpose/TREAT")
         got = c.transaction(report.id)
         assert got.payload == report.payload and got.tx.salt == report.salt

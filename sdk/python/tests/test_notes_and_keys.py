@@ -146,3 +146,37 @@ def test_tampered_key_files_are_refused():
     for bad in ["not json", "{}", text.replace('"v":1', '"v":2'), text.replace("ed25519", "rsa")]:
         with pytest.raises(KeyFileError):
             SigningKey.from_key_file_text(bad)
+
+
+# Pinned by crates/formats/src/cosignature.rs (seed 0x00..0x1f, time 1795478400).
+COSIG_TEXT = "medledger.example/log\n3\nlPvQ3YNvUDAWkubQ6t5yjuGexSv/8WBu2AfIV11aqhk=\n"
+COSIG_VKEY = "witness.example/w1+e75f6532+BAOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4"
+COSIG_LINE = ("\u2014 witness.example/w1 519lMgAAAABrBNOAMi/txefGv09TDSwAtP/dZDyBm+fiBAOD2wEH9UyqxJAaIRW+"
+              "DUnE4u39ZNFvXOIUMQTDumpj5etuq7cJUtQiAQ==\n")
+
+
+def _cosign(text, name, seed, ts):
+    import base64
+    import struct
+    key, pub = ref.seed_key(seed)
+    kid = ref.sha(name.encode() + b"\n\x04" + pub)[:4]
+    sig = key.sign(f"cosignature/v1\ntime {ts}\n".encode() + text.encode())
+    vkey = f"{name}+{kid.hex()}+{base64.b64encode(bytes([4]) + pub).decode()}"
+    return f"\u2014 {name} {base64.b64encode(kid + struct.pack('>Q', ts) + sig).decode()}\n", vkey
+
+
+def test_cosignature_known_answer_and_quorum():
+    from medledger import verify_cosignatures
+
+    line, vkey = _cosign(COSIG_TEXT, "witness.example/w1", bytes(range(32)), 1795478400)
+    assert (line, vkey) == (COSIG_LINE, COSIG_VKEY)
+    line2, vkey2 = _cosign(COSIG_TEXT, "witness.example/w2", bytes([9]) * 32, 1795478401)
+    note = COSIG_TEXT + "\n" + COSIG_LINE + line2
+    assert verify_cosignatures(note, [COSIG_VKEY, vkey2], 2) == {"witness.example/w1": 1795478400, "witness.example/w2": 1795478401}
+    with pytest.raises(SignatureError, match="1 of the required 2"):
+        verify_cosignatures(COSIG_TEXT + "\n" + COSIG_LINE, [COSIG_VKEY, vkey2], 2)
+    forged = COSIG_LINE.replace("519lMgAAAABrBNOA", "519lMgAAAABrBNOB")  # timestamp changed
+    with pytest.raises(SignatureError):
+        verify_cosignatures(COSIG_TEXT + "\n" + forged, [COSIG_VKEY], 1)
+    with pytest.raises(FormatError):
+        verify_cosignatures(note, [SPEC_VKEY], 1)  # a type 0x01 key is not a cosigner key

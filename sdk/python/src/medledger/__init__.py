@@ -24,16 +24,16 @@ from .errors import (
     VerificationError,
 )
 from .keys import SigningKey
-from .note import Checkpoint, Note, Trust, Verifier
+from .note import Checkpoint, Cosigner, Note, Trust, Verifier, verify_cosignatures
 from .receipt import TlogProof, VerifiedReceipt, verify_receipt
 from .tx import Transaction, canonical_payload, commitment
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AlertEvent", "Checkpoint", "Client", "ConsistencyError", "ConsistencyTracker",
+    "AlertEvent", "Checkpoint", "Client", "Cosigner", "ConsistencyError", "ConsistencyTracker",
     "ExportVerificationError", "FormatError", "KeyFileError", "MedledgerError", "NO_RETRY", "Note",
     "ProblemError", "ProofError", "ProtocolError", "Retry", "SignatureError", "SigningKey", "TlogProof",
     "Transaction", "TransportError", "Trust", "VerificationError", "VerifiedBlock", "VerifiedReceipt",
-    "VerifiedRecord", "VerifiedRecords", "VerifiedTransaction", "Verifier", "canonical_payload", "commitment", "verify_block", "verify_receipt",
+    "VerifiedRecord", "VerifiedRecords", "VerifiedTransaction", "Verifier", "canonical_payload", "commitment", "verify_block", "verify_cosignatures", "verify_receipt",
 ]

@@ -366,11 +366,15 @@ class Client:
             self.consistency.observe(cp, latest=True)
         return st
 
-    def receipt(self, tx_id: str) -> VerifiedReceipt:
+    def receipt(self, tx_id: str, *, cosigned: bool = False) -> VerifiedReceipt:
         """The verified receipt of transaction ``tx_id`` (hex), including
-        the author's signature over the header it carries."""
+        the author's signature over the header it carries. ``cosigned``
+        asks the node to add its own and its peers' cosignatures; check them
+        with :func:`medledger.verify_cosignatures` and the cosigner keys you
+        trust."""
         tx_id = _check_id(tx_id)
-        text = self._request("GET", f"/v1/transactions/{tx_id}/receipt").text
+        params = {"cosigned": "true"} if cosigned else {}
+        text = self._request("GET", f"/v1/transactions/{tx_id}/receipt", params=params).text
         r = verify_receipt(text, self.trust, expected_id=tx_id)
         self.consistency.observe(r.checkpoint, latest=False)
         return r

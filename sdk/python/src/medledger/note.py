@@ -233,3 +233,76 @@ class Trust:
         signed by a key named after its origin)."""
         v = Verifier.parse(vkey)
         return cls(v.name, [v])
+
+
+SIG_TYPE_COSIGNATURE = 0x04
+MAX_TIMESTAMP = (1 << 63) - 1
+
+
+@dataclass(frozen=True)
+class Cosigner:
+    """A trusted C2SP tlog-cosignature key (vkey type ``0x04``): another node
+    or a witness that vouches it saw the checkpoint, consistent with every
+    other it saw."""
+
+    name: str
+    key_id: int
+    public_key: bytes
+
+    @classmethod
+    def parse(cls, vkey: str) -> "Cosigner":
+        """Parses a cosigner vkey ``name+hex8(id)+base64(0x04 || key)``."""
+        parts = vkey.strip().split("+", 2)
+        if len(parts) != 3:
+            raise FormatError("malformed cosigner key: expected name+keyid+key")
+        name, id_hex, key_b64 = parts
+        _check_name(name)
+        material = b64decode_strict(key_b64, "cosigner key")
+        if len(material) != 33 or material[0] != SIG_TYPE_COSIGNATURE:
+            raise FormatError("not an Ed25519 cosigner key (type 0x04, 32 bytes)")
+        public = material[1:]
+        expected = key_id(name, SIG_TYPE_COSIGNATURE, public)
+        if not re.fullmatch(r"[0-9a-f]{8}", id_hex) or int(id_hex, 16) != expected:
+            raise FormatError(f"cosigner key id {id_hex} does not match its name and key (expected {expected:08x})")
+        public_key_from_bytes(public)
+        return cls(name, expected, public)
+
+    def verify(self, note: Note) -> int | None:
+        """The timestamp of this cosigner's cosignature on ``note``, or None
+        if it has none; a line naming it that does not verify raises."""
+        found = None
+        for sig in note.signatures:
+            if sig.name != self.name or sig.key_id != self.key_id:
+                continue
+            if len(sig.sig) != 72:
+                raise SignatureError(f"cosignature by {self.name} is not a timestamp and an Ed25519 signature")
+            ts = int.from_bytes(sig.sig[:8], "big")
+            if ts > MAX_TIMESTAMP:
+                raise SignatureError(f"cosignature by {self.name} has an impossible timestamp")
+            msg = f"cosignature/v1\ntime {ts}\n".encode() + note.text.encode()
+            try:
+                verify_signature(self.public_key, msg, sig.sig[8:])
+            except SignatureError:
+                raise SignatureError(f"cosignature by {self.name} does not verify") from None
+            found = ts if found is None else max(found, ts)
+        return found
+
+
+def verify_cosignatures(checkpoint_note: str, cosigners: list[Cosigner] | list[str], quorum: int) -> dict[str, int]:
+    """Checks that at least ``quorum`` distinct trusted cosigners validly
+    cosigned the checkpoint; returns each one's name and timestamp. A forged
+    line from a trusted cosigner fails the whole check."""
+    cs = [c if isinstance(c, Cosigner) else Cosigner.parse(c) for c in cosigners]
+    note = Note.parse(checkpoint_note)
+    ok: dict[str, int] = {}
+    seen: set[bytes] = set()
+    for c in cs:
+        if c.public_key in seen:
+            continue
+        ts = c.verify(note)
+        if ts is not None:
+            ok[c.name] = ts
+            seen.add(c.public_key)
+    if len(ok) < quorum:
+        raise SignatureError(f"{len(ok)} of the required {quorum} cosignatures verify")
+    return ok
