@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_http;
+mod bench_read;
 mod demo;
 mod demo_data;
 mod export;
