@@ -227,7 +227,9 @@ fn no_read_is_answered_unlogged_with_the_disk_full() {
     server.signal_term();
     server.wait_exit();
     assert!(!server.log_text().contains("panicked"), "{}", server.log_text());
-    assert_verifies(&dir);
+    // The write that met the full disk may have left a torn record at the
+    // segment's end: `verify` reports it until the next open cuts it off,
+    // so the ledger is verified after the restart below.
 
     // Every answered read is in the access log; at most one refused read
     // (the one whose commit failed) may be there too, never more.
