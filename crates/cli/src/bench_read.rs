@@ -104,8 +104,13 @@ fn verify_answer(client: &Client, id: &str, body: &[u8]) -> Result<()> {
     let v: serde_json::Value = serde_json::from_slice(body)?;
     let wire: TxWire = serde_json::from_value(v["transaction"].clone())?;
     let tx = Transaction::from_wire(wire)?;
-    anyhow::ensure!(hex::encode(tx.id()) == id, "the answer holds another record");
-    let receipt = v["receipt"].as_str().context("an answer without a receipt")?;
+    anyhow::ensure!(
+        hex::encode(tx.id()) == id,
+        "the answer holds another record"
+    );
+    let receipt = v["receipt"]
+        .as_str()
+        .context("an answer without a receipt")?;
     client.trust().receipt_for(receipt, &tx)?;
     Ok(())
 }
@@ -236,7 +241,8 @@ pub fn run(a: ReadArgs) -> Result<ExitCode> {
         .into_iter()
         .map(|(name, after)| {
             let before = entries_before.get(&name).copied().unwrap_or(0);
-            let per = after.saturating_sub(before) as f64 / served.load(Ordering::Relaxed).max(1) as f64;
+            let per =
+                after.saturating_sub(before) as f64 / served.load(Ordering::Relaxed).max(1) as f64;
             (name, per)
         })
         .filter(|(_, per)| *per > 0.0)
@@ -247,8 +253,7 @@ pub fn run(a: ReadArgs) -> Result<ExitCode> {
     lat.sort_by(f64::total_cmp);
     let mut verified = 0;
     for (r, body) in samples.into_inner().unwrap_or_default() {
-        verify_answer(&client, &ids[r], &body)
-            .context("an answer from the run does not verify")?;
+        verify_answer(&client, &ids[r], &body).context("an answer from the run does not verify")?;
         verified += 1;
     }
     if let Some(e) = first_error.into_inner().ok().flatten() {

@@ -1169,7 +1169,8 @@ fn readers(c: &Cluster) -> Readers {
     .unwrap();
     let mut payload = report_payload(1);
     payload["patient"] = json!(READ_PATIENT);
-    let report = Transaction::sign(&c.doctors[0], kind::MEDICAL_REPORT, now_ms(), &payload).unwrap();
+    let report =
+        Transaction::sign(&c.doctors[0], kind::MEDICAL_REPORT, now_ms(), &payload).unwrap();
     let leader = c.leader(Duration::from_secs(10));
     let acked = submit_batch(&c.nodes[leader].base(), &[reg, report.clone()]);
     assert_eq!(acked.len(), 2, "officer and record acknowledged");
@@ -1177,7 +1178,12 @@ fn readers(c: &Cluster) -> Readers {
     let tokens = c
         .nodes
         .iter()
-        .map(|n| (issue_token(&n.dir, &c.doctors[0]), issue_token(&n.dir, &dpo)))
+        .map(|n| {
+            (
+                issue_token(&n.dir, &c.doctors[0]),
+                issue_token(&n.dir, &dpo),
+            )
+        })
         .collect();
     Readers {
         record: hex::encode(report.id()),
@@ -1211,7 +1217,10 @@ fn assert_refused_without_data(node: &Node, (status, body): &(u16, String)) {
     assert_eq!(v["code"], "access_log_unavailable", "{v}");
     assert!(v.get("transaction").is_none(), "{v}");
     for secret in [READ_PATIENT, "Oseltamivir", "receipt"] {
-        assert!(!body.contains(secret), "a refused read leaked {secret}: {body}");
+        assert!(
+            !body.contains(secret),
+            "a refused read leaked {secret}: {body}"
+        );
     }
 }
 
@@ -1270,7 +1279,8 @@ fn leader_that_lost_its_quorum_answers_no_read() {
     let (doctor, _) = &r.tokens[leader];
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (status, body) = read_record(&c.nodes[leader], &r.record, doctor, Duration::from_secs(30));
+        let (status, body) =
+            read_record(&c.nodes[leader], &r.record, doctor, Duration::from_secs(30));
         if status == 200 {
             break;
         }

@@ -91,8 +91,13 @@ fn register(admin: &SigningKey, key: &SigningKey, role: Role) -> Transaction {
         patient: None,
         cluster: None,
     };
-    Transaction::sign(admin, kind::REGISTER, now_ms(), &serde_json::to_value(p).unwrap())
-        .expect("sign register")
+    Transaction::sign(
+        admin,
+        kind::REGISTER,
+        now_ms(),
+        &serde_json::to_value(p).unwrap(),
+    )
+    .expect("sign register")
 }
 
 fn submit(http: &reqwest::blocking::Client, s: &Server, txs: &[Transaction]) {
@@ -140,7 +145,10 @@ fn read(http: &reqwest::blocking::Client, s: &Server, id: &str, token: &str) -> 
             let v: Value = serde_json::from_str(&text).expect("a problem document");
             assert_eq!(v["code"], "access_log_unavailable", "{v}");
             for secret in [RECORD_PATIENT, "Oseltamivir", "anamnesis", "receipt"] {
-                assert!(!text.contains(secret), "a refused read leaked {secret}: {text}");
+                assert!(
+                    !text.contains(secret),
+                    "a refused read leaked {secret}: {text}"
+                );
             }
             assert!(v.get("transaction").is_none(), "{v}");
             Read::Refused
@@ -226,7 +234,11 @@ fn no_read_is_answered_unlogged_with_the_disk_full() {
     assert_eq!(read(&http, &server, &id, &doctor_token), Read::Refused);
     server.signal_term();
     server.wait_exit();
-    assert!(!server.log_text().contains("panicked"), "{}", server.log_text());
+    assert!(
+        !server.log_text().contains("panicked"),
+        "{}",
+        server.log_text()
+    );
     // The write that met the full disk may have left a torn record at the
     // segment's end: `verify` reports it until the next open cuts it off,
     // so the ledger is verified after the restart below.
@@ -235,7 +247,9 @@ fn no_read_is_answered_unlogged_with_the_disk_full() {
     // (the one whose commit failed) may be there too, never more.
     let server = Server::start(&dir, &[]);
     let r = http
-        .get(server.url(&format!("/v1/patients/{RECORD_PATIENT}/access-log?limit=1000")))
+        .get(server.url(&format!(
+            "/v1/patients/{RECORD_PATIENT}/access-log?limit=1000"
+        )))
         .bearer_auth(&dpo_token)
         .send()
         .expect("access log");

@@ -6,8 +6,8 @@
 
 use crate::http::problem::Problem;
 use crate::http::record::Record;
-use crate::pipeline::SubmitError;
 use crate::http::request::{ApiResult, AppState, Caller, authenticate, ledger_err};
+use crate::pipeline::SubmitError;
 use axum::http::{HeaderMap, StatusCode};
 use medledger_formats::keys;
 use medledger_formats::tx::Transaction;
@@ -308,7 +308,11 @@ pub(crate) async fn log(state: &AppState, entries: Vec<Transaction>) -> ApiResul
     let limit = state.config.access_log_timeout_ms;
     let committed = tokio::time::timeout(Duration::from_millis(limit), commit(state, entries))
         .await
-        .unwrap_or_else(|_| Err(format!("the access entry was not committed within {limit} ms")));
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "the access entry was not committed within {limit} ms"
+            ))
+        });
     committed.map_err(|why| {
         metrics::counter!("medledger_access_log_failures_total").increment(1);
         Problem::new(
