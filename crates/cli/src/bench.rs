@@ -51,6 +51,10 @@ pub enum BenchCommand {
     /// Load a running node over HTTP: signed before the clock starts, then C
     /// clients with keep-alive connections send batches of B.
     Http(crate::bench_http::HttpArgs),
+    /// Single-record reads from a running node: C clients with keep-alive
+    /// connections fetch `GET /v1/transactions/{id}` with a bearer token
+    /// (each one a logged read where the node logs reads).
+    Read(crate::bench_read::ReadArgs),
     /// Inclusion proofs served from stored subtrees, per second.
     Proofs {
         /// Data directory.
@@ -84,6 +88,7 @@ pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
             json,
         ),
         BenchCommand::Http(args) => crate::bench_http::run(args),
+        BenchCommand::Read(args) => crate::bench_read::run(args),
         BenchCommand::Open { data_dir, json } => {
             let start = Instant::now();
             let ledger = Ledger::open(&data_dir)?;

@@ -60,8 +60,9 @@ pub struct HttpArgs {
     vitals: bool,
 }
 
-/// A keep-alive HTTP/1.1 connection that POSTs JSON and reads whole responses.
-struct Conn {
+/// A keep-alive HTTP/1.1 connection that sends requests and reads whole
+/// responses.
+pub(crate) struct Conn {
     stream: TcpStream,
     host: String,
     buf: Vec<u8>,
@@ -77,7 +78,7 @@ fn bad(what: impl Into<String>) -> io::Error {
 }
 
 impl Conn {
-    fn connect(addr: SocketAddr, host: &str) -> io::Result<Self> {
+    pub(crate) fn connect(addr: SocketAddr, host: &str) -> io::Result<Self> {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(120)))?;
@@ -100,6 +101,13 @@ impl Conn {
         )?;
         self.req.extend_from_slice(body);
         self.stream.write_all(&self.req)?;
+        self.read_response()
+    }
+
+    /// Sends `request`, a whole request already written out, and returns
+    /// the status and body.
+    pub(crate) fn send(&mut self, request: &[u8]) -> io::Result<(u16, Vec<u8>)> {
+        self.stream.write_all(request)?;
         self.read_response()
     }
 
@@ -372,7 +380,8 @@ fn verify_response(client: &Client, body: &[u8], resp: &[u8], batch: usize) -> R
     Ok(n)
 }
 
-fn node_addr(base: &str) -> Result<(SocketAddr, String)> {
+/// The socket address and `host:port` of an `http://` base URL.
+pub(crate) fn node_addr(base: &str) -> Result<(SocketAddr, String)> {
     let hostport = base
         .strip_prefix("http://")
         .context("only http:// URLs are supported")?
@@ -387,7 +396,8 @@ fn node_addr(base: &str) -> Result<(SocketAddr, String)> {
     Ok((addr, hostport.to_owned()))
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// The `p` quantile of `sorted` (0 when empty).
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted
         .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
         .copied()

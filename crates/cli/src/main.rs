@@ -3,6 +3,7 @@
 mod backup;
 mod bench;
 mod bench_http;
+mod bench_read;
 mod demo;
 mod demo_data;
 mod export;

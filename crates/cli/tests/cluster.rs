@@ -1137,3 +1137,214 @@ fn cluster_survives_power_cuts_of_every_node_at_once() {
         .unwrap_or(30);
     power_cuts(cycles);
 }
+
+/// A patient whose record the access tests read.
+const READ_PATIENT: &str = "MFRGGZDFMZTWQ2LKNNWG23TPOA";
+
+/// A reader and a data-protection officer, registered, with a token for
+/// each on every node; and one committed record about [`READ_PATIENT`].
+struct Readers {
+    record: String,
+    acked: HashSet<[u8; 32]>,
+    /// The doctor's and the officer's token on each node.
+    tokens: Vec<(String, String)>,
+}
+
+fn readers(c: &Cluster) -> Readers {
+    let dpo = keys::generate().unwrap();
+    let p = RegisterPayload {
+        key: keys::public_key(&dpo),
+        role: Role::DataProtectionOfficer,
+        institution: "Klinicki centar Nis".into(),
+        label: "test officer".into(),
+        patient: None,
+        cluster: None,
+    };
+    let reg = Transaction::sign(
+        &c.admin,
+        kind::REGISTER,
+        now_ms(),
+        &serde_json::to_value(p).unwrap(),
+    )
+    .unwrap();
+    let mut payload = report_payload(1);
+    payload["patient"] = json!(READ_PATIENT);
+    let report =
+        Transaction::sign(&c.doctors[0], kind::MEDICAL_REPORT, now_ms(), &payload).unwrap();
+    let leader = c.leader(Duration::from_secs(10));
+    let acked = submit_batch(&c.nodes[leader].base(), &[reg, report.clone()]);
+    assert_eq!(acked.len(), 2, "officer and record acknowledged");
+    c.converge(&[0, 1, 2]);
+    let tokens = c
+        .nodes
+        .iter()
+        .map(|n| {
+            (
+                issue_token(&n.dir, &c.doctors[0]),
+                issue_token(&n.dir, &dpo),
+            )
+        })
+        .collect();
+    Readers {
+        record: hex::encode(report.id()),
+        acked: acked.into_iter().collect(),
+        tokens,
+    }
+}
+
+/// One read of `id` through `node`: the status and the body. The client
+/// waits up to `wait` and follows no redirect.
+fn read_record(node: &Node, id: &str, token: &str, wait: Duration) -> (u16, String) {
+    let r = reqwest::blocking::Client::builder()
+        .timeout(wait)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/v1/transactions/{id}", node.base()))
+        .bearer_auth(token)
+        .header("x-purpose-of-use", "TREAT")
+        .send()
+        .unwrap_or_else(|e| panic!("node {}: the read got no answer: {e}", node.id));
+    let status = r.status().as_u16();
+    (status, r.text().expect("body"))
+}
+
+/// Asserts that a read was refused for want of its access entry and that
+/// its answer holds nothing of the record.
+fn assert_refused_without_data(node: &Node, (status, body): &(u16, String)) {
+    assert_eq!(*status, 503, "node {}: {body}", node.id);
+    let v: Value = serde_json::from_str(body).expect("a problem document");
+    assert_eq!(v["code"], "access_log_unavailable", "{v}");
+    assert!(v.get("transaction").is_none(), "{v}");
+    for secret in [READ_PATIENT, "Oseltamivir", "receipt"] {
+        assert!(
+            !body.contains(secret),
+            "a refused read leaked {secret}: {body}"
+        );
+    }
+}
+
+/// The access entries in `patient`'s log on `node`: id and author (the
+/// node that served the read), oldest first.
+fn access_log(node: &Node, token: &str, patient: &str) -> Vec<(String, String)> {
+    let r = http()
+        .get(format!(
+            "{}/v1/patients/{patient}/access-log?limit=1000",
+            node.base()
+        ))
+        .bearer_auth(token)
+        .send()
+        .expect("access log");
+    assert_eq!(r.status(), 200, "node {}", node.id);
+    let v: Value = r.json().expect("json");
+    v["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["kind"] == "access.entry")
+        .map(|e| {
+            let field = |k: &str| e[k].as_str().expect(k).to_owned();
+            (field("id"), field("author"))
+        })
+        .collect()
+}
+
+#[test]
+fn leader_that_lost_its_quorum_answers_no_read() {
+    let Some(_one) = supported() else {
+        return;
+    };
+    let mut c = Cluster::start(&[("MEDLEDGER_ACCESS_LOG_TIMEOUT_MS", "3000")], |_| {
+        Vec::new()
+    });
+    let r = readers(&c);
+    let leader = c.leader(Duration::from_secs(5));
+    let (doctor, _) = &r.tokens[leader];
+    let ok = read_record(&c.nodes[leader], &r.record, doctor, Duration::from_secs(30));
+    assert_eq!(ok.0, 200, "{}", ok.1);
+    let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    for &f in &followers {
+        c.nodes[f].kill();
+    }
+    // The leader cannot make the entry durable on a quorum: the read is
+    // refused within the access-log timeout, with nothing of the record.
+    for _ in 0..3 {
+        let answer = read_record(&c.nodes[leader], &r.record, doctor, Duration::from_secs(30));
+        assert_refused_without_data(&c.nodes[leader], &answer);
+    }
+    for &f in &followers {
+        c.nodes[f].start();
+    }
+    let leader = c.leader(Duration::from_secs(30));
+    let (doctor, _) = &r.tokens[leader];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) =
+            read_record(&c.nodes[leader], &r.record, doctor, Duration::from_secs(30));
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(Instant::now() < deadline, "reads never resumed: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    c.finish(&r.acked, &[]);
+}
+
+#[test]
+fn reads_through_three_nodes_leave_one_access_log_on_every_node() {
+    let Some(_one) = supported() else {
+        return;
+    };
+    let c = Cluster::start(&[], |_| Vec::new());
+    let r = readers(&c);
+    let before = access_log(&c.nodes[0], &r.tokens[0].1, READ_PATIENT);
+    // Two reads through each node, leader and followers alike.
+    let mut served = 0;
+    for round in 0..2 {
+        for (i, n) in c.nodes.iter().enumerate() {
+            let (status, body) = read_record(n, &r.record, &r.tokens[i].0, Duration::from_secs(30));
+            assert_eq!(status, 200, "round {round}, node {}: {body}", n.id);
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["id"], r.record.as_str());
+            served += 1;
+        }
+    }
+    c.converge(&[0, 1, 2]);
+    let logs: Vec<Vec<(String, String)>> = c
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| access_log(n, &r.tokens[i].1, READ_PATIENT))
+        .collect();
+    assert_eq!(
+        logs[0].len(),
+        before.len() + served,
+        "one access entry per read served: {:?}",
+        logs[0]
+    );
+    for (i, log) in logs.iter().enumerate() {
+        assert_eq!(log, &logs[0], "node {}'s access log differs", c.nodes[i].id);
+    }
+    // Each entry is signed by the node that served its read: two by each.
+    let mut authors = std::collections::HashMap::<&str, usize>::new();
+    for (_, author) in &logs[0][before.len()..] {
+        *authors.entry(author.as_str()).or_default() += 1;
+    }
+    let mut want: Vec<(String, usize)> = c
+        .nodes
+        .iter()
+        .map(|n| {
+            let key = read_key_file(&n.dir.join("node.key")).unwrap();
+            (keys::public_key(&key).to_string(), 2)
+        })
+        .collect();
+    want.sort();
+    let mut got: Vec<(String, usize)> = authors
+        .into_iter()
+        .map(|(a, n)| (a.to_owned(), n))
+        .collect();
+    got.sort();
+    assert_eq!(got, want, "access entries per signing node");
+    c.finish(&r.acked, &[]);
+}

@@ -69,6 +69,10 @@ pub struct NodeConfig {
     pub public_url: Option<String>,
     /// Lifetime of the access tokens this node issues, seconds.
     pub access_token_ttl_s: u64,
+    /// Longest a record-level read waits for its access entry to be
+    /// committed, ms; past it the read is refused (503) and returns nothing.
+    /// At most 60 s, the limit every request has anyway.
+    pub access_log_timeout_ms: u64,
 }
 
 impl Default for NodeConfig {
@@ -94,6 +98,7 @@ impl Default for NodeConfig {
             cosigner_name: None,
             public_url: None,
             access_token_ttl_s: 900,
+            access_log_timeout_ms: 10_000,
         }
     }
 }
@@ -255,6 +260,14 @@ impl NodeConfig {
                 "access_token_ttl_s must lie in 60..=3600".into(),
             ));
         }
+        if let Some(v) = get("MEDLEDGER_ACCESS_LOG_TIMEOUT_MS") {
+            self.access_log_timeout_ms = parse("MEDLEDGER_ACCESS_LOG_TIMEOUT_MS", v)?;
+        }
+        if !(100..=60_000).contains(&self.access_log_timeout_ms) {
+            return Err(ConfigError::Invalid(
+                "access_log_timeout_ms must lie in 100..=60000".into(),
+            ));
+        }
         if let Some(u) = &self.public_url
             && !(u.starts_with("http://") || u.starts_with("https://"))
         {
@@ -306,5 +319,21 @@ mod tests {
             cfg.apply_env(|k| (k == "MEDLEDGER_STATS_K").then(|| "1".into()))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn access_log_timeout_is_bounded() {
+        let set = |v: &str| {
+            let mut cfg = NodeConfig::default();
+            let v = v.to_owned();
+            cfg.apply_env(|k| (k == "MEDLEDGER_ACCESS_LOG_TIMEOUT_MS").then(|| v.clone()))
+                .map(|()| cfg.access_log_timeout_ms)
+        };
+        assert_eq!(NodeConfig::default().access_log_timeout_ms, 10_000);
+        assert_eq!(set("100").unwrap(), 100);
+        assert_eq!(set("60000").unwrap(), 60_000);
+        for bad in ["99", "60001", "0", "ten"] {
+            assert!(set(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -7,6 +7,7 @@
 use crate::http::problem::Problem;
 use crate::http::record::Record;
 use crate::http::request::{ApiResult, AppState, Caller, authenticate, ledger_err};
+use crate::pipeline::SubmitError;
 use axum::http::{HeaderMap, StatusCode};
 use medledger_formats::keys;
 use medledger_formats::tx::Transaction;
@@ -17,6 +18,8 @@ use medledger_ledger::{
 };
 use medledger_store::By;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 /// The request header that names the purpose of use (an HL7 PurposeOfUse
 /// code); without it, the first purpose of the reader's role applies.
@@ -300,23 +303,117 @@ pub(crate) fn judge(
     })
 }
 
-/// Commits a read's access entries; only then may its answer leave.
+/// Commits a read's access entries; only then may its answer leave. A
+/// cluster follower hands them to the leader, whose acknowledgement means a
+/// quorum holds them. Past `access_log_timeout_ms` (a leader without a
+/// quorum never commits) the read is refused: an entry may still be
+/// committed afterwards, a read logged but not served, never the reverse.
+///
+/// The follower does not wait until its own log holds the entry as well:
+/// the quorum's copy is what makes it durable, and the follower's arrives
+/// by replication like every other block. Waiting for it would add a
+/// replication round to every follower read and make the read depend on
+/// the follower keeping up, for no gain in what the ledger proves; a reader
+/// of the access log on that follower may see the entry a moment later.
 pub(crate) async fn log(state: &AppState, entries: Vec<Transaction>) -> ApiResult<()> {
     if entries.is_empty() {
         return Ok(());
     }
     metrics::counter!("medledger_access_entries_total").increment(entries.len() as u64);
-    for outcome in state.seq.enqueue(entries).done().await {
-        if let Err(e) = outcome {
-            metrics::counter!("medledger_access_log_failures_total").increment(1);
-            return Err(Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "access_log_unavailable",
-                format!("the read was not logged, so nothing is returned: {e}"),
-            ));
+    let limit = state.config.access_log_timeout_ms;
+    let committed = tokio::time::timeout(Duration::from_millis(limit), commit(state, entries))
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "the access entry was not committed within {limit} ms"
+            ))
+        });
+    committed.map_err(|why| {
+        metrics::counter!("medledger_access_log_failures_total").increment(1);
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "access_log_unavailable",
+            format!("the read was not logged, so nothing is returned: {why}"),
+        )
+    })
+}
+
+/// Commits `entries` through this node's sequencer, or, on a cluster
+/// follower, through the leader's API.
+async fn commit(state: &AppState, entries: Vec<Transaction>) -> Result<(), String> {
+    let copies = state.cluster.as_ref().map(|_| entries.clone());
+    let outcomes = state.seq.enqueue(entries).done().await;
+    let mut leader = None;
+    let mut forward = Vec::new();
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        match (outcome, &copies) {
+            (Ok(_), _) => {}
+            (Err(SubmitError::NotLeader(Some(url))), Some(copies)) => {
+                leader = Some(url);
+                forward.extend(copies.get(i).cloned());
+            }
+            (Err(e), _) => return Err(e.to_string()),
         }
     }
-    Ok(())
+    match leader {
+        None => Ok(()),
+        Some(url) => forward_to_leader(&url, &forward).await,
+    }
+}
+
+/// A client for the leader's API, built once.
+fn leader_client() -> Result<&'static reqwest::Client, String> {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    if let Some(c) = CLIENT.get() {
+        return Ok(c);
+    }
+    let c = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("no HTTP client for the leader: {e}"))?;
+    Ok(CLIENT.get_or_init(|| c))
+}
+
+/// Submits `entries` to the leader at `leader`; succeeds only when every
+/// one of them is acknowledged as committed.
+async fn forward_to_leader(leader: &str, entries: &[Transaction]) -> Result<(), String> {
+    let wires = entries
+        .iter()
+        .map(Transaction::to_wire)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let body = serde_json::to_vec(&wires).map_err(|e| e.to_string())?;
+    let url = format!("{}/v1/transactions", leader.trim_end_matches('/'));
+    let resp = leader_client()?
+        .post(&url)
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("the leader at {leader}: {e}"))?;
+    let status = resp.status();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| format!("the leader at {leader}: {e}"))?;
+    if !status.is_success() {
+        return Err(format!("the leader at {leader} answered {status}"));
+    }
+    let answer: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("the leader at {leader} answered no JSON: {e}"))?;
+    let results = answer["results"].as_array().map_or(&[][..], Vec::as_slice);
+    let all = results.len() == entries.len()
+        && results.iter().zip(entries).all(|(r, tx)| {
+            r["status"] == 200 && r["id"].as_str() == Some(hex::encode(tx.id()).as_str())
+        });
+    if all {
+        Ok(())
+    } else {
+        Err(format!(
+            "the leader at {leader} did not commit every access entry"
+        ))
+    }
 }
 
 /// The problem for a read of one record that was not returned: its
