@@ -409,17 +409,7 @@ pub fn run(a: HttpArgs) -> Result<ExitCode> {
     let concurrency = a.concurrency.max(1);
     let batch = a.batch.max(1);
     let count = a.count.max(1);
-    let client = match &a.vkey {
-        Some(v) => Client::from_vkey(&a.url, v)?,
-        None => {
-            let (c, st) = Client::trust_on_first_use(&a.url)?;
-            eprintln!(
-                "warning: no --vkey; trusting the node's key on first use: {}",
-                st.vkey
-            );
-            c
-        }
-    };
+    let client = crate::remote::connect(&a.url, a.vkey.as_deref())?;
     let admin_key = a
         .admin_key
         .context("bench http registers its own doctors: pass --admin-key DATA_DIR/admin.key")?;

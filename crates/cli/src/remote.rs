@@ -157,7 +157,7 @@ pub enum CheckpointCommand {
 }
 
 /// A client for `url`: trusting `vkey`, or the node's own key on first use.
-fn connect(url: &str, vkey: Option<&str>) -> Result<Client> {
+pub(crate) fn connect(url: &str, vkey: Option<&str>) -> Result<Client> {
     match vkey {
         Some(v) => Client::from_vkey(url, v).context("--vkey"),
         None => {

@@ -75,6 +75,32 @@ fn submit(url: &str, vkey: &str, lines: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// `medledger backup` of `dir` into `b`, with `extra` arguments.
+fn backup(dir: &Path, b: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "backup",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--out",
+        b.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    json(&run(&args))
+}
+
+/// `medledger restore` of `b` into `target`, trusting `key`.
+fn restore(b: &Path, target: &Path, key: &str) -> Output {
+    run(&[
+        "restore",
+        "--from",
+        b.to_str().unwrap(),
+        "--data-dir",
+        target.to_str().unwrap(),
+        "--key",
+        key,
+    ])
+}
+
 fn json(out: &Output) -> serde_json::Value {
     assert!(out.status.success(), "{:?}", text(out));
     serde_json::from_str(text(out).0.trim()).unwrap()
@@ -96,18 +122,8 @@ fn a_backup_taken_under_load_restores_everything_acknowledged_before_its_checkpo
     let (url, vk) = (node.1.clone(), vkey.clone());
     let load = std::thread::spawn(move || submit(&url, &vk, &more));
     let b = root.path().join("backup");
-    let first_backup = json(&run(&[
-        "backup",
-        "--data-dir",
-        dir.to_str().unwrap(),
-        "--out",
-        b.to_str().unwrap(),
-        "--url",
-        &node.1,
-        "--vkey",
-        &vkey,
-        "--include-node-key",
-    ]));
+    let online = ["--url", &node.1, "--vkey", &vkey, "--include-node-key"];
+    let first_backup = backup(&dir, &b, &online);
     let acked_more = load.join().unwrap();
     assert_eq!(acked_more.len(), 200);
     let size = first_backup["log_size"].as_u64().unwrap();
@@ -115,18 +131,7 @@ fn a_backup_taken_under_load_restores_everything_acknowledged_before_its_checkpo
     assert!(size >= 42, "{first_backup}");
 
     // A second backup copies only what was written since.
-    let second = json(&run(&[
-        "backup",
-        "--data-dir",
-        dir.to_str().unwrap(),
-        "--out",
-        b.to_str().unwrap(),
-        "--url",
-        &node.1,
-        "--vkey",
-        &vkey,
-        "--include-node-key",
-    ]));
+    let second = backup(&dir, &b, &online);
     let segment_bytes: u64 = segment_files(&b)
         .iter()
         .map(|p| fs::metadata(p).unwrap().len())
@@ -143,15 +148,7 @@ fn a_backup_taken_under_load_restores_everything_acknowledged_before_its_checkpo
 
     // Restore, verified against the node's key and the kept checkpoint.
     let restored = root.path().join("restored");
-    let r = json(&run(&[
-        "restore",
-        "--from",
-        b.to_str().unwrap(),
-        "--data-dir",
-        restored.to_str().unwrap(),
-        "--key",
-        &vkey,
-    ]));
+    let r = json(&restore(&b, &restored, &vkey));
     assert_eq!(r["log_size"].as_u64().unwrap(), final_size, "{r}");
     assert_eq!(r["checkpoint_checked"], true);
     assert!(verify(&restored).status.success());
@@ -198,15 +195,7 @@ fn a_damaged_backup_or_another_ledgers_key_is_refused_before_anything_is_written
 
     let other_vkey = init_with_origin(&root.path().join("other"), "medledger.test/other");
     let target = root.path().join("r1");
-    let out = run(&[
-        "restore",
-        "--from",
-        b.to_str().unwrap(),
-        "--data-dir",
-        target.to_str().unwrap(),
-        "--key",
-        &other_vkey,
-    ]);
+    let out = restore(&b, &target, &other_vkey);
     assert!(!out.status.success());
     assert!(
         text(&out).1.contains("not the ledger you trust"),
@@ -218,15 +207,7 @@ fn a_damaged_backup_or_another_ledgers_key_is_refused_before_anything_is_written
     let seg = &segment_files(&b)[0];
     let len = fs::metadata(seg).unwrap().len();
     flip_bit(seg, len / 2, 3);
-    let out = run(&[
-        "restore",
-        "--from",
-        b.to_str().unwrap(),
-        "--data-dir",
-        target.to_str().unwrap(),
-        "--key",
-        &vkey,
-    ]);
+    let out = restore(&b, &target, &vkey);
     assert!(!out.status.success());
     assert!(text(&out).1.contains("does not verify"), "{:?}", text(&out));
     assert!(!target.exists());
