@@ -8,7 +8,7 @@
 
 use crate::fhir::{self, Measure};
 use crate::pii;
-use crate::{access, pseudonym, registries};
+use crate::{access, pseudonym, redaction, registries};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -182,6 +182,8 @@ pub enum Checked {
     Access(access::AccessSummary),
     /// The review of a break-glass read.
     Review(access::Review),
+    /// The data-protection officer's order to erase records' payloads.
+    Redaction(redaction::Redaction),
     /// Any other kind: the PII guard passed; its schema is the state
     /// machine's business.
     Other,
@@ -201,7 +203,8 @@ impl Checked {
             Checked::Epidemic(_)
             | Checked::Vaccination(_)
             | Checked::Access(_)
-            | Checked::Review(_) => None,
+            | Checked::Review(_)
+            | Checked::Redaction(_) => None,
             Checked::Other => None,
         }
     }
@@ -234,7 +237,7 @@ impl Checked {
                 accessed = r.patients;
                 (None, Vec::new())
             }
-            Checked::Other => (None, Vec::new()),
+            Checked::Redaction(_) | Checked::Other => (None, Vec::new()),
         };
         Terms {
             patient: patient.filter(|p| pseudonym::is_well_formed(p)),
@@ -295,6 +298,7 @@ pub fn check_bytes(kind: &str, payload: &[u8]) -> Result<Checked, PayloadError> 
                 }
                 access::ACCESS_ENTRY => access::access_entry(payload).map(Checked::Access),
                 access::ACCESS_REVIEW => access::review(payload).map(Checked::Review),
+                redaction::REDACTION => redaction::redaction(payload).map(Checked::Redaction),
                 registries::CHOSEN_DOCTOR => {
                     registries::chosen_doctor(payload).map(Checked::ChosenDoctor)
                 }
