@@ -681,6 +681,9 @@ fn verify_cmd(
                         "seconds": secs,
                         "tx_per_s": r.transactions as f64 / secs,
                         "mb_per_s": r.bytes as f64 / secs / 1e6,
+                        "redactions": r.redactions,
+                        "redacted": r.redacted,
+                        "unapplied": r.unapplied,
                     })
                 );
             } else {
@@ -693,6 +696,10 @@ fn verify_cmd(
                     r.transactions as f64 / secs,
                     r.bytes as f64 / secs / 1e6,
                     hex::encode(r.log_root)
+                );
+                println!(
+                    "redactions: {} committed, {} payloads erased (each covered by a redaction), {} named but not yet erased here",
+                    r.redactions, r.redacted, r.unapplied
                 );
             }
             Ok(ExitCode::SUCCESS)

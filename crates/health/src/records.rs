@@ -200,11 +200,11 @@ impl Checked {
             Checked::Donor(d) => Some(&d.patient),
             Checked::ChosenDoctor(c) => Some(&c.patient),
             Checked::Consent(c) => Some(c.patient()),
+            Checked::Redaction(r) => r.patient.as_deref(),
             Checked::Epidemic(_)
             | Checked::Vaccination(_)
             | Checked::Access(_)
-            | Checked::Review(_)
-            | Checked::Redaction(_) => None,
+            | Checked::Review(_) => None,
             Checked::Other => None,
         }
     }
@@ -237,7 +237,9 @@ impl Checked {
                 accessed = r.patients;
                 (None, Vec::new())
             }
-            Checked::Redaction(_) | Checked::Other => (None, Vec::new()),
+            // A redaction shows in the history of the patient it names.
+            Checked::Redaction(r) => (r.patient, Vec::new()),
+            Checked::Other => (None, Vec::new()),
         };
         Terms {
             patient: patient.filter(|p| pseudonym::is_well_formed(p)),

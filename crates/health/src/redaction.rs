@@ -104,6 +104,11 @@ pub struct Redaction {
     pub basis: LegalBasis,
     /// Why, as a code.
     pub reason: RedactionReason,
+    /// The patient (pseudonym) the targets are about, when they are about
+    /// one: every target must then be about this patient, and the patient's
+    /// history keeps a trace that the records existed and were redacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<String>,
 }
 
 fn schema(m: impl Into<String>) -> PayloadError {
@@ -124,6 +129,12 @@ pub fn redaction(payload: &[u8]) -> Result<Redaction, PayloadError> {
         return Err(schema(format!(
             "a redaction names 1 to {MAX_TARGETS} targets"
         )));
+    }
+    if r.patient
+        .as_deref()
+        .is_some_and(|p| !crate::pseudonym::is_well_formed(p))
+    {
+        return Err(schema("patient must be a pseudonym"));
     }
     let mut seen = std::collections::BTreeSet::new();
     for (i, t) in r.targets.iter().enumerate() {
@@ -167,6 +178,7 @@ mod tests {
             json!({"targets": [A], "basis": "court-order", "reason": "ordered", "note": "x"}),
             json!({"targets": [A], "reason": "ordered"}),
             json!({"targets": A, "basis": "court-order", "reason": "ordered"}),
+            json!({"targets": [A], "basis": "court-order", "reason": "ordered", "patient": "Ana Petrović"}),
         ];
         for b in bad {
             assert!(

@@ -85,6 +85,7 @@ fn from_problem(p: Problem) -> FhirError {
         401 => "login",
         403 => "forbidden",
         404 => "not-found",
+        410 => "deleted",
         408 => "timeout",
         413 => "too-costly",
         415 => "not-supported",
@@ -379,6 +380,47 @@ pub(crate) async fn bundle(
     ))
 }
 
+/// The 410 OperationOutcome (issue `deleted`) for a read of a redacted record.
+fn redacted_outcome(store: &Store, r: &Record, ty: &str) -> FhirError {
+    let redaction = crate::http::record::redaction_of(store, r.leaf)
+        .ok()
+        .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| "(not yet indexed)".into());
+    FhirError::new(
+        410,
+        "deleted",
+        None,
+        format!(
+            "{ty}/{} existed and was redacted by transaction {redaction}",
+            hex::encode(r.tx.id())
+        ),
+    )
+}
+
+/// What `$everything` shows of a redacted record: an OperationOutcome that
+/// says it existed (type, id, time) and which redaction erased it.
+fn tombstone_resource(store: &Store, r: &Record) -> Option<Value> {
+    let ty = fhir::resource_type_of(&r.tx.header().kind)?;
+    let redaction = crate::http::record::redaction_of(store, r.leaf).ok()?;
+    Some(json!({
+        "resourceType": "OperationOutcome",
+        "id": hex::encode(r.tx.id()),
+        "issue": [{
+            "severity": "information",
+            "code": "deleted",
+            "diagnostics": format!(
+                "{ty}/{} (recorded at {} ms) was redacted",
+                hex::encode(r.tx.id()),
+                r.tx.header().time
+            ),
+        }],
+        "extension": [{
+            "url": "https://medledger.example/fhir/StructureDefinition/redacted-by",
+            "valueString": redaction.get("id").and_then(Value::as_str).unwrap_or(""),
+        }],
+    }))
+}
+
 /// A stored FHIR record as its resource.
 fn resource_of(r: &Record) -> Option<Value> {
     fhir::resource_type_of(&r.tx.header().kind)?;
@@ -475,6 +517,9 @@ fn read_blocking(
         return Err(missing().into());
     }
     let r = Record { tx, leaf, height };
+    if r.tx.is_redacted() {
+        return Err(redacted_outcome(store, &r, ty).into());
+    }
     let resource = resource_of(&r).ok_or_else(missing)?;
     let mut judge = access::Judge::new(state, &reader);
     let read = judge.admit(&r.tx).map_err(from_problem)?;
@@ -606,12 +651,14 @@ fn page(
 
 /// Runs a search over candidate leaves: the matches of one page and where
 /// the next page starts.
+#[allow(clippy::too_many_arguments)]
 fn run_search(
     store: &Store,
     judge: &mut access::Judge<'_>,
     kinds: &[&str],
     by: By<'_>,
     s: &Search,
+    tombstones: bool,
     matches: impl Fn(&fhir::Summary) -> bool,
 ) -> Result<(Vec<Value>, Option<u64>), FhirError> {
     const CHUNK: usize = 512;
@@ -632,6 +679,15 @@ fn run_search(
         for r in records(store, &leaves).map_err(from_problem)? {
             scanned += 1;
             if !kinds.contains(&r.tx.header().kind.as_str()) {
+                continue;
+            }
+            if r.tx.is_redacted() {
+                if tombstones && let Some(t) = tombstone_resource(store, &r) {
+                    out.push(t);
+                    if out.len() == s.count {
+                        return Ok((out, Some(r.leaf)));
+                    }
+                }
                 continue;
             }
             let Ok(payload) = serde_json::from_slice::<Value>(r.tx.payload_jcs()) else {
@@ -702,7 +758,7 @@ fn search_blocking(
         (None, None) => By::Kind(kind),
     };
     let mut judge = access::Judge::new(state, &reader);
-    let (found, next) = run_search(store, &mut judge, &[kind], by, &s, |sum| {
+    let (found, next) = run_search(store, &mut judge, &[kind], by, &s, false, |sum| {
         s.patient.as_ref().is_none_or(|p| &sum.patient == p)
             && s.code.as_ref().is_none_or(|(sys, code)| {
                 sum.codes
@@ -785,7 +841,7 @@ fn everything_blocking(
     ];
     let mut judge = access::Judge::new(state, &reader);
     let by = By::Patient(patient);
-    let (mut found, next) = run_search(store, &mut judge, &kinds, by, &s, |_| true)?;
+    let (mut found, next) = run_search(store, &mut judge, &kinds, by, &s, true, |_| true)?;
     let path = format!("Patient/{patient}/$everything");
     *entries = judge
         .entries(Some(link(&path, &s.params, s.after)))
