@@ -1182,6 +1182,13 @@ async fn roles_md_kind_table_matches_allowed_roles_and_the_ledger() {
     // A break-glass read about Q (whose records no other kind here is
     // about) for the officer's review to name.
     let glass = node.break_glass(&keys, PATIENT_Q).await;
+    // A committed record about no patient, for the officer's redaction to name.
+    let erasable = signed(
+        &keys["institution"].1,
+        kind::EPIDEMIC_REPORT,
+        &payload_for(kind::EPIDEMIC_REPORT, &doctor, &victim),
+    );
+    node.submit_ok(std::slice::from_ref(&erasable)).await;
 
     let (header, rows) = md_table("kind");
     let expected_columns: Vec<&str> = std::iter::once("kind")
@@ -1222,6 +1229,8 @@ async fn roles_md_kind_table_matches_allowed_roles_and_the_ledger() {
                     json!({"key": keys::public_key(&patient_victim), "reason": "test"})
                 }
                 (_, kind::ACCESS_REVIEW) => review_payload(&glass, &[PATIENT_Q], "justified"),
+                (_, kind::REDACTION) => json!({"targets": [id_hex(&erasable)],
+                    "basis": "entered-in-error", "reason": "inaccurate"}),
                 _ => payload_for(k, &doctor, &victim),
             };
             txs.push(signed(key, k, &payload));
@@ -1413,6 +1422,14 @@ fn openapi_document_is_consistent() {
         Rejection::NotBreakGlass,
         Rejection::AlreadyReviewed,
         Rejection::ReviewPatients,
+        Rejection::RedactionTargetUnknown(String::new()),
+        Rejection::RedactionTargetKind {
+            id: String::new(),
+            kind: String::new(),
+        },
+        Rejection::AlreadyRedacted(String::new()),
+        Rejection::RedactionPatient(String::new()),
+        Rejection::RedactedKind(String::new()),
     ];
     for r in rejections {
         assert!(
