@@ -4687,3 +4687,92 @@ async fn the_break_glass_list_pages_like_the_access_log() {
         .json();
     assert_eq!(none["entries"], json!([]));
 }
+
+#[tokio::test]
+async fn a_redacted_fhir_record_reads_410_leaves_the_alerts_and_shows_in_everything() {
+    let node = start();
+    let integration = new_key();
+    let dpo = new_key();
+    node.submit_ok(&[
+        register_tx(&node.admin, &integration, Role::Institution),
+        register_tx(&node.admin, &dpo, Role::DataProtectionOfficer),
+    ])
+    .await;
+    node.hold_key(&integration);
+    let token = node.token(&integration);
+    // A heart rate of 135 raises a NEWS2 alert on its own.
+    let mut hr = observation();
+    hr["valueQuantity"]["value"] = json!(135);
+    let r = node
+        .post_to(
+            "/fhir/Observation",
+            Some(&token),
+            hr.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    node.views_caught_up(&token).await;
+    assert_eq!(node.get("/v1/alerts", Some(&token)).await.json()["total"], 1);
+
+    let patient = "MFRGGZDFMZTWQ2LKNNWG23TPOA";
+    let order = signed(
+        &dpo,
+        kind::REDACTION,
+        &json!({"targets": [id], "basis": "gdpr-art-17", "reason": "subject-request",
+                "patient": patient}),
+    );
+    node.submit_ok(std::slice::from_ref(&order)).await;
+    let order_id = id_hex(&order);
+
+    let read = node
+        .get(&format!("/fhir/Observation/{id}"), Some(&token))
+        .await;
+    assert_eq!(read.status, 410, "{}", read.text());
+    let outcome = read.json();
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    assert_eq!(outcome["issue"][0]["code"], "deleted");
+    assert!(
+        outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains(&order_id),
+        "{outcome}"
+    );
+    let gone = node
+        .get(&format!("/v1/transactions/{id}"), Some(&token))
+        .await;
+    assert_eq!(gone.status, 410, "{}", gone.text());
+    assert_eq!(gone.json()["code"], "redacted");
+    assert_eq!(gone.json()["redaction"]["id"], order_id.as_str());
+    // Its receipt, a header-only proof, is served as before.
+    node.get(&format!("/v1/transactions/{id}/receipt"), None)
+        .await
+        .expect(200, "");
+
+    // The alert it raised is gone: the views were rebuilt without it.
+    node.views_caught_up(&token).await;
+    let alerts = node.get("/v1/alerts", Some(&token)).await.json();
+    assert_eq!(alerts["total"], 0, "{alerts}");
+
+    // $everything shows that it existed and was redacted, nothing more.
+    let all = node
+        .get(&format!("/fhir/Patient/{patient}/$everything"), Some(&token))
+        .await;
+    assert_eq!(all.status, 200, "{}", all.text());
+    let entries = all.json()["entry"].as_array().cloned().unwrap_or_default();
+    let tomb = entries
+        .iter()
+        .map(|e| &e["resource"])
+        .find(|r| r["id"] == id.as_str())
+        .expect("the redacted Observation is listed");
+    assert_eq!(tomb["resourceType"], "OperationOutcome");
+    assert_eq!(tomb["issue"][0]["code"], "deleted");
+    assert!(tomb.get("valueQuantity").is_none(), "{tomb}");
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["resource"]["resourceType"] != "Observation"),
+        "{entries:?}"
+    );
+}
