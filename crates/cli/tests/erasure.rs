@@ -410,3 +410,65 @@ fn an_erased_payload_that_no_redaction_names_fails_verify() {
     );
     assert!(stderr.contains("block 3"), "{stderr}");
 }
+
+/// `medledger verify`'s redaction line: (committed, erased, unapplied).
+fn redaction_counts(dir: &Path) -> (u64, u64, u64) {
+    let out = verify(dir);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "verify: {stdout}{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("redactions: "))
+        .unwrap_or_else(|| panic!("no redaction line: {stdout}"));
+    let n: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    (n[0], n[1], n[2])
+}
+
+#[test]
+fn a_node_killed_while_it_applies_a_large_redaction_completes_it_on_restart() {
+    let mut rng = Rng::new(seed("a_node_killed_while_it_applies_a_large_redaction"));
+    let rounds = env_count("MEDLEDGER_ERASURE_KILLS", 3);
+    for round in 0..rounds {
+        let t = setup();
+        let patient = medledger_health::pseudonym::synthetic(9);
+        // 1000 records (the most one redaction names) over 100 blocks.
+        let txs: Vec<Transaction> = (0..1000)
+            .map(|i| report_holding(&t.doctor, &patient, &format!("bulk record TAG{i:04}Z")))
+            .collect();
+        import_ok(&t.dir, &txs, 10);
+        let refs: Vec<&Transaction> = txs.iter().collect();
+        let order = redaction(&t.dpo, &refs, Some(&patient));
+        let server = Server::start(&t.dir, &[]);
+        let url = server.url("/v1/transactions");
+        let body = Value::Array(vec![wire(&order)]);
+        let sender = std::thread::spawn(move || client().post(url).json(&body).send());
+        // Anywhere from before the request arrives to after it is answered.
+        std::thread::sleep(std::time::Duration::from_micros(rng.below(60_000)));
+        let killed = std::process::Command::new("kill")
+            .args(["-KILL", &server.pid()])
+            .status()
+            .expect("run kill");
+        assert!(killed.success());
+        let answered = sender.join().is_ok_and(|r| r.is_ok());
+        drop(server);
+
+        // Opening completes whatever the kill interrupted.
+        Server::start(&t.dir, &[]).stop();
+        let counts = redaction_counts(&t.dir);
+        let mut files = Vec::new();
+        files_under(&t.dir.join("segments"), &mut files);
+        let left = (0..1000)
+            .filter(|i| !holding(&files, format!("TAG{i:04}Z").as_bytes()).is_empty())
+            .count();
+        eprintln!("round {round}: answered before the kill: {answered}; verify {counts:?}, {left} records left");
+        match counts {
+            (1, 1000, 0) => assert_eq!(left, 0, "a committed redaction erased every target"),
+            (0, 0, 0) => assert_eq!(left, 1000, "no redaction, nothing erased"),
+            other => panic!("half a redaction: verify says {other:?}, {left} records left"),
+        }
+    }
+}
