@@ -464,11 +464,51 @@ fn a_node_killed_while_it_applies_a_large_redaction_completes_it_on_restart() {
         let left = (0..1000)
             .filter(|i| !holding(&files, format!("TAG{i:04}Z").as_bytes()).is_empty())
             .count();
-        eprintln!("round {round}: answered before the kill: {answered}; verify {counts:?}, {left} records left");
+        eprintln!(
+            "round {round}: answered before the kill: {answered}; verify {counts:?}, {left} records left"
+        );
         match counts {
             (1, 1000, 0) => assert_eq!(left, 0, "a committed redaction erased every target"),
             (0, 0, 0) => assert_eq!(left, 1000, "no redaction, nothing erased"),
             other => panic!("half a redaction: verify says {other:?}, {left} records left"),
         }
     }
+}
+
+/// Measures (prints, never asserts) how long a node takes to answer a
+/// redaction of 1, 100 and 1000 records, in blocks of 10, on a ledger of
+/// `MEDLEDGER_ERASURE_RECORDS` records (default 20 000). Run with
+/// `--ignored --nocapture`; figures in BENCHMARKS.md.
+#[test]
+#[ignore]
+fn measure_redaction_time() {
+    let t = setup();
+    let n = env_count("MEDLEDGER_ERASURE_RECORDS", 20_000) as usize;
+    let patient = medledger_health::pseudonym::synthetic(10);
+    let txs: Vec<Transaction> = (0..n)
+        .map(|i| report_holding(&t.doctor, &patient, &format!("record {i}")))
+        .collect();
+    for chunk in txs.chunks(5_000) {
+        import_ok(&t.dir, chunk, 10);
+    }
+    let server = Server::start(&t.dir, &[]);
+    let mut next = 0;
+    for size in [1usize, 100, 1000] {
+        let targets: Vec<&Transaction> = txs[next..next + size].iter().collect();
+        next += size;
+        let order = redaction(&t.dpo, &targets, Some(&patient));
+        let started = std::time::Instant::now();
+        submit_ok(&server, &order);
+        eprintln!(
+            "MEASURE ledger of {n} records: redaction of {size} records answered in {:.1} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    server.stop();
+    let started = std::time::Instant::now();
+    let counts = redaction_counts(&t.dir);
+    eprintln!(
+        "MEASURE verify with {counts:?} (committed, erased, unapplied): {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
 }

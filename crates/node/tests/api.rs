@@ -4713,7 +4713,10 @@ async fn a_redacted_fhir_record_reads_410_leaves_the_alerts_and_shows_in_everyth
     assert_eq!(r.status, 201, "{}", r.text());
     let id = r.json()["id"].as_str().unwrap().to_owned();
     node.views_caught_up(&token).await;
-    assert_eq!(node.get("/v1/alerts", Some(&token)).await.json()["total"], 1);
+    assert_eq!(
+        node.get("/v1/alerts", Some(&token)).await.json()["total"],
+        1
+    );
 
     let patient = "MFRGGZDFMZTWQ2LKNNWG23TPOA";
     let order = signed(
@@ -4757,7 +4760,10 @@ async fn a_redacted_fhir_record_reads_410_leaves_the_alerts_and_shows_in_everyth
 
     // $everything shows that it existed and was redacted, nothing more.
     let all = node
-        .get(&format!("/fhir/Patient/{patient}/$everything"), Some(&token))
+        .get(
+            &format!("/fhir/Patient/{patient}/$everything"),
+            Some(&token),
+        )
         .await;
     assert_eq!(all.status, 200, "{}", all.text());
     let entries = all.json()["entry"].as_array().cloned().unwrap_or_default();

@@ -313,6 +313,9 @@ const JOURNAL_MAGIC: &[u8; 8] = b"MLRDJ\0\0\x01";
 /// the positions (in the block) of the transactions it erases.
 pub type RedactionPlan = Vec<(Location, Vec<u32>)>;
 
+/// A record's new bytes: (segment, offset, bytes).
+type Rewrite = (u64, u64, Vec<u8>);
+
 /// Encodes a plan as the journal holds it:
 /// ```text
 /// magic [8] | count u32 | count × (segment u64 | offset u64 | n u32 | n × position u32) | crc32c u32
@@ -644,7 +647,7 @@ impl SegmentLog {
         &self,
         plan: &[(Location, Vec<u32>)],
         recovering: bool,
-    ) -> Result<(Vec<(u64, u64, Vec<u8>)>, usize), SegmentError> {
+    ) -> Result<(Vec<Rewrite>, usize), SegmentError> {
         let mut out = Vec::with_capacity(plan.len());
         let mut changed = 0;
         for (location, positions) in plan {
@@ -690,7 +693,7 @@ impl SegmentLog {
 
     /// Writes `writes` in order, stopping after `limit` bytes (a crash, in
     /// tests), then syncs every segment written to.
-    fn write_all(&self, writes: &[(u64, u64, Vec<u8>)], limit: usize) -> Result<(), SegmentError> {
+    fn write_all(&self, writes: &[Rewrite], limit: usize) -> Result<(), SegmentError> {
         let mut left = limit;
         let mut touched: Vec<u64> = Vec::new();
         for (segment, offset, bytes) in writes {

@@ -27,7 +27,7 @@ pub struct Problem {
     pub pii: Option<Box<PiiDetail>>,
     /// For `not_leader`: the cluster leader's base URL, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub leader: Option<Box<str>>,
+    pub leader: Option<Box<String>>,
     /// For `redacted`: the redaction that erased the record, and its receipt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redaction: Option<Box<serde_json::Value>>,
@@ -150,7 +150,7 @@ pub fn submit_problem(e: &SubmitError) -> Problem {
     };
     let mut p = Problem::new(status, e.code(), e.to_string());
     if let SubmitError::NotLeader(leader) = e {
-        p.leader = leader.as_deref().map(Box::from);
+        p.leader = leader.clone().map(Box::new);
     }
     if let SubmitError::Rejected(Rejection::Pii(f)) = e {
         p.pii = Some(Box::new(PiiDetail {
