@@ -4700,9 +4700,31 @@ async fn a_redacted_fhir_record_reads_410_leaves_the_alerts_and_shows_in_everyth
     .await;
     node.hold_key(&integration);
     let token = node.token(&integration);
-    // A heart rate of 135 raises a NEWS2 alert on its own.
+    // A heart rate of 135 raises a NEWS2 alert on its own. Its code's free
+    // text carries a marker found nowhere else.
     let mut hr = observation();
     hr["valueQuantity"]["value"] = json!(135);
+    let marker = hex::encode(keys::random_bytes::<32>().unwrap());
+    hr["code"]["text"] = json!(format!("pulse {marker}"));
+    let scan = |dir: &std::path::Path| -> usize {
+        let mut found = 0;
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if std::fs::read(&p)
+                    .unwrap()
+                    .windows(marker.len())
+                    .any(|w| w == marker.as_bytes())
+                {
+                    found += 1;
+                }
+            }
+        }
+        found
+    };
     let r = node
         .post_to(
             "/fhir/Observation",
@@ -4725,8 +4747,10 @@ async fn a_redacted_fhir_record_reads_410_leaves_the_alerts_and_shows_in_everyth
         &json!({"targets": [id], "basis": "gdpr-art-17", "reason": "subject-request",
                 "patient": patient}),
     );
+    assert_eq!(scan(node.dir.path()), 1, "the marker is in the segments");
     node.submit_ok(std::slice::from_ref(&order)).await;
     let order_id = id_hex(&order);
+    assert_eq!(scan(node.dir.path()), 0, "no file holds the marker");
 
     let read = node
         .get(&format!("/fhir/Observation/{id}"), Some(&token))
