@@ -245,7 +245,28 @@ fn a_redacted_payload_leaves_every_file_and_every_earlier_receipt_still_verifies
         (422, "redaction_target_kind".into())
     );
 
-    let order = redaction(&t.dpo, &[&secret], Some(&patient));
+    // The patient's request, filed by their doctor; the order grants it.
+    let request = Transaction::sign(
+        &t.doctor,
+        kind::ERASURE_REQUEST,
+        now_ms(),
+        &json!({"targets": [secret_id], "basis": "gdpr-art-17", "patient": patient}),
+    )
+    .expect("sign request");
+    submit_ok(&server, &request);
+    let grant = |request: &Transaction| {
+        let mut order = redaction(&t.dpo, &[&secret], Some(&patient));
+        let mut p: Value = serde_json::from_slice(order.payload_jcs()).unwrap();
+        p["request"] = json!(hex::encode(request.id()));
+        order = Transaction::sign(&t.dpo, kind::REDACTION, now_ms(), &p).expect("sign");
+        order
+    };
+    // A request must be an erasure request.
+    assert_eq!(
+        refused(&server, &grant(&kept[0])),
+        (422, "redaction_request".into())
+    );
+    let order = grant(&request);
     submit_ok(&server, &order);
     let order_id = hex::encode(order.id());
     assert_eq!(
@@ -297,6 +318,8 @@ fn a_redacted_payload_leaves_every_file_and_every_earlier_receipt_still_verifies
     assert_eq!(tomb["redacted"]["id"], order_id.as_str());
     assert!(tomb.get("payload").is_none(), "{tomb}");
     assert!(records.iter().any(|r| r["id"] == order_id.as_str()));
+    let request_id = hex::encode(request.id());
+    assert!(records.iter().any(|r| r["id"] == request_id.as_str()));
     assert_eq!(
         records
             .iter()

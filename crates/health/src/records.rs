@@ -184,6 +184,8 @@ pub enum Checked {
     Review(access::Review),
     /// The data-protection officer's order to erase records' payloads.
     Redaction(redaction::Redaction),
+    /// A patient's request for erasure.
+    ErasureRequest(redaction::ErasureRequest),
     /// Any other kind: the PII guard passed; its schema is the state
     /// machine's business.
     Other,
@@ -201,6 +203,7 @@ impl Checked {
             Checked::ChosenDoctor(c) => Some(&c.patient),
             Checked::Consent(c) => Some(c.patient()),
             Checked::Redaction(r) => r.patient.as_deref(),
+            Checked::ErasureRequest(r) => Some(&r.patient),
             Checked::Epidemic(_)
             | Checked::Vaccination(_)
             | Checked::Access(_)
@@ -239,6 +242,7 @@ impl Checked {
             }
             // A redaction shows in the history of the patient it names.
             Checked::Redaction(r) => (r.patient, Vec::new()),
+            Checked::ErasureRequest(r) => (Some(r.patient), Vec::new()),
             Checked::Other => (None, Vec::new()),
         };
         Terms {
@@ -301,6 +305,9 @@ pub fn check_bytes(kind: &str, payload: &[u8]) -> Result<Checked, PayloadError> 
                 access::ACCESS_ENTRY => access::access_entry(payload).map(Checked::Access),
                 access::ACCESS_REVIEW => access::review(payload).map(Checked::Review),
                 redaction::REDACTION => redaction::redaction(payload).map(Checked::Redaction),
+                redaction::ERASURE_REQUEST => {
+                    redaction::erasure_request(payload).map(Checked::ErasureRequest)
+                }
                 registries::CHOSEN_DOCTOR => {
                     registries::chosen_doctor(payload).map(Checked::ChosenDoctor)
                 }

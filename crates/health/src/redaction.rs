@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 /// Kind of a redaction.
 pub const REDACTION: &str = "record.redaction";
 
+/// Kind of a patient's request for erasure.
+pub const ERASURE_REQUEST: &str = "record.erasure_request";
+
 /// Most records one redaction may name.
 pub const MAX_TARGETS: usize = 1000;
 
@@ -109,6 +112,23 @@ pub struct Redaction {
     /// history keeps a trace that the records existed and were redacted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patient: Option<String>,
+    /// The erasure request (its transaction id, hex) this redaction grants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+}
+
+/// A patient's request that records about them be erased (kind
+/// [`ERASURE_REQUEST`]), filed by the patient or by a doctor on their
+/// behalf. The data-protection officer's redaction that grants it names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureRequest {
+    /// Ids (hex) of the records to erase, each once.
+    pub targets: Vec<String>,
+    /// The legal basis invoked.
+    pub basis: LegalBasis,
+    /// The patient (pseudonym) the records are about.
+    pub patient: String,
 }
 
 fn schema(m: impl Into<String>) -> PayloadError {
@@ -119,6 +139,31 @@ fn is_hex_id(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn check_targets(targets: &[String]) -> Result<(), PayloadError> {
+    if targets.is_empty() || targets.len() > MAX_TARGETS {
+        return Err(schema(format!("1 to {MAX_TARGETS} targets")));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, t) in targets.iter().enumerate() {
+        if !is_hex_id(t) || !seen.insert(t.as_str()) {
+            return Err(schema(format!(
+                "targets[{i}] must be a transaction id, 64 lowercase hex digits, not named before"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks an erasure request's payload (JSON bytes) on its own.
+pub fn erasure_request(payload: &[u8]) -> Result<ErasureRequest, PayloadError> {
+    let r: ErasureRequest = serde_json::from_slice(payload).map_err(|e| schema(e.to_string()))?;
+    check_targets(&r.targets)?;
+    if !crate::pseudonym::is_well_formed(&r.patient) {
+        return Err(schema("patient must be a pseudonym"));
+    }
+    Ok(r)
 }
 
 /// Checks a redaction's payload (JSON bytes) on its own; whether its targets
@@ -135,6 +180,11 @@ pub fn redaction(payload: &[u8]) -> Result<Redaction, PayloadError> {
         .is_some_and(|p| !crate::pseudonym::is_well_formed(p))
     {
         return Err(schema("patient must be a pseudonym"));
+    }
+    if r.request.as_deref().is_some_and(|q| !is_hex_id(q)) {
+        return Err(schema(
+            "request must be a transaction id, 64 lowercase hex digits",
+        ));
     }
     let mut seen = std::collections::BTreeSet::new();
     for (i, t) in r.targets.iter().enumerate() {
@@ -194,6 +244,30 @@ mod tests {
             .is_err()
         );
         assert!(redaction(&bytes(json!({"targets": &many[..MAX_TARGETS], "basis": "court-order", "reason": "ordered"}))).is_ok());
+    }
+
+    #[test]
+    fn an_erasure_request_names_records_a_basis_and_its_patient() {
+        let p = crate::pseudonym::synthetic(1);
+        let r = erasure_request(&bytes(
+            json!({"targets": [A], "basis": "gdpr-art-17", "patient": p}),
+        ))
+        .unwrap();
+        assert_eq!((r.targets, r.patient), (vec![A.to_owned()], p.clone()));
+        for bad in [
+            json!({"targets": [A], "basis": "gdpr-art-17"}),
+            json!({"targets": [], "basis": "gdpr-art-17", "patient": p}),
+            json!({"targets": [A], "basis": "gdpr-art-17", "patient": "Ana"}),
+            json!({"targets": [A], "basis": "gdpr-art-17", "patient": p, "why": "x"}),
+        ] {
+            assert!(erasure_request(&bytes(bad.clone())).is_err(), "{bad}");
+        }
+        let ok = json!({"targets": [A], "basis": "gdpr-art-17", "reason": "subject-request",
+            "patient": p, "request": B});
+        assert_eq!(redaction(&bytes(ok)).unwrap().request.as_deref(), Some(B));
+        let bad = json!({"targets": [A], "basis": "gdpr-art-17", "reason": "subject-request",
+            "request": "nope"});
+        assert!(redaction(&bytes(bad)).is_err());
     }
 
     #[test]

@@ -111,9 +111,11 @@ pub mod kind {
     pub const ACCESS_REVIEW: &str = medledger_health::access::ACCESS_REVIEW;
     /// The data-protection officer's order to erase records' payloads.
     pub const REDACTION: &str = medledger_health::redaction::REDACTION;
+    /// A patient's request for erasure (filed by them or their doctor).
+    pub const ERASURE_REQUEST: &str = medledger_health::redaction::ERASURE_REQUEST;
 
     /// Every kind a participant may submit (all but genesis).
-    pub const SUBMITTABLE: [&str; 15] = [
+    pub const SUBMITTABLE: [&str; 16] = [
         REGISTER,
         REVOKE,
         MEDICAL_REPORT,
@@ -129,6 +131,7 @@ pub mod kind {
         ACCESS_ENTRY,
         ACCESS_REVIEW,
         REDACTION,
+        ERASURE_REQUEST,
     ];
 }
 
@@ -233,6 +236,7 @@ pub fn allowed_roles(kind: &str) -> Option<&'static [Role]> {
         kind::CONSENT_DIRECTIVE => &[Doctor, Patient],
         kind::ACCESS_ENTRY => &[Node],
         kind::ACCESS_REVIEW | kind::REDACTION => &[DataProtectionOfficer],
+        kind::ERASURE_REQUEST => &[Doctor, Patient],
         // Genesis is admitted only by its own rule, never by role.
         _ => return None,
     })

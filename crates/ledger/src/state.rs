@@ -354,6 +354,10 @@ pub enum Rejection {
     /// A redacted payload where none may be: a kind that may not be redacted.
     #[error("a {0} transaction may not be redacted")]
     RedactedKind(String),
+    /// A redaction naming as its request no committed erasure request of
+    /// its patient.
+    #[error("request names no committed erasure request of the redaction's patient")]
+    RedactionRequest,
 }
 
 impl Rejection {
@@ -396,6 +400,7 @@ impl Rejection {
             Rejection::AlreadyRedacted(_) => "already_redacted",
             Rejection::RedactionPatient(_) => "redaction_patient",
             Rejection::RedactedKind(_) => "redacted_kind",
+            Rejection::RedactionRequest => "redaction_request",
         }
     }
 }
@@ -738,6 +743,15 @@ impl LedgerState {
         let Checked::Redaction(r) = checked else {
             return Err(Rejection::Schema("not a redaction".into()));
         };
+        if let Some(q) = &r.request {
+            let id = Bytes::<32>::parse_hex(q).map_err(|_| Rejection::RedactionRequest)?;
+            match seen.facts(&id.0) {
+                Some(f)
+                    if f.kind == kind::ERASURE_REQUEST
+                        && f.patient.as_ref().is_none_or(|p| *p == r.patient) => {}
+                _ => return Err(Rejection::RedactionRequest),
+            }
+        }
         let mut out = Vec::with_capacity(r.targets.len());
         for t in &r.targets {
             let id = Bytes::<32>::parse_hex(t)

@@ -1231,6 +1231,8 @@ async fn roles_md_kind_table_matches_allowed_roles_and_the_ledger() {
                 (_, kind::ACCESS_REVIEW) => review_payload(&glass, &[PATIENT_Q], "justified"),
                 (_, kind::REDACTION) => json!({"targets": [id_hex(&erasable)],
                     "basis": "entered-in-error", "reason": "inaccurate"}),
+                (_, kind::ERASURE_REQUEST) => json!({"targets": [id_hex(&erasable)],
+                    "basis": "gdpr-art-17", "patient": "MFRGGZDFMZTWQ2LKNNWG23TPOA"}),
                 _ => payload_for(k, &doctor, &victim),
             };
             txs.push(signed(key, k, &payload));
@@ -1430,6 +1432,7 @@ fn openapi_document_is_consistent() {
         Rejection::AlreadyRedacted(String::new()),
         Rejection::RedactionPatient(String::new()),
         Rejection::RedactedKind(String::new()),
+        Rejection::RedactionRequest,
     ];
     for r in rejections {
         assert!(

@@ -145,7 +145,8 @@ pub fn submit_problem(e: &SubmitError) -> Problem {
             | Rejection::RedactionTargetKind { .. }
             | Rejection::AlreadyRedacted(_)
             | Rejection::RedactionPatient(_)
-            | Rejection::RedactedKind(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            | Rejection::RedactedKind(_)
+            | Rejection::RedactionRequest => StatusCode::UNPROCESSABLE_ENTITY,
         },
     };
     let mut p = Problem::new(status, e.code(), e.to_string());
