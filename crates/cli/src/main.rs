@@ -716,6 +716,9 @@ fn verify_cmd(
                         "seconds": secs,
                         "tx_per_s": r.transactions as f64 / secs,
                         "mb_per_s": r.bytes as f64 / secs / 1e6,
+                        "redactions": r.redactions,
+                        "redacted": r.redacted,
+                        "unapplied": r.unapplied,
                     })
                 );
             } else {
@@ -728,6 +731,10 @@ fn verify_cmd(
                     r.transactions as f64 / secs,
                     r.bytes as f64 / secs / 1e6,
                     hex::encode(r.log_root)
+                );
+                println!(
+                    "redactions: {} committed, {} payloads erased (each covered by a redaction), {} named but not yet erased here",
+                    r.redactions, r.redacted, r.unapplied
                 );
             }
             Ok(ExitCode::SUCCESS)

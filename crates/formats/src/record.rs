@@ -111,6 +111,52 @@ pub fn encode_payloads(block: &Block, out: &mut Vec<u8>) {
     }
 }
 
+/// Redacts, in a payloads record body, the transactions at `positions`
+/// (their places in the block): overwrites each one's salt and payload with
+/// 0x00 and leaves every length, so the body keeps its size and layout.
+/// Returns how many of them were not redacted before. Already redacted ones
+/// are left as they are, so doing it again changes nothing.
+pub fn redact_payloads(body: &mut [u8], positions: &[usize]) -> Result<usize, RecordError> {
+    // Find each transaction's salt and payload spans first, then write.
+    let mut spans = Vec::new();
+    {
+        let mut p = Reader(body);
+        p.u64()?;
+        let count = p.u32()? as usize;
+        let mut at = 12usize;
+        for index in 0..count {
+            p.take(16)?;
+            let payload = p.bytes()?;
+            let end = at + 16 + 4 + payload.len();
+            if positions.contains(&index) {
+                spans.push((at, at + 16, at + 20, end));
+            }
+            at = end;
+        }
+        p.finish()?;
+        if let Some(&bad) = positions.iter().find(|&&i| i >= count) {
+            return Err(RecordError::CountMismatch {
+                header: bad as u64,
+                block: count as u64,
+                payloads: count as u64,
+            });
+        }
+    }
+    let mut changed = 0;
+    for (salt, salt_end, payload, end) in spans {
+        let (s, rest) = body[salt..end].split_at_mut(salt_end - salt);
+        let p = &mut rest[payload - salt_end..];
+        let mut salt_bytes = [0u8; 16];
+        salt_bytes.copy_from_slice(s);
+        if !crate::tx::is_redacted_form(&salt_bytes, p) {
+            changed += 1;
+        }
+        s.fill(0);
+        p.fill(0);
+    }
+    Ok(changed)
+}
+
 /// Appends the block record body of `block`.
 pub fn encode_block(block: &Block, out: &mut Vec<u8>) {
     put_bytes(out, block.header.header_jcs());
@@ -287,5 +333,43 @@ mod tests {
             decode_block(&body, &payloads[..payloads.len() - 1]),
             Err(RecordError::Truncated)
         );
+    }
+
+    #[test]
+    fn a_redacted_payload_keeps_its_size_and_every_id_and_is_marked() {
+        let b = block();
+        let (mut body, mut payloads) = (Vec::new(), Vec::new());
+        encode_block(&b, &mut body);
+        encode_payloads(&b, &mut payloads);
+        let before = payloads.clone();
+        assert_eq!(redact_payloads(&mut payloads, &[1]).unwrap(), 1);
+        assert_eq!(payloads.len(), before.len());
+        // Only the salt and payload bytes of transaction 1 changed, to zeros.
+        let payload1 = b.txs[1].payload_jcs();
+        let changed: Vec<usize> = (0..before.len())
+            .filter(|&i| before[i] != payloads[i])
+            .collect();
+        assert!(changed.iter().all(|&i| payloads[i] == 0));
+        assert!(changed.len() >= payload1.len());
+        let text = String::from_utf8_lossy(&payloads);
+        assert!(!text.contains(std::str::from_utf8(payload1).unwrap()));
+        let redacted = decode_block(&body, &payloads).unwrap();
+        assert!(!redacted.txs[0].is_redacted() && !redacted.txs[2].is_redacted());
+        assert!(redacted.txs[1].is_redacted());
+        assert_eq!(redacted.txs[1].payload_jcs(), b"");
+        assert_eq!(redacted.txs[1].id(), b.txs[1].id());
+        assert_eq!(redacted.txs[0], b.txs[0]);
+        // Idempotent.
+        let once = payloads.clone();
+        assert_eq!(redact_payloads(&mut payloads, &[1]).unwrap(), 0);
+        assert_eq!(payloads, once);
+        // A position past the block is an error, and nothing is written.
+        assert!(redact_payloads(&mut payloads, &[3]).is_err());
+        assert_eq!(payloads, once);
+        // Zeroing a payload but not its salt is no redaction: the commitment fails.
+        let mut half = before.clone();
+        let start = 12 + 16 + 4 + b.txs[0].payload_jcs().len() + 16 + 4;
+        half[start..start + payload1.len()].fill(0);
+        assert!(decode_block(&body, &half).is_err());
     }
 }

@@ -8,6 +8,12 @@
 //! ```
 //! The payload is outside the signed header and is bound only through the
 //! salted commitment, so it can later be redacted without breaking a hash.
+//!
+//! A *redacted* transaction is stored with its salt and every payload byte
+//! overwritten by 0x00 (the lengths stay, so the record is rewritten in
+//! place). No JCS payload is all zero bytes (the shortest is `{}`), so the
+//! form cannot be mistaken for a payload; whether a redaction covers it is
+//! the ledger's rule, not this module's.
 
 use crate::bytes::Bytes;
 use crate::canon::{self, CanonError, TX_TAG};
@@ -89,6 +95,9 @@ pub enum TxError {
     /// Key material failure while signing.
     #[error("key: {0}")]
     Key(String),
+    /// The payload was erased by a redaction.
+    #[error("the payload was redacted")]
+    Redacted,
 }
 
 impl From<KeyError> for TxError {
@@ -107,6 +116,12 @@ pub struct Transaction {
     id: Hash,
     salt: [u8; 16],
     payload: Vec<u8>,
+    redacted: bool,
+}
+
+/// True if stored salt and payload bytes are the redacted form: every byte 0x00.
+pub fn is_redacted_form(salt: &[u8; 16], payload: &[u8]) -> bool {
+    salt.iter().chain(payload).all(|&b| b == 0)
 }
 
 /// SHA-256(salt || payload_jcs).
@@ -163,10 +178,11 @@ impl Transaction {
             id,
             salt,
             payload,
+            redacted: false,
         }
     }
 
-    fn check(header: &TxHeader, salt: &[u8; 16], payload: &[u8]) -> Result<(), TxError> {
+    fn check_header(header: &TxHeader) -> Result<(), TxError> {
         if header.v != TX_VERSION {
             return Err(TxError::Version(header.v));
         }
@@ -174,6 +190,11 @@ impl Transaction {
         if header.time > canon::MAX_SAFE_INTEGER {
             return Err(TxError::Time);
         }
+        Ok(())
+    }
+
+    fn check(header: &TxHeader, salt: &[u8; 16], payload: &[u8]) -> Result<(), TxError> {
+        Self::check_header(header)?;
         if commitment(salt, payload) != header.commitment.0 {
             return Err(TxError::Commitment);
         }
@@ -210,6 +231,14 @@ impl Transaction {
         }
         // The payload is bound by the commitment alone; it was canonical when
         // committed, and any change to its bytes breaks the commitment.
+        // A redacted payload has no bytes left to bind: it is accepted here
+        // and marked, and the ledger asks for the redaction that covers it.
+        if is_redacted_form(&salt, &payload_jcs) {
+            Self::check_header(&header)?;
+            let mut tx = Self::assemble(header, message, signature, [0; 16], Vec::new());
+            tx.redacted = true;
+            return Ok(tx);
+        }
         Self::check(&header, &salt, &payload_jcs)?;
         Ok(Self::assemble(
             header,
@@ -220,8 +249,26 @@ impl Transaction {
         ))
     }
 
-    /// The JSON form.
+    /// This transaction as it is once redacted: header and signature kept,
+    /// salt and payload gone.
+    pub fn redacted(&self) -> Self {
+        let mut tx = self.clone();
+        tx.salt = [0; 16];
+        tx.payload = Vec::new();
+        tx.redacted = true;
+        tx
+    }
+
+    /// True if its payload and salt were erased by a redaction.
+    pub fn is_redacted(&self) -> bool {
+        self.redacted
+    }
+
+    /// The JSON form; a redacted transaction has none.
     pub fn to_wire(&self) -> Result<TxWire, TxError> {
+        if self.redacted {
+            return Err(TxError::Redacted);
+        }
         let payload =
             serde_json::from_slice(&self.payload).map_err(|e| TxError::Header(e.to_string()))?;
         Ok(TxWire {
@@ -332,6 +379,9 @@ impl Transaction {
     }
     /// The payload parsed back into JSON.
     pub fn payload(&self) -> Result<Value, TxError> {
+        if self.redacted {
+            return Err(TxError::Redacted);
+        }
         serde_json::from_slice(&self.payload).map_err(|e| TxError::Header(e.to_string()))
     }
 }

@@ -14,6 +14,7 @@ mod payload;
 pub mod pii;
 pub mod pseudonym;
 pub mod records;
+pub mod redaction;
 pub mod registries;
 pub mod suppression;
 #[cfg(test)]

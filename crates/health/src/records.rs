@@ -8,7 +8,7 @@
 
 use crate::fhir::{self, Measure};
 use crate::pii;
-use crate::{access, pseudonym, registries};
+use crate::{access, pseudonym, redaction, registries};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -182,6 +182,10 @@ pub enum Checked {
     Access(access::AccessSummary),
     /// The review of a break-glass read.
     Review(access::Review),
+    /// The data-protection officer's order to erase records' payloads.
+    Redaction(redaction::Redaction),
+    /// A patient's request for erasure.
+    ErasureRequest(redaction::ErasureRequest),
     /// Any other kind: the PII guard passed; its schema is the state
     /// machine's business.
     Other,
@@ -198,6 +202,8 @@ impl Checked {
             Checked::Donor(d) => Some(&d.patient),
             Checked::ChosenDoctor(c) => Some(&c.patient),
             Checked::Consent(c) => Some(c.patient()),
+            Checked::Redaction(r) => r.patient.as_deref(),
+            Checked::ErasureRequest(r) => Some(&r.patient),
             Checked::Epidemic(_)
             | Checked::Vaccination(_)
             | Checked::Access(_)
@@ -240,6 +246,9 @@ impl Checked {
                 accessed = r.patients;
                 (None, Vec::new())
             }
+            // A redaction shows in the history of the patient it names.
+            Checked::Redaction(r) => (r.patient, Vec::new()),
+            Checked::ErasureRequest(r) => (Some(r.patient), Vec::new()),
             Checked::Other => (None, Vec::new()),
         };
         Terms {
@@ -315,6 +324,10 @@ pub fn check_bytes(kind: &str, payload: &[u8]) -> Result<Checked, PayloadError> 
                 }
                 access::ACCESS_ENTRY => access::access_entry(payload).map(Checked::Access),
                 access::ACCESS_REVIEW => access::review(payload).map(Checked::Review),
+                redaction::REDACTION => redaction::redaction(payload).map(Checked::Redaction),
+                redaction::ERASURE_REQUEST => {
+                    redaction::erasure_request(payload).map(Checked::ErasureRequest)
+                }
                 registries::CHOSEN_DOCTOR => {
                     registries::chosen_doctor(payload).map(Checked::ChosenDoctor)
                 }

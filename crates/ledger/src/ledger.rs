@@ -26,8 +26,8 @@ use medledger_formats::record::{self, RecordError};
 use medledger_formats::tx::Transaction;
 use medledger_store::{
     BlockEntry, BlockIndex, Directory, Index, IndexError, Location, MerkleStore, PairRef,
-    SEGMENT_HEADER, SegmentError, SegmentLog, StoredBlock, TxEntry, list_segments, read_segment,
-    segment_name, sync_dir, walk,
+    RedactedEntry, RedactionPlan, SEGMENT_HEADER, SegmentError, SegmentLog, StoredBlock, TxEntry,
+    list_segments, read_segment, segment_name, sync_dir, walk,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -275,6 +275,14 @@ pub struct IndexSeen<'a> {
 }
 
 impl Seen for IndexSeen<'_> {
+    fn facts(&self, id: &Hash) -> Option<medledger_store::TxFacts> {
+        // In flight is not committed: a redaction names only indexed ones.
+        if self.pending.contains(id) {
+            return None;
+        }
+        self.index.facts(id).ok().flatten()
+    }
+
     fn seen(&self, id: &Hash) -> bool {
         // An index read failure must not let a duplicate in; treat as seen.
         self.pending.contains(id)
@@ -321,12 +329,14 @@ fn block_index(block: &Block, location: Location, admitted: Admitted) -> BlockIn
                     codes: terms.codes,
                     accessed: terms.accessed,
                     time: tx.header().time,
+                    erased: tx.is_redacted(),
                 }
             })
             .collect(),
         participants: admitted.directory.participants,
         chosen: admitted.directory.chosen,
         break_glass: admitted.directory.break_glass,
+        redacted: admitted.directory.redacted,
     }
 }
 
@@ -384,7 +394,31 @@ fn directory_records(state: &LedgerState, txs: &[Transaction], verdicts: &[Check
             .into_iter()
             .filter_map(|p| state.chosen_doctor(&p).map(|d| (p, d.0)))
             .collect(),
+        redacted: redacted_entries(state, verdicts),
     }
+}
+
+/// The transactions that the redactions among `verdicts` erase, as `state`
+/// (after the block) records them.
+fn redacted_entries(state: &LedgerState, verdicts: &[Checked]) -> Vec<RedactedEntry> {
+    let mut out = Vec::new();
+    for v in verdicts {
+        let Checked::Redaction(r) = v else { continue };
+        for t in &r.targets {
+            let Ok(id) = medledger_formats::bytes::Bytes::<32>::parse_hex(t) else {
+                continue;
+            };
+            if let Some(&(leaf, by)) = state.redacted().get(&id.0) {
+                out.push(RedactedEntry {
+                    id: id.0,
+                    leaf,
+                    by,
+                    patient: r.patient.clone(),
+                });
+            }
+        }
+    }
+    out
 }
 
 impl Store {
@@ -507,6 +541,8 @@ impl Store {
                 h.height
             )));
         }
+        // The targets' places, read before anything is written.
+        let plan = self.redaction_plan(&admitted.directory.redacted)?;
         let mut payloads = Vec::new();
         record::encode_payloads(block, &mut payloads);
         let mut body = Vec::new();
@@ -515,6 +551,11 @@ impl Store {
         let synced = std::time::Instant::now();
         self.segments.sync()?;
         let fsync = synced.elapsed();
+        // The redaction is committed: erase its targets before the index
+        // records the block, so that an index that holds the redaction
+        // always means the payloads are gone. A crash before the index does
+        // leaves the block to replay on open, which erases them again.
+        self.apply_redaction(&plan)?;
         let ids: Vec<Hash> = block.txs.iter().map(|t| *t.id()).collect();
         let tree_path = self.dir.join("merkle");
         write(&self.tree).append(&ids).map_err(io_at(&tree_path))?;
@@ -523,7 +564,8 @@ impl Store {
         let checkpoint = self.sign_checkpoint(h.log_size, h.log_root.0)?;
         *write(&self.last) = Some(block.header.clone());
         *write(&self.checkpoint) = Some(checkpoint.clone());
-        let durable = h.height.is_multiple_of(INDEX_FLUSH_EVERY);
+        let durable =
+            h.height.is_multiple_of(INDEX_FLUSH_EVERY) || !admitted.directory.redacted.is_empty();
         self.index
             .apply(&[block_index(block, location, admitted)], durable)?;
         Ok(Committed {
@@ -531,6 +573,49 @@ impl Store {
             checkpoint,
             fsync,
         })
+    }
+
+    /// Where the payloads of `entries` are stored: each block's payloads
+    /// record and the positions in it. The targets are committed, so indexed.
+    fn redaction_plan(&self, entries: &[RedactedEntry]) -> Result<RedactionPlan, LedgerError> {
+        let mut plan: RedactionPlan = Vec::new();
+        for e in entries {
+            let height = self
+                .index
+                .height_of_leaf(e.leaf)?
+                .ok_or_else(|| LedgerError::NotFound(format!("block of leaf {}", e.leaf)))?;
+            let entry = self
+                .index
+                .block(height)?
+                .ok_or_else(|| LedgerError::NotFound(format!("block {height}")))?;
+            let position = (e.leaf - entry.first_leaf) as u32;
+            match plan.iter_mut().find(|(l, _)| *l == entry.location) {
+                Some((_, positions)) => positions.push(position),
+                None => plan.push((entry.location, vec![position])),
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Overwrites the planned payloads and salts in place and fsyncs.
+    fn apply_redaction(&self, plan: &RedactionPlan) -> Result<(), LedgerError> {
+        if plan.is_empty() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let erased = self.segments.redact(plan)?;
+        tracing::info!(
+            erased,
+            blocks = plan.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "redaction applied"
+        );
+        Ok(())
+    }
+
+    /// The leaf of the redaction that erased `leaf`, if one did.
+    pub fn redacted_by(&self, leaf: u64) -> Result<Option<u64>, LedgerError> {
+        Ok(self.index.redacted_by(leaf)?)
     }
 
     /// A receipt for log entry `leaf` against `checkpoint` (the latest if None).
@@ -1008,6 +1093,10 @@ impl Ledger {
         };
         store.repair_tree()?;
         let state = store.catch_up_index()?;
+        // Pages that held terms of redacted records leave the file.
+        if store.index.compact_if_due()? {
+            tracing::info!("index compacted after a redaction");
+        }
         if let Some(last) = store.last() {
             let h = last.header();
             *write(&store.checkpoint) = Some(store.sign_checkpoint(h.log_size, h.log_root.0)?);
@@ -1304,7 +1393,8 @@ impl Store {
             .map(|(p, d)| (p, medledger_formats::keys::PublicKey::from(d)))
             .collect();
         let mut state = LedgerState::restore(max_skew_ms, participants, chosen, origin, tip)
-            .with_break_glass(review_ms, break_glass);
+            .with_break_glass(review_ms, break_glass)
+            .with_redacted(self.index.redactions()?);
         if last_height.is_none_or(|h| indexed > h) {
             return Ok(state);
         }
@@ -1330,6 +1420,12 @@ impl Store {
             if height < indexed {
                 return Ok(());
             }
+            let redacts = block.txs.iter().any(|t| t.header().kind == kind::REDACTION);
+            if redacts {
+                // Its targets are looked up in the index: put every block
+                // before it there first.
+                flush(&mut batch, &pending)?;
+            }
             let verdicts = state
                 .apply_block(
                     &block,
@@ -1347,8 +1443,14 @@ impl Store {
             }
             pending.add(block.txs.iter().map(|t| *t.id()));
             let admitted = Admitted::of(&state, &block.txs, verdicts);
+            if redacts {
+                // Committed before a crash that may have come before its
+                // targets were erased, or half way: erase them (again).
+                let plan = self.redaction_plan(&admitted.directory.redacted)?;
+                self.apply_redaction(&plan)?;
+            }
             batch.push(block_index(&block, b.location, admitted));
-            if batch.len() >= 256 {
+            if redacts || batch.len() >= 256 {
                 flush(&mut batch, &pending)?;
             }
             Ok(())
@@ -1387,6 +1489,7 @@ mod tests {
             participants: vec![(key, b"{\"role\":".to_vec())],
             chosen: Vec::new(),
             break_glass: Vec::new(),
+            redacted: Vec::new(),
         };
         store.index().apply(&[damaged], true).unwrap();
         for e in [
@@ -1539,5 +1642,139 @@ mod tests {
         );
         // Nothing was written: the tip is still genesis.
         assert_eq!(ledger.store.last().unwrap().header().height, 0);
+    }
+
+    /// Seals and commits `txs` as the next block, admitting each on the
+    /// state with the index as its lookup; with `apply`, as a node would.
+    fn commit_txs(
+        ledger: &mut Ledger,
+        txs: Vec<Transaction>,
+        apply: bool,
+    ) -> Result<(), Rejection> {
+        let time = ledger.state.block_time(now_ms());
+        let first = ledger.state.tip().log.size();
+        let pending = Pending::default();
+        let mut verdicts = Vec::new();
+        for (i, tx) in txs.iter().enumerate() {
+            let seen = IndexSeen {
+                index: ledger.store.index(),
+                pending: &pending,
+            };
+            let checked = payload_rules_of(tx)?;
+            verdicts.push(ledger.state.admit_checked_in(
+                tx,
+                checked,
+                time,
+                first + i as u64,
+                &seen,
+            )?);
+        }
+        let mut admitted = Admitted::of(&ledger.state, &txs, verdicts);
+        if !apply {
+            admitted.directory.redacted.clear();
+        }
+        let block = ledger
+            .state
+            .seal_block(txs, time, &ledger.node_key)
+            .unwrap();
+        ledger.store.commit(&block, admitted).unwrap();
+        Ok(())
+    }
+
+    fn payload_rules_of(tx: &Transaction) -> Result<Checked, Rejection> {
+        crate::state::payload_rules(tx)
+    }
+
+    #[test]
+    fn a_redaction_committed_but_not_applied_before_a_crash_is_applied_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        Ledger::init(dir.path(), "test.example/erasure", "Test").unwrap();
+        let admin = read_key_file(&dir.path().join("admin.key")).unwrap();
+        let mut ledger = Ledger::open(dir.path()).unwrap();
+        let doctor = SigningKey::from_bytes(&[5; 32]);
+        let dpo = SigningKey::from_bytes(&[6; 32]);
+        let reg = |key: &SigningKey, role: &str| {
+            Transaction::sign(
+                &admin,
+                kind::REGISTER,
+                now_ms(),
+                &serde_json::json!({"key": keys::public_key(key), "role": role,
+                    "institution": "Test", "label": role}),
+            )
+            .unwrap()
+        };
+        commit_txs(
+            &mut ledger,
+            vec![reg(&doctor, "doctor"), reg(&dpo, "data_protection_officer")],
+            true,
+        )
+        .unwrap();
+        let patient = medledger_health::pseudonym::synthetic(3);
+        let report = |text: &str| {
+            Transaction::sign(
+                &doctor,
+                kind::MEDICAL_REPORT,
+                now_ms(),
+                &serde_json::json!({"patient": patient, "institution": "Test",
+                    "encounter_date": "2026-11-24", "diagnoses": ["I10"], "anamnesis": text}),
+            )
+            .unwrap()
+        };
+        let (secret, kept) = (report("SECRET-ANAMNESIS"), report("kept"));
+        commit_txs(&mut ledger, vec![secret.clone(), kept.clone()], true).unwrap();
+        let order = |targets: &[&Transaction]| {
+            Transaction::sign(
+                &dpo,
+                kind::REDACTION,
+                now_ms(),
+                &serde_json::json!({"targets": targets.iter().map(|t| crate::state::hex_id(t.id())).collect::<Vec<_>>(),
+                    "basis": "entered-in-error", "reason": "direct-identifier", "patient": patient}),
+            )
+            .unwrap()
+        };
+        // Committed, but the crash comes before its targets are erased.
+        commit_txs(&mut ledger, vec![order(&[&secret])], false).unwrap();
+        assert!(
+            !ledger
+                .store
+                .transaction(secret.id())
+                .unwrap()
+                .unwrap()
+                .0
+                .is_redacted()
+        );
+        // A second redaction of the same record is refused by the state.
+        assert_eq!(
+            commit_txs(&mut ledger, vec![order(&[&secret])], true),
+            Err(Rejection::AlreadyRedacted(crate::state::hex_id(
+                secret.id()
+            )))
+        );
+        ledger.store.flush().unwrap();
+        drop(ledger);
+        // The index lost the block (a crash before it was durable): opening
+        // replays it and erases the payload.
+        std::fs::remove_file(dir.path().join("index.redb")).unwrap();
+        let reopened = Ledger::open(dir.path()).unwrap();
+        let (tx, leaf, _) = reopened.store.transaction(secret.id()).unwrap().unwrap();
+        assert!(tx.is_redacted());
+        assert_eq!(tx.id(), secret.id());
+        assert_eq!(reopened.store.redacted_by(leaf).unwrap(), Some(leaf + 2));
+        let (tx, ..) = reopened.store.transaction(kept.id()).unwrap().unwrap();
+        assert_eq!(tx, kept);
+        let segments = std::fs::read(dir.path().join("segments").join(segment_name(0))).unwrap();
+        assert!(!segments.windows(16).any(|w| w == b"SECRET-ANAMNESIS"));
+        drop(reopened);
+        let report = crate::verify::verify_dir(dir.path(), 2, |_| {}).unwrap();
+        assert_eq!(
+            (report.redactions, report.redacted, report.unapplied),
+            (1, 1, 0)
+        );
+        // A rebuild on the erased log gives the same state, and a third
+        // open changes nothing.
+        std::fs::remove_file(dir.path().join("index.redb")).unwrap();
+        let rebuilt = Ledger::open(dir.path()).unwrap();
+        assert!(rebuilt.state.redacted().contains_key(secret.id()));
+        assert_eq!(rebuilt.store.redacted_by(leaf).unwrap(), Some(leaf + 2));
     }
 }

@@ -26,6 +26,7 @@ pub use ledger::{
 pub use roles::{
     ACCESS_LOG_READERS, ALERT_READERS, BREAK_GLASS_READERS, DIRECTORY_READERS, DONOR_READERS,
     FHIR_WRITERS, PSEUDONYM_MAKERS, RECORD_READERS, Role, allowed_roles, kind, may_read_kind,
+    may_redact,
 };
 // The deterministic state machine: participants, payloads and the rules.
 pub use state::{
@@ -33,5 +34,7 @@ pub use state::{
     DEFAULT_MAX_SKEW_MS, LedgerState, Participant, RegisterPayload, Rejection, RevokePayload, Seen,
     Tip, payload_rules,
 };
+// What a redaction's target is, as the index knows it.
+pub use medledger_store::TxFacts;
 // Offline verification of a data directory.
 pub use verify::{VerifyError, VerifyReport, segment_bytes, verify_dir};

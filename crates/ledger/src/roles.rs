@@ -109,9 +109,13 @@ pub mod kind {
     pub const ACCESS_ENTRY: &str = medledger_health::access::ACCESS_ENTRY;
     /// The data-protection officer's review of a break-glass access entry.
     pub const ACCESS_REVIEW: &str = medledger_health::access::ACCESS_REVIEW;
+    /// The data-protection officer's order to erase records' payloads.
+    pub const REDACTION: &str = medledger_health::redaction::REDACTION;
+    /// A patient's request for erasure (filed by them or their doctor).
+    pub const ERASURE_REQUEST: &str = medledger_health::redaction::ERASURE_REQUEST;
 
     /// Every kind a participant may submit (all but genesis).
-    pub const SUBMITTABLE: [&str; 14] = [
+    pub const SUBMITTABLE: [&str; 16] = [
         REGISTER,
         REVOKE,
         MEDICAL_REPORT,
@@ -126,7 +130,28 @@ pub mod kind {
         CONSENT_DIRECTIVE,
         ACCESS_ENTRY,
         ACCESS_REVIEW,
+        REDACTION,
+        ERASURE_REQUEST,
     ];
+}
+
+/// Whether a committed transaction of `kind` may be redacted. The ledger
+/// itself rests on the others: genesis, registrations and revocations make
+/// the directory; consent directives and chosen doctors decide reads; access
+/// entries, their reviews and redactions are the accountability record, and
+/// hold no health data to erase.
+pub fn may_redact(kind: &str) -> bool {
+    matches!(
+        kind,
+        kind::MEDICAL_REPORT
+            | kind::VITAL_SIGNS
+            | kind::EPIDEMIC_REPORT
+            | kind::VACCINATION_REPORT
+            | kind::ORGAN_DONOR_DECISION
+            | kind::FHIR_OBSERVATION
+            | kind::FHIR_CONDITION
+            | kind::FHIR_IMMUNIZATION
+    )
 }
 
 // The read policy. Who may read what sits here, beside the write policy,
@@ -210,7 +235,8 @@ pub fn allowed_roles(kind: &str) -> Option<&'static [Role]> {
         kind::FHIR_CONDITION | kind::FHIR_IMMUNIZATION => &[Institution, Doctor],
         kind::CONSENT_DIRECTIVE => &[Doctor, Patient],
         kind::ACCESS_ENTRY => &[Node],
-        kind::ACCESS_REVIEW => &[DataProtectionOfficer],
+        kind::ACCESS_REVIEW | kind::REDACTION => &[DataProtectionOfficer],
+        kind::ERASURE_REQUEST => &[Doctor, Patient],
         // Genesis is admitted only by its own rule, never by role.
         _ => return None,
     })

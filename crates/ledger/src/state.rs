@@ -5,7 +5,7 @@
 //! It does no I/O. Whether a transaction id was already committed is asked
 //! through [`Seen`], which storage answers from its index.
 
-use crate::roles::{Role, allowed_roles, kind};
+use crate::roles::{Role, allowed_roles, kind, may_redact};
 use ed25519_dalek::SigningKey;
 use medledger_formats::block::{BLOCK_VERSION, Block, BlockHeader, SealedHeader};
 use medledger_formats::bytes::Bytes;
@@ -333,6 +333,31 @@ pub enum Rejection {
     /// A review whose patients are not exactly its entry's.
     #[error("a review names exactly the patients of the entry it reviews")]
     ReviewPatients,
+    /// A redaction target that is no committed transaction (or is still in
+    /// flight: a redaction names only what an earlier block committed).
+    #[error("redaction target {0} is not a committed transaction")]
+    RedactionTargetUnknown(String),
+    /// A redaction target of a kind the ledger needs whole.
+    #[error("redaction target {id} is a {kind}, which may not be redacted")]
+    RedactionTargetKind {
+        /// The target, hex.
+        id: String,
+        /// Its kind.
+        kind: String,
+    },
+    /// A redaction target that an earlier redaction erased already.
+    #[error("redaction target {0} is already redacted")]
+    AlreadyRedacted(String),
+    /// A redaction whose patient is not its targets' patient.
+    #[error("redaction target {0} is not about the patient the redaction names")]
+    RedactionPatient(String),
+    /// A redacted payload where none may be: a kind that may not be redacted.
+    #[error("a {0} transaction may not be redacted")]
+    RedactedKind(String),
+    /// A redaction naming as its request no committed erasure request of
+    /// its patient.
+    #[error("request names no committed erasure request of the redaction's patient")]
+    RedactionRequest,
 }
 
 impl Rejection {
@@ -370,6 +395,12 @@ impl Rejection {
             Rejection::NotBreakGlass => "not_break_glass",
             Rejection::AlreadyReviewed => "already_reviewed",
             Rejection::ReviewPatients => "review_patients",
+            Rejection::RedactionTargetUnknown(_) => "redaction_target_unknown",
+            Rejection::RedactionTargetKind { .. } => "redaction_target_kind",
+            Rejection::AlreadyRedacted(_) => "already_redacted",
+            Rejection::RedactionPatient(_) => "redaction_patient",
+            Rejection::RedactedKind(_) => "redacted_kind",
+            Rejection::RedactionRequest => "redaction_request",
         }
     }
 }
@@ -434,6 +465,20 @@ pub enum BlockFault {
 pub trait Seen {
     /// True if `id` is in the log.
     fn seen(&self, id: &Hash) -> bool;
+    /// What is known of the committed transaction `id` (for a redaction's
+    /// targets); `None` if it is not committed, or not known here.
+    fn facts(&self, _id: &Hash) -> Option<medledger_store::TxFacts> {
+        None
+    }
+}
+
+/// Knows of nothing: for admitting without the log at hand (genesis, tests).
+struct NothingSeen;
+
+impl Seen for NothingSeen {
+    fn seen(&self, _id: &Hash) -> bool {
+        false
+    }
 }
 
 impl Seen for HashSet<Hash> {
@@ -480,6 +525,8 @@ pub struct LedgerState {
     break_glass: HashMap<Hash, BreakGlass>,
     /// How long after a break-glass read its review is due.
     break_glass_review_ms: u64,
+    /// Redacted transactions: id → (leaf, leaf of the redaction).
+    redacted: HashMap<Hash, (u64, u64)>,
 }
 
 /// What an admitted transaction changes.
@@ -493,6 +540,8 @@ enum Effect {
     BreakGlass(Hash, u64, Vec<String>),
     /// A review of the break-glass entry with this id.
     Review(Hash),
+    /// A redaction of these transactions: id and leaf.
+    Redact(Vec<(Hash, u64)>),
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(tx: &Transaction) -> Result<T, Rejection> {
@@ -582,6 +631,7 @@ impl LedgerState {
             max_skew_ms,
             break_glass: HashMap::new(),
             break_glass_review_ms: DEFAULT_BREAK_GLASS_REVIEW_MS,
+            redacted: HashMap::new(),
         }
     }
 
@@ -652,8 +702,19 @@ impl LedgerState {
         block_time: u64,
         leaf: u64,
         verdict: Option<Checked>,
+        seen: &dyn Seen,
     ) -> Result<(Effect, Checked), Rejection> {
         self.check_time(tx, block_time)?;
+        if tx.is_redacted() {
+            // Its payload rules held when it was committed, and its payload
+            // is gone; whether a redaction covers it is verify's to check.
+            // Only a kind that may be redacted can be.
+            self.check_author(tx)?;
+            if !may_redact(&tx.header().kind) {
+                return Err(Rejection::RedactedKind(tx.header().kind.clone()));
+            }
+            return Ok((Effect::None, Checked::Other));
+        }
         if tx.header().kind == kind::GENESIS {
             return Ok((check_genesis(tx, leaf)?, Checked::Other));
         }
@@ -668,10 +729,72 @@ impl LedgerState {
             None => match tx.header().kind.as_str() {
                 kind::REGISTER => self.check_register(author, tx)?,
                 kind::REVOKE => self.check_revoke(author, tx)?,
+                kind::REDACTION => self.check_redaction(&checked, seen)?,
                 _ => self.check_break_glass(tx, &checked)?,
             },
         };
         Ok((effect, checked))
+    }
+
+    /// Every target of a redaction is a transaction an earlier block
+    /// committed, of a kind that may be redacted, not redacted yet, and
+    /// about the patient the redaction names (or about none, if it names none).
+    fn check_redaction(&self, checked: &Checked, seen: &dyn Seen) -> Result<Effect, Rejection> {
+        let Checked::Redaction(r) = checked else {
+            return Err(Rejection::Schema("not a redaction".into()));
+        };
+        if let Some(q) = &r.request {
+            let id = Bytes::<32>::parse_hex(q).map_err(|_| Rejection::RedactionRequest)?;
+            match seen.facts(&id.0) {
+                Some(f)
+                    if f.kind == kind::ERASURE_REQUEST
+                        && f.patient.as_ref().is_none_or(|p| *p == r.patient) => {}
+                _ => return Err(Rejection::RedactionRequest),
+            }
+        }
+        let mut out = Vec::with_capacity(r.targets.len());
+        for t in &r.targets {
+            let id = Bytes::<32>::parse_hex(t)
+                .map_err(|_| Rejection::RedactionTargetUnknown(t.clone()))?
+                .0;
+            if self.redacted.contains_key(&id) {
+                return Err(Rejection::AlreadyRedacted(t.clone()));
+            }
+            let facts = seen
+                .facts(&id)
+                .ok_or_else(|| Rejection::RedactionTargetUnknown(t.clone()))?;
+            if !may_redact(&facts.kind) {
+                return Err(Rejection::RedactionTargetKind {
+                    id: t.clone(),
+                    kind: facts.kind,
+                });
+            }
+            if facts.redacted_by.is_some() {
+                return Err(Rejection::AlreadyRedacted(t.clone()));
+            }
+            // An erased target's patient is no longer known: it was checked
+            // when the first redaction of it was admitted.
+            if facts.patient.is_some_and(|p| p != r.patient) {
+                return Err(Rejection::RedactionPatient(t.clone()));
+            }
+            out.push((id, facts.leaf));
+        }
+        Ok(Effect::Redact(out))
+    }
+
+    /// The redacted transactions: id → (leaf, leaf of the redaction).
+    pub fn redacted(&self) -> &HashMap<Hash, (u64, u64)> {
+        &self.redacted
+    }
+
+    /// The state with these redactions in force (id, leaf, redaction's
+    /// leaf), as the index holds them, when restoring.
+    pub fn with_redacted(mut self, entries: impl IntoIterator<Item = (Hash, u64, u64)>) -> Self {
+        self.redacted = entries
+            .into_iter()
+            .map(|(id, leaf, by)| (id, (leaf, by)))
+            .collect();
+        self
     }
 
     /// A transaction's time lies within the skew of its block's.
@@ -921,6 +1044,11 @@ impl LedgerState {
                     entry.review = Some(leaf);
                 }
             }
+            Effect::Redact(targets) => {
+                for (id, target) in targets {
+                    self.redacted.insert(id, (target, leaf));
+                }
+            }
         }
     }
 
@@ -933,7 +1061,7 @@ impl LedgerState {
         block_time: u64,
         leaf: u64,
     ) -> Result<Checked, Rejection> {
-        self.admit_with(tx, None, block_time, leaf)
+        self.admit_with(tx, None, block_time, leaf, &NothingSeen)
     }
 
     /// [`Self::admit`] for a transaction whose [`payload_rules`] verdict the
@@ -945,7 +1073,19 @@ impl LedgerState {
         block_time: u64,
         leaf: u64,
     ) -> Result<Checked, Rejection> {
-        self.admit_with(tx, Some(checked), block_time, leaf)
+        self.admit_with(tx, Some(checked), block_time, leaf, &NothingSeen)
+    }
+
+    /// [`Self::admit_checked`], with `seen` to look a redaction's targets up.
+    pub fn admit_checked_in(
+        &mut self,
+        tx: &Transaction,
+        checked: Checked,
+        block_time: u64,
+        leaf: u64,
+        seen: &dyn Seen,
+    ) -> Result<Checked, Rejection> {
+        self.admit_with(tx, Some(checked), block_time, leaf, seen)
     }
 
     fn admit_with(
@@ -954,8 +1094,9 @@ impl LedgerState {
         verdict: Option<Checked>,
         block_time: u64,
         leaf: u64,
+        seen: &dyn Seen,
     ) -> Result<Checked, Rejection> {
-        let (effect, checked) = self.check(tx, block_time, leaf, verdict)?;
+        let (effect, checked) = self.check(tx, block_time, leaf, verdict, seen)?;
         self.apply(effect, leaf);
         Ok(checked)
     }
@@ -1162,7 +1303,7 @@ impl LedgerState {
                 return Err(tx_fault(index, tx, Rejection::Duplicate));
             }
             let checked = next
-                .admit_with(tx, given.next(), h.time, h.first_leaf + index as u64)
+                .admit_with(tx, given.next(), h.time, h.first_leaf + index as u64, seen)
                 .map_err(|r| tx_fault(index, tx, r))?;
             out.push(checked);
         }

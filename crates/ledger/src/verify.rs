@@ -3,7 +3,7 @@
 //! root, block-hash link, proposer signature and admission rule. It trusts
 //! nothing derived (index, subtree files) and needs no secret key.
 
-use crate::state::{BlockFault, LedgerState};
+use crate::state::{BlockFault, LedgerState, Seen};
 use crossbeam_channel::bounded;
 use medledger_formats::block::Block;
 use medledger_formats::keys::PublicKey;
@@ -11,10 +11,10 @@ use medledger_formats::merkle::Hash;
 use medledger_formats::record::{self, RecordError};
 use medledger_formats::tx::Transaction;
 use medledger_store::{
-    Location, RECORD_HEADER, SEGMENT_HEADER, SegmentError, StoredBlock, list_segments,
+    Location, RECORD_HEADER, SEGMENT_HEADER, SegmentError, StoredBlock, TxFacts, list_segments,
     read_segment, walk,
 };
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// What verification found wrong: the first failure, located.
@@ -57,6 +57,16 @@ pub enum VerifyError {
     /// The directory holds no blocks at all.
     #[error("no blocks found in {0}")]
     Empty(PathBuf),
+    /// A payload is erased, but no committed redaction names its transaction.
+    #[error(
+        "block {height}: the payload of transaction {id} is erased, but no redaction names it (tampered)"
+    )]
+    Uncovered {
+        /// Height of the block holding it.
+        height: u64,
+        /// The transaction, hex.
+        id: String,
+    },
 }
 
 /// Totals of a successful verification.
@@ -76,6 +86,55 @@ pub struct VerifyReport {
     pub nodes: Vec<PublicKey>,
     /// Log size and root after each block, for checking trusted checkpoints.
     pub block_roots: Vec<(u64, Hash)>,
+    /// Redaction transactions committed.
+    pub redactions: u64,
+    /// Transactions whose payload is erased, each named by a redaction.
+    pub redacted: u64,
+    /// Transactions a committed redaction names whose payload is still
+    /// stored (a redaction not yet applied here; opening the ledger applies it).
+    pub unapplied: u64,
+}
+
+/// What verification remembers of each committed transaction, to judge
+/// the redactions that name it: leaf, kind (an index into a list of kinds)
+/// and whether its payload is erased.
+#[derive(Default)]
+struct Known {
+    txs: HashMap<Hash, (u64, u16, bool)>,
+    kinds: Vec<String>,
+}
+
+impl Known {
+    fn add(&mut self, tx: &Transaction, leaf: u64) {
+        let kind = &tx.header().kind;
+        let k = match self.kinds.iter().position(|x| x == kind) {
+            Some(k) => k,
+            None => {
+                self.kinds.push(kind.clone());
+                self.kinds.len() - 1
+            }
+        };
+        self.txs
+            .insert(*tx.id(), (leaf, k as u16, tx.is_redacted()));
+    }
+}
+
+impl Seen for Known {
+    fn seen(&self, id: &Hash) -> bool {
+        self.txs.contains_key(id)
+    }
+
+    fn facts(&self, id: &Hash) -> Option<TxFacts> {
+        let &(leaf, k, _) = self.txs.get(id)?;
+        Some(TxFacts {
+            leaf,
+            kind: self.kinds.get(k as usize)?.clone(),
+            // Verification keeps no patients: that link was checked when
+            // the redaction was admitted.
+            patient: None,
+            redacted_by: None,
+        })
+    }
 }
 
 /// Total size of the segment files, for progress reporting.
@@ -144,7 +203,9 @@ pub fn verify_dir(
     let segments = list_segments(&seg_dir)?;
     // Genesis sets the ledger's skew; this only judges genesis itself.
     let mut state = LedgerState::new(crate::state::DEFAULT_MAX_SKEW_MS);
-    let mut seen: HashSet<Hash> = HashSet::new();
+    let mut seen = Known::default();
+    // Erased payloads found so far: id → height of their block.
+    let mut erased: HashMap<Hash, u64> = HashMap::new();
     let mut report = VerifyReport::default();
     std::thread::scope(|s| -> Result<(), VerifyError> {
         // The reader walks segments in order; workers decode and check
@@ -242,8 +303,16 @@ pub fn verify_dir(
                         state
                             .apply_block_checked(&block, &seen)
                             .map_err(|fault| VerifyError::Block { height, fault })?;
-                        seen.extend(block.txs.iter().map(|t| *t.id()));
                         let h = block.header.header();
+                        for (i, t) in block.txs.iter().enumerate() {
+                            seen.add(t, h.first_leaf + i as u64);
+                            if t.is_redacted() {
+                                erased.insert(*t.id(), height);
+                            }
+                            if t.header().kind == crate::roles::kind::REDACTION {
+                                report.redactions += 1;
+                            }
+                        }
                         report.block_roots.push((h.log_size, h.log_root.0));
                         report.blocks += 1;
                         report.transactions += block.txs.len() as u64;
@@ -258,6 +327,26 @@ pub fn verify_dir(
     if report.blocks == 0 {
         return Err(VerifyError::Empty(dir.to_path_buf()));
     }
+    // Every erased payload is covered by a redaction committed after it
+    // (a redaction names only transactions of earlier blocks).
+    let redacted = state.redacted();
+    let mut uncovered: Vec<(u64, Hash)> = erased
+        .iter()
+        .filter(|(id, _)| !redacted.contains_key(*id))
+        .map(|(id, h)| (*h, *id))
+        .collect();
+    uncovered.sort();
+    if let Some((height, id)) = uncovered.first() {
+        return Err(VerifyError::Uncovered {
+            height: *height,
+            id: crate::state::hex_id(id),
+        });
+    }
+    report.redacted = erased.len() as u64;
+    report.unapplied = redacted
+        .keys()
+        .filter(|id| !erased.contains_key(*id))
+        .count() as u64;
     report.log_root = state.tip().log.root();
     report.origin = state.origin().unwrap_or_default().to_owned();
     report.nodes = state

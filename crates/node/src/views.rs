@@ -196,6 +196,32 @@ impl Views {
         donors.get(patient).cloned().unwrap_or_default()
     }
 
+    /// Forgets everything read, so that the log is read again from its
+    /// first block: after a redaction, whose erased records must leave every
+    /// view (alerts, counts, donor decisions) and every statistic they fed.
+    fn reset(&self) {
+        let mut book = lock(&self.alerts);
+        let patients: Vec<String> = book
+            .patients
+            .iter()
+            .filter(|(_, t)| t.alert.is_some())
+            .map(|(p, _)| p.clone())
+            .collect();
+        book.patients.clear();
+        for patient in patients {
+            book.seq += 1;
+            let _ = self.events.send(AlertEvent::Cleared {
+                seq: book.seq,
+                patient,
+            });
+        }
+        *self.counts.write().unwrap_or_else(|p| p.into_inner()) = Counts::default();
+        self.donors
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     fn apply(&self, block: &Block, directory: &mut Directory<'_>) {
         let first = block.header.header().first_leaf;
         let mut touched: Vec<String> = Vec::new();
@@ -390,6 +416,11 @@ impl Directory<'_> {
     }
 }
 
+/// True if `block` holds a redaction.
+fn redacts(block: &Block) -> bool {
+    block.txs.iter().any(|t| t.header().kind == kind::REDACTION)
+}
+
 /// Applies every committed block to the views, in order, until the views
 /// are dropped or the sequencer stops.
 fn follow(views: &Weak<Views>, store: &Store, commits: &CommitFeed) {
@@ -403,6 +434,21 @@ fn follow(views: &Weak<Views>, store: &Store, commits: &CommitFeed) {
         let blocks = store.last().map_or(0, |h| h.header().height + 1);
         while next < blocks {
             match store.block(next) {
+                Ok(block) if next > 0 && redacts(&block) => {
+                    // Read the log again: its redacted payloads are gone now.
+                    tracing::info!(height = next, "views: rebuilding after a redaction");
+                    v.reset();
+                    for h in 0..=next {
+                        match store.block(h) {
+                            Ok(b) => v.apply(&b, &mut directory),
+                            Err(e) => {
+                                tracing::error!(height = h, error = %e, "views cannot rebuild");
+                                return;
+                            }
+                        }
+                    }
+                    next += 1;
+                }
                 Ok(block) => {
                     v.apply(&block, &mut directory);
                     next += 1;

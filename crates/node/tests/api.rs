@@ -1195,6 +1195,13 @@ async fn roles_md_kind_table_matches_allowed_roles_and_the_ledger() {
     // A break-glass read about Q (whose records no other kind here is
     // about) for the officer's review to name.
     let glass = node.break_glass(&keys, PATIENT_Q).await;
+    // A committed record about no patient, for the officer's redaction to name.
+    let erasable = signed(
+        &keys["institution"].1,
+        kind::EPIDEMIC_REPORT,
+        &payload_for(kind::EPIDEMIC_REPORT, &doctor, &victim),
+    );
+    node.submit_ok(std::slice::from_ref(&erasable)).await;
 
     let (header, rows) = md_table("kind");
     let expected_columns: Vec<&str> = std::iter::once("kind")
@@ -1235,6 +1242,10 @@ async fn roles_md_kind_table_matches_allowed_roles_and_the_ledger() {
                     json!({"key": keys::public_key(&patient_victim), "reason": "test"})
                 }
                 (_, kind::ACCESS_REVIEW) => review_payload(&glass, &[PATIENT_Q], "justified"),
+                (_, kind::REDACTION) => json!({"targets": [id_hex(&erasable)],
+                    "basis": "entered-in-error", "reason": "inaccurate"}),
+                (_, kind::ERASURE_REQUEST) => json!({"targets": [id_hex(&erasable)],
+                    "basis": "gdpr-art-17", "patient": "MFRGGZDFMZTWQ2LKNNWG23TPOA"}),
                 _ => payload_for(k, &doctor, &victim),
             };
             txs.push(signed(key, k, &payload));
@@ -1426,6 +1437,15 @@ fn openapi_document_is_consistent() {
         Rejection::NotBreakGlass,
         Rejection::AlreadyReviewed,
         Rejection::ReviewPatients,
+        Rejection::RedactionTargetUnknown(String::new()),
+        Rejection::RedactionTargetKind {
+            id: String::new(),
+            kind: String::new(),
+        },
+        Rejection::AlreadyRedacted(String::new()),
+        Rejection::RedactionPatient(String::new()),
+        Rejection::RedactedKind(String::new()),
+        Rejection::RedactionRequest,
     ];
     for r in rejections {
         assert!(
@@ -5220,4 +5240,123 @@ async fn business_identifiers_are_accepted_but_persons_identifiers_are_not() {
         .fhir_post_with("/fhir/Observation", &token, &o, &[])
         .await;
     assert_eq!(r.status, 201, "{}", r.text());
+}
+
+#[tokio::test]
+async fn a_redacted_fhir_record_reads_410_leaves_the_alerts_and_shows_in_everything() {
+    let node = start();
+    let integration = new_key();
+    let dpo = new_key();
+    node.submit_ok(&[
+        register_tx(&node.admin, &integration, Role::Institution),
+        register_tx(&node.admin, &dpo, Role::DataProtectionOfficer),
+    ])
+    .await;
+    node.hold_key(&integration);
+    let token = node.token(&integration);
+    // A heart rate of 135 raises a NEWS2 alert on its own. Its code's free
+    // text carries a marker found nowhere else.
+    let mut hr = observation();
+    hr["valueQuantity"]["value"] = json!(135);
+    let marker = hex::encode(keys::random_bytes::<32>().unwrap());
+    hr["code"]["text"] = json!(format!("pulse {marker}"));
+    let scan = |dir: &std::path::Path| -> usize {
+        let mut found = 0;
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if std::fs::read(&p)
+                    .unwrap()
+                    .windows(marker.len())
+                    .any(|w| w == marker.as_bytes())
+                {
+                    found += 1;
+                }
+            }
+        }
+        found
+    };
+    let r = node
+        .post_to(
+            "/fhir/Observation",
+            Some(&token),
+            hr.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    node.views_caught_up(&token).await;
+    assert_eq!(
+        node.get("/v1/alerts", Some(&token)).await.json()["total"],
+        1
+    );
+
+    let patient = "MFRGGZDFMZTWQ2LKNNWG23TPOA";
+    let order = signed(
+        &dpo,
+        kind::REDACTION,
+        &json!({"targets": [id], "basis": "gdpr-art-17", "reason": "subject-request",
+                "patient": patient}),
+    );
+    assert_eq!(scan(node.dir.path()), 1, "the marker is in the segments");
+    node.submit_ok(std::slice::from_ref(&order)).await;
+    let order_id = id_hex(&order);
+    assert_eq!(scan(node.dir.path()), 0, "no file holds the marker");
+
+    let read = node
+        .get(&format!("/fhir/Observation/{id}"), Some(&token))
+        .await;
+    assert_eq!(read.status, 410, "{}", read.text());
+    let outcome = read.json();
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    assert_eq!(outcome["issue"][0]["code"], "deleted");
+    assert!(
+        outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains(&order_id),
+        "{outcome}"
+    );
+    let gone = node
+        .get(&format!("/v1/transactions/{id}"), Some(&token))
+        .await;
+    assert_eq!(gone.status, 410, "{}", gone.text());
+    assert_eq!(gone.json()["code"], "redacted");
+    assert_eq!(gone.json()["redaction"]["id"], order_id.as_str());
+    // Its receipt, a header-only proof, is served as before.
+    node.get(&format!("/v1/transactions/{id}/receipt"), None)
+        .await
+        .expect(200, "");
+
+    // The alert it raised is gone: the views were rebuilt without it.
+    node.views_caught_up(&token).await;
+    let alerts = node.get("/v1/alerts", Some(&token)).await.json();
+    assert_eq!(alerts["total"], 0, "{alerts}");
+
+    // $everything shows that it existed and was redacted, nothing more.
+    let all = node
+        .get(
+            &format!("/fhir/Patient/{patient}/$everything"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(all.status, 200, "{}", all.text());
+    let entries = all.json()["entry"].as_array().cloned().unwrap_or_default();
+    let tomb = entries
+        .iter()
+        .map(|e| &e["resource"])
+        .find(|r| r["id"] == id.as_str())
+        .expect("the redacted Observation is listed");
+    assert_eq!(tomb["resourceType"], "OperationOutcome");
+    assert_eq!(tomb["issue"][0]["code"], "deleted");
+    assert!(tomb.get("valueQuantity").is_none(), "{tomb}");
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["resource"]["resourceType"] != "Observation"),
+        "{entries:?}"
+    );
 }

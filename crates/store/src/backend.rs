@@ -19,6 +19,9 @@ pub trait Backend: Send + Sync {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
     /// Appends `data` at the end.
     fn append(&self, data: &[u8]) -> io::Result<()>;
+    /// Overwrites bytes already in the file at `offset` (for redaction; the
+    /// file never grows through it).
+    fn overwrite_at(&self, offset: u64, data: &[u8]) -> io::Result<()>;
     /// Makes every appended byte durable.
     fn sync(&self) -> io::Result<()>;
     /// Cuts the file to `len` bytes and makes that durable.
@@ -49,6 +52,16 @@ impl Backend for FileBackend {
         self.file.write_all_at(data, *len)?;
         *len += data.len() as u64;
         Ok(())
+    }
+    fn overwrite_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        let len = lock(&self.len);
+        if offset + data.len() as u64 > *len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "overwrite past the end of the file",
+            ));
+        }
+        self.file.write_all_at(data, offset)
     }
     fn sync(&self) -> io::Result<()> {
         self.file.sync_data()

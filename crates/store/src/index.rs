@@ -35,6 +35,13 @@ const CHOSEN: TableDefinition<&str, &[u8; 32]> = TableDefinition::new("chosen_do
 /// Leaf of a break-glass access entry → its encoded record (the entry and
 /// its review, once reviewed).
 const BREAK_GLASS: TableDefinition<u64, &[u8]> = TableDefinition::new("break_glass");
+/// Leaf → (kind, patient pseudonym or "", whether its payload is erased):
+/// what a redaction's target is.
+const TX_META: TableDefinition<u64, (&str, &str, bool)> = TableDefinition::new("tx_meta");
+/// Redacted leaf → (the leaf of the redaction that erased it, its id).
+const REDACTED: TableDefinition<u64, (u64, &[u8; 32])> = TableDefinition::new("redacted");
+/// Set while pages freed by a redaction's purge may still hold erased terms.
+const COMPACT_DUE: &str = "compact_due";
 
 const INDEXED_BLOCKS: &str = "indexed_blocks";
 
@@ -83,6 +90,8 @@ pub struct Directory {
     pub chosen: Vec<(String, [u8; 32])>,
     /// Break-glass entries opened or reviewed: leaf → encoded record.
     pub break_glass: Vec<BreakGlassRecord>,
+    /// Transactions the block's redactions erase.
+    pub redacted: Vec<RedactedEntry>,
 }
 
 /// A block's entry in the index.
@@ -117,6 +126,38 @@ pub struct TxEntry {
     pub accessed: Vec<String>,
     /// Author's timestamp, ms.
     pub time: u64,
+    /// Its payload was found erased (indexed from a redacted record).
+    pub erased: bool,
+}
+
+/// A transaction a block's redaction erases: its index entries that hold
+/// payload terms are removed; its kind, time and author (header fields)
+/// stay, and so does its patient link, so the patient's history shows that
+/// it existed and was redacted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedactedEntry {
+    /// The erased transaction's id.
+    pub id: Hash,
+    /// The erased transaction's leaf.
+    pub leaf: u64,
+    /// The leaf of the redaction.
+    pub by: u64,
+    /// The patient the redaction names, if any.
+    pub patient: Option<String>,
+}
+
+/// Facts the index keeps of a committed transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxFacts {
+    /// Log index.
+    pub leaf: u64,
+    /// Kind.
+    pub kind: String,
+    /// Patient pseudonym the payload names: `Some(None)` for none, `None`
+    /// when that is not known (the payload is erased already).
+    pub patient: Option<Option<String>>,
+    /// Leaf of the redaction that erased it, if it is redacted.
+    pub redacted_by: Option<u64>,
 }
 
 /// Everything one block adds to the index.
@@ -132,6 +173,8 @@ pub struct BlockIndex {
     pub chosen: Vec<(String, [u8; 32])>,
     /// Break-glass entries it opens or reviews: leaf → encoded record.
     pub break_glass: Vec<BreakGlassRecord>,
+    /// Transactions its redactions erase.
+    pub redacted: Vec<RedactedEntry>,
 }
 
 /// A secondary index to query.
@@ -226,6 +269,8 @@ impl Index {
             let mut parts = w.open_table(PARTICIPANTS)?;
             let mut chosen = w.open_table(CHOSEN)?;
             let mut glass = w.open_table(BREAK_GLASS)?;
+            let mut meta_t = w.open_table(TX_META)?;
+            let mut redacted = w.open_table(REDACTED)?;
             for b in blocks {
                 let e = &b.block;
                 bl.insert(
@@ -253,6 +298,44 @@ impl Index {
                     by_time.insert(tx.time, tx.leaf)?;
                     for p in &tx.accessed {
                         by_accessed.insert((p.as_str(), tx.leaf), ())?;
+                    }
+                    meta_t.insert(
+                        tx.leaf,
+                        (
+                            tx.kind.as_str(),
+                            tx.patient.as_deref().unwrap_or(""),
+                            tx.erased,
+                        ),
+                    )?;
+                }
+                if !b.redacted.is_empty() {
+                    // Terms taken from an erased payload go; the codes are
+                    // found by their leaves, so this works when the payload
+                    // is already gone (a redaction applied again on recovery).
+                    let leaves: std::collections::HashSet<u64> =
+                        b.redacted.iter().map(|r| r.leaf).collect();
+                    let mut stale = Vec::new();
+                    for item in by_code.iter()? {
+                        let (k, _) = item?;
+                        let (code, leaf) = k.value();
+                        if leaves.contains(&leaf) {
+                            stale.push((code.to_owned(), leaf));
+                        }
+                    }
+                    for (code, leaf) in &stale {
+                        by_code.remove((code.as_str(), *leaf))?;
+                    }
+                    meta.insert(COMPACT_DUE, 1)?;
+                    for r in &b.redacted {
+                        redacted.insert(r.leaf, (r.by, &r.id))?;
+                        let kind = meta_t.get(r.leaf)?.map(|v| v.value().0.to_owned());
+                        if let Some(kind) = kind {
+                            let patient = r.patient.as_deref().unwrap_or("");
+                            meta_t.insert(r.leaf, (kind.as_str(), patient, true))?;
+                        }
+                        if let Some(p) = &r.patient {
+                            by_patient.insert(p.as_str(), r.leaf)?;
+                        }
                     }
                 }
                 for (key, rec) in &b.participants {
@@ -295,6 +378,8 @@ impl Index {
         w.delete_table(PARTICIPANTS)?;
         w.delete_table(CHOSEN)?;
         w.delete_table(BREAK_GLASS)?;
+        w.delete_table(TX_META)?;
+        w.delete_table(REDACTED)?;
         Self::create_tables(&w)?;
         w.commit()?;
         Ok(())
@@ -314,7 +399,77 @@ impl Index {
         w.open_table(PARTICIPANTS)?;
         w.open_table(CHOSEN)?;
         w.open_table(BREAK_GLASS)?;
+        w.open_table(TX_META)?;
+        w.open_table(REDACTED)?;
         Ok(())
+    }
+
+    /// What the index knows of the transaction `id`, if it is indexed.
+    pub fn facts(&self, id: &Hash) -> Result<Option<TxFacts>, IndexError> {
+        let r = self.db.begin_read()?;
+        let Some(leaf) = r.open_table(TX_ID)?.get(id)?.map(|v| v.value()) else {
+            return Ok(None);
+        };
+        let meta = r.open_table(TX_META)?;
+        let Some(m) = meta.get(leaf)? else {
+            return Ok(None);
+        };
+        let (kind, patient, erased) = m.value();
+        let redacted_by = r.open_table(REDACTED)?.get(leaf)?.map(|v| v.value().0);
+        Ok(Some(TxFacts {
+            leaf,
+            kind: kind.to_owned(),
+            patient: (!erased).then(|| (!patient.is_empty()).then(|| patient.to_owned())),
+            redacted_by,
+        }))
+    }
+
+    /// The leaf of the redaction that erased `leaf`, if one did.
+    pub fn redacted_by(&self, leaf: u64) -> Result<Option<u64>, IndexError> {
+        let r = self.db.begin_read()?;
+        Ok(r.open_table(REDACTED)?.get(leaf)?.map(|v| v.value().0))
+    }
+
+    /// Every redacted transaction: id, leaf and the leaf of its redaction,
+    /// by leaf ascending.
+    pub fn redactions(&self) -> Result<Vec<(Hash, u64, u64)>, IndexError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(REDACTED)?;
+        let mut out = Vec::with_capacity(t.len()? as usize);
+        for item in t.iter()? {
+            let (k, v) = item?;
+            let (by, id) = v.value();
+            out.push((*id, k.value(), by));
+        }
+        Ok(out)
+    }
+
+    /// If a redaction purged entries since the last compaction, rewrites the
+    /// database file so that the pages those entries were on, which redb
+    /// frees but does not overwrite, leave the file. Returns whether it did.
+    pub fn compact_if_due(&mut self) -> Result<bool, IndexError> {
+        let due = {
+            let r = self.db.begin_read()?;
+            let t = r.open_table(META)?;
+            t.get(COMPACT_DUE)?.is_some()
+        };
+        if !due {
+            return Ok(false);
+        }
+        // Compaction moves live pages down and truncates the file; run it
+        // until it has nothing left to move. The flag goes only afterwards
+        // (the page that held it holds no erased term), so an interrupted
+        // compaction runs again on the next open.
+        while self
+            .db
+            .compact()
+            .map_err(|e| IndexError::Db(e.to_string()))?
+        {}
+        let mut w = self.db.begin_write()?;
+        w.set_durability(Durability::Immediate)?;
+        w.open_table(META)?.remove(COMPACT_DUE)?;
+        w.commit()?;
+        Ok(true)
     }
 
     /// The log index of each id, or `None` where it is not indexed.
@@ -469,6 +624,7 @@ mod tests {
                 _ => Vec::new(),
             },
             time,
+            erased: false,
         }
     }
 
@@ -491,6 +647,7 @@ mod tests {
             chosen: vec![("P".into(), [7; 32])],
             // A record per block, the later one rewriting leaf 1's.
             break_glass: vec![(1, format!("open {height}").into_bytes())],
+            redacted: Vec::new(),
         };
         index
             .apply(
@@ -564,5 +721,77 @@ mod tests {
             index.leaves_by(By::Kind("a"), 0, 10).unwrap(),
             Vec::<u64>::new()
         );
+    }
+
+    #[test]
+    fn a_redaction_drops_the_codes_of_its_targets_keeps_their_patient_and_compacts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.redb");
+        let mut index = Index::open(&path).unwrap();
+        let entry = |height, first_leaf, txs: Vec<TxEntry>, redacted| BlockIndex {
+            block: BlockEntry {
+                height,
+                location: Location {
+                    segment: 0,
+                    offset: 16 + height,
+                },
+                first_leaf,
+                tx_count: txs.len() as u64,
+            },
+            txs,
+            participants: Vec::new(),
+            chosen: Vec::new(),
+            break_glass: Vec::new(),
+            redacted,
+        };
+        let mut a = tx(0, 1, "medical_report", Some("P"), 10);
+        a.codes = vec!["SECRETCODE".into(), "I10".into()];
+        let b = tx(1, 1, "medical_report", Some("P"), 11);
+        index
+            .apply(&[entry(0, 0, vec![a, b], Vec::new())], true)
+            .unwrap();
+        assert_eq!(index.leaves_by(By::Code("SECRETCODE"), 0, 9).unwrap(), [0]);
+        let facts = index.facts(&[0; 32]).unwrap().unwrap();
+        assert_eq!(
+            (
+                facts.leaf,
+                facts.kind.as_str(),
+                facts.patient.clone(),
+                facts.redacted_by
+            ),
+            (0, "medical_report", Some(Some("P".into())), None)
+        );
+        assert!(!index.compact_if_due().unwrap());
+        let order = tx(2, 3, "record.redaction", Some("P"), 12);
+        let erased = RedactedEntry {
+            id: [0; 32],
+            leaf: 0,
+            by: 2,
+            patient: Some("P".into()),
+        };
+        index
+            .apply(&[entry(1, 2, vec![order], vec![erased])], true)
+            .unwrap();
+        assert!(
+            index
+                .leaves_by(By::Code("SECRETCODE"), 0, 9)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(index.leaves_by(By::Code("I10"), 0, 9).unwrap().is_empty());
+        assert_eq!(index.leaves_by(By::Code("C1"), 0, 9).unwrap(), [1]);
+        assert_eq!(index.leaves_by(By::Patient("P"), 0, 9).unwrap(), [0, 1, 2]);
+        assert_eq!(index.redacted_by(0).unwrap(), Some(2));
+        assert_eq!(index.redactions().unwrap(), [([0; 32], 0, 2)]);
+        let facts = index.facts(&[0; 32]).unwrap().unwrap();
+        assert_eq!((facts.patient, facts.redacted_by), (None, Some(2)));
+        // redb frees the pages the removed entries were on without
+        // overwriting them (at redb 4 the code is still in the file here);
+        // compaction is what takes it out.
+        assert!(index.compact_if_due().unwrap());
+        assert!(!index.compact_if_due().unwrap());
+        drop(index);
+        let data = std::fs::read(&path).unwrap();
+        assert!(!data.windows(10).any(|w| w == b"SECRETCODE"));
     }
 }

@@ -16,12 +16,12 @@ pub use backend::{Backend, BackendFactory, FileBackend, FileFactory, sync_dir};
 // The redb indexes: blocks, transactions, participants and lookups by term.
 pub use index::{
     BlockEntry, BlockIndex, BreakGlassRecord, By, Directory, Index, IndexError, ParticipantRecord,
-    TxEntry,
+    RedactedEntry, TxEntry, TxFacts,
 };
 // The Merkle log's subtree files.
 pub use merkle_store::MerkleStore;
 // Append-only segment files of framed block records.
 pub use segment::{
-    Location, Opened, PairRef, RECORD_HEADER, SEGMENT_HEADER, SegmentError, SegmentLog,
-    StoredBlock, Walk, list_segments, read_segment, segment_name, walk,
+    Location, Opened, PairRef, RECORD_HEADER, REDACTION_JOURNAL, RedactionPlan, SEGMENT_HEADER,
+    SegmentError, SegmentLog, StoredBlock, Walk, list_segments, read_segment, segment_name, walk,
 };

@@ -299,6 +299,75 @@ pub struct SegmentLog {
     factory: Arc<dyn BackendFactory>,
     /// Write-locked only to add a segment; appends and reads share it.
     segments: RwLock<Vec<(u64, Arc<dyn Backend>)>>,
+    /// Write-locked while a redaction rewrites records in place, so that no
+    /// read sees a record half rewritten.
+    rewriting: RwLock<()>,
+}
+
+/// Name of the redaction journal in the segments directory.
+pub const REDACTION_JOURNAL: &str = "redacting.journal";
+/// Magic bytes of the redaction journal (format version 1).
+const JOURNAL_MAGIC: &[u8; 8] = b"MLRDJ\0\0\x01";
+
+/// The payloads records one redaction rewrites: each block's location and
+/// the positions (in the block) of the transactions it erases.
+pub type RedactionPlan = Vec<(Location, Vec<u32>)>;
+
+/// A record's new bytes: (segment, offset, bytes).
+type Rewrite = (u64, u64, Vec<u8>);
+
+/// Encodes a plan as the journal holds it:
+/// ```text
+/// magic [8] | count u32 | count × (segment u64 | offset u64 | n u32 | n × position u32) | crc32c u32
+/// ```
+fn encode_journal(plan: &[(Location, Vec<u32>)]) -> Vec<u8> {
+    let mut out = JOURNAL_MAGIC.to_vec();
+    out.extend_from_slice(&(plan.len() as u32).to_le_bytes());
+    for (l, positions) in plan {
+        out.extend_from_slice(&l.segment.to_le_bytes());
+        out.extend_from_slice(&l.offset.to_le_bytes());
+        out.extend_from_slice(&(positions.len() as u32).to_le_bytes());
+        for p in positions {
+            out.extend_from_slice(&p.to_le_bytes());
+        }
+    }
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Decodes a journal; `None` if it is torn or damaged (then no record was
+/// rewritten yet: rewriting starts only once the journal is durable).
+fn decode_journal(data: &[u8]) -> Option<RedactionPlan> {
+    let (body, crc) = data.split_at_checked(data.len().checked_sub(4)?)?;
+    if crc32c::crc32c(body).to_le_bytes() != crc || body.get(..8)? != JOURNAL_MAGIC {
+        return None;
+    }
+    let mut at = 8usize;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let s = body.get(at..at + n)?;
+        at += n;
+        Some(s)
+    };
+    let u32_of = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let u64_of = |b: &[u8]| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        u64::from_le_bytes(a)
+    };
+    let count = u32_of(take(4)?) as usize;
+    let mut plan = Vec::new();
+    for _ in 0..count {
+        let segment = u64_of(take(8)?);
+        let offset = u64_of(take(8)?);
+        let n = u32_of(take(4)?) as usize;
+        let mut positions = Vec::new();
+        for _ in 0..n {
+            positions.push(u32_of(take(4)?));
+        }
+        plan.push((Location { segment, offset }, positions));
+    }
+    Some(plan)
 }
 
 impl SegmentLog {
@@ -332,7 +401,11 @@ impl SegmentLog {
             dir: dir.to_path_buf(),
             factory,
             segments: RwLock::new(segments),
+            rewriting: RwLock::new(()),
         };
+        // A redaction interrupted mid-rewrite is finished before any record
+        // is read, so its half-written records are never judged as damage.
+        log.finish_redaction()?;
         let Some((first, backend)) = log.list().last().cloned() else {
             log.create_segment(0)?;
             return Ok(Opened {
@@ -513,8 +586,172 @@ impl SegmentLog {
         Ok(())
     }
 
+    /// Overwrites, in place, the salt and payload of the transactions at
+    /// `positions` in each planned block's payloads record with 0x00, fixes
+    /// the record's checksum and makes it durable. The plan is first written
+    /// to a journal and synced; opening the log finishes a journal left by a
+    /// crash, so a redaction is applied completely or (if the journal itself
+    /// is torn) not at all. Doing it again changes nothing. Returns how many
+    /// transactions were not redacted before.
+    pub fn redact(&self, plan: &[(Location, Vec<u32>)]) -> Result<usize, SegmentError> {
+        if plan.is_empty() {
+            return Ok(0);
+        }
+        let journal = self.dir.join(REDACTION_JOURNAL);
+        let bytes = encode_journal(plan);
+        fs::write(&journal, &bytes).map_err(io_err(&journal))?;
+        fs::File::open(&journal)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err(&journal))?;
+        sync_dir(&self.dir).map_err(io_err(&self.dir))?;
+        let changed = self.rewrite(plan, false)?;
+        fs::remove_file(&journal).map_err(io_err(&journal))?;
+        sync_dir(&self.dir).map_err(io_err(&self.dir))?;
+        Ok(changed)
+    }
+
+    /// Finishes the redaction a journal describes, if one was interrupted.
+    fn finish_redaction(&self) -> Result<(), SegmentError> {
+        let journal = self.dir.join(REDACTION_JOURNAL);
+        let data = match fs::read(&journal) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err(&journal)(e)),
+        };
+        if let Some(plan) = decode_journal(&data) {
+            self.rewrite(&plan, true)?;
+        }
+        fs::remove_file(&journal).map_err(io_err(&journal))?;
+        sync_dir(&self.dir).map_err(io_err(&self.dir))?;
+        Ok(())
+    }
+
+    /// Rewrites the planned payloads records. With `recovering`, a record
+    /// whose checksum fails is rewritten anyway: a crash may have left it
+    /// half rewritten, and its lengths, which locate every field, are the
+    /// same in the old and the new bytes.
+    fn rewrite(
+        &self,
+        plan: &[(Location, Vec<u32>)],
+        recovering: bool,
+    ) -> Result<usize, SegmentError> {
+        let _guard = self.rewriting.write().unwrap_or_else(|e| e.into_inner());
+        let (writes, changed) = self.rewrites(plan, recovering)?;
+        self.write_all(&writes, usize::MAX)?;
+        Ok(changed)
+    }
+
+    /// The new bytes of each planned record: (segment, offset, bytes), and
+    /// how many transactions were not redacted before.
+    fn rewrites(
+        &self,
+        plan: &[(Location, Vec<u32>)],
+        recovering: bool,
+    ) -> Result<(Vec<Rewrite>, usize), SegmentError> {
+        let mut out = Vec::with_capacity(plan.len());
+        let mut changed = 0;
+        for (location, positions) in plan {
+            let path = self.path(location.segment);
+            let corrupt = |what: String| SegmentError::Corrupt {
+                path: path.clone(),
+                offset: location.offset,
+                what,
+            };
+            let backend = self
+                .backend(location.segment)
+                .ok_or_else(|| corrupt("redaction names a segment that does not exist".into()))?;
+            let mut head = [0u8; RECORD_HEADER];
+            backend
+                .read_at(location.offset, &mut head)
+                .map_err(io_err(&path))?;
+            let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+            if head[4] != KIND_PAYLOADS || len > MAX_RECORD {
+                return Err(corrupt("redaction names no payloads record".into()));
+            }
+            let mut rec = head.to_vec();
+            rec.resize(RECORD_HEADER + len, 0);
+            backend
+                .read_at(
+                    location.offset + RECORD_HEADER as u64,
+                    &mut rec[RECORD_HEADER..],
+                )
+                .map_err(io_err(&path))?;
+            if !recovering && parse_at(&rec, 0).is_err() {
+                return Err(corrupt("damaged payloads record".into()));
+            }
+            let positions: Vec<usize> = positions.iter().map(|&p| p as usize).collect();
+            changed +=
+                medledger_formats::record::redact_payloads(&mut rec[RECORD_HEADER..], &positions)
+                    .map_err(|e| corrupt(format!("payloads record: {e}")))?;
+            let mut crc = crc32c::crc32c(&rec[..5]);
+            crc = crc32c::crc32c_append(crc, &rec[RECORD_HEADER..]);
+            rec[5..9].copy_from_slice(&crc.to_le_bytes());
+            out.push((location.segment, location.offset, rec));
+        }
+        Ok((out, changed))
+    }
+
+    /// Writes `writes` in order, stopping after `limit` bytes (a crash, in
+    /// tests), then syncs every segment written to.
+    fn write_all(&self, writes: &[Rewrite], limit: usize) -> Result<(), SegmentError> {
+        let mut left = limit;
+        let mut touched: Vec<u64> = Vec::new();
+        for (segment, offset, bytes) in writes {
+            let path = self.path(*segment);
+            let Some(backend) = self.backend(*segment) else {
+                return Err(io_err(&path)(io::Error::from(io::ErrorKind::NotFound)));
+            };
+            let n = bytes.len().min(left);
+            backend
+                .overwrite_at(*offset, &bytes[..n])
+                .map_err(io_err(&path))?;
+            left -= n;
+            if !touched.contains(segment) {
+                touched.push(*segment);
+            }
+            if left == 0 {
+                break;
+            }
+        }
+        for first in touched {
+            if let Some(b) = self.backend(first) {
+                b.sync().map_err(io_err(&self.path(first)))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn backend(&self, first: u64) -> Option<Arc<dyn Backend>> {
+        self.list()
+            .iter()
+            .find(|(f, _)| *f == first)
+            .map(|(_, b)| b.clone())
+    }
+
+    /// [`Self::redact`] cut short by a crash after `bytes` bytes of its
+    /// record rewrites (or, with `journal_bytes`, while the journal itself
+    /// is written, before any record is touched).
+    #[cfg(test)]
+    fn redact_crashing(
+        &self,
+        plan: &[(Location, Vec<u32>)],
+        bytes: usize,
+        journal_bytes: Option<usize>,
+    ) {
+        let journal = self.dir.join(REDACTION_JOURNAL);
+        let encoded = encode_journal(plan);
+        let cut = journal_bytes.unwrap_or(encoded.len()).min(encoded.len());
+        fs::write(&journal, &encoded[..cut]).unwrap();
+        if journal_bytes.is_some() {
+            return;
+        }
+        let (writes, _) = self.rewrites(plan, false).unwrap();
+        self.write_all(&writes, bytes).unwrap();
+    }
+
     /// Reads the block stored at `location`.
     pub fn read(&self, location: Location) -> Result<StoredBlock, SegmentError> {
+        let _guard = self.rewriting.read().unwrap_or_else(|e| e.into_inner());
         let path = self.path(location.segment);
         let found = self
             .list()
@@ -594,6 +831,14 @@ mod tests {
         }
         fn append(&self, data: &[u8]) -> io::Result<()> {
             self.state.lock().unwrap().0.extend_from_slice(data);
+            Ok(())
+        }
+        fn overwrite_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+            let mut s = self.state.lock().unwrap();
+            let at = offset as usize;
+            s.0.get_mut(at..at + data.len())
+                .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?
+                .copy_from_slice(data);
             Ok(())
         }
         fn sync(&self) -> io::Result<()> {
@@ -836,6 +1081,109 @@ mod tests {
                 fs::metadata(&path).unwrap().len() as usize,
                 full.len() - pair
             );
+        }
+    }
+
+    /// A payloads record body of `n` transactions with distinct payloads.
+    fn payloads_body(height: u64, n: u32, seed: &mut u64) -> Vec<u8> {
+        let mut b = height.to_le_bytes().to_vec();
+        b.extend_from_slice(&n.to_le_bytes());
+        for i in 0..n {
+            b.extend((0..16).map(|_| 1 | next(seed) as u8));
+            let payload = format!("{{\"h\":{height},\"i\":{i},\"x\":{}}}", next(seed) % 1000);
+            b.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            b.extend_from_slice(payload.as_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn a_redaction_cut_short_at_any_byte_is_completed_on_open() {
+        let mut seed = 0xe2a5e_u64;
+        // Six blocks of four transactions; the plan erases some of three.
+        let blocks: Vec<(Vec<u8>, Vec<u8>)> = (0..6)
+            .map(|h| (payloads_body(h, 4, &mut seed), vec![h as u8 + 1; 40]))
+            .collect();
+        let positions: [(usize, Vec<u32>); 3] =
+            [(1, vec![0, 3]), (2, vec![2]), (4, vec![0, 1, 2, 3])];
+        let build = || {
+            let dir = tempfile::tempdir().unwrap();
+            let factory = Arc::new(SimFactory::default());
+            let log = SegmentLog::open_with(dir.path(), factory.clone())
+                .unwrap()
+                .log;
+            let locs: Vec<Location> = blocks
+                .iter()
+                .enumerate()
+                .map(|(h, (p, b))| log.append(h as u64, p, b).unwrap())
+                .collect();
+            log.sync().unwrap();
+            let plan: Vec<(Location, Vec<u32>)> = positions
+                .iter()
+                .map(|(h, ps)| (locs[*h], ps.clone()))
+                .collect();
+            (dir, factory, log, locs, plan)
+        };
+        // What each block's payloads must be once redacted, computed here
+        // from the spans, independently of the code under test.
+        let expected: Vec<Vec<u8>> = blocks
+            .iter()
+            .enumerate()
+            .map(|(h, (p, _))| {
+                let mut p = p.clone();
+                let Some((_, erase)) = positions.iter().find(|(x, _)| *x == h) else {
+                    return p;
+                };
+                let mut at = 12;
+                for i in 0..4u32 {
+                    let len = u32::from_le_bytes(p[at + 16..at + 20].try_into().unwrap()) as usize;
+                    if erase.contains(&i) {
+                        p[at..at + 16].fill(0);
+                        p[at + 20..at + 20 + len].fill(0);
+                    }
+                    at += 20 + len;
+                }
+                p
+            })
+            .collect();
+        let total: usize = positions
+            .iter()
+            .map(|(h, _)| blocks[*h].0.len() + RECORD_HEADER)
+            .sum();
+        let mut cuts: Vec<usize> = (0..=total).step_by(5).collect();
+        cuts.push(total);
+        for cut in cuts {
+            let (dir, factory, log, locs, plan) = build();
+            log.redact_crashing(&plan, cut, None);
+            drop(log);
+            let reopened = SegmentLog::open_with(dir.path(), factory).unwrap().log;
+            assert!(!dir.path().join(REDACTION_JOURNAL).exists());
+            for (h, loc) in locs.iter().enumerate() {
+                let s = reopened
+                    .read(*loc)
+                    .unwrap_or_else(|e| panic!("cut {cut}, block {h}: {e}"));
+                assert_eq!(s.payloads, expected[h], "cut {cut}, block {h}");
+                assert_eq!(s.block, blocks[h].1);
+            }
+        }
+        // A journal torn while it was written: no record was touched, and
+        // none is.
+        for journal_bytes in [0, 3, 11, 20] {
+            let (dir, factory, log, locs, plan) = build();
+            log.redact_crashing(&plan, 0, Some(journal_bytes));
+            drop(log);
+            let reopened = SegmentLog::open_with(dir.path(), factory).unwrap().log;
+            assert!(!dir.path().join(REDACTION_JOURNAL).exists());
+            for (h, loc) in locs.iter().enumerate() {
+                assert_eq!(reopened.read(*loc).unwrap().payloads, blocks[h].0);
+            }
+        }
+        // Done whole, and again: the same bytes.
+        let (_dir, _factory, log, locs, plan) = build();
+        assert_eq!(log.redact(&plan).unwrap(), 7);
+        assert_eq!(log.redact(&plan).unwrap(), 0);
+        for (h, loc) in locs.iter().enumerate() {
+            assert_eq!(log.read(*loc).unwrap().payloads, expected[h]);
         }
     }
 }

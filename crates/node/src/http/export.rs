@@ -181,7 +181,8 @@ fn selected(
                         found: h.kind.clone(),
                     });
                 }
-                if !export.selects(tx.payload_jcs()) {
+                // A redacted record has nothing left to export.
+                if tx.is_redacted() || !export.selects(tx.payload_jcs()) {
                     continue;
                 }
                 if visit(&tx, leaf)?.is_break() {

@@ -203,14 +203,33 @@ pub(crate) async fn history(
         let store = st.log.store();
         let (checkpoint, size) = checkpoint_for(store, page.as_of)?;
         let (leaves, next) = page.leaves(store, By::Patient(&patient), size)?;
+        // Redacted records show as such, with nothing of what they held;
+        // the rest go through the read decision.
+        let (erased, live): (Vec<Record>, Vec<Record>) = records(store, &leaves)?
+            .into_iter()
+            .partition(|r| r.tx.is_redacted());
+        let erased: Vec<Record> = erased
+            .into_iter()
+            .filter(|r| {
+                medledger_ledger::may_read_kind(reader.participant.role, &r.tx.header().kind)
+            })
+            .collect();
         // The decision leaves out the donor registry for its non-readers,
         // and withholds what the patient's directives deny.
-        let judged = access::judge(&st, &reader, records(store, &leaves)?, None)?;
-        let mut recs = judged.records;
-        recs.sort_by_key(|r| (r.tx.header().time, r.leaf));
+        let judged = access::judge(&st, &reader, live, None)?;
+        let mut recs: Vec<(bool, Record)> = judged
+            .records
+            .into_iter()
+            .map(|r| (false, r))
+            .chain(erased.into_iter().map(|r| (true, r)))
+            .collect();
+        recs.sort_by_key(|(_, r)| (r.tx.header().time, r.leaf));
         let items = recs
             .iter()
-            .map(|r| record_json(store, r, &checkpoint))
+            .map(|(erased, r)| match erased {
+                true => crate::http::record::tombstone_json(store, r, &checkpoint),
+                false => record_json(store, r, &checkpoint),
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let body = json!({
             "patient": patient,

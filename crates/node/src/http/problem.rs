@@ -27,7 +27,10 @@ pub struct Problem {
     pub pii: Option<Box<PiiDetail>>,
     /// For `not_leader`: the cluster leader's base URL, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub leader: Option<Box<str>>,
+    pub leader: Option<Box<String>>,
+    /// For `redacted`: the redaction that erased the record, and its receipt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redaction: Option<Box<serde_json::Value>>,
 }
 
 /// Where a payload holds an identifier, and what kind; never its value.
@@ -50,7 +53,16 @@ impl Problem {
             code,
             pii: None,
             leader: None,
+            redaction: None,
         }
+    }
+
+    /// 410 redacted: the record existed and its payload was erased by the
+    /// redaction `redaction` (id, leaf, receipt).
+    pub fn redacted(detail: impl Into<String>, redaction: serde_json::Value) -> Self {
+        let mut p = Self::new(StatusCode::GONE, "redacted", detail);
+        p.redaction = Some(Box::new(redaction));
+        p
     }
 
     /// 400 malformed_json.
@@ -128,12 +140,18 @@ pub fn submit_problem(e: &SubmitError) -> Problem {
             | Rejection::ConsentFormRequired
             | Rejection::NotBreakGlass
             | Rejection::AlreadyReviewed
-            | Rejection::ReviewPatients => StatusCode::UNPROCESSABLE_ENTITY,
+            | Rejection::ReviewPatients
+            | Rejection::RedactionTargetUnknown(_)
+            | Rejection::RedactionTargetKind { .. }
+            | Rejection::AlreadyRedacted(_)
+            | Rejection::RedactionPatient(_)
+            | Rejection::RedactedKind(_)
+            | Rejection::RedactionRequest => StatusCode::UNPROCESSABLE_ENTITY,
         },
     };
     let mut p = Problem::new(status, e.code(), e.to_string());
     if let SubmitError::NotLeader(leader) = e {
-        p.leader = leader.as_deref().map(Box::from);
+        p.leader = leader.clone().map(Box::new);
     }
     if let SubmitError::Rejected(Rejection::Pii(f)) = e {
         p.pii = Some(Box::new(PiiDetail {

@@ -194,6 +194,10 @@ async fn get_transaction(
             .ok_or_else(|| Problem::not_found(format!("transaction {id}")))?;
         crate::http::request::may_read_kind(&reader.participant, &tx.header().kind)?;
         let record = Record { tx, leaf, height };
+        if record.tx.is_redacted() {
+            // Nothing of the record is read, so there is nothing to log.
+            return Err(crate::http::record::gone(store, &record));
+        }
         let judged = access::judge(&st, &reader, vec![record], None)?;
         let Some(Record { tx, .. }) = judged.records.into_iter().next() else {
             let refused = access::refused(&reader, judged.withheld);

@@ -156,10 +156,26 @@ impl<W> Core<W> {
     /// Admits transactions whose signatures and payload rules passed.
     /// `seen[k]` says that the k-th id is committed or in flight already;
     /// `now_ms` is the clock, for a new block's time.
+    #[cfg(test)]
     pub(super) fn on_admit(
         &mut self,
         txs: Vec<(W, Transaction, Checked)>,
         seen: &[bool],
+        now_ms: u64,
+        out: &mut Vec<Command<W>>,
+    ) {
+        let nothing: std::collections::HashSet<medledger_formats::merkle::Hash> =
+            std::collections::HashSet::new();
+        self.on_admit_in(txs, seen, &nothing, now_ms, out);
+    }
+
+    /// [`Self::on_admit`], with `lookup` to find the committed transactions
+    /// a redaction names.
+    pub(super) fn on_admit_in(
+        &mut self,
+        txs: Vec<(W, Transaction, Checked)>,
+        seen: &[bool],
+        lookup: &dyn medledger_ledger::Seen,
         now_ms: u64,
         out: &mut Vec<Command<W>>,
     ) {
@@ -189,7 +205,9 @@ impl<W> Core<W> {
             let leaf = self.state.tip().log.size() + block.txs.len() as u64;
             let admitted = match self.unchecked {
                 true => Ok(checked),
-                false => self.state.admit_checked(&tx, checked, block.time, leaf),
+                false => self
+                    .state
+                    .admit_checked_in(&tx, checked, block.time, leaf, lookup),
             };
             match admitted {
                 Ok(checked) => {

@@ -21,8 +21,8 @@ use medledger_formats::merkle::Hash;
 use medledger_formats::note::Note;
 use medledger_formats::tx::Transaction;
 use medledger_ledger::{
-    Checked, CommitFeed, Followers, Ledger, LedgerState, Pending, Rejection, Store, now_ms,
-    payload_rules,
+    Checked, CommitFeed, Followers, IndexSeen, Ledger, LedgerState, Pending, Rejection, Store,
+    now_ms, payload_rules,
 };
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -565,7 +565,12 @@ impl SequencerThread {
             .map(|(i, tx, checked)| ((collector.clone(), i), tx, checked))
             .collect();
         let mut out = Vec::new();
-        self.core.on_admit(txs, &seen, now_ms(), &mut out);
+        let lookup = IndexSeen {
+            index: self.store.index(),
+            pending: &self.pending,
+        };
+        self.core
+            .on_admit_in(txs, &seen, &lookup, now_ms(), &mut out);
         self.carry(out);
     }
 }

@@ -86,6 +86,7 @@ fn from_problem(p: Problem) -> FhirError {
         401 => "login",
         403 => "forbidden",
         404 => "not-found",
+        410 => "deleted",
         405 => "not-supported",
         406 => "not-supported",
         408 => "timeout",
@@ -683,6 +684,47 @@ pub(crate) async fn bundle(
     ))
 }
 
+/// The 410 OperationOutcome (issue `deleted`) for a read of a redacted record.
+fn redacted_outcome(store: &Store, r: &Record, ty: &str) -> FhirError {
+    let redaction = crate::http::record::redaction_of(store, r.leaf)
+        .ok()
+        .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| "(not yet indexed)".into());
+    FhirError::new(
+        410,
+        "deleted",
+        None,
+        format!(
+            "{ty}/{} existed and was redacted by transaction {redaction}",
+            hex::encode(r.tx.id())
+        ),
+    )
+}
+
+/// What `$everything` shows of a redacted record: an OperationOutcome that
+/// says it existed (type, id, time) and which redaction erased it.
+fn tombstone_resource(store: &Store, r: &Record) -> Option<Value> {
+    let ty = fhir::resource_type_of(&r.tx.header().kind)?;
+    let redaction = crate::http::record::redaction_of(store, r.leaf).ok()?;
+    Some(json!({
+        "resourceType": "OperationOutcome",
+        "id": hex::encode(r.tx.id()),
+        "issue": [{
+            "severity": "information",
+            "code": "deleted",
+            "diagnostics": format!(
+                "{ty}/{} (recorded at {} ms) was redacted",
+                hex::encode(r.tx.id()),
+                r.tx.header().time
+            ),
+        }],
+        "extension": [{
+            "url": "https://medledger.example/fhir/StructureDefinition/redacted-by",
+            "valueString": redaction.get("id").and_then(Value::as_str).unwrap_or(""),
+        }],
+    }))
+}
+
 /// A stored FHIR record as its resource.
 fn resource_of(r: &Record) -> Option<Value> {
     fhir::resource_type_of(&r.tx.header().kind)?;
@@ -779,6 +821,9 @@ fn read_blocking(
         return Err(missing().into());
     }
     let r = Record { tx, leaf, height };
+    if r.tx.is_redacted() {
+        return Err(redacted_outcome(store, &r, ty).into());
+    }
     let resource = resource_of(&r).ok_or_else(missing)?;
     let mut judge = access::Judge::new(state, &reader);
     let read = judge.admit(&r.tx).map_err(from_problem)?;
@@ -990,6 +1035,8 @@ fn page(headers: &HeaderMap, path: &str, s: &Search, f: Found, extra_total: usiz
 struct Hit {
     date: Option<i64>,
     tx: Transaction,
+    /// For a redacted record, what stands in its place.
+    tombstone: Option<Value>,
 }
 
 /// Runs search `s` over the candidate leaves `by` gives, up to the pinned
@@ -1002,6 +1049,7 @@ fn run_search(
     kinds: &[&str],
     by: By<'_>,
     s: &Search,
+    tombstones: bool,
 ) -> Result<Found, FhirError> {
     const CHUNK: usize = 512;
     let unavailable =
@@ -1043,6 +1091,16 @@ fn run_search(
             if !kinds.contains(&r.tx.header().kind.as_str()) {
                 continue;
             }
+            if r.tx.is_redacted() {
+                if tombstones && let Some(t) = tombstone_resource(store, &r) {
+                    hits.push(Hit {
+                        date: None,
+                        tx: r.tx,
+                        tombstone: Some(t),
+                    });
+                }
+                continue;
+            }
             let Ok(payload) = serde_json::from_slice::<Value>(r.tx.payload_jcs()) else {
                 continue;
             };
@@ -1057,7 +1115,11 @@ fn run_search(
                 .as_deref()
                 .and_then(fhir::date_range)
                 .map(|r| r.0);
-            hits.push(Hit { date, tx: r.tx });
+            hits.push(Hit {
+                date,
+                tx: r.tx,
+                tombstone: None,
+            });
         }
         if leaves.len() < CHUNK || last >= as_of {
             break 'scan;
@@ -1077,6 +1139,10 @@ fn run_search(
     let total = hits.len();
     let mut page = Vec::new();
     for h in hits.into_iter().skip(s.offset).take(s.count) {
+        if let Some(t) = h.tombstone {
+            page.push(t);
+            continue;
+        }
         judge.returned(&h.tx);
         let payload: Value = serde_json::from_slice(h.tx.payload_jcs()).unwrap_or(Value::Null);
         page.push(present::as_read(
@@ -1131,7 +1197,7 @@ fn search_blocking(
         (None, None) => By::Kind(kind),
     };
     let mut judge = access::Judge::new(state, &reader);
-    let found = run_search(store, &mut judge, &[kind], by, &s)?;
+    let found = run_search(store, &mut judge, &[kind], by, &s, false)?;
     let pinned = [("_as_of", found.as_of.to_string())];
     *entries = judge
         .entries(Some(link(ty, &s.params, &pinned)))
@@ -1197,7 +1263,7 @@ fn everything_blocking(
     ];
     let mut judge = access::Judge::new(state, &reader);
     let by = By::Patient(patient);
-    let mut found = run_search(store, &mut judge, &kinds, by, &s)?;
+    let mut found = run_search(store, &mut judge, &kinds, by, &s, true)?;
     let path = format!("Patient/{patient}/$everything");
     let pinned = [("_as_of", found.as_of.to_string())];
     *entries = judge
