@@ -3,9 +3,10 @@
 //! A backup is a directory holding the ledger's segment files and
 //! `ledger.json`: everything else in a data directory (the index, the
 //! stored subtrees) is derived and rebuilt when the ledger opens. It can
-//! be taken while the node serves writes. Segments only grow, so each
-//! backup copies, per segment, only the bytes past what the backup already
-//! holds, and stops at a block boundary: with `--url`, at the block that
+//! be taken while the node serves writes. Segments grow at their end and
+//! change before it only where a redaction erased a payload, so each backup
+//! writes, per segment, the bytes past what the backup already holds and
+//! the ranges that differ, and stops at a block boundary: with `--url`, at the block that
 //! ends the node's signed checkpoint (so nothing the node could still lose
 //! in a crash is copied), else at the last whole block. The result is
 //! verified, every hash and signature, before the command reports success.
@@ -22,7 +23,7 @@ use medledger_ledger::{Ledger, verify_dir};
 use medledger_store::{SEGMENT_HEADER, list_segments, segment_name, walk};
 use serde_json::json;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -67,11 +68,10 @@ pub struct RestoreArgs {
     checkpoint: Option<PathBuf>,
 }
 
-/// How far to copy one segment.
+/// One segment as read and checked: its name and its whole blocks.
 struct Cut {
     name: String,
-    path: PathBuf,
-    end: u64,
+    data: Vec<u8>,
 }
 
 /// The whole blocks of each segment in `dir`, up to the block whose log
@@ -113,10 +113,11 @@ fn cuts(dir: &Path, limit: Option<u64>) -> Result<(Vec<Cut>, u64)> {
                 path.display()
             );
         }
+        let mut data = data;
+        data.truncate(end as usize);
         out.push(Cut {
             name: segment_name(first),
-            path,
-            end,
+            data,
         });
         if reached {
             break;
@@ -130,33 +131,41 @@ fn cuts(dir: &Path, limit: Option<u64>) -> Result<(Vec<Cut>, u64)> {
     Ok((out, size))
 }
 
-/// Brings `to` up to `cut.end` bytes of `cut.path`, copying only the bytes
-/// past its current length. Returns the bytes copied.
+/// Brings the backup's copy `to` in line with `cut`: the bytes past its
+/// length are appended, and ranges of it that differ (payloads a redaction
+/// erased since the last backup) are rewritten in place. Returns the bytes
+/// written.
 fn copy_segment(cut: &Cut, to: &Path) -> Result<u64> {
-    let have = fs::metadata(to).map_or(0, |m| m.len());
-    if have > cut.end {
+    const CHUNK: usize = 1 << 20;
+    let have = fs::read(to).unwrap_or_default();
+    if have.len() > cut.data.len() {
         bail!(
             "{} in the backup is longer than the node's segment: it belongs to another ledger",
             to.display()
         );
     }
-    if have == cut.end {
-        return Ok(0);
-    }
-    let mut src =
-        File::open(&cut.path).with_context(|| format!("opening {}", cut.path.display()))?;
-    src.seek(SeekFrom::Start(have))?;
-    let mut dst = OpenOptions::new()
+    let mut file = OpenOptions::new()
         .create(true)
-        .append(true)
+        .write(true)
+        .truncate(false)
         .open(to)
         .with_context(|| format!("opening {}", to.display()))?;
-    let n = std::io::copy(&mut src.take(cut.end - have), &mut dst)?;
-    if n != cut.end - have {
-        bail!("{} shrank while it was copied", cut.path.display());
+    let mut written = 0u64;
+    for (n, (old, new)) in have.chunks(CHUNK).zip(cut.data.chunks(CHUNK)).enumerate() {
+        let new = &new[..old.len()];
+        if old != new {
+            file.seek(SeekFrom::Start((n * CHUNK) as u64))?;
+            file.write_all(new)?;
+            written += old.len() as u64;
+        }
     }
-    dst.sync_all()?;
-    Ok(n)
+    file.seek(SeekFrom::Start(have.len() as u64))?;
+    file.write_all(&cut.data[have.len()..])?;
+    written += (cut.data.len() - have.len()) as u64;
+    if written > 0 {
+        file.sync_all()?;
+    }
+    Ok(written)
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename.

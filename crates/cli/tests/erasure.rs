@@ -420,8 +420,10 @@ fn an_erased_payload_that_no_redaction_names_fails_verify() {
     let txs: Vec<Transaction> = (0..2)
         .map(|i| report_holding(&t.doctor, &patient, &format!("record {i}")))
         .collect();
-    let imported = import_ok(&t.dir, &txs, 1);
-    assert_eq!(imported.len(), 2);
+    // One import each, so that each report has a block of its own.
+    for tx in &txs {
+        assert_eq!(import_ok(&t.dir, std::slice::from_ref(tx), 1).len(), 1);
+    }
     assert_verifies(&t.dir);
     // Blocks: 0 genesis, 1 registrations, 2 and 3 the reports.
     erase_without_redaction(&t.dir, 3, 0);
@@ -534,4 +536,50 @@ fn measure_redaction_time() {
         "MEASURE verify with {counts:?} (committed, erased, unapplied): {:.2} s",
         started.elapsed().as_secs_f64()
     );
+}
+
+#[test]
+fn a_backup_refreshed_after_a_redaction_no_longer_holds_the_erased_payload() {
+    let t = setup();
+    let marker = hex::encode(keys::random_bytes::<32>().expect("random"));
+    let patient = medledger_health::pseudonym::synthetic(43);
+    let secret = report_holding(&t.doctor, &patient, &format!("typed by mistake: {marker}"));
+    let kept = report_holding(&t.doctor, &patient, "kept record");
+    let server = Server::start(&t.dir, &[]);
+    submit_ok(&server, &secret);
+    submit_ok(&server, &kept);
+    let backup = t._tmp.path().join("backup");
+    let take_backup = || {
+        let out = bin()
+            .args(["backup", "--data-dir", t.dir.to_str().unwrap()])
+            .args(["--out", backup.to_str().unwrap(), "--url", &server.base])
+            .args(["--vkey", &t.vkey])
+            .output()
+            .expect("run backup");
+        assert_no_panic(&out);
+        assert!(out.status.success(), "{:?}", text(&out));
+        let mut files = Vec::new();
+        files_under(&backup, &mut files);
+        files
+    };
+    let files = take_backup();
+    assert!(
+        !holding(&files, marker.as_bytes()).is_empty(),
+        "the first backup holds the record"
+    );
+
+    submit_ok(&server, &redaction(&t.dpo, &[&secret], Some(&patient)));
+    let files = take_backup();
+    assert_eq!(holding(&files, marker.as_bytes()), Vec::<PathBuf>::new());
+    assert!(!holding(&files, b"kept record").is_empty());
+
+    // The refreshed backup restores, verified, with the redaction applied.
+    let restored = t._tmp.path().join("restored");
+    let out = bin()
+        .args(["restore", "--from", backup.to_str().unwrap()])
+        .args(["--data-dir", restored.to_str().unwrap(), "--key", &t.vkey])
+        .output()
+        .expect("run restore");
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(redaction_counts(&restored).1, 1);
 }
