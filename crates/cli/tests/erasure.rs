@@ -553,7 +553,7 @@ fn a_backup_refreshed_after_a_redaction_no_longer_holds_the_erased_payload() {
         let out = bin()
             .args(["backup", "--data-dir", t.dir.to_str().unwrap()])
             .args(["--out", backup.to_str().unwrap(), "--url", &server.base])
-            .args(["--vkey", &t.vkey])
+            .args(["--vkey", &t.vkey, "--include-node-key"])
             .output()
             .expect("run backup");
         assert_no_panic(&out);
