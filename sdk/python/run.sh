@@ -22,17 +22,7 @@ PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 URL="http://127.0.0.1:$PORT"
 "$BIN" serve --data-dir "$D" --listen "127.0.0.1:$PORT" > "$WORK/node.log" 2>&1 &
 NODE=$!
-python3 - "$URL" <<'PY'
-import sys, time, urllib.request
-for _ in range(300):
-    try:
-        urllib.request.urlopen(f"{sys.argv[1]}/readyz", timeout=1)
-        break
-    except OSError:
-        time.sleep(0.1)
-else:
-    sys.exit("the node did not become ready")
-PY
+python3 tests/wait_ready.py "$URL"
 export MEDLEDGER_TEST_URL="$URL" MEDLEDGER_TEST_BIN="$BIN" MEDLEDGER_TEST_DATA="$D" \
   MEDLEDGER_TEST_DEMO="$WORK/demo.json" MEDLEDGER_TEST_REQUIRE_NODE=1
 if ! "$WORK/py/bin/python" -m pytest -q -p no:cacheprovider sdk/python/tests; then

@@ -41,17 +41,7 @@ PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 URL="http://127.0.0.1:$PORT"
 "$BIN" serve --data-dir "$D" --listen "127.0.0.1:$PORT" > "$WORK/node.log" 2>&1 &
 NODE=$!
-python3 - "$URL" <<'PY'
-import sys, time, urllib.request
-for _ in range(300):
-    try:
-        urllib.request.urlopen(f"{sys.argv[1]}/readyz", timeout=1)
-        break
-    except OSError:
-        time.sleep(0.1)
-else:
-    sys.exit("the node did not become ready")
-PY
+python3 tests/wait_ready.py "$URL"
 
 # Half the pseudonyms and ids it sends are ones the ledger holds, so that
 # bodies of real records are checked too, not only 404s.

@@ -96,17 +96,7 @@ TOKEN=$("$BIN" token issue --data-dir "$D" --participant "$INTEGRATION")
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$BIN" serve --data-dir "$D" --listen "127.0.0.1:$PORT" 2> "$WORK/node.log" &
 NODE=$!
-python3 - "$PORT" <<'PY'
-import sys, time, urllib.request
-for _ in range(300):
-    try:
-        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/readyz", timeout=1)
-        break
-    except OSError:
-        time.sleep(0.1)
-else:
-    sys.exit("the node did not become ready")
-PY
+python3 tests/wait_ready.py "http://127.0.0.1:$PORT"
 "$WORK/py/bin/python" tests/fhir/read_back.py "http://127.0.0.1:$PORT/fhir" "$TOKEN" "$WORK/report.jsonl"
 "$WORK/py/bin/python" tests/fhir/search_matrix.py "http://127.0.0.1:$PORT/fhir" "$TOKEN"
 kill -TERM "$NODE"; wait "$NODE"; NODE=""

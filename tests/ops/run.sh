@@ -32,17 +32,7 @@ PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 URL="http://127.0.0.1:$PORT"
 MEDLEDGER_LOG_FORMAT=json "$BIN" serve --data-dir "$D" --listen "127.0.0.1:$PORT" > "$WORK/node.out" 2> "$WORK/node.log" &
 NODE=$!
-python3 - "$URL" <<'PY'
-import sys, time, urllib.request
-for _ in range(300):
-    try:
-        urllib.request.urlopen(f"{sys.argv[1]}/readyz", timeout=1)
-        break
-    except OSError:
-        time.sleep(0.1)
-else:
-    sys.exit("the node did not become ready")
-PY
+python3 tests/wait_ready.py "$URL"
 TOKEN=$("$BIN" token request --key "$KEY" --url "$URL" --scope "purpose/TREAT")
 python3 - "$URL" "$TOKEN" "$WORK/metrics.txt" <<'PY'
 import sys, urllib.request, urllib.error

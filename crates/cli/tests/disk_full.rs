@@ -8,10 +8,9 @@
 mod common;
 
 use common::*;
-use ed25519_dalek::SigningKey;
 use medledger_formats::keys;
 use medledger_formats::tx::Transaction;
-use medledger_ledger::{RegisterPayload, Role, kind, now_ms};
+use medledger_ledger::{Role, kind, now_ms};
 use serde_json::{Value, json};
 use std::ffi::CString;
 use std::fs;
@@ -80,24 +79,6 @@ impl Drop for Tmpfs {
             }
         }
     }
-}
-
-fn register(admin: &SigningKey, key: &SigningKey, role: Role) -> Transaction {
-    let p = RegisterPayload {
-        key: keys::public_key(key),
-        role,
-        institution: "Klinicki centar Nis".into(),
-        label: format!("test {role}"),
-        patient: None,
-        cluster: None,
-    };
-    Transaction::sign(
-        admin,
-        kind::REGISTER,
-        now_ms(),
-        &serde_json::to_value(p).unwrap(),
-    )
-    .expect("sign register")
 }
 
 fn submit(http: &reqwest::blocking::Client, s: &Server, txs: &[Transaction]) {
@@ -192,8 +173,8 @@ fn no_read_is_answered_unlogged_with_the_disk_full() {
         &http,
         &server,
         &[
-            register(&admin, &doctor, Role::Doctor),
-            register(&admin, &dpo, Role::DataProtectionOfficer),
+            register_role(&admin, &doctor, Role::Doctor, None),
+            register_role(&admin, &dpo, Role::DataProtectionOfficer, None),
         ],
     );
     let mut payload = report_payload(1);

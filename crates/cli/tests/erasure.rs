@@ -9,28 +9,9 @@ use common::*;
 use ed25519_dalek::SigningKey;
 use medledger_formats::keys;
 use medledger_formats::tx::Transaction;
-use medledger_ledger::{RegisterPayload, Role, kind, now_ms};
+use medledger_ledger::{Role, kind, now_ms};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-
-/// A `participant.register` of `key` with `role`, signed by `admin`.
-fn register(admin: &SigningKey, key: &SigningKey, role: Role) -> Transaction {
-    let p = RegisterPayload {
-        key: keys::public_key(key),
-        role,
-        institution: "Klinicki centar Nis".into(),
-        label: format!("test {role}"),
-        patient: None,
-        cluster: None,
-    };
-    Transaction::sign(
-        admin,
-        kind::REGISTER,
-        now_ms(),
-        &serde_json::to_value(p).expect("payload"),
-    )
-    .expect("sign register")
-}
 
 fn wire(tx: &Transaction) -> Value {
     serde_json::to_value(tx.to_wire().expect("wire")).expect("json")
@@ -166,8 +147,8 @@ fn setup() -> Setup {
     import_ok(
         &dir,
         &[
-            register(&admin, &doctor, Role::Doctor),
-            register(&admin, &dpo, Role::DataProtectionOfficer),
+            register_role(&admin, &doctor, Role::Doctor, None),
+            register_role(&admin, &dpo, Role::DataProtectionOfficer, None),
         ],
         2,
     );
@@ -238,7 +219,12 @@ fn a_redacted_payload_leaves_every_file_and_every_earlier_receipt_still_verifies
         refused(&server, &redaction(&t.dpo, &[&never], Some(&patient))),
         (422, "redaction_target_unknown".into())
     );
-    let admin_reg = register(&admin_key(&t.dir), &keys::generate().unwrap(), Role::Doctor);
+    let admin_reg = register_role(
+        &admin_key(&t.dir),
+        &keys::generate().unwrap(),
+        Role::Doctor,
+        None,
+    );
     submit_ok(&server, &admin_reg);
     assert_eq!(
         refused(&server, &redaction(&t.dpo, &[&admin_reg], None)),

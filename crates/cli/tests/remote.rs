@@ -8,8 +8,7 @@ mod common;
 use common::*;
 use ed25519_dalek::SigningKey;
 use medledger_formats::keys;
-use medledger_formats::tx::Transaction;
-use medledger_ledger::{RegisterPayload, Role, kind, now_ms};
+use medledger_ledger::Role;
 use std::fs;
 use std::io::Write;
 use std::net::TcpListener;
@@ -896,27 +895,6 @@ fn serve_refuses_an_invalid_cosigner_name() {
     assert!(stderr.contains("cosigner name \"has space\""), "{stderr}");
 }
 
-/// A `participant.register` of `key` with `role`, bound to `patient` if
-/// given, signed by `by`.
-fn register_as(by: &SigningKey, key: &SigningKey, role: Role, patient: Option<&str>) -> String {
-    let p = RegisterPayload {
-        key: keys::public_key(key),
-        role,
-        institution: "Klinicki centar Nis".into(),
-        label: format!("test {role:?}"),
-        patient: patient.map(str::to_owned),
-        cluster: None,
-    };
-    let tx = Transaction::sign(
-        by,
-        kind::REGISTER,
-        now_ms(),
-        &serde_json::to_value(p).unwrap(),
-    )
-    .unwrap();
-    line(&tx)
-}
-
 fn key_file(root: &Path, name: &str, key: &SigningKey) -> PathBuf {
     let f = root.join(format!("{name}.key"));
     fs::write(&f, keys::encode_key_file(key)).unwrap();
@@ -933,11 +911,21 @@ fn a_patient_sees_who_read_their_records_every_entry_proven_and_consistent() {
     let admin = admin_key(&dir);
     let pseudonym = report_payload(0)["patient"].as_str().unwrap().to_owned();
     let regs = [
-        register_as(&admin, &authority, Role::PseudonymizationAuthority, None),
-        register_as(&admin, &doctor, Role::Doctor, None),
+        line(&register_role(
+            &admin,
+            &authority,
+            Role::PseudonymizationAuthority,
+            None,
+        )),
+        line(&register_role(&admin, &doctor, Role::Doctor, None)),
     ];
     assert!(import(&dir, &regs, 8).output.status.success());
-    let reg = register_as(&authority, &patient, Role::Patient, Some(&pseudonym));
+    let reg = line(&register_role(
+        &authority,
+        &patient,
+        Role::Patient,
+        Some(&pseudonym),
+    ));
     assert!(import(&dir, &[reg], 1).output.status.success());
     let report = report_tx(&doctor, 0);
     let ids = import(&dir, &[line(&report)], 1).ids();

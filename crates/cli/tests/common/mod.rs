@@ -113,16 +113,27 @@ pub fn admin_key(dir: &Path) -> SigningKey {
 
 /// A `participant.register` of `key` as a doctor, signed by `admin`.
 pub fn register_tx(admin: &SigningKey, key: &SigningKey) -> Transaction {
+    register_role(admin, key, Role::Doctor, None)
+}
+
+/// A `participant.register` of `key` with `role`, bound to `patient` if
+/// given, signed by `by`.
+pub fn register_role(
+    by: &SigningKey,
+    key: &SigningKey,
+    role: Role,
+    patient: Option<&str>,
+) -> Transaction {
     let p = RegisterPayload {
         key: keys::public_key(key),
-        role: Role::Doctor,
+        role,
         institution: "Klinicki centar Nis".into(),
-        label: "test doctor".into(),
-        patient: None,
+        label: format!("test {role}"),
+        patient: patient.map(str::to_owned),
         cluster: None,
     };
     Transaction::sign(
-        admin,
+        by,
         kind::REGISTER,
         now_ms(),
         &serde_json::to_value(p).expect("payload"),

@@ -85,6 +85,36 @@ const DATE_DOC: &str = "prefixes eq (default), ne, lt, gt, le, ge, sa, eb, ap (t
 const IDENTIFIER_DOC: &str =
     "business identifier, system|value, |value, system| or value; :not, :missing";
 
+/// The clinical parameters several types share.
+const CLINICAL_PATIENT: SearchParam = param(
+    "patient",
+    ParamType::Reference,
+    Field::Patient,
+    "http://hl7.org/fhir/SearchParameter/clinical-patient",
+    PATIENT_DOC,
+);
+const CLINICAL_CODE: SearchParam = param(
+    "code",
+    ParamType::Token,
+    Field::Code,
+    "http://hl7.org/fhir/SearchParameter/clinical-code",
+    TOKEN_DOC,
+);
+const CLINICAL_DATE: SearchParam = param(
+    "date",
+    ParamType::Date,
+    Field::Date,
+    "http://hl7.org/fhir/SearchParameter/clinical-date",
+    DATE_DOC,
+);
+const CLINICAL_IDENTIFIER: SearchParam = param(
+    "identifier",
+    ParamType::Token,
+    Field::Identifier,
+    "http://hl7.org/fhir/SearchParameter/clinical-identifier",
+    IDENTIFIER_DOC,
+);
+
 static OBSERVATION: &[SearchParam] = &[
     param(
         "subject",
@@ -93,20 +123,8 @@ static OBSERVATION: &[SearchParam] = &[
         "http://hl7.org/fhir/SearchParameter/Observation-subject",
         PATIENT_DOC,
     ),
-    param(
-        "patient",
-        ParamType::Reference,
-        Field::Patient,
-        "http://hl7.org/fhir/SearchParameter/clinical-patient",
-        PATIENT_DOC,
-    ),
-    param(
-        "code",
-        ParamType::Token,
-        Field::Code,
-        "http://hl7.org/fhir/SearchParameter/clinical-code",
-        TOKEN_DOC,
-    ),
+    CLINICAL_PATIENT,
+    CLINICAL_CODE,
     param(
         "category",
         ParamType::Token,
@@ -114,20 +132,8 @@ static OBSERVATION: &[SearchParam] = &[
         "http://hl7.org/fhir/SearchParameter/Observation-category",
         "vital-signs or laboratory (as the code implies); system|code as for tokens",
     ),
-    param(
-        "date",
-        ParamType::Date,
-        Field::Date,
-        "http://hl7.org/fhir/SearchParameter/clinical-date",
-        DATE_DOC,
-    ),
-    param(
-        "identifier",
-        ParamType::Token,
-        Field::Identifier,
-        "http://hl7.org/fhir/SearchParameter/clinical-identifier",
-        IDENTIFIER_DOC,
-    ),
+    CLINICAL_DATE,
+    CLINICAL_IDENTIFIER,
 ];
 
 static CONDITION: &[SearchParam] = &[
@@ -138,20 +144,8 @@ static CONDITION: &[SearchParam] = &[
         "http://hl7.org/fhir/SearchParameter/Condition-subject",
         PATIENT_DOC,
     ),
-    param(
-        "patient",
-        ParamType::Reference,
-        Field::Patient,
-        "http://hl7.org/fhir/SearchParameter/clinical-patient",
-        PATIENT_DOC,
-    ),
-    param(
-        "code",
-        ParamType::Token,
-        Field::Code,
-        "http://hl7.org/fhir/SearchParameter/clinical-code",
-        TOKEN_DOC,
-    ),
+    CLINICAL_PATIENT,
+    CLINICAL_CODE,
     param(
         "date",
         ParamType::Date,
@@ -159,23 +153,11 @@ static CONDITION: &[SearchParam] = &[
         "http://hl7.org/fhir/SearchParameter/Condition-onset-date",
         "onsetDateTime, else recordedDate; prefixes as for every date",
     ),
-    param(
-        "identifier",
-        ParamType::Token,
-        Field::Identifier,
-        "http://hl7.org/fhir/SearchParameter/clinical-identifier",
-        IDENTIFIER_DOC,
-    ),
+    CLINICAL_IDENTIFIER,
 ];
 
 static IMMUNIZATION: &[SearchParam] = &[
-    param(
-        "patient",
-        ParamType::Reference,
-        Field::Patient,
-        "http://hl7.org/fhir/SearchParameter/clinical-patient",
-        PATIENT_DOC,
-    ),
+    CLINICAL_PATIENT,
     param(
         "vaccine-code",
         ParamType::Token,
@@ -183,20 +165,8 @@ static IMMUNIZATION: &[SearchParam] = &[
         "http://hl7.org/fhir/SearchParameter/Immunization-vaccine-code",
         TOKEN_DOC,
     ),
-    param(
-        "date",
-        ParamType::Date,
-        Field::Date,
-        "http://hl7.org/fhir/SearchParameter/clinical-date",
-        DATE_DOC,
-    ),
-    param(
-        "identifier",
-        ParamType::Token,
-        Field::Identifier,
-        "http://hl7.org/fhir/SearchParameter/clinical-identifier",
-        IDENTIFIER_DOC,
-    ),
+    CLINICAL_DATE,
+    CLINICAL_IDENTIFIER,
 ];
 
 /// The search parameters of a resource type; none for a type not stored.
