@@ -10,6 +10,7 @@ pub mod export;
 pub mod fhir;
 pub mod ids;
 pub mod news2;
+pub mod opioid;
 mod payload;
 pub mod pii;
 pub mod pseudonym;
