@@ -834,7 +834,7 @@ impl PatientHistory {
             .map(|d| d.pharmacy.as_str())
             .collect();
         (prescribers.len() >= EPISODE_MIN_PROVIDERS && pharmacies.len() >= EPISODE_MIN_PROVIDERS)
-            .then(|| Episode {
+            .then_some(Episode {
                 window_start,
                 window_end,
                 prescribers: prescribers.len(),
@@ -898,13 +898,13 @@ impl PatientHistory {
             return alerts;
         };
         let from = from.max(start).min(end);
-        if is_opioid(&p.atc) {
-            if let Some(peak) = self.peak_mme(from, end) {
-                match peak.level {
-                    MmeLevel::AtLeast90 => alerts.push(Alert::Mme90(peak)),
-                    MmeLevel::AtLeast50 => alerts.push(Alert::Mme50(peak)),
-                    MmeLevel::Below50 => {}
-                }
+        if is_opioid(&p.atc)
+            && let Some(peak) = self.peak_mme(from, end)
+        {
+            match peak.level {
+                MmeLevel::AtLeast90 => alerts.push(Alert::Mme90(peak)),
+                MmeLevel::AtLeast50 => alerts.push(Alert::Mme50(peak)),
+                MmeLevel::Below50 => {}
             }
         }
         if is_opioid(&p.atc) || is_benzodiazepine(&p.atc) {
