@@ -12,7 +12,9 @@
 //!   United States, 2022.* MMWR Recomm Rep 2022;71(No. RR-3):1–95.
 //!   Table: "Morphine milligram equivalent doses for commonly prescribed
 //!   opioids for pain management". See [`Substance::cdc_2022_factor`].
-//! - Thresholds of 50 and 90 MME/day: the same guideline, recommendation 4.
+//! - Thresholds of 50 and 90 MME/day: the issue's, from the dosage discussion
+//!   under the same guideline's recommendation 4. The 2022 guideline frames
+//!   them as points to reassess, not as limits, which is why they only warn.
 //! - ATC codes: WHO Collaborating Centre for Drug Statistics Methodology,
 //!   ATC/DDD index (atcddd.fhi.no). See [`Substance::from_atc`].
 //!
@@ -24,8 +26,9 @@
 //!   that ATC files elsewhere by indication: codeine `R05DA04`, hydrocodone
 //!   `R05DA03` and methadone `N07BC02`. Without them the MME alert would count
 //!   methadone while the overlap alert ignored it. Buprenorphine for opioid
-//!   dependence (`N07BC01`, `N07BC51`) is not counted: it is treatment, and
-//!   the guideline (recommendation 12) warns against discouraging it.
+//!   dependence (`N07BC01`, `N07BC51`) is not counted: it is treatment for
+//!   opioid use disorder, which the guideline asks clinicians to offer, not
+//!   a stewardship risk.
 //! - **Benzodiazepine** means ATC `N05BA*` or `N05CD*`, as the issue says;
 //!   clonazepam (`N03AE01`, filed as an antiepileptic) is therefore not
 //!   counted.
@@ -1724,6 +1727,52 @@ mod tests {
         );
         let alerts = h.alerts_for_prescription(&new).expect("alerts");
         assert_eq!(codes(&alerts), vec!["opioid_benzodiazepine_overlap"]);
+    }
+
+    #[test]
+    fn alerts_do_not_depend_on_the_order_records_arrive_in() {
+        // The log may deliver records in any order; every node must agree.
+        let h = four_providers(89);
+        let mut reversed = PatientHistory::new("pat");
+        for p in h.prescriptions().collect::<Vec<_>>().into_iter().rev() {
+            reversed.add_prescription(p.clone()).expect("prescription");
+        }
+        for d in h.dispenses().collect::<Vec<_>>().into_iter().rev() {
+            reversed.add_dispense(d.clone()).expect("dispense");
+        }
+        let new = dispense("d9", "ph9", "p3", "2026-03-31", 7);
+        assert_eq!(
+            h.alerts_for_dispense(&new).expect("alerts"),
+            reversed.alerts_for_dispense(&new).expect("alerts")
+        );
+    }
+
+    #[test]
+    fn fourth_pharmacy_sees_the_episode_and_the_early_refill_when_dispensing() {
+        // p0..p3 by dr0..dr3 start on days 0, 30, 60, 89; only ph0..ph2 have
+        // dispensed. ph3 dispenses p3 on day 89 (31 March 2026): 4 pharmacies
+        // in [day 0, day 89]. p2 was dispensed for 7 days on day 60; 89 − 60
+        // = 29 days elapsed, 7 − 29 < 0 left: not early. Same day again: all
+        // 7 days left, 7/7 > 0.25: early.
+        let full = four_providers(89);
+        let mut h = PatientHistory::new("pat");
+        for p in full.prescriptions() {
+            h.add_prescription(p.clone()).expect("prescription");
+        }
+        for d in full.dispenses().filter(|d| d.id != "d3") {
+            h.add_dispense(d.clone()).expect("dispense");
+        }
+        let d3 = full.dispenses.get("d3").expect("d3").clone();
+        assert_eq!(d3.date, day("2026-03-31"));
+        let alerts = h.alerts_for_dispense(&d3).expect("alerts");
+        assert_eq!(codes(&alerts), vec!["multiple_provider_episode"]);
+        h.add_dispense(d3).expect("dispense");
+        let again = dispense("d3b", "ph3", "p3", "2026-03-31", 7);
+        let alerts = h.alerts_for_dispense(&again).expect("alerts");
+        assert_eq!(
+            codes(&alerts),
+            vec!["multiple_provider_episode", "early_refill"]
+        );
     }
 
     #[test]
