@@ -224,8 +224,9 @@ fn positive(x: f64, what: &'static str) -> Result<f64, DoseError> {
 /// `unit` is UCUM `mg`, `g` or `ug` (`mcg` is accepted too, though not UCUM).
 /// `period_unit` is a FHIR `UnitsOfTime` of fixed length: `s`, `min`, `h`,
 /// `d` or `wk`; `mo` and `a` are refused, since their length in days varies.
-/// For an "as needed" range, pass the maximum (`frequencyMax`, `periodMax`'s
-/// shortest) so the MME is the most the patient may take.
+/// For a range ("1–2 tablets every 4–6 h"), pass the largest dose,
+/// `frequencyMax` when given, and `period` rather than the longer
+/// `periodMax`, so the MME is the most the patient may take.
 pub fn daily_dose_mg(
     value: f64,
     unit: &str,
