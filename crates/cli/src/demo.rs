@@ -35,8 +35,11 @@ pub struct DemoArgs {
     /// The admin's key file (default: DATA_DIR/admin.key).
     #[arg(long)]
     admin_key: Option<PathBuf>,
-    /// Where the demo's doctors' keys are written (default: DATA_DIR/demo,
-    /// or ./demo-keys with --url).
+    /// Where the demo's keys are written, each run in a new `run-<ms>`
+    /// directory under it, printed as `doctor_keys` (default: DATA_DIR/demo,
+    /// or ./demo-keys with --url). With --url the FHIR integration account's
+    /// key is written there too (`integration_key`): copy it into the node's
+    /// DATA_DIR/integrations for the node to sign FHIR writes with it.
     #[arg(long)]
     keys_dir: Option<PathBuf>,
     /// Seed of the synthetic data (same seed, same data).
@@ -151,7 +154,8 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         doctors.push(key);
     }
     // The institution's integration account, for writes through /fhir. On a
-    // data directory the node holds its key; with --url it stays in keys_dir.
+    // data directory the node holds its key; with --url it stays in the run's
+    // directory under keys_dir.
     let integration_path = match &args.url {
         None => {
             let dir = data_dir.join(INTEGRATIONS_DIR);
