@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -1079,6 +1079,20 @@ fn verify_export(a: &VerifyArgs, manifest: &Path) -> Checked<String> {
     ))
 }
 
+/// A progress bar over the log's leaves on a terminal (verifying a large
+/// export through a node takes a while), else nothing.
+fn progress(leaves: u64) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    indicatif::ProgressBar::new(leaves).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} leaf {human_pos}/{human_len}  {per_sec}  eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    )
+}
+
 /// Walks the manifest's leaves, the file's rows and the ledger together.
 fn check_rows(
     manifest: &Path,
@@ -1111,6 +1125,7 @@ fn check_rows(
     };
     let mut stopped = None;
     let mut seen = false;
+    let bar = progress(size);
     let parsed = {
         let reader = BufReader::new(
             File::open(manifest)
@@ -1118,7 +1133,10 @@ fn check_rows(
                 .map_err(Outcome::Error)?,
         );
         let mut de = serde_json::Deserializer::from_reader(reader);
-        let mut f = |leaf| checker.row(leaf);
+        let mut f = |leaf| {
+            bar.set_position(leaf);
+            checker.row(leaf)
+        };
         Leaves {
             f: &mut f,
             stopped: &mut stopped,
@@ -1126,6 +1144,7 @@ fn check_rows(
         }
         .deserialize(&mut de)
     };
+    bar.finish_and_clear();
     if let Some(o) = stopped {
         return Err(o);
     }
