@@ -1348,3 +1348,123 @@ fn reads_through_three_nodes_leave_one_access_log_on_every_node() {
     assert_eq!(got, want, "access entries per signing node");
     c.finish(&r.acked, &[]);
 }
+
+/// Every file under `dir` that holds `needle`, with the bytes of each file
+/// read whole (redb files, segments, logs alike).
+fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+            {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_redaction_erases_the_payload_on_every_node_even_one_that_was_down_through_it() {
+    let Some(_one) = supported() else {
+        return;
+    };
+    let mut c = Cluster::start(
+        &[
+            ("MEDLEDGER_RAFT_SNAPSHOT_EVERY", "20"),
+            ("MEDLEDGER_RAFT_KEEP_LOGS", "5"),
+        ],
+        |_| Vec::new(),
+    );
+    let leader = c.leader(Duration::from_secs(5));
+    let base = c.nodes[leader].base();
+    let dpo = keys::generate().expect("key");
+    let reg = register_role(&c.admin, &dpo, Role::DataProtectionOfficer, None);
+    assert_eq!(submit_batch(&base, &[reg]).len(), 1, "officer registered");
+    // A marker no other byte on disk can hold by chance: 16 random bytes,
+    // as hex, planted in a report's anamnesis.
+    let marker = hex::encode(&keys::generate().expect("key").to_bytes()[..16]);
+    let mut p = report_payload(7);
+    p["anamnesis"] = json!(format!("told the nurse {marker}"));
+    let report =
+        Transaction::sign(&c.doctors[0], kind::MEDICAL_REPORT, now_ms(), &p).expect("sign report");
+    let mut acked: HashSet<[u8; 32]> = submit_batch(&base, std::slice::from_ref(&report))
+        .into_iter()
+        .collect();
+    assert_eq!(acked.len(), 1, "report acknowledged");
+    c.converge(&[0, 1, 2]);
+    let down = (leader + 1) % 3;
+    assert!(
+        !files_holding(&c.nodes[down].dir, marker.as_bytes()).is_empty(),
+        "before the redaction the payload is on node {}'s disk",
+        c.nodes[down].id
+    );
+    c.nodes[down].kill();
+
+    let redaction = Transaction::sign(
+        &dpo,
+        kind::REDACTION,
+        now_ms(),
+        &json!({
+            "targets": [hex::encode(report.id())],
+            "basis": "gdpr-art-17",
+            "reason": "direct-identifier",
+            "patient": p["patient"],
+        }),
+    )
+    .expect("sign redaction");
+    let ok = submit_batch(&base, &[redaction]);
+    assert_eq!(ok.len(), 1, "redaction acknowledged");
+    acked.extend(ok);
+    // Enough single-transaction blocks for snapshots and log purges to
+    // follow the redaction on the nodes that are up.
+    for i in 0..60u64 {
+        acked.extend(submit_batch(
+            &base,
+            &[report_tx(&c.doctors[1], 20_000_000 + i)],
+        ));
+    }
+    let up: Vec<usize> = (0..3).filter(|&i| i != down).collect();
+    c.converge(&up);
+    c.nodes[down].start();
+    c.converge(&[0, 1, 2]);
+    let caught_up_by = status(&c.nodes[down]).expect("status")["cluster"]["snapshot"].clone();
+    eprintln!("the node that was down caught up (snapshot: {caught_up_by})");
+
+    // Segments and index are erased when the redaction commits; the Raft
+    // log is purged and compacted right after, in the background.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for n in &c.nodes {
+        loop {
+            let holding = files_holding(&n.dir, marker.as_bytes());
+            if holding.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} still holds the redacted payload in {holding:?}",
+                n.id
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    for n in &mut c.nodes {
+        n.stop();
+    }
+    for n in &c.nodes {
+        let holding = files_holding(&n.dir, marker.as_bytes());
+        assert!(
+            holding.is_empty(),
+            "node {} wrote the payload back in {holding:?}",
+            n.id
+        );
+    }
+    for n in &mut c.nodes {
+        n.start();
+    }
+    c.finish(&acked, &[]);
+}

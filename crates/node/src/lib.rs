@@ -24,8 +24,8 @@ mod views;
 pub use cluster::tls::{TlsConfigs, Trust, configs as tls_configs};
 pub use cluster::{
     Builder as SnapshotBuilder, Cluster, ClusterError, ClusterFile, Connection as PeerConnection,
-    Ledgerside, LogStore, Network, Outcome as ProposalOutcome, Proposal, Refusal, StateMachine,
-    TypeConfig, fetch_blocks,
+    Ledgerside, LogStore, Network, Outcome as ProposalOutcome, Proposal, RaftDb, RedactedSince,
+    Refusal, StateMachine, TypeConfig, fetch_blocks,
 };
 // The node's configuration file.
 pub use config::{ConfigError, LogFormat, NodeConfig};

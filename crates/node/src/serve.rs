@@ -232,6 +232,7 @@ pub async fn serve(
                 id: file.id,
                 node: medledger_formats::keys::public_key(&node_key),
                 network,
+                redacted: Default::default(),
             });
             trust.attach(&side);
             let settings = RaftSettings {

@@ -24,8 +24,11 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
             id: 1,
             node,
             network: Network::new(None),
+            redacted: Default::default(),
         });
-        let db = Arc::new(redb::Database::create(dir.path().join("raft.redb")).expect("redb"));
+        let db = Arc::new(std::sync::RwLock::new(
+            redb::Database::create(dir.path().join("raft.redb")).expect("redb"),
+        ));
         let log = LogStore::new(db.clone())?;
         let sm = StateMachine::new(side, db)?;
         Ok((dir, log, sm))

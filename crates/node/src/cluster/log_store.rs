@@ -1,6 +1,11 @@
 //! The Raft log and vote, in `raft.redb` beside the ledger. Entries are
 //! postcard bytes keyed by index; every append and vote is a durable commit
 //! before openraft is told it is flushed.
+//!
+//! Entries hold whole blocks, payloads included, so a redaction must reach
+//! this file too: the entries up to it are purged and the file compacted
+//! (see `super::erase_raft_log`), which is why the database sits behind a
+//! lock that compaction takes alone.
 
 use super::TypeConfig;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -11,7 +16,7 @@ use openraft::{
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::fmt::Debug;
 use std::ops::RangeBounds;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 pub(super) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
@@ -37,19 +42,32 @@ fn write_err(e: impl ToString) -> StorageError<u64> {
     log_err(ErrorSubject::Logs, ErrorVerb::Write, e)
 }
 
+/// `raft.redb`, shared by the log and the state machine. Every use holds
+/// the read side from its transaction's start to its end; compaction,
+/// which needs no transaction to be live, takes the write side.
+pub type RaftDb = Arc<RwLock<Database>>;
+
+/// The read side of `db`: the database, for one transaction.
+pub(super) fn shared(db: &RaftDb) -> RwLockReadGuard<'_, Database> {
+    db.read().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The Raft log store; clones share the database.
 #[derive(Clone)]
 pub struct LogStore {
-    db: Arc<Database>,
+    db: RaftDb,
 }
 
 impl LogStore {
     /// Opens the log in `db` (creating its tables).
-    pub fn new(db: Arc<Database>) -> Result<Self, StorageError<u64>> {
-        let tx = db.begin_write().map_err(write_err)?;
-        tx.open_table(LOG).map_err(write_err)?;
-        tx.open_table(META).map_err(write_err)?;
-        tx.commit().map_err(write_err)?;
+    pub fn new(db: RaftDb) -> Result<Self, StorageError<u64>> {
+        {
+            let db = shared(&db);
+            let tx = db.begin_write().map_err(write_err)?;
+            tx.open_table(LOG).map_err(write_err)?;
+            tx.open_table(META).map_err(write_err)?;
+            tx.commit().map_err(write_err)?;
+        }
         Ok(LogStore { db })
     }
 
@@ -57,7 +75,8 @@ impl LogStore {
         &self,
         key: &str,
     ) -> Result<Option<T>, StorageError<u64>> {
-        let tx = self.db.begin_read().map_err(read_err)?;
+        let db = shared(&self.db);
+        let tx = db.begin_read().map_err(read_err)?;
         let table = tx.open_table(META).map_err(read_err)?;
         match table.get(key).map_err(read_err)? {
             Some(v) => postcard::from_bytes(v.value()).map(Some).map_err(read_err),
@@ -67,7 +86,8 @@ impl LogStore {
 
     fn put_meta<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), StorageError<u64>> {
         let bytes = postcard::to_allocvec(value).map_err(write_err)?;
-        let tx = self.db.begin_write().map_err(write_err)?;
+        let db = shared(&self.db);
+        let tx = db.begin_write().map_err(write_err)?;
         {
             let mut table = tx.open_table(META).map_err(write_err)?;
             table.insert(key, bytes.as_slice()).map_err(write_err)?;
@@ -85,7 +105,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError<u64>> {
-        let tx = self.db.begin_read().map_err(read_err)?;
+        let db = shared(&self.db);
+        let tx = db.begin_read().map_err(read_err)?;
         let table = tx.open_table(LOG).map_err(read_err)?;
         let mut out = Vec::new();
         for item in table.range(range).map_err(read_err)? {
@@ -101,7 +122,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<u64>> {
         let last_purged = self.last_purged()?;
-        let tx = self.db.begin_read().map_err(read_err)?;
+        let db = shared(&self.db);
+        let tx = db.begin_read().map_err(read_err)?;
         let table = tx.open_table(LOG).map_err(read_err)?;
         let last = match table.last().map_err(read_err)? {
             Some((_, v)) => {
@@ -150,7 +172,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let tx = self.db.begin_write().map_err(write_err)?;
+        let db = shared(&self.db);
+        let tx = db.begin_write().map_err(write_err)?;
         {
             let mut table = tx.open_table(LOG).map_err(write_err)?;
             for e in entries {
@@ -172,7 +195,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
-        let tx = self.db.begin_write().map_err(write_err)?;
+        let db = shared(&self.db);
+        let tx = db.begin_write().map_err(write_err)?;
         {
             let mut table = tx.open_table(LOG).map_err(write_err)?;
             table
@@ -184,7 +208,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
         let bytes = postcard::to_allocvec(&Some(log_id)).map_err(write_err)?;
-        let tx = self.db.begin_write().map_err(write_err)?;
+        let db = shared(&self.db);
+        let tx = db.begin_write().map_err(write_err)?;
         {
             let mut meta = tx.open_table(META).map_err(write_err)?;
             meta.insert(PURGED, bytes.as_slice()).map_err(write_err)?;

@@ -30,7 +30,7 @@ mod state_machine;
 pub(crate) mod tls;
 
 pub use error::{ClusterError, Refusal};
-pub use log_store::LogStore;
+pub use log_store::{LogStore, RaftDb};
 pub(crate) use network::routes;
 pub use network::{Connection, Network, fetch_blocks};
 pub(crate) use sink::RaftSink;
@@ -43,7 +43,7 @@ use openraft::{BasicNode, ChangeMembers, Raft, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 openraft::declare_raft_types!(
@@ -244,15 +244,15 @@ impl Cluster {
         settings: &RaftSettings,
     ) -> Result<Arc<Self>, ClusterError> {
         let path = dir.join("raft.redb");
-        let db = Arc::new(
+        let db: RaftDb = Arc::new(std::sync::RwLock::new(
             redb::Database::create(&path).map_err(|e| ClusterError::RaftLog {
                 path,
                 source: Box::new(e),
             })?,
-        );
+        ));
         let raft_err = |e: &dyn ToString| ClusterError::Raft(e.to_string());
         let log = LogStore::new(db.clone()).map_err(|e| raft_err(&e))?;
-        let sm = StateMachine::new(side.clone(), db).map_err(|e| raft_err(&e))?;
+        let sm = StateMachine::new(side.clone(), db.clone()).map_err(|e| raft_err(&e))?;
         let config = Arc::new(settings.config()?);
         let raft = Raft::new(id, config, side.network.clone(), log, sm)
             .await
@@ -264,6 +264,17 @@ impl Cluster {
             side,
         });
         cluster.bootstrap().await;
+        // A crash may have come between a redaction and the Raft log's
+        // purge: a ledger that holds any redaction has its log purged and
+        // compacted once at start.
+        let any_redaction = {
+            let state = cluster.side.state.lock().unwrap_or_else(|p| p.into_inner());
+            !state.redacted().is_empty()
+        };
+        if any_redaction {
+            cluster.side.redacted.note();
+        }
+        tokio::spawn(erase_raft_log(cluster.clone(), db));
         tokio::spawn(watch_leadership(cluster.clone()));
         tokio::spawn(reconcile_membership(cluster.clone()));
         Ok(cluster)
@@ -411,6 +422,90 @@ pub(crate) async fn follow_peers(
 }
 
 /// Follows Raft's metrics: leadership, readiness and the leader's address.
+/// Whether a block with a redaction was committed since the Raft log was
+/// last purged and compacted, with a wake-up for the task that does it.
+#[derive(Default)]
+pub struct RedactedSince {
+    dirty: AtomicBool,
+    wake: tokio::sync::Notify,
+}
+
+impl RedactedSince {
+    /// Notes that a redaction was committed.
+    pub(crate) fn note(&self) {
+        self.dirty.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+}
+
+/// Takes redacted payloads out of `raft.redb`, whose entries hold whole
+/// blocks: after a block with a redaction is applied, a snapshot is taken,
+/// the log is purged up to the last applied entry (every entry that can
+/// hold a target precedes its redaction), and the file is compacted so
+/// that no page redb freed still holds the payload. A follower that lags
+/// behind the purge gets the snapshot and fetches the blocks, already
+/// redacted, from its peers' segments.
+async fn erase_raft_log(cluster: Arc<Cluster>, db: RaftDb) {
+    let flag = &cluster.side.redacted;
+    loop {
+        if !flag.dirty.swap(false, Ordering::SeqCst) {
+            flag.wake.notified().await;
+            continue;
+        }
+        match purge_and_compact(&cluster.raft, &db).await {
+            Ok(Some(upto)) => {
+                tracing::info!(upto, "Raft log purged and compacted after a redaction");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "the Raft log still holds redacted payloads; retrying");
+                flag.dirty.store(true, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+        }
+    }
+}
+
+/// Snapshot, purge and compaction up to the last applied entry; the entry
+/// index purged up to, if any was applied.
+async fn purge_and_compact(raft: &RaftHandle, db: &RaftDb) -> Result<Option<u64>, String> {
+    let applied = raft.metrics().borrow().last_applied;
+    let Some(upto) = applied.map(|l| l.index) else {
+        return Ok(None);
+    };
+    let patience = Some(std::time::Duration::from_secs(60));
+    raft.trigger().snapshot().await.map_err(|e| e.to_string())?;
+    raft.wait(patience)
+        .metrics(
+            |m| m.snapshot.is_some_and(|s| s.index >= upto),
+            "a snapshot that covers the redaction",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    raft.trigger()
+        .purge_log(upto)
+        .await
+        .map_err(|e| e.to_string())?;
+    raft.wait(patience)
+        .metrics(
+            |m| m.purged.is_some_and(|p| p.index >= upto),
+            "the log purged up to the redaction",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let db = db.clone();
+    tokio::task::spawn_blocking(move || {
+        // Compaction moves live pages down and truncates the file; it needs
+        // every transaction finished, so it takes the database alone.
+        let mut db = db.write().unwrap_or_else(|p| p.into_inner());
+        while db.compact().map_err(|e| e.to_string())? {}
+        Ok::<(), String>(())
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    Ok(Some(upto))
+}
+
 async fn watch_leadership(cluster: Arc<Cluster>) {
     let mut rx = cluster.raft.metrics();
     // What was last published: metrics change with every entry, these

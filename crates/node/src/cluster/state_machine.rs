@@ -8,7 +8,7 @@
 //! written lazily: re-applying an entry whose block is already stored is a
 //! no-op, so a record that lags after a crash costs only a replay.
 
-use super::log_store::{META, log_err};
+use super::log_store::{META, RaftDb, log_err, shared};
 use super::{ClusterError, Outcome, Proposal, Refusal, TypeConfig, fetch_blocks};
 use medledger_formats::block::Block;
 use medledger_formats::merkle::Hash;
@@ -18,7 +18,7 @@ use openraft::{
     BasicNode, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend,
     RaftSnapshotBuilder, SnapshotMeta, StorageError, StoredMembership,
 };
-use redb::{Database, Durability, ReadableDatabase};
+use redb::{Durability, ReadableDatabase};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::Cursor;
@@ -66,6 +66,9 @@ pub struct Ledgerside {
     pub node: medledger_formats::keys::PublicKey,
     /// Connections to peers.
     pub network: super::Network,
+    /// Set when a committed block holds a redaction: the Raft log still
+    /// holds its targets' payloads until it is purged and compacted.
+    pub redacted: super::RedactedSince,
 }
 
 fn sm_err(verb: ErrorVerb, e: impl ToString) -> StorageError<u64> {
@@ -143,8 +146,12 @@ impl Ledgerside {
             }
         };
         let admitted = Admitted::of(&state, &block.txs, verdicts);
+        let redacts = !admitted.directory.redacted.is_empty();
         self.store.commit(block, admitted)?;
         self.commits.publish(h.log_size);
+        if redacts {
+            self.redacted.note();
+        }
         Ok(Ok(h.log_size))
     }
 
@@ -168,15 +175,16 @@ impl Ledgerside {
 /// The state machine openraft drives.
 pub struct StateMachine {
     side: Arc<Ledgerside>,
-    db: Arc<Database>,
+    db: RaftDb,
     applied: Applied,
 }
 
 fn read_meta<T: serde::de::DeserializeOwned>(
-    db: &Database,
+    db: &RaftDb,
     key: &str,
 ) -> Result<Option<T>, StorageError<u64>> {
     let err = |e: &dyn ToString| sm_err(ErrorVerb::Read, e.to_string());
+    let db = shared(db);
     let tx = db.begin_read().map_err(|e| err(&e))?;
     let table = tx.open_table(META).map_err(|e| err(&e))?;
     match table.get(key).map_err(|e| err(&e))? {
@@ -188,13 +196,14 @@ fn read_meta<T: serde::de::DeserializeOwned>(
 }
 
 fn write_meta<T: Serialize>(
-    db: &Database,
+    db: &RaftDb,
     key: &str,
     value: &T,
     durable: bool,
 ) -> Result<(), StorageError<u64>> {
     let err = |e: &dyn ToString| sm_err(ErrorVerb::Write, e.to_string());
     let bytes = postcard::to_allocvec(value).map_err(|e| err(&e))?;
+    let db = shared(db);
     let mut tx = db.begin_write().map_err(|e| err(&e))?;
     if !durable {
         // Made durable by the log's next commit; a lost one means a replay.
@@ -209,7 +218,7 @@ fn write_meta<T: Serialize>(
 
 impl StateMachine {
     /// The state machine over `side`, with its record in `db`.
-    pub fn new(side: Arc<Ledgerside>, db: Arc<Database>) -> Result<Self, StorageError<u64>> {
+    pub fn new(side: Arc<Ledgerside>, db: RaftDb) -> Result<Self, StorageError<u64>> {
         let applied = read_meta(&db, APPLIED)?.unwrap_or_default();
         Ok(StateMachine { side, db, applied })
     }
@@ -240,7 +249,7 @@ async fn blocking<T: Send + 'static>(
 /// Builds snapshots: the point reached, nothing more.
 pub struct Builder {
     side: Arc<Ledgerside>,
-    db: Arc<Database>,
+    db: RaftDb,
     applied: Applied,
 }
 
