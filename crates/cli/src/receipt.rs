@@ -45,7 +45,7 @@ pub enum ReceiptCommand {
 }
 
 /// The keys a receipt is checked against.
-struct Trusted {
+pub(crate) struct Trusted {
     /// Node keys: the checkpoint must be signed by one of them.
     log: Vec<NoteVerifier>,
     /// Cosigner keys.
@@ -56,7 +56,7 @@ struct Trusted {
 
 impl Trusted {
     /// Sorts `--key` values by type and checks that `--quorum` can be met.
-    fn parse(keys: &[String], quorum: Option<usize>) -> Result<Self> {
+    pub(crate) fn parse(keys: &[String], quorum: Option<usize>) -> Result<Self> {
         let mut log = Vec::new();
         let mut cosigners: Vec<CosignatureVerifier> = Vec::new();
         for k in keys {
@@ -120,12 +120,30 @@ pub fn run(cmd: ReceiptCommand) -> Result<ExitCode> {
     }
 }
 
-fn verify(
+/// What a receipt proved.
+pub(crate) struct Proven {
+    /// The transaction id (the leaf hash).
+    pub(crate) id: String,
+    /// Its entry in the log.
+    pub(crate) index: u64,
+    /// The header the author signed.
+    pub(crate) header: medledger_formats::tx::TxHeader,
+    /// The checkpoint the proof leads to.
+    pub(crate) checkpoint: medledger_formats::checkpoint::Checkpoint,
+    /// Names of the trusted cosigners that cosigned it (a quorum of them).
+    pub(crate) cosigners: Vec<String>,
+}
+
+/// Checks a receipt: the proof to a checkpoint signed by a trusted node
+/// key, the author's signature over the header it carries, the id if one
+/// is required, and a quorum of trusted cosignatures if any cosigner key
+/// is trusted.
+pub(crate) fn check(
     text: &str,
     trusted: &Trusted,
     origin: Option<&str>,
     want_id: Option<&str>,
-) -> Result<String> {
+) -> Result<Proven> {
     let proof = TlogProof::parse(text)?;
     let extra = proof
         .extra
@@ -148,25 +166,45 @@ fn verify(
         }
         r => r.context("the author's signature over the header does not verify")?,
     };
-    let mut summary = format!(
-        "ok: transaction {id} ({kind} by {author}, time {time}) is entry {index} of {origin} at size {size}, root {root}",
-        kind = header.kind,
-        author = header.author,
-        time = header.time,
-        index = proof.index,
-        origin = checkpoint.origin,
-        size = checkpoint.size,
-        root = hex::encode(checkpoint.root),
-    );
+    let mut cosigners = Vec::new();
     if !trusted.cosigners.is_empty() {
         let ok = verify_quorum(&proof.checkpoint, &trusted.cosigners, trusted.quorum)
             .context("cosignatures")?;
-        let names: Vec<&str> = ok.iter().map(|(c, _)| c.name()).collect();
+        cosigners = ok.iter().map(|(c, _)| c.name().to_owned()).collect();
+    }
+    Ok(Proven {
+        id,
+        index: proof.index,
+        header,
+        checkpoint,
+        cosigners,
+    })
+}
+
+fn verify(
+    text: &str,
+    trusted: &Trusted,
+    origin: Option<&str>,
+    want_id: Option<&str>,
+) -> Result<String> {
+    let p = check(text, trusted, origin, want_id)?;
+    let mut summary = format!(
+        "ok: transaction {id} ({kind} by {author}, time {time}) is entry {index} of {origin} at size {size}, root {root}",
+        id = p.id,
+        kind = p.header.kind,
+        author = p.header.author,
+        time = p.header.time,
+        index = p.index,
+        origin = p.checkpoint.origin,
+        size = p.checkpoint.size,
+        root = hex::encode(p.checkpoint.root),
+    );
+    if !trusted.cosigners.is_empty() {
         summary.push_str(&format!(
             "; cosigned by {} trusted cosigners (quorum {}): {}",
-            ok.len(),
+            p.cosigners.len(),
             trusted.quorum,
-            names.join(", ")
+            p.cosigners.join(", ")
         ));
     }
     Ok(summary)

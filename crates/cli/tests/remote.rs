@@ -1107,3 +1107,142 @@ fn participant_register_help_lists_every_role() {
         assert!(help.contains(role), "{role} missing from:\n{help}");
     }
 }
+
+#[test]
+fn a_patient_gets_an_erasure_receipt_that_verifies_offline_and_any_change_to_it_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("data");
+    let vkey = init(&dir);
+    let new_key = || keys::generate().unwrap();
+    let (authority, patient, doctor, dpo) = (new_key(), new_key(), new_key(), new_key());
+    let admin = admin_key(&dir);
+    let pseudonym = report_payload(0)["patient"].as_str().unwrap().to_owned();
+    let regs = [
+        line(&register_role(
+            &admin,
+            &authority,
+            Role::PseudonymizationAuthority,
+            None,
+        )),
+        line(&register_role(&admin, &doctor, Role::Doctor, None)),
+        line(&register_role(
+            &admin,
+            &dpo,
+            Role::DataProtectionOfficer,
+            None,
+        )),
+    ];
+    assert!(import(&dir, &regs, 8).output.status.success());
+    let reg = line(&register_role(
+        &authority,
+        &patient,
+        Role::Patient,
+        Some(&pseudonym),
+    ));
+    assert!(import(&dir, &[reg], 1).output.status.success());
+    let (erased, kept) = (report_tx(&doctor, 0), report_tx(&doctor, 0));
+    let ids = import(&dir, &[line(&erased), line(&kept)], 1).ids();
+    let redaction = medledger_formats::tx::Transaction::sign(
+        &dpo,
+        medledger_ledger::kind::REDACTION,
+        medledger_ledger::now_ms(),
+        &serde_json::json!({
+            "targets": [ids[0]],
+            "basis": "gdpr-art-17",
+            "reason": "direct-identifier",
+            "patient": pseudonym,
+        }),
+    )
+    .unwrap();
+    let redaction_id = import(&dir, &[line(&redaction)], 1).ids()[0].clone();
+    let patient_key = key_file(root.path(), "patient", &patient);
+    let node = serve(&dir);
+    let file = root.path().join("erasure.json");
+    let get = |record: &str| {
+        run(
+            &[
+                "patient",
+                "erasure-receipt",
+                "get",
+                "--url",
+                &node.url,
+                "--patient",
+                &pseudonym,
+                "--record",
+                record,
+                "--key",
+                patient_key.to_str().unwrap(),
+                "--vkey",
+                &vkey,
+                "--out",
+                file.to_str().unwrap(),
+            ],
+            None,
+        )
+    };
+    let out = get(&ids[1]);
+    assert!(
+        !out.status.success(),
+        "a record still held has no erasure receipt"
+    );
+    assert!(text(&out).1.contains("is not redacted"), "{:?}", text(&out));
+    let out = get(&ids[0]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let (stdout, _) = text(&out);
+    assert!(stdout.starts_with("ok: erasure receipt"), "{stdout}");
+    assert!(
+        stdout.contains(&redaction_id) && stdout.contains(&ids[0]),
+        "{stdout}"
+    );
+
+    let verify = |path: &Path, key: &str| {
+        run(
+            &[
+                "patient",
+                "erasure-receipt",
+                "verify",
+                path.to_str().unwrap(),
+                "--key",
+                key,
+            ],
+            None,
+        )
+    };
+    let out = verify(&file, &vkey);
+    assert!(out.status.success(), "{:?}", text(&out));
+    // Another ledger's key proves nothing.
+    let other = init(&root.path().join("other"));
+    assert!(!verify(&file, &other).status.success());
+
+    // Any change to what the receipt says is refused.
+    let original: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&file).unwrap()).unwrap();
+    let tampered = root.path().join("tampered.json");
+    type Edit = fn(&mut serde_json::Value);
+    let edits: [(&str, Edit); 4] = [
+        ("a reason the officer did not sign", |r| {
+            r["redaction"]["transaction"]["payload"]["reason"] = "wrong-patient".into();
+        }),
+        ("another patient", |r| {
+            r["patient"] = report_payload(1)["patient"].clone();
+        }),
+        ("an erased record left out", |r| {
+            r["erased"] = serde_json::json!([]);
+        }),
+        ("the redaction's receipt given for the record", |r| {
+            r["erased"][0]["receipt"] = r["redaction"]["receipt"].clone();
+        }),
+    ];
+    for (what, edit) in edits {
+        let mut r = original.clone();
+        edit(&mut r);
+        fs::write(&tampered, serde_json::to_string(&r).unwrap()).unwrap();
+        let out = verify(&tampered, &vkey);
+        assert!(!out.status.success(), "{what}: accepted");
+        assert!(
+            text(&out).1.contains("erasure receipt INVALID"),
+            "{what}: {:?}",
+            text(&out)
+        );
+    }
+}

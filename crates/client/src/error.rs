@@ -19,6 +19,10 @@ pub struct Problem {
     /// What happened in this case.
     #[serde(default)]
     pub detail: String,
+    /// With `410 redacted`: the redaction that erased the record (its
+    /// `id`, `index`, `height` and `receipt`), as the node names it.
+    #[serde(default)]
+    pub redaction: Option<serde_json::Value>,
 }
 
 impl fmt::Display for Problem {

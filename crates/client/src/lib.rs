@@ -413,6 +413,7 @@ fn problem_of(resp: Response) -> Problem {
         status,
         code: format!("http_{status}"),
         detail: body.chars().take(500).collect(),
+        redaction: None,
     })
 }
 
@@ -755,6 +756,16 @@ impl Client {
     pub fn receipt(&self, id: &Hash) -> Result<VerifiedReceipt, Error> {
         let text =
             Self::ok(self.get(&format!("/v1/transactions/{}/receipt", hex::encode(id))))?.text()?;
+        Ok(self.trust.receipt_for_id(&text, id)?)
+    }
+
+    /// Like [`Client::receipt`], with the checkpoint cosigned by every
+    /// cluster node that could be reached (`?cosigned=true`); the
+    /// cosignatures are left for the caller to check against the cosigner
+    /// keys it trusts.
+    pub fn receipt_cosigned(&self, id: &Hash) -> Result<VerifiedReceipt, Error> {
+        let path = format!("/v1/transactions/{}/receipt?cosigned=true", hex::encode(id));
+        let text = Self::ok(self.get(&path))?.text()?;
         Ok(self.trust.receipt_for_id(&text, id)?)
     }
 
