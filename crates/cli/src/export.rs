@@ -43,6 +43,9 @@ use std::time::Duration;
 pub const MANIFEST_VERSION: u32 = 1;
 /// Exit code when the ledger at hand contradicts the manifest's checkpoint.
 pub const EXIT_INCONSISTENT: u8 = crate::remote::EXIT_INCONSISTENT;
+/// Exit code of `export verify` when the export checks out but holds rows
+/// whose records were redacted since it was made.
+const EXIT_REDACTED_SINCE: u8 = 4;
 /// Blocks asked for per `/v1/blocks` page.
 const BLOCKS_PAGE: u64 = 100;
 /// How long one read from a node may wait.
@@ -486,6 +489,8 @@ struct Entry {
     id: Hash,
     time: u64,
     payload: Vec<u8>,
+    /// Its payload was erased by a redaction since (`payload` is empty).
+    redacted: bool,
 }
 
 /// Walks every transaction below the checkpoint's size in a ledger,
@@ -584,6 +589,7 @@ impl Source for DirSource<'_> {
                         id: *tx.id(),
                         time: tx.header().time,
                         payload: tx.payload_jcs().to_vec(),
+                        redacted: tx.is_redacted(),
                     });
                 }
             }
@@ -686,20 +692,34 @@ impl Source for UrlSource<'_> {
                 }
                 // The client checks the id, the payload's commitment, the
                 // author's signature and the receipt (an inclusion proof
-                // against a checkpoint signed by the trusted key).
-                let got = self.client.transaction(&id, self.token)?;
-                if got.receipt.index != leaf {
+                // against a checkpoint signed by the trusted key). A record
+                // redacted since answers 410: its header is still proven.
+                let (receipt, time, payload, redacted) =
+                    match self.client.transaction(&id, self.token) {
+                        Ok(got) => (
+                            got.receipt,
+                            got.tx.header().time,
+                            got.tx.payload_jcs().to_vec(),
+                            false,
+                        ),
+                        Err(e) if e.problem().is_some_and(|p| p.status == 410) => {
+                            (self.client.receipt(&id)?, t.header.time, Vec::new(), true)
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
+                if receipt.index != leaf {
                     return Err(Outcome::Inconsistent(format!(
                         "the node proves transaction {} at leaf {}, but block {} lists it at leaf {leaf}",
-                        t.id, got.receipt.index, h.height
+                        t.id, receipt.index, h.height
                     )));
                 }
-                self.extends(&got.receipt.checkpoint)?;
+                self.extends(&receipt.checkpoint)?;
                 self.queue.push_back(Entry {
                     leaf,
                     id,
-                    time: got.tx.header().time,
-                    payload: got.tx.payload_jcs().to_vec(),
+                    time,
+                    payload,
+                    redacted,
                 });
             }
             self.next_height += 1;
@@ -743,6 +763,24 @@ impl FileRows {
         })
     }
 
+    /// Reads one row whatever it holds (hashing it, as every byte is):
+    /// one line, or for CSV as many lines as a quoted field spans (RFC 4180
+    /// doubles a quote inside one, so a row ends at a newline after an even
+    /// number of quotes).
+    fn skip(&mut self, csv: bool) -> Result<Vec<u8>> {
+        let mut row = Vec::new();
+        loop {
+            let n = self.reader.read_until(b'\n', &mut row)?;
+            let quotes = row.iter().filter(|b| **b == b'"').count();
+            if n == 0 || !csv || quotes % 2 == 0 {
+                break;
+            }
+        }
+        self.sha.update(&row);
+        self.line += row.iter().filter(|b| **b == b'\n').count() as u64;
+        Ok(row)
+    }
+
     /// Hashes the rest of the file; returns how many bytes were left.
     fn rest(&mut self) -> Result<u64> {
         let mut n = 0;
@@ -772,6 +810,8 @@ struct Checker<'a> {
     allowed: u64,
     /// Absent records met so far.
     withheld: u64,
+    /// Rows whose records were redacted since the export: leaf and id.
+    redacted: Vec<(u64, String)>,
 }
 
 fn day_of(export: &Export, payload: &[u8]) -> String {
@@ -825,6 +865,21 @@ impl Checker<'_> {
                         self.absent(&e, &format!("it belongs before row {n}"))?;
                     }
                     self.pending = self.source.next_entry()?;
+                }
+                Some(e) if e.leaf == leaf && e.redacted => {
+                    // The content is gone from the ledger, so the row cannot
+                    // be checked against it; it must at least name the
+                    // record, and the file's digest still covers it.
+                    let id = hex::encode(e.id);
+                    let row = self.file.skip(self.export.format() == Format::Csv)?;
+                    if !row.windows(id.len()).any(|w| w == id.as_bytes()) {
+                        return Err(Outcome::Bad(format!(
+                            "{at}: the ledger's record there (id {id}) was redacted, and the row does not name it"
+                        )));
+                    }
+                    self.redacted.push((leaf, id));
+                    self.pending = self.source.next_entry()?;
+                    return Ok(());
                 }
                 Some(e) if e.leaf == leaf => {
                     if !self.export.selects(&e.payload) {
@@ -930,9 +985,19 @@ impl<'de, F: FnMut(u64) -> Checked<()>> Visitor<'de> for LeafArray<'_, F> {
 fn verify(a: VerifyArgs) -> Result<ExitCode> {
     let manifest = a.manifest.clone().unwrap_or_else(|| manifest_path(&a.file));
     match verify_export(&a, &manifest) {
-        Ok(summary) => {
+        Ok((summary, redacted)) if redacted.is_empty() => {
             println!("{summary}");
             Ok(ExitCode::SUCCESS)
+        }
+        Ok((summary, redacted)) => {
+            println!("{summary}");
+            for (leaf, id) in &redacted {
+                eprintln!(
+                    "redacted since export: the row of leaf {leaf} (id {id}); its record was erased \
+                     from the ledger, delete it from every copy of this export"
+                );
+            }
+            Ok(ExitCode::from(EXIT_REDACTED_SINCE))
         }
         Err(Outcome::Bad(why)) => {
             eprintln!("export INVALID: {}: {why}", a.file.display());
@@ -948,7 +1013,10 @@ fn verify(a: VerifyArgs) -> Result<ExitCode> {
     }
 }
 
-fn verify_export(a: &VerifyArgs, manifest: &Path) -> Checked<String> {
+/// Rows of an export whose records a redaction erased since: leaf and id.
+type RedactedRows = Vec<(u64, String)>;
+
+fn verify_export(a: &VerifyArgs, manifest: &Path) -> Checked<(String, RedactedRows)> {
     let open = |p: &Path| -> Checked<File> {
         File::open(p)
             .with_context(|| format!("opening {}", p.display()))
@@ -1058,7 +1126,7 @@ fn verify_export(a: &VerifyArgs, manifest: &Path) -> Checked<String> {
             )));
         }
     };
-    let rows = result?;
+    let (rows, redacted) = result?;
     let days = match (&head.query.from, &head.query.to) {
         (None, None) => "every date".to_owned(),
         (f, t) => format!(
@@ -1067,15 +1135,26 @@ fn verify_export(a: &VerifyArgs, manifest: &Path) -> Checked<String> {
             t.as_deref().unwrap_or("")
         ),
     };
-    Ok(format!(
-        "ok: {}: {rows} {} rows ({days}) are exactly the ledger's selected records as of {} \
-         size {size} (root {}) but the {} withheld under consent, each unchanged and proven in \
-         that tree; checked against the {mode}",
-        a.file.display(),
-        export.kind(),
-        pinned.cp.origin,
-        hex::encode(pinned.cp.root),
-        head.withheld
+    let since = if redacted.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} of them redacted since the export, so checked only for naming their records",
+            redacted.len()
+        )
+    };
+    Ok((
+        format!(
+            "ok: {}: {rows} {} rows ({days}) are exactly the ledger's selected records as of {} \
+             size {size} (root {}) but the {} withheld under consent, each unchanged and proven in \
+             that tree; checked against the {mode}{since}",
+            a.file.display(),
+            export.kind(),
+            pinned.cp.origin,
+            hex::encode(pinned.cp.root),
+            head.withheld
+        ),
+        redacted,
     ))
 }
 
@@ -1101,7 +1180,7 @@ fn check_rows(
     size: u64,
     source: &mut dyn Source,
     mut file: FileRows,
-) -> Checked<u64> {
+) -> Checked<(u64, Vec<(u64, String)>)> {
     let header = export.header();
     if let Some(byte) = file.expect(&header)? {
         return Err(Outcome::Bad(format!(
@@ -1122,6 +1201,7 @@ fn check_rows(
         last: None,
         allowed: head.withheld,
         withheld: 0,
+        redacted: Vec::new(),
     };
     let mut stopped = None;
     let mut seen = false;
@@ -1160,6 +1240,7 @@ fn check_rows(
     }
     checker.source.finish()?;
     let rows = checker.rows;
+    let redacted = std::mem::take(&mut checker.redacted);
     let extra = checker.file.rest()?;
     if extra > 0 {
         return Err(Outcome::Bad(format!(
@@ -1185,5 +1266,5 @@ fn check_rows(
             head.sha256
         )));
     }
-    Ok(rows)
+    Ok((rows, redacted))
 }

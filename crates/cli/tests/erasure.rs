@@ -569,3 +569,85 @@ fn a_backup_refreshed_after_a_redaction_no_longer_holds_the_erased_payload() {
     assert!(out.status.success(), "{:?}", text(&out));
     assert_eq!(redaction_counts(&restored).1, 1);
 }
+
+#[test]
+fn export_verify_flags_rows_redacted_since_the_export_and_still_checks_the_rest() {
+    let t = setup();
+    let patient = medledger_health::pseudonym::synthetic(43);
+    // A quoted, multi-line field: the flagged CSV row spans two lines.
+    let secret = report_holding(
+        &t.doctor,
+        &patient,
+        "first line\nshe said \"call my sister\"",
+    );
+    let kept: Vec<Transaction> = (0..2)
+        .map(|i| report_holding(&t.doctor, &patient, &format!("kept record {i}")))
+        .collect();
+    import_ok(
+        &t.dir,
+        &[kept[0].clone(), secret.clone(), kept[1].clone()],
+        1,
+    );
+    let tmp = t._tmp.path();
+    let dir = t.dir.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = bin().args(args).output().expect("run medledger");
+        assert_no_panic(&out);
+        out
+    };
+    let mut files = Vec::new();
+    for format in ["csv", "ndjson"] {
+        let file = tmp.join(format!("reports.{format}"));
+        let out = run(&[
+            "export",
+            "--kind",
+            "medical_report",
+            "--format",
+            format,
+            "--data-dir",
+            dir,
+            "--out",
+            file.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{:?}", text(&out));
+        files.push(file);
+    }
+    let verify = |file: &Path| {
+        run(&[
+            "export",
+            "verify",
+            file.to_str().unwrap(),
+            "--vkey",
+            &t.vkey,
+            "--data-dir",
+            dir,
+        ])
+    };
+    for file in &files {
+        let out = verify(file);
+        assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    }
+    import_ok(&t.dir, &[redaction(&t.dpo, &[&secret], Some(&patient))], 1);
+    let secret_id = hex::encode(secret.id());
+    for file in &files {
+        let out = verify(file);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(4), "{file:?}: {stdout}{stderr}");
+        assert!(
+            stdout.starts_with("ok: ") && stdout.contains("1 of them redacted since"),
+            "{stdout}"
+        );
+        assert_eq!(
+            stderr.matches("redacted since export").count(),
+            1,
+            "one row flagged: {stderr}"
+        );
+        assert!(stderr.contains(&secret_id), "{stderr}");
+    }
+    // A kept row changed after the redaction is still caught.
+    let csv = std::fs::read_to_string(&files[0]).unwrap();
+    std::fs::write(&files[0], csv.replace("kept record 1", "kept record 9")).unwrap();
+    let out = verify(&files[0]);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    assert!(text(&out).1.contains("export INVALID"), "{:?}", text(&out));
+}
