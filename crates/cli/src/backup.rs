@@ -208,6 +208,13 @@ pub fn backup(a: BackupArgs) -> Result<ExitCode> {
             fs::set_permissions(a.out.join("node.key"), fs::Permissions::from_mode(0o600))?;
         }
     }
+    // A cluster node's place (its id, address and trusted peers): the
+    // restored node rejoins as itself.
+    let place = a.data_dir.join(medledger_node::ClusterFile::NAME);
+    if place.exists() {
+        let text = fs::read(&place).with_context(|| format!("reading {}", place.display()))?;
+        write_file(&a.out.join(medledger_node::ClusterFile::NAME), &text)?;
+    }
     if let Some(c) = &checkpoint {
         write_file(&a.out.join(CHECKPOINT_FILE), c.note.as_bytes())?;
     }
@@ -252,7 +259,7 @@ pub fn restore(a: RestoreArgs) -> Result<ExitCode> {
         fs::copy(&path, segs.join(segment_name(first)))
             .with_context(|| format!("copying {}", path.display()))?;
     }
-    for name in ["ledger.json", "node.key"] {
+    for name in ["ledger.json", "node.key", medledger_node::ClusterFile::NAME] {
         let from = a.from.join(name);
         if from.exists() {
             fs::copy(&from, a.data_dir.join(name))?;
@@ -262,7 +269,15 @@ pub fn restore(a: RestoreArgs) -> Result<ExitCode> {
     // holds only when taken with --include-node-key.
     let size = match a.data_dir.join("node.key").exists() {
         true => {
-            let ledger = Ledger::open(&a.data_dir).context("opening the restored ledger")?;
+            // A cluster node's ledger opens as one: its key proposes only
+            // once the ledger lists it as an active node.
+            let cluster = a.data_dir.join(medledger_node::ClusterFile::NAME).exists();
+            let ledger = if cluster {
+                Ledger::open_cluster(&a.data_dir)
+            } else {
+                Ledger::open(&a.data_dir)
+            }
+            .context("opening the restored ledger")?;
             ledger.store.last().map_or(0, |h| h.header().log_size)
         }
         false => {

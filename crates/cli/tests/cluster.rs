@@ -1468,3 +1468,74 @@ fn a_redaction_erases_the_payload_on_every_node_even_one_that_was_down_through_i
     }
     c.finish(&acked, &[]);
 }
+
+#[test]
+fn a_node_restored_from_a_backup_rejoins_its_cluster_and_catches_up() {
+    let Some(_one) = supported() else {
+        return;
+    };
+    let mut c = Cluster::start(&[], |_| Vec::new());
+    let leader = c.leader(Duration::from_secs(5));
+    let base = c.nodes[leader].base();
+    let mut acked = HashSet::new();
+    for i in 0..20u64 {
+        acked.extend(submit_batch(
+            &base,
+            &[report_tx(&c.doctors[0], 30_000_000 + i)],
+        ));
+    }
+    c.converge(&[0, 1, 2]);
+    let r = (leader + 1) % 3;
+    let vkey = status(&c.nodes[r]).expect("status")["vkey"]
+        .as_str()
+        .expect("vkey")
+        .to_owned();
+    let backup = c._tmp.path().join("backup");
+    let out = bin()
+        .args(["backup", "--data-dir"])
+        .arg(&c.nodes[r].dir)
+        .arg("--out")
+        .arg(&backup)
+        .args([
+            "--url",
+            &c.nodes[r].base(),
+            "--vkey",
+            &vkey,
+            "--include-node-key",
+        ])
+        .output()
+        .expect("backup");
+    assert!(out.status.success(), "backup: {:?}", text(&out));
+    // The node's disk is lost; the cluster goes on without it.
+    c.nodes[r].kill();
+    std::fs::remove_dir_all(&c.nodes[r].dir).expect("remove the node's data directory");
+    for i in 20..40u64 {
+        acked.extend(submit_batch(
+            &base,
+            &[report_tx(&c.doctors[0], 30_000_000 + i)],
+        ));
+    }
+    assert_eq!(
+        acked.len(),
+        40,
+        "every write acknowledged by the two nodes left"
+    );
+    let out = bin()
+        .args(["restore", "--from"])
+        .arg(&backup)
+        .arg("--data-dir")
+        .arg(&c.nodes[r].dir)
+        .args(["--key", &vkey])
+        .output()
+        .expect("restore");
+    assert!(out.status.success(), "restore: {:?}", text(&out));
+    c.nodes[r].start();
+    c.converge(&[0, 1, 2]);
+    let s = status(&c.nodes[r]).expect("status");
+    assert_eq!(
+        s["cluster"]["voters"].as_array().map(Vec::len),
+        Some(3),
+        "{s}"
+    );
+    c.finish(&acked, &[]);
+}

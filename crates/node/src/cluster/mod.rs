@@ -281,14 +281,20 @@ impl Cluster {
     }
 
     /// A node whose ledger's genesis names it as the first cluster node
-    /// initializes Raft with itself as the only voter, once.
+    /// initializes Raft with itself as the only voter, once: while its
+    /// ledger holds the genesis block alone. A ledger with more blocks took
+    /// them from a running cluster, so a node that lost its Raft log
+    /// (restored from a backup, or `raft.redb` gone) waits for that
+    /// cluster's leader instead; a Raft of its own would hold entries that
+    /// conflict with the cluster's at the same term and index.
     async fn bootstrap(&self) {
         let first = {
             let state = self.side.state.lock().unwrap_or_else(|p| p.into_inner());
             let me = self.side.node;
+            let fresh = state.tip().next_height <= 1;
             state
                 .cluster_members()
-                .find(|(k, m)| **k == me && m.id == self.id)
+                .find(|(k, m)| fresh && **k == me && m.id == self.id)
                 .map(|(_, m)| m.addr.clone())
         };
         let Some(addr) = first else { return };
