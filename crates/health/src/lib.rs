@@ -12,6 +12,7 @@ pub mod ids;
 pub mod news2;
 mod payload;
 pub mod pii;
+pub mod prescription;
 pub mod pseudonym;
 pub mod records;
 pub mod redaction;

@@ -13,7 +13,8 @@
 use crate::roles::{Role, kind};
 use crate::state::{
     BlockFault, BreakGlass, Checked, ClusterMember, DEFAULT_BREAK_GLASS_REVIEW_MS,
-    DEFAULT_MAX_SKEW_MS, GenesisPayload, LedgerState, Participant, Rejection, Seen, Tip,
+    DEFAULT_MAX_SKEW_MS, GenesisPayload, LedgerState, Participant, PrescriptionRecord, Rejection,
+    Seen, Tip,
 };
 use ed25519_dalek::SigningKey;
 use medledger_formats::block::{Block, SealedHeader};
@@ -337,7 +338,15 @@ fn block_index(block: &Block, location: Location, admitted: Admitted) -> BlockIn
         chosen: admitted.directory.chosen,
         break_glass: admitted.directory.break_glass,
         redacted: admitted.directory.redacted,
+        prescriptions: admitted.directory.prescriptions,
     }
+}
+
+fn decode_prescription(id: &[u8; 32], record: &[u8]) -> Result<PrescriptionRecord, LedgerError> {
+    serde_json::from_slice(record).map_err(|e| LedgerError::Directory {
+        key: format!("prescription {}", medledger_formats::bytes::Bytes(*id)),
+        error: e.to_string(),
+    })
 }
 
 fn decode_break_glass(leaf: u64, record: &[u8]) -> Result<BreakGlass, LedgerError> {
@@ -395,6 +404,11 @@ fn directory_records(state: &LedgerState, txs: &[Transaction], verdicts: &[Check
             .filter_map(|p| state.chosen_doctor(&p).map(|d| (p, d.0)))
             .collect(),
         redacted: redacted_entries(state, verdicts),
+        prescriptions: LedgerState::touched_prescriptions(txs, verdicts)
+            .iter()
+            .filter_map(|id| state.prescription(id))
+            .filter_map(|r| serde_json::to_vec(r).ok().map(|v| (r.id.0, v)))
+            .collect(),
     }
 }
 
@@ -488,6 +502,16 @@ impl Store {
             .break_glass(from, limit, keep)?
             .into_iter()
             .map(|(leaf, record)| decode_break_glass(leaf, &record))
+            .collect()
+    }
+
+    /// Every e-prescription with what was dispensed against it. A record
+    /// that does not decode is an error, never left out.
+    pub fn prescriptions(&self) -> Result<Vec<PrescriptionRecord>, LedgerError> {
+        self.index
+            .prescriptions()?
+            .into_iter()
+            .map(|(id, record)| decode_prescription(&id, &record))
             .collect()
     }
 
@@ -1338,16 +1362,20 @@ impl Store {
                 found: blocks,
             });
         }
-        let directory = self
-            .participants()
-            .and_then(|p| Ok((p, self.break_glass(0, usize::MAX, false)?)));
-        let (participants, break_glass) = match directory {
+        let directory = self.participants().and_then(|p| {
+            Ok((
+                p,
+                self.break_glass(0, usize::MAX, false)?,
+                self.prescriptions()?,
+            ))
+        });
+        let (participants, break_glass, prescriptions) = match directory {
             Ok(d) => d,
             Err(e @ LedgerError::Directory { .. }) => {
                 tracing::warn!(error = %e, "index holds a damaged directory record; rebuilding it");
                 self.index.clear()?;
                 indexed = 0;
-                (Vec::new(), Vec::new())
+                (Vec::new(), Vec::new(), Vec::new())
             }
             Err(e) => return Err(e),
         };
@@ -1394,7 +1422,8 @@ impl Store {
             .collect();
         let mut state = LedgerState::restore(max_skew_ms, participants, chosen, origin, tip)
             .with_break_glass(review_ms, break_glass)
-            .with_redacted(self.index.redactions()?);
+            .with_redacted(self.index.redactions()?)
+            .with_prescriptions(prescriptions);
         if last_height.is_none_or(|h| indexed > h) {
             return Ok(state);
         }
@@ -1490,6 +1519,7 @@ mod tests {
             chosen: Vec::new(),
             break_glass: Vec::new(),
             redacted: Vec::new(),
+            prescriptions: Vec::new(),
         };
         store.index().apply(&[damaged], true).unwrap();
         for e in [
