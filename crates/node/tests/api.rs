@@ -3979,8 +3979,9 @@ async fn roles_md_purpose_table_matches_the_policy_and_every_read() {
     register_roles(&node, &keys).await;
     let doctor = keys["doctor"].1.clone();
     let tx = report_about(&doctor, PATIENT_P);
-    node.submit_ok(std::slice::from_ref(&tx)).await;
-    let uri = format!("/v1/transactions/{}", id_hex(&tx));
+    // A pharmacy reads prescriptions only: it reads this one instead.
+    let rx = signed(&doctor, kind::PRESCRIPTION, &prescription_payload(0));
+    node.submit_ok(&[tx.clone(), rx.clone()]).await;
     let (header, rows) = md_table("role");
     assert_eq!(header[..2], ["role", "default"]);
     let listed: BTreeSet<&str> = rows.iter().map(|r| r[0].as_str()).collect();
@@ -3995,6 +3996,11 @@ async fn roles_md_purpose_table_matches_the_policy_and_every_read() {
         };
         assert_eq!(row[1], allowed[0].code(), "{name}'s default");
         let token = node.token(key);
+        let sample = match may_read_kind(*role, kind::MEDICAL_REPORT) {
+            true => &tx,
+            false => &rx,
+        };
+        let uri = format!("/v1/transactions/{}", id_hex(sample));
         for (col, cell) in header.iter().zip(row).skip(2) {
             let purpose = Purpose::parse(col).unwrap_or_else(|| panic!("column {col}"));
             assert_eq!(cell == "yes", allowed.contains(&purpose), "{name} × {col}");
