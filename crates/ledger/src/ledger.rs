@@ -1644,6 +1644,97 @@ mod tests {
     }
 
     #[test]
+    fn prescriptions_survive_reopening_and_an_index_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        Ledger::init(dir.path(), "test.example/rx", "Test").unwrap();
+        let admin = read_key_file(&dir.path().join("admin.key")).unwrap();
+        let mut ledger = Ledger::open(dir.path()).unwrap();
+        let (doctor, pharmacy) = (
+            SigningKey::from_bytes(&[7; 32]),
+            SigningKey::from_bytes(&[8; 32]),
+        );
+        let time = ledger.state.block_time(now_ms());
+        let day = |d: u64| medledger_health::calendar::date_of_ms(time + d * 86_400_000);
+        let register = |key: &SigningKey, role: &str| {
+            Transaction::sign(
+                &admin,
+                kind::REGISTER,
+                time,
+                &serde_json::json!({"key": keys::public_key(key), "role": role, "institution": "Test"}),
+            )
+            .unwrap()
+        };
+        let tablets = |n: u32| serde_json::json!({"value": n, "system": "http://unitsofmeasure.org", "code": "{tablet}"});
+        let rx = Transaction::sign(
+            &doctor,
+            kind::PRESCRIPTION,
+            time,
+            &serde_json::json!({
+                "resourceType": "MedicationRequest", "status": "active", "intent": "order",
+                "subject": {"reference": "Patient/MFRGGZDFMZTWQ2LKNNWG23TPOA"},
+                "medicationCodeableConcept": {"coding": [{"system": "http://www.whocc.no/atc", "code": "N02AA01"}]},
+                "dosageInstruction": [{"timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+                    "doseAndRate": [{"doseQuantity": tablets(1)}]}],
+                "dispenseRequest": {"quantity": tablets(10), "numberOfRepeatsAllowed": 1,
+                    "validityPeriod": {"start": day(0), "end": day(9)}}
+            }),
+        )
+        .unwrap();
+        let fill = Transaction::sign(
+            &pharmacy,
+            kind::DISPENSE,
+            time,
+            &serde_json::json!({
+                "resourceType": "MedicationDispense", "status": "completed",
+                "subject": {"reference": "Patient/MFRGGZDFMZTWQ2LKNNWG23TPOA"},
+                "medicationCodeableConcept": {"coding": [{"system": "http://www.whocc.no/atc", "code": "N02AA01"}]},
+                "authorizingPrescription": [{"reference": format!("MedicationRequest/{}", crate::state::hex_id(rx.id()))}],
+                "quantity": tablets(4),
+                "whenHandedOver": medledger_health::calendar::instant_of_ms(time as i64)
+            }),
+        )
+        .unwrap();
+        let txs = vec![
+            register(&doctor, "doctor"),
+            register(&pharmacy, "pharmacy"),
+            rx.clone(),
+            fill,
+        ];
+        let mut verdicts = Vec::new();
+        for (i, tx) in txs.iter().enumerate() {
+            verdicts.push(ledger.state.admit(tx, time, 1 + i as u64).unwrap());
+        }
+        let admitted = Admitted::of(&ledger.state, &txs, verdicts);
+        let block = ledger
+            .state
+            .seal_block(txs, time, &ledger.node_key)
+            .unwrap();
+        ledger.store.commit(&block, admitted).unwrap();
+        let want = ledger.state.prescription(rx.id()).cloned().unwrap();
+        // Leaf 3 of the block after genesis; one fill of 4 of the 2 × 10.
+        assert_eq!(
+            (
+                want.leaf,
+                want.fills_allowed,
+                want.fills_used,
+                want.dispensed_milli
+            ),
+            (3, 2, 1, 4_000)
+        );
+        assert_eq!(want.remaining_milli(), 16_000);
+        assert_eq!(ledger.store.prescriptions().unwrap(), std::slice::from_ref(&want));
+        ledger.store.flush().unwrap();
+        drop(ledger);
+        let reopened = Ledger::open(dir.path()).unwrap();
+        assert_eq!(reopened.state.prescription(rx.id()), Some(&want));
+        drop(reopened);
+        std::fs::remove_file(dir.path().join("index.redb")).unwrap();
+        let rebuilt = Ledger::open(dir.path()).unwrap();
+        assert_eq!(rebuilt.state.prescription(rx.id()), Some(&want));
+        assert_eq!(rebuilt.store.prescriptions().unwrap(), [want]);
+    }
+
+    #[test]
     fn a_block_is_committed_only_with_one_verdict_per_transaction() {
         let dir = tempfile::tempdir().unwrap();
         Ledger::init(dir.path(), "test.example/verdicts", "Test").unwrap();
