@@ -1722,7 +1722,10 @@ mod tests {
             (3, 2, 1, 4_000)
         );
         assert_eq!(want.remaining_milli(), 16_000);
-        assert_eq!(ledger.store.prescriptions().unwrap(), std::slice::from_ref(&want));
+        assert_eq!(
+            ledger.store.prescriptions().unwrap(),
+            std::slice::from_ref(&want)
+        );
         ledger.store.flush().unwrap();
         drop(ledger);
         let reopened = Ledger::open(dir.path()).unwrap();
