@@ -889,7 +889,7 @@ impl LedgerState {
                 }
                 Ok(Some(Effect::Prescribe(Box::new(PrescriptionRecord {
                     id: Bytes(*tx.id()),
-                    leaf: 0,
+                    leaf: 0, // Set when applied, at its log index.
                     prescriber: author.key,
                     patient: summary.patient.clone(),
                     atc: rx.atc.clone(),
