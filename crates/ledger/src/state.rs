@@ -446,6 +446,12 @@ pub enum Rejection {
     /// A cancellation by anyone but the prescription's prescriber.
     #[error("only the prescriber may cancel a prescription")]
     NotPrescriber,
+    /// A dispense handed over later than the ledger's clock allows.
+    #[error("whenHandedOver is more than {max_skew_ms} ms after the ledger's clock")]
+    HandedOverFuture {
+        /// Allowed skew.
+        max_skew_ms: u64,
+    },
 }
 
 impl Rejection {
@@ -499,6 +505,7 @@ impl Rejection {
             Rejection::FillsExhausted { .. } => "fills_exhausted",
             Rejection::DispenseOverQuantity { .. } => "dispense_over_quantity",
             Rejection::NotPrescriber => "not_prescriber",
+            Rejection::HandedOverFuture { .. } => "handed_over_future",
         }
     }
 }
@@ -859,8 +866,9 @@ impl LedgerState {
 
     /// The dispensing rules. A prescription is not expired at its block's
     /// time. A dispense names a committed prescription that is not
-    /// cancelled, of the same patient, substance and unit, within its
-    /// validity period (both the block's time and `whenHandedOver`), with a
+    /// cancelled, of the same patient, substance and unit, handed over no
+    /// later than the block (within the skew), within its validity period
+    /// (both the block's time and `whenHandedOver`), with a
     /// fill left, and hands over at most what remains of the prescribed
     /// total (one fill's quantity times the fills allowed), summed over
     /// every pharmacy. Only the prescriber cancels, once. Checked in this
@@ -919,6 +927,15 @@ impl LedgerState {
                 if d.quantity.unit != rx.per_fill.unit {
                     return Err(Rejection::DispenseUnit {
                         unit: rx.per_fill.unit.clone(),
+                    });
+                }
+                // A hand-over is recorded once it has happened: no later
+                // than the block, within the ledger's skew.
+                let latest =
+                    now.saturating_add(i64::try_from(self.max_skew_ms).unwrap_or(i64::MAX));
+                if d.handed_over_ms > latest {
+                    return Err(Rejection::HandedOverFuture {
+                        max_skew_ms: self.max_skew_ms,
                     });
                 }
                 for t in [now, d.handed_over_ms] {
@@ -2404,6 +2421,19 @@ mod tests {
         assert_eq!(
             rejection(w.block(vec![tx], DEC_14 - 1)),
             Rejection::PrescriptionNotYetValid
+        );
+        // A hand-over later than the block's time and the skew (5 min) is
+        // not recorded yet; at the skew's edge it is.
+        let mut ahead = dispense_payload(&p, 1.0, T0);
+        ahead["whenHandedOver"] = json!(medledger_health::calendar::instant_of_ms(
+            (DEC_14 - 1 + DEFAULT_MAX_SKEW_MS + 1) as i64
+        ));
+        let tx = Transaction::sign(&b, kind::DISPENSE, DEC_14 - 1, &ahead).unwrap();
+        assert_eq!(
+            rejection(w.block(vec![tx], DEC_14 - 1)),
+            Rejection::HandedOverFuture {
+                max_skew_ms: DEFAULT_MAX_SKEW_MS
+            }
         );
         // A prescription already expired when written is refused.
         let stale = Transaction::sign(&doc, kind::PRESCRIPTION, DEC_14, &{

@@ -156,7 +156,8 @@ pub fn submit_problem(e: &SubmitError) -> Problem {
             | Rejection::DispenseMedication { .. }
             | Rejection::DispenseUnit { .. }
             | Rejection::FillsExhausted { .. }
-            | Rejection::DispenseOverQuantity { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            | Rejection::DispenseOverQuantity { .. }
+            | Rejection::HandedOverFuture { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         },
     };
     let mut p = Problem::new(status, e.code(), e.to_string());
