@@ -654,7 +654,7 @@ fn fhir_tx(
         refuse(
             "not_stored",
             format!(
-                "{ty} resources are not stored (accepted: Observation, Condition, Immunization)"
+                "{ty} resources are not stored (accepted: Observation, Condition, Immunization, MedicationRequest, MedicationDispense)"
             ),
         )
     })?;
@@ -734,13 +734,17 @@ fn detect(path: &Path) -> Result<Format> {
     let text = String::from_utf8_lossy(&head[..n]);
     let first_line = text.lines().next().unwrap_or("");
     // Signed transactions unless it is plainly FHIR: a line that fails to
-    // parse is then refused on its own, as it always was.
+    // parse is then refused on its own, as it always was. A signed
+    // transaction may carry a FHIR resource as its payload (a
+    // prescription): only a resourceType at the top of a line is FHIR.
     Ok(if !text.contains("\"resourceType\"") {
         Format::Signed
-    } else if serde_json::from_str::<Value>(first_line).is_ok() {
-        Format::FhirNdjson
     } else {
-        Format::Bundle
+        match serde_json::from_str::<Value>(first_line) {
+            Ok(v) if v.get("resourceType").is_some() => Format::FhirNdjson,
+            Ok(_) => Format::Signed,
+            Err(_) => Format::Bundle,
+        }
     })
 }
 

@@ -1539,3 +1539,105 @@ fn a_node_restored_from_a_backup_rejoins_its_cluster_and_catches_up() {
     );
     c.finish(&acked, &[]);
 }
+
+/// One signed transaction posted alone to `base` (following a redirect to
+/// the leader): the status and the body.
+fn post_one(base: &str, tx: &Transaction) -> (u16, Value) {
+    let r = http()
+        .post(format!("{base}/v1/transactions"))
+        .json(&tx.to_wire().unwrap())
+        .send()
+        .expect("an answer");
+    let status = r.status().as_u16();
+    (status, r.json().expect("a JSON body"))
+}
+
+#[test]
+fn two_pharmacies_racing_through_two_nodes_fill_a_single_fill_prescription_once() {
+    let Some(_one) = supported() else {
+        return;
+    };
+    let c = Cluster::start(&[], |_| Vec::new());
+    let (a, b) = (keys::generate().unwrap(), keys::generate().unwrap());
+    let rx = Transaction::sign(
+        &c.doctors[0],
+        kind::PRESCRIPTION,
+        now_ms(),
+        &prescription_payload(0),
+    )
+    .unwrap();
+    let leader = c.leader(Duration::from_secs(10));
+    let setup = [
+        register_role(&c.admin, &a, Role::Pharmacy, None),
+        register_role(&c.admin, &b, Role::Pharmacy, None),
+        rx.clone(),
+    ];
+    let mut acked: HashSet<[u8; 32]> = submit_batch(&c.nodes[leader].base(), &setup)
+        .into_iter()
+        .collect();
+    assert_eq!(acked.len(), 3, "pharmacies and prescription acknowledged");
+    c.converge(&[0, 1, 2]);
+
+    // Each pharmacy through its own node, a follower and the leader, at
+    // the same instant.
+    let follower = (0..3).find(|&i| i != leader).unwrap();
+    let rx_id = hex::encode(rx.id());
+    let dispenses: Vec<Transaction> = [&a, &b]
+        .iter()
+        .map(|p| {
+            Transaction::sign(p, kind::DISPENSE, now_ms(), &dispense_payload(&rx_id, 20)).unwrap()
+        })
+        .collect();
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let racers: Vec<_> = dispenses
+        .iter()
+        .cloned()
+        .zip([c.nodes[follower].base(), c.nodes[leader].base()])
+        .map(|(tx, base)| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                post_one(&base, &tx)
+            })
+        })
+        .collect();
+    let answers: Vec<(u16, Value)> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+    let won: Vec<usize> = (0..2)
+        .filter(|&i| answers[i].0 == 200 && answers[i].1["receipt"].is_string())
+        .collect();
+    assert_eq!(
+        won.len(),
+        1,
+        "exactly one dispense acknowledged: {answers:?}"
+    );
+    let (winner, loser) = (won[0], 1 - won[0]);
+    assert_eq!(answers[winner].1["id"], hex::encode(dispenses[winner].id()));
+    assert_eq!(answers[loser].0, 422, "{answers:?}");
+    assert_eq!(answers[loser].1["code"], "fills_exhausted", "{answers:?}");
+    acked.insert(*dispenses[winner].id());
+
+    // Every node's ledger holds that one dispense, as each node's API says
+    // to a pharmacy reading there.
+    c.converge(&[0, 1, 2]);
+    for n in &c.nodes {
+        let token = issue_token(&n.dir, &a);
+        let r = http()
+            .get(format!(
+                "{}/fhir/MedicationDispense?patient={RX_PATIENT}",
+                n.base()
+            ))
+            .bearer_auth(&token)
+            .send()
+            .expect("search");
+        assert_eq!(r.status(), 200, "node {}", n.id);
+        let bundle: Value = r.json().expect("a Bundle");
+        assert_eq!(bundle["total"], 1, "node {}: {bundle}", n.id);
+        assert_eq!(
+            bundle["entry"][0]["resource"]["id"],
+            hex::encode(dispenses[winner].id()),
+            "node {}",
+            n.id
+        );
+    }
+    c.finish(&acked, &[*dispenses[loser].id()]);
+}

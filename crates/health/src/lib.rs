@@ -13,6 +13,7 @@ pub mod news2;
 pub mod opioid;
 mod payload;
 pub mod pii;
+pub mod prescription;
 pub mod pseudonym;
 pub mod records;
 pub mod redaction;

@@ -84,8 +84,9 @@
 //! Within one string the finding that starts first is reported. Text with
 //! neither an ASCII digit nor an `@` is passed after one pass over its
 //! bytes. A string that is exactly 64 lowercase hex digits (a public key or
-//! a hash, as `participant.register` and `chosen_doctor` carry) is not
-//! free text and is passed: one random key in a few hundred holds a run of
+//! a hash, as `participant.register` and `chosen_doctor` carry), or a
+//! reference `Type/<64 hex>` to a ledger transaction (a dispense's
+//! prescription), is not free text and is passed: one random key in a few hundred holds a run of
 //! digits shaped like a phone number.
 
 use std::fmt::Write as _;
@@ -807,7 +808,7 @@ fn scan_number(n: &Number, insured: bool) -> Option<PiiKind> {
 /// Checks free text; `insured` means an insurance key is an ancestor.
 fn scan_str(text: &str, insured: bool) -> Option<PiiKind> {
     let bytes = text.as_bytes();
-    if bytes.len() == 64 && bytes.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+    if is_ledger_id(bytes) {
         return None;
     }
     let (digit, at) = interesting(bytes);
@@ -820,6 +821,17 @@ fn scan_str(text: &str, insured: bool) -> Option<PiiKind> {
         }
     }
     email.map(|_| PiiKind::Email)
+}
+
+/// Whether `b` is 64 lowercase hex digits (a key or a hash), or a FHIR
+/// reference to one, `Type/<64 hex>` (a dispense's reference to the
+/// prescription it fills, whose id is a transaction id).
+fn is_ledger_id(b: &[u8]) -> bool {
+    let hex = |h: &[u8]| h.len() == 64 && h.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    match b.iter().position(|&c| c == b'/') {
+        Some(i) => i > 0 && b[..i].iter().all(u8::is_ascii_alphabetic) && hex(&b[i + 1..]),
+        None => hex(b),
+    }
 }
 
 /// Whether `b` holds an ASCII digit and whether it holds an `@`. One
@@ -1311,6 +1323,16 @@ mod tests {
         assert_eq!(scan_str("ab0641234567", false), Some(PiiKind::Phone));
         assert_eq!(scan_str(&format!("{key} "), false), Some(PiiKind::Phone));
         assert_eq!(scan_str(&key.to_uppercase(), false), Some(PiiKind::Phone));
+        // A reference to a transaction by its id is not free text either;
+        // anything more around it is.
+        assert_eq!(scan_str(&format!("MedicationRequest/{key}"), false), None);
+        for text in [
+            format!("/{key}"),
+            format!("Medication Request/{key}"),
+            format!("MedicationRequest/{key}/x"),
+        ] {
+            assert_eq!(scan_str(&text, false), Some(PiiKind::Phone), "{text}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 use crate::fhir::{self, Measure};
 use crate::pii;
+use crate::prescription::{self, Cancel, Dispense, Prescription};
 use crate::{access, pseudonym, redaction, registries};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -186,6 +187,13 @@ pub enum Checked {
     Redaction(redaction::Redaction),
     /// A patient's request for erasure.
     ErasureRequest(redaction::ErasureRequest),
+    /// An e-prescription: its FHIR summary and what the dispensing rules
+    /// need.
+    Prescription(Box<(fhir::Summary, Prescription)>),
+    /// A dispense: its FHIR summary and what the dispensing rules need.
+    Dispense(Box<(fhir::Summary, Dispense)>),
+    /// A prescriber's cancellation of a prescription.
+    PrescriptionCancel(Cancel),
     /// Any other kind: the PII guard passed; its schema is the state
     /// machine's business.
     Other,
@@ -204,6 +212,9 @@ impl Checked {
             Checked::Consent(c) => Some(c.patient()),
             Checked::Redaction(r) => r.patient.as_deref(),
             Checked::ErasureRequest(r) => Some(&r.patient),
+            Checked::Prescription(p) => Some(&p.0.patient),
+            Checked::Dispense(d) => Some(&d.0.patient),
+            Checked::PrescriptionCancel(c) => Some(&c.patient),
             Checked::Epidemic(_)
             | Checked::Vaccination(_)
             | Checked::Access(_)
@@ -216,19 +227,25 @@ impl Checked {
     /// the payload is not parsed again at commit.
     pub fn into_terms(self) -> Terms {
         let mut accessed = Vec::new();
-        let (patient, codes) = match self {
-            Checked::Report(r) => (Some(r.patient), r.diagnoses),
-            Checked::Vitals(v) => (Some(v.patient), Vec::new()),
-            // Business identifiers are indexed as `system|value` beside the
-            // codes (a code holds no `|`), so a conditional create finds them.
-            Checked::Fhir(f) => (
+        // Business identifiers are indexed as `system|value` beside the
+        // codes (a code holds no `|`), so a conditional create finds them.
+        let fhir_terms = |f: fhir::Summary| {
+            (
                 Some(f.patient),
                 f.codes
                     .into_iter()
                     .map(|(_, c)| c)
                     .chain(f.identifiers.into_iter().map(|(s, v)| format!("{s}|{v}")))
                     .collect(),
-            ),
+            )
+        };
+        let (patient, codes) = match self {
+            Checked::Report(r) => (Some(r.patient), r.diagnoses),
+            Checked::Vitals(v) => (Some(v.patient), Vec::new()),
+            Checked::Fhir(f) => fhir_terms(f),
+            Checked::Prescription(p) => fhir_terms(p.0),
+            Checked::Dispense(d) => fhir_terms(d.0),
+            Checked::PrescriptionCancel(c) => (Some(c.patient), Vec::new()),
             Checked::Donor(d) => (Some(d.patient), Vec::new()),
             Checked::ChosenDoctor(c) => (Some(c.patient), Vec::new()),
             Checked::Epidemic(e) => (None, vec![e.disease]),
@@ -303,6 +320,23 @@ pub fn check_bytes(kind: &str, payload: &[u8]) -> Result<Checked, PayloadError> 
             }
             Ok(Checked::Fhir(summary))
         }
+        fhir::KIND_PRESCRIPTION | fhir::KIND_DISPENSE => {
+            let v = parse(payload)?;
+            pii::scan_resource(&v).map_err(PayloadError::Pii)?;
+            let (summary, facts) = fhir::validate_with_facts(&v).map_err(PayloadError::Fhir)?;
+            match facts {
+                Some(fhir::MedicationFacts::Request(p)) if kind == fhir::KIND_PRESCRIPTION => {
+                    Ok(Checked::Prescription(Box::new((summary, p))))
+                }
+                Some(fhir::MedicationFacts::Dispense(d)) if kind == fhir::KIND_DISPENSE => {
+                    Ok(Checked::Dispense(Box::new((summary, d))))
+                }
+                _ => Err(PayloadError::Schema(format!(
+                    "a {} resource cannot be stored as {kind}",
+                    summary.resource_type
+                ))),
+            }
+        }
         _ => {
             pii::scan_json(payload).map_err(PayloadError::Pii)?;
             match kind {
@@ -330,6 +364,9 @@ pub fn check_bytes(kind: &str, payload: &[u8]) -> Result<Checked, PayloadError> 
                 }
                 registries::CHOSEN_DOCTOR => {
                     registries::chosen_doctor(payload).map(Checked::ChosenDoctor)
+                }
+                prescription::PRESCRIPTION_CANCEL => {
+                    prescription::cancel(payload).map(Checked::PrescriptionCancel)
                 }
                 _ => Ok(Checked::Other),
             }

@@ -18,6 +18,8 @@ pub fn purposes(role: Role) -> &'static [Purpose] {
         Role::DataProtectionOfficer => &[Hoperat, Patrqt],
         Role::Admin => &[Hoperat],
         Role::Patient => &[Patrqt],
+        // Dispensing is part of the patient's treatment.
+        Role::Pharmacy => &[Treat],
         Role::Device | Role::PseudonymizationAuthority | Role::Node | Role::RegistryOfficer => &[],
     }
 }
@@ -93,8 +95,12 @@ mod tests {
     fn consent_denies_every_reader_but_a_doctor_breaking_the_glass_for_an_emergency() {
         let deny = Some(ProvisionType::Deny);
         let report = kind::MEDICAL_REPORT;
-        // A patient's own reads are judged apart (the next test).
-        for role in RECORD_READERS.iter().filter(|r| **r != Role::Patient) {
+        // A patient's own reads are judged apart, and so are a pharmacy's,
+        // which reads no reports (the tests below).
+        for role in RECORD_READERS
+            .iter()
+            .filter(|r| **r != Role::Patient && may_read_kind(**r, report))
+        {
             for &purpose in purposes(*role) {
                 let glass = *role == Role::Doctor && purpose == Purpose::Etreat;
                 let want = match glass {
@@ -143,6 +149,41 @@ mod tests {
             ),
             Decision::Deny(Denial::Role)
         );
+    }
+
+    #[test]
+    fn a_pharmacy_reads_prescriptions_and_dispenses_for_treatment_and_nothing_else() {
+        let deny = Some(ProvisionType::Deny);
+        for k in kind::MEDICATION {
+            assert_eq!(
+                decide(Role::Pharmacy, Purpose::Treat, k, None, false, false),
+                Decision::Permit,
+                "{k}"
+            );
+            // The patient's consent binds a pharmacy as any reader.
+            assert_eq!(
+                decide(Role::Pharmacy, Purpose::Treat, k, deny, true, false),
+                Decision::Deny(Denial::Consent),
+                "{k}"
+            );
+            assert_eq!(
+                decide(Role::Pharmacy, Purpose::Hresch, k, None, false, false),
+                Decision::Deny(Denial::Purpose),
+                "{k}"
+            );
+        }
+        for k in [
+            kind::MEDICAL_REPORT,
+            kind::FHIR_OBSERVATION,
+            kind::VITAL_SIGNS,
+            kind::ORGAN_DONOR_DECISION,
+        ] {
+            assert_eq!(
+                decide(Role::Pharmacy, Purpose::Treat, k, None, false, false),
+                Decision::Deny(Denial::Role),
+                "{k}"
+            );
+        }
     }
 
     #[test]

@@ -13,7 +13,8 @@
 use crate::roles::{Role, kind};
 use crate::state::{
     BlockFault, BreakGlass, Checked, ClusterMember, DEFAULT_BREAK_GLASS_REVIEW_MS,
-    DEFAULT_MAX_SKEW_MS, GenesisPayload, LedgerState, Participant, Rejection, Seen, Tip,
+    DEFAULT_MAX_SKEW_MS, GenesisPayload, LedgerState, Participant, PrescriptionRecord, Rejection,
+    Seen, Tip,
 };
 use ed25519_dalek::SigningKey;
 use medledger_formats::block::{Block, SealedHeader};
@@ -337,7 +338,15 @@ fn block_index(block: &Block, location: Location, admitted: Admitted) -> BlockIn
         chosen: admitted.directory.chosen,
         break_glass: admitted.directory.break_glass,
         redacted: admitted.directory.redacted,
+        prescriptions: admitted.directory.prescriptions,
     }
+}
+
+fn decode_prescription(id: &[u8; 32], record: &[u8]) -> Result<PrescriptionRecord, LedgerError> {
+    serde_json::from_slice(record).map_err(|e| LedgerError::Directory {
+        key: format!("prescription {}", medledger_formats::bytes::Bytes(*id)),
+        error: e.to_string(),
+    })
 }
 
 fn decode_break_glass(leaf: u64, record: &[u8]) -> Result<BreakGlass, LedgerError> {
@@ -395,6 +404,11 @@ fn directory_records(state: &LedgerState, txs: &[Transaction], verdicts: &[Check
             .filter_map(|p| state.chosen_doctor(&p).map(|d| (p, d.0)))
             .collect(),
         redacted: redacted_entries(state, verdicts),
+        prescriptions: LedgerState::touched_prescriptions(txs, verdicts)
+            .iter()
+            .filter_map(|id| state.prescription(id))
+            .filter_map(|r| serde_json::to_vec(r).ok().map(|v| (r.id.0, v)))
+            .collect(),
     }
 }
 
@@ -488,6 +502,16 @@ impl Store {
             .break_glass(from, limit, keep)?
             .into_iter()
             .map(|(leaf, record)| decode_break_glass(leaf, &record))
+            .collect()
+    }
+
+    /// Every e-prescription with what was dispensed against it. A record
+    /// that does not decode is an error, never left out.
+    pub fn prescriptions(&self) -> Result<Vec<PrescriptionRecord>, LedgerError> {
+        self.index
+            .prescriptions()?
+            .into_iter()
+            .map(|(id, record)| decode_prescription(&id, &record))
             .collect()
     }
 
@@ -1338,16 +1362,20 @@ impl Store {
                 found: blocks,
             });
         }
-        let directory = self
-            .participants()
-            .and_then(|p| Ok((p, self.break_glass(0, usize::MAX, false)?)));
-        let (participants, break_glass) = match directory {
+        let directory = self.participants().and_then(|p| {
+            Ok((
+                p,
+                self.break_glass(0, usize::MAX, false)?,
+                self.prescriptions()?,
+            ))
+        });
+        let (participants, break_glass, prescriptions) = match directory {
             Ok(d) => d,
             Err(e @ LedgerError::Directory { .. }) => {
                 tracing::warn!(error = %e, "index holds a damaged directory record; rebuilding it");
                 self.index.clear()?;
                 indexed = 0;
-                (Vec::new(), Vec::new())
+                (Vec::new(), Vec::new(), Vec::new())
             }
             Err(e) => return Err(e),
         };
@@ -1394,7 +1422,8 @@ impl Store {
             .collect();
         let mut state = LedgerState::restore(max_skew_ms, participants, chosen, origin, tip)
             .with_break_glass(review_ms, break_glass)
-            .with_redacted(self.index.redactions()?);
+            .with_redacted(self.index.redactions()?)
+            .with_prescriptions(prescriptions);
         if last_height.is_none_or(|h| indexed > h) {
             return Ok(state);
         }
@@ -1490,6 +1519,7 @@ mod tests {
             chosen: Vec::new(),
             break_glass: Vec::new(),
             redacted: Vec::new(),
+            prescriptions: Vec::new(),
         };
         store.index().apply(&[damaged], true).unwrap();
         for e in [
@@ -1611,6 +1641,100 @@ mod tests {
         let rebuilt = Ledger::open(dir.path()).unwrap();
         assert_eq!(rebuilt.state.break_glass(&id), Some(&want));
         assert_eq!(rebuilt.store.break_glass(0, 10, false).unwrap(), [want]);
+    }
+
+    #[test]
+    fn prescriptions_survive_reopening_and_an_index_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        Ledger::init(dir.path(), "test.example/rx", "Test").unwrap();
+        let admin = read_key_file(&dir.path().join("admin.key")).unwrap();
+        let mut ledger = Ledger::open(dir.path()).unwrap();
+        let (doctor, pharmacy) = (
+            SigningKey::from_bytes(&[7; 32]),
+            SigningKey::from_bytes(&[8; 32]),
+        );
+        let time = ledger.state.block_time(now_ms());
+        let day = |d: u64| medledger_health::calendar::date_of_ms(time + d * 86_400_000);
+        let register = |key: &SigningKey, role: &str| {
+            Transaction::sign(
+                &admin,
+                kind::REGISTER,
+                time,
+                &serde_json::json!({"key": keys::public_key(key), "role": role, "institution": "Test"}),
+            )
+            .unwrap()
+        };
+        let tablets = |n: u32| serde_json::json!({"value": n, "system": "http://unitsofmeasure.org", "code": "{tablet}"});
+        let rx = Transaction::sign(
+            &doctor,
+            kind::PRESCRIPTION,
+            time,
+            &serde_json::json!({
+                "resourceType": "MedicationRequest", "status": "active", "intent": "order",
+                "subject": {"reference": "Patient/MFRGGZDFMZTWQ2LKNNWG23TPOA"},
+                "medicationCodeableConcept": {"coding": [{"system": "http://www.whocc.no/atc", "code": "N02AA01"}]},
+                "dosageInstruction": [{"timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+                    "doseAndRate": [{"doseQuantity": tablets(1)}]}],
+                "dispenseRequest": {"quantity": tablets(10), "numberOfRepeatsAllowed": 1,
+                    "validityPeriod": {"start": day(0), "end": day(9)}}
+            }),
+        )
+        .unwrap();
+        let fill = Transaction::sign(
+            &pharmacy,
+            kind::DISPENSE,
+            time,
+            &serde_json::json!({
+                "resourceType": "MedicationDispense", "status": "completed",
+                "subject": {"reference": "Patient/MFRGGZDFMZTWQ2LKNNWG23TPOA"},
+                "medicationCodeableConcept": {"coding": [{"system": "http://www.whocc.no/atc", "code": "N02AA01"}]},
+                "authorizingPrescription": [{"reference": format!("MedicationRequest/{}", crate::state::hex_id(rx.id()))}],
+                "quantity": tablets(4),
+                "whenHandedOver": medledger_health::calendar::instant_of_ms(time as i64)
+            }),
+        )
+        .unwrap();
+        let txs = vec![
+            register(&doctor, "doctor"),
+            register(&pharmacy, "pharmacy"),
+            rx.clone(),
+            fill,
+        ];
+        let mut verdicts = Vec::new();
+        for (i, tx) in txs.iter().enumerate() {
+            verdicts.push(ledger.state.admit(tx, time, 1 + i as u64).unwrap());
+        }
+        let admitted = Admitted::of(&ledger.state, &txs, verdicts);
+        let block = ledger
+            .state
+            .seal_block(txs, time, &ledger.node_key)
+            .unwrap();
+        ledger.store.commit(&block, admitted).unwrap();
+        let want = ledger.state.prescription(rx.id()).cloned().unwrap();
+        // Leaf 3 of the block after genesis; one fill of 4 of the 2 × 10.
+        assert_eq!(
+            (
+                want.leaf,
+                want.fills_allowed,
+                want.fills_used,
+                want.dispensed_milli
+            ),
+            (3, 2, 1, 4_000)
+        );
+        assert_eq!(want.remaining_milli(), 16_000);
+        assert_eq!(
+            ledger.store.prescriptions().unwrap(),
+            std::slice::from_ref(&want)
+        );
+        ledger.store.flush().unwrap();
+        drop(ledger);
+        let reopened = Ledger::open(dir.path()).unwrap();
+        assert_eq!(reopened.state.prescription(rx.id()), Some(&want));
+        drop(reopened);
+        std::fs::remove_file(dir.path().join("index.redb")).unwrap();
+        let rebuilt = Ledger::open(dir.path()).unwrap();
+        assert_eq!(rebuilt.state.prescription(rx.id()), Some(&want));
+        assert_eq!(rebuilt.store.prescriptions().unwrap(), [want]);
     }
 
     #[test]

@@ -31,8 +31,8 @@ pub use roles::{
 // The deterministic state machine: participants, payloads and the rules.
 pub use state::{
     BlockFault, BreakGlass, Checked, ClusterMember, DEFAULT_BREAK_GLASS_REVIEW_MS,
-    DEFAULT_MAX_SKEW_MS, LedgerState, Participant, RegisterPayload, Rejection, RevokePayload, Seen,
-    Tip, payload_rules,
+    DEFAULT_MAX_SKEW_MS, LedgerState, Participant, PrescriptionRecord, RegisterPayload, Rejection,
+    RevokePayload, Seen, Tip, payload_rules,
 };
 // What a redaction's target is, as the index knows it.
 pub use medledger_store::TxFacts;

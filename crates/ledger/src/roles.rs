@@ -32,11 +32,13 @@ pub enum Role {
     /// A patient, bound to one pseudonym by the pseudonymization authority
     /// (the paper's digital identity of the patient).
     Patient,
+    /// A pharmacy: dispenses against e-prescriptions, and reads them.
+    Pharmacy,
 }
 
 impl Role {
     /// Every role, for listings and tests.
-    pub const ALL: [Role; 12] = [
+    pub const ALL: [Role; 13] = [
         Role::Institution,
         Role::Doctor,
         Role::Device,
@@ -49,6 +51,7 @@ impl Role {
         Role::Node,
         Role::RegistryOfficer,
         Role::Patient,
+        Role::Pharmacy,
     ];
 
     /// The name used in JSON.
@@ -66,6 +69,7 @@ impl Role {
             Role::Node => "node",
             Role::RegistryOfficer => "registry_officer",
             Role::Patient => "patient",
+            Role::Pharmacy => "pharmacy",
         }
     }
 }
@@ -113,9 +117,15 @@ pub mod kind {
     pub const REDACTION: &str = medledger_health::redaction::REDACTION;
     /// A patient's request for erasure (filed by them or their doctor).
     pub const ERASURE_REQUEST: &str = medledger_health::redaction::ERASURE_REQUEST;
+    /// An e-prescription (FHIR R4 MedicationRequest).
+    pub const PRESCRIPTION: &str = medledger_health::prescription::PRESCRIPTION;
+    /// A dispense against a prescription (FHIR R4 MedicationDispense).
+    pub const DISPENSE: &str = medledger_health::prescription::DISPENSE;
+    /// The prescriber's cancellation of a prescription.
+    pub const PRESCRIPTION_CANCEL: &str = medledger_health::prescription::PRESCRIPTION_CANCEL;
 
     /// Every kind a participant may submit (all but genesis).
-    pub const SUBMITTABLE: [&str; 16] = [
+    pub const SUBMITTABLE: [&str; 19] = [
         REGISTER,
         REVOKE,
         MEDICAL_REPORT,
@@ -132,14 +142,22 @@ pub mod kind {
         ACCESS_REVIEW,
         REDACTION,
         ERASURE_REQUEST,
+        PRESCRIPTION,
+        DISPENSE,
+        PRESCRIPTION_CANCEL,
     ];
+
+    /// The e-prescription kinds, all that a pharmacy reads.
+    pub const MEDICATION: [&str; 3] = [PRESCRIPTION, DISPENSE, PRESCRIPTION_CANCEL];
 }
 
 /// Whether a committed transaction of `kind` may be redacted. The ledger
 /// itself rests on the others: genesis, registrations and revocations make
 /// the directory; consent directives and chosen doctors decide reads; access
 /// entries, their reviews and redactions are the accountability record, and
-/// hold no health data to erase.
+/// hold no health data to erase; prescriptions, dispenses and their
+/// cancellations are what the dispensing rules are judged on, so a replay
+/// (verify, an index rebuild) needs them whole.
 pub fn may_redact(kind: &str) -> bool {
     matches!(
         kind,
@@ -170,6 +188,7 @@ pub const RECORD_READERS: &[Role] = &[
     Role::DataProtectionOfficer,
     Role::Admin,
     Role::Patient,
+    Role::Pharmacy,
 ];
 
 /// Roles that may read a patient's access log; a patient, only their own.
@@ -211,11 +230,21 @@ pub const PSEUDONYM_MAKERS: &[Role] = &[Role::PseudonymizationAuthority];
 
 /// Roles whose integration accounts may write FHIR resources (the node
 /// signs them for the account).
-pub const FHIR_WRITERS: &[Role] = &[Role::Institution, Role::Doctor, Role::Device];
+pub const FHIR_WRITERS: &[Role] = &[
+    Role::Institution,
+    Role::Doctor,
+    Role::Device,
+    Role::Pharmacy,
+];
 
 /// Whether `role`, a record reader, may read records of `kind`: organ-donor
-/// decisions are for [`DONOR_READERS`] only, whatever else the role may read.
+/// decisions are for [`DONOR_READERS`] only, whatever else the role may read;
+/// a pharmacy reads prescriptions, dispenses and cancellations only (it
+/// looks up the prescription it fills), never the rest of a record.
 pub fn may_read_kind(role: Role, kind: &str) -> bool {
+    if role == Role::Pharmacy {
+        return kind::MEDICATION.contains(&kind);
+    }
     kind != kind::ORGAN_DONOR_DECISION || DONOR_READERS.contains(&role)
 }
 
@@ -237,6 +266,10 @@ pub fn allowed_roles(kind: &str) -> Option<&'static [Role]> {
         kind::ACCESS_ENTRY => &[Node],
         kind::ACCESS_REVIEW | kind::REDACTION => &[DataProtectionOfficer],
         kind::ERASURE_REQUEST => &[Doctor, Patient],
+        // Only the prescription's own prescriber may cancel it (see
+        // `LedgerState::check_medication`).
+        kind::PRESCRIPTION | kind::PRESCRIPTION_CANCEL => &[Doctor],
+        kind::DISPENSE => &[Pharmacy],
         // Genesis is admitted only by its own rule, never by role.
         _ => return None,
     })

@@ -15,6 +15,7 @@ use medledger_formats::tx::Transaction;
 use medledger_health::access::Verdict;
 use medledger_health::fhir::FhirError;
 use medledger_health::pii::PiiFinding;
+use medledger_health::prescription::Amount;
 pub use medledger_health::records::Checked;
 use medledger_health::records::{self, PayloadError};
 use serde::{Deserialize, Serialize};
@@ -54,6 +55,48 @@ impl BreakGlass {
     /// `deadline_ms` after its time, the deadline itself still on time.
     pub fn overdue(&self, deadline_ms: u64, now_ms: u64) -> bool {
         self.review.is_none() && now_ms > self.time.saturating_add(deadline_ms)
+    }
+}
+
+/// An e-prescription as the dispensing rules track it: what it allows, and
+/// what has been dispensed against it so far, summed over every pharmacy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrescriptionRecord {
+    /// The prescription's transaction id.
+    pub id: Bytes<32>,
+    /// Its log index.
+    pub leaf: u64,
+    /// The prescribing doctor (the transaction's author).
+    pub prescriber: PublicKey,
+    /// The patient's pseudonym.
+    pub patient: String,
+    /// The ATC code of the substance.
+    pub atc: String,
+    /// The amount of one fill, and its UCUM unit.
+    pub per_fill: Amount,
+    /// Fills allowed: 1 + `numberOfRepeatsAllowed`.
+    pub fills_allowed: u32,
+    /// Fills dispensed so far.
+    pub fills_used: u32,
+    /// Amount dispensed so far, in thousandths of `per_fill.unit`.
+    pub dispensed_milli: u64,
+    /// Start of the validity period, ms since the epoch.
+    pub valid_from_ms: i64,
+    /// End of the validity period (exclusive), ms since the epoch.
+    pub valid_until_ms: i64,
+    /// The log index of its cancellation, once cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled_at: Option<u64>,
+}
+
+impl PrescriptionRecord {
+    /// What may still be dispensed, in thousandths of the unit.
+    pub fn remaining_milli(&self) -> u64 {
+        self.per_fill
+            .milli
+            .saturating_mul(u64::from(self.fills_allowed))
+            .saturating_sub(self.dispensed_milli)
     }
 }
 
@@ -358,6 +401,57 @@ pub enum Rejection {
     /// its patient.
     #[error("request names no committed erasure request of the redaction's patient")]
     RedactionRequest,
+    /// A dispense or cancellation naming no committed prescription.
+    #[error("prescription {0} is not a committed prescription")]
+    PrescriptionUnknown(String),
+    /// A dispense before the prescription's validity period starts.
+    #[error("the prescription is not valid yet")]
+    PrescriptionNotYetValid,
+    /// A dispense (or a prescription) after the validity period ended.
+    #[error("the prescription has expired")]
+    PrescriptionExpired,
+    /// A dispense or cancellation of a cancelled prescription.
+    #[error("the prescription was cancelled")]
+    PrescriptionCancelled,
+    /// A dispense or cancellation about another patient than the
+    /// prescription's.
+    #[error("the patient is not the prescription's patient")]
+    PrescriptionPatient,
+    /// A dispense of another substance than the one prescribed.
+    #[error("the medication is not the prescribed substance, {atc}")]
+    DispenseMedication {
+        /// The prescribed ATC code.
+        atc: String,
+    },
+    /// A dispense in another unit than the prescription's quantity.
+    #[error("the quantity must be given in the prescription's unit, {unit}")]
+    DispenseUnit {
+        /// The prescribed UCUM unit.
+        unit: String,
+    },
+    /// A fill beyond the fills the prescription allows (a second fill of a
+    /// single-fill prescription).
+    #[error("the prescription allows {allowed} fill(s), and all have been dispensed")]
+    FillsExhausted {
+        /// Fills allowed: 1 + repeats.
+        allowed: u32,
+    },
+    /// A dispense of more than remains of the prescription, summed over
+    /// every pharmacy.
+    #[error("the quantity exceeds what remains of the prescription, {remaining}")]
+    DispenseOverQuantity {
+        /// What remains, with its unit.
+        remaining: String,
+    },
+    /// A cancellation by anyone but the prescription's prescriber.
+    #[error("only the prescriber may cancel a prescription")]
+    NotPrescriber,
+    /// A dispense handed over later than the ledger's clock allows.
+    #[error("whenHandedOver is more than {max_skew_ms} ms after the ledger's clock")]
+    HandedOverFuture {
+        /// Allowed skew.
+        max_skew_ms: u64,
+    },
 }
 
 impl Rejection {
@@ -401,6 +495,17 @@ impl Rejection {
             Rejection::RedactionPatient(_) => "redaction_patient",
             Rejection::RedactedKind(_) => "redacted_kind",
             Rejection::RedactionRequest => "redaction_request",
+            Rejection::PrescriptionUnknown(_) => "prescription_unknown",
+            Rejection::PrescriptionNotYetValid => "prescription_not_yet_valid",
+            Rejection::PrescriptionExpired => "prescription_expired",
+            Rejection::PrescriptionCancelled => "prescription_cancelled",
+            Rejection::PrescriptionPatient => "prescription_patient",
+            Rejection::DispenseMedication { .. } => "dispense_medication",
+            Rejection::DispenseUnit { .. } => "dispense_unit",
+            Rejection::FillsExhausted { .. } => "fills_exhausted",
+            Rejection::DispenseOverQuantity { .. } => "dispense_over_quantity",
+            Rejection::NotPrescriber => "not_prescriber",
+            Rejection::HandedOverFuture { .. } => "handed_over_future",
         }
     }
 }
@@ -527,6 +632,8 @@ pub struct LedgerState {
     break_glass_review_ms: u64,
     /// Redacted transactions: id → (leaf, leaf of the redaction).
     redacted: HashMap<Hash, (u64, u64)>,
+    /// e-Prescriptions by transaction id, with what was dispensed.
+    prescriptions: HashMap<Hash, PrescriptionRecord>,
 }
 
 /// What an admitted transaction changes.
@@ -542,6 +649,12 @@ enum Effect {
     Review(Hash),
     /// A redaction of these transactions: id and leaf.
     Redact(Vec<(Hash, u64)>),
+    /// A new prescription.
+    Prescribe(Box<PrescriptionRecord>),
+    /// One fill of the prescription with this id, of this many thousandths.
+    Dispensed(Hash, u64),
+    /// The cancellation of the prescription with this id.
+    Cancelled(Hash),
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(tx: &Transaction) -> Result<T, Rejection> {
@@ -632,7 +745,19 @@ impl LedgerState {
             break_glass: HashMap::new(),
             break_glass_review_ms: DEFAULT_BREAK_GLASS_REVIEW_MS,
             redacted: HashMap::new(),
+            prescriptions: HashMap::new(),
         }
+    }
+
+    /// A restored state with its prescriptions, as the index holds them.
+    pub fn with_prescriptions(mut self, records: Vec<PrescriptionRecord>) -> Self {
+        self.prescriptions = records.into_iter().map(|r| (r.id.0, r)).collect();
+        self
+    }
+
+    /// The prescription with transaction id `id`.
+    pub fn prescription(&self, id: &Hash) -> Option<&PrescriptionRecord> {
+        self.prescriptions.get(id)
     }
 
     /// A restored state with its break-glass entries and the review
@@ -724,16 +849,135 @@ impl LedgerState {
             None => payload_rules(tx)?,
         };
         check_device_patient(author, &checked)?;
-        let effect = match self.check_content(author, &checked)? {
+        let effect = match self.check_medication(tx, author, &checked, block_time)? {
             Some(effect) => effect,
-            None => match tx.header().kind.as_str() {
-                kind::REGISTER => self.check_register(author, tx)?,
-                kind::REVOKE => self.check_revoke(author, tx)?,
-                kind::REDACTION => self.check_redaction(&checked, seen)?,
-                _ => self.check_break_glass(tx, &checked)?,
+            None => match self.check_content(author, &checked)? {
+                Some(effect) => effect,
+                None => match tx.header().kind.as_str() {
+                    kind::REGISTER => self.check_register(author, tx)?,
+                    kind::REVOKE => self.check_revoke(author, tx)?,
+                    kind::REDACTION => self.check_redaction(&checked, seen)?,
+                    _ => self.check_break_glass(tx, &checked)?,
+                },
             },
         };
         Ok((effect, checked))
+    }
+
+    /// The dispensing rules. A prescription is not expired at its block's
+    /// time. A dispense names a committed prescription that is not
+    /// cancelled, of the same patient, substance and unit, handed over no
+    /// later than the block (within the skew), within its validity period
+    /// (both the block's time and `whenHandedOver`), with a
+    /// fill left, and hands over at most what remains of the prescribed
+    /// total (one fill's quantity times the fills allowed), summed over
+    /// every pharmacy. Only the prescriber cancels, once. Checked in this
+    /// order, which decides the code a dispense breaking several gets.
+    fn check_medication(
+        &self,
+        tx: &Transaction,
+        author: &Participant,
+        checked: &Checked,
+        block_time: u64,
+    ) -> Result<Option<Effect>, Rejection> {
+        let now = i64::try_from(block_time).unwrap_or(i64::MAX);
+        let lookup = |id: &str| -> Result<(Hash, &PrescriptionRecord), Rejection> {
+            let unknown = || Rejection::PrescriptionUnknown(id.to_owned());
+            let h = Bytes::<32>::parse_hex(id).map_err(|_| unknown())?.0;
+            self.prescriptions
+                .get(&h)
+                .map(|r| (h, r))
+                .ok_or_else(unknown)
+        };
+        match checked {
+            Checked::Prescription(p) => {
+                let (summary, rx) = (&p.0, &p.1);
+                if now >= rx.valid_until_ms {
+                    return Err(Rejection::PrescriptionExpired);
+                }
+                Ok(Some(Effect::Prescribe(Box::new(PrescriptionRecord {
+                    id: Bytes(*tx.id()),
+                    leaf: 0, // Set when applied, at its log index.
+                    prescriber: author.key,
+                    patient: summary.patient.clone(),
+                    atc: rx.atc.clone(),
+                    per_fill: rx.per_fill.clone(),
+                    fills_allowed: rx.repeats.saturating_add(1),
+                    fills_used: 0,
+                    dispensed_milli: 0,
+                    valid_from_ms: rx.valid_from_ms,
+                    valid_until_ms: rx.valid_until_ms,
+                    cancelled_at: None,
+                }))))
+            }
+            Checked::Dispense(d) => {
+                let (summary, d) = (&d.0, &d.1);
+                let (id, rx) = lookup(&d.prescription)?;
+                if rx.cancelled_at.is_some() {
+                    return Err(Rejection::PrescriptionCancelled);
+                }
+                if summary.patient != rx.patient {
+                    return Err(Rejection::PrescriptionPatient);
+                }
+                if d.atc != rx.atc {
+                    return Err(Rejection::DispenseMedication {
+                        atc: rx.atc.clone(),
+                    });
+                }
+                if d.quantity.unit != rx.per_fill.unit {
+                    return Err(Rejection::DispenseUnit {
+                        unit: rx.per_fill.unit.clone(),
+                    });
+                }
+                // A hand-over is recorded once it has happened: no later
+                // than the block, within the ledger's skew.
+                let latest =
+                    now.saturating_add(i64::try_from(self.max_skew_ms).unwrap_or(i64::MAX));
+                if d.handed_over_ms > latest {
+                    return Err(Rejection::HandedOverFuture {
+                        max_skew_ms: self.max_skew_ms,
+                    });
+                }
+                for t in [now, d.handed_over_ms] {
+                    if t < rx.valid_from_ms {
+                        return Err(Rejection::PrescriptionNotYetValid);
+                    }
+                    if t >= rx.valid_until_ms {
+                        return Err(Rejection::PrescriptionExpired);
+                    }
+                }
+                if rx.fills_used >= rx.fills_allowed {
+                    return Err(Rejection::FillsExhausted {
+                        allowed: rx.fills_allowed,
+                    });
+                }
+                let remaining = rx.remaining_milli();
+                if d.quantity.milli > remaining {
+                    return Err(Rejection::DispenseOverQuantity {
+                        remaining: Amount {
+                            milli: remaining,
+                            unit: rx.per_fill.unit.clone(),
+                        }
+                        .to_string(),
+                    });
+                }
+                Ok(Some(Effect::Dispensed(id, d.quantity.milli)))
+            }
+            Checked::PrescriptionCancel(c) => {
+                let (id, rx) = lookup(&c.prescription)?;
+                if rx.prescriber != author.key {
+                    return Err(Rejection::NotPrescriber);
+                }
+                if c.patient != rx.patient {
+                    return Err(Rejection::PrescriptionPatient);
+                }
+                if rx.cancelled_at.is_some() {
+                    return Err(Rejection::PrescriptionCancelled);
+                }
+                Ok(Some(Effect::Cancelled(id)))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Every target of a redaction is a transaction an earlier block
@@ -1049,6 +1293,21 @@ impl LedgerState {
                     self.redacted.insert(id, (target, leaf));
                 }
             }
+            Effect::Prescribe(mut record) => {
+                record.leaf = leaf;
+                self.prescriptions.insert(record.id.0, *record);
+            }
+            Effect::Dispensed(id, milli) => {
+                if let Some(r) = self.prescriptions.get_mut(&id) {
+                    r.fills_used = r.fills_used.saturating_add(1);
+                    r.dispensed_milli = r.dispensed_milli.saturating_add(milli);
+                }
+            }
+            Effect::Cancelled(id) => {
+                if let Some(r) = self.prescriptions.get_mut(&id) {
+                    r.cancelled_at = Some(leaf);
+                }
+            }
         }
     }
 
@@ -1136,6 +1395,22 @@ impl LedgerState {
             .filter_map(|(tx, checked)| match checked {
                 Checked::Access(a) if a.verdict == Verdict::BreakGlass => Some(*tx.id()),
                 Checked::Review(r) => Bytes::<32>::parse_hex(&r.entry).ok().map(|b| b.0),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Ids of the prescriptions that `txs`, with their payload `verdicts`,
+    /// created, filled or cancelled (for the index).
+    pub fn touched_prescriptions(txs: &[Transaction], verdicts: &[Checked]) -> Vec<Hash> {
+        txs.iter()
+            .zip(verdicts)
+            .filter_map(|(tx, checked)| match checked {
+                Checked::Prescription(_) => Some(*tx.id()),
+                Checked::Dispense(d) => Bytes::<32>::parse_hex(&d.1.prescription).ok().map(|b| b.0),
+                Checked::PrescriptionCancel(c) => {
+                    Bytes::<32>::parse_hex(&c.prescription).ok().map(|b| b.0)
+                }
                 _ => None,
             })
             .collect()
@@ -1934,5 +2209,343 @@ mod tests {
         a.sort_by_key(|p| p.key);
         b.sort_by_key(|p| p.key);
         assert_eq!(a, b);
+    }
+
+    // ---- e-prescriptions and dispensing ---------------------------------
+
+    /// 2023-11-14T00:00:00Z, the start of T0's day (T0 is 22:13:20 that day).
+    const NOV_14: u64 = 1_699_920_000_000;
+    const DAY_MS: u64 = 86_400_000;
+    /// The end of the validity period of [`rx`]'s prescriptions
+    /// (2023-11-14 to 2023-12-13 inclusive): 00:00 on 2023-12-14, thirty
+    /// days after NOV_14.
+    const DEC_14: u64 = NOV_14 + 30 * DAY_MS;
+    const MORPHINE: &str = "N02AA01";
+
+    fn quantity(value: f64, unit: &str) -> serde_json::Value {
+        json!({"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit})
+    }
+
+    /// A prescription of `per_fill` tablets of morphine for P, with
+    /// `repeats` repeats, valid from `start` to 2023-12-13.
+    fn rx_valid_from(doctor: &SigningKey, per_fill: f64, repeats: u32, start: &str) -> Transaction {
+        let payload = json!({
+            "resourceType": "MedicationRequest",
+            "status": "active",
+            "intent": "order",
+            "subject": {"reference": format!("Patient/{P}")},
+            "authoredOn": "2023-11-14",
+            "medicationCodeableConcept": {"coding": [{"system": "http://www.whocc.no/atc", "code": MORPHINE}]},
+            "dosageInstruction": [{
+                "timing": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}},
+                "doseAndRate": [{"doseQuantity": quantity(1.0, "{tablet}")}]
+            }],
+            "dispenseRequest": {
+                "validityPeriod": {"start": start, "end": "2023-12-13"},
+                "numberOfRepeatsAllowed": repeats,
+                "quantity": quantity(per_fill, "{tablet}")
+            }
+        });
+        Transaction::sign(doctor, kind::PRESCRIPTION, T0, &payload).unwrap()
+    }
+
+    fn rx(doctor: &SigningKey, per_fill: f64, repeats: u32) -> Transaction {
+        rx_valid_from(doctor, per_fill, repeats, "2023-11-14")
+    }
+
+    /// The dispense JSON of `qty` tablets of morphine for P against `rx`,
+    /// handed over at `at` (signed at the same time).
+    fn dispense_payload(rx: &Transaction, qty: f64, at: u64) -> serde_json::Value {
+        json!({
+            "resourceType": "MedicationDispense",
+            "status": "completed",
+            "subject": {"reference": format!("Patient/{P}")},
+            "medicationCodeableConcept": {"coding": [{"system": "http://www.whocc.no/atc", "code": MORPHINE}]},
+            "authorizingPrescription": [{"reference": format!("MedicationRequest/{}", hex_id(rx.id()))}],
+            "quantity": quantity(qty, "{tablet}"),
+            "whenHandedOver": medledger_health::calendar::instant_of_ms(at as i64)
+        })
+    }
+
+    fn dispense_at(pharmacy: &SigningKey, rx: &Transaction, qty: f64, at: u64) -> Transaction {
+        Transaction::sign(pharmacy, kind::DISPENSE, at, &dispense_payload(rx, qty, at)).unwrap()
+    }
+
+    fn dispense(pharmacy: &SigningKey, rx: &Transaction, qty: f64) -> Transaction {
+        dispense_at(pharmacy, rx, qty, T0)
+    }
+
+    fn cancel(doctor: &SigningKey, rx: &Transaction, patient: &str) -> Transaction {
+        let payload = json!({"prescription": hex_id(rx.id()), "patient": patient, "reason": "changed therapy"});
+        Transaction::sign(doctor, kind::PRESCRIPTION_CANCEL, T0, &payload).unwrap()
+    }
+
+    /// A world with a doctor (key 3), a second doctor (4) and two
+    /// pharmacies (5, 6), registered.
+    fn pharmacy_world() -> (World, [SigningKey; 4]) {
+        let mut w = World::new();
+        let keys = [3u8, 4, 5, 6].map(|b| SigningKey::from_bytes(&[b; 32]));
+        let regs = vec![
+            w.register(&keys[0], Role::Doctor),
+            w.register(&keys[1], Role::Doctor),
+            w.register(&keys[2], Role::Pharmacy),
+            w.register(&keys[3], Role::Pharmacy),
+        ];
+        w.block(regs, T0).unwrap();
+        (w, keys)
+    }
+
+    #[test]
+    fn a_single_fill_prescription_is_dispensed_once() {
+        let (mut w, [doc, _, a, b]) = pharmacy_world();
+        let p = rx(&doc, 20.0, 0);
+        w.block(vec![p.clone()], T0).unwrap();
+        w.block(vec![dispense(&a, &p, 20.0)], T0).unwrap();
+        // The second pharmacy, and the first one again, are refused,
+        // whatever the amount.
+        for (who, qty) in [(&b, 1.0), (&a, 20.0)] {
+            assert_eq!(
+                rejection(w.block(vec![dispense(who, &p, qty)], T0 + 1)),
+                Rejection::FillsExhausted { allowed: 1 }
+            );
+        }
+        let r = w.state.prescription(p.id()).unwrap();
+        assert_eq!((r.fills_used, r.dispensed_milli), (1, 20_000));
+    }
+
+    #[test]
+    fn two_dispenses_of_one_fill_in_one_block_are_judged_in_order() {
+        let (mut w, [doc, _, a, b]) = pharmacy_world();
+        let p = rx(&doc, 20.0, 0);
+        w.block(vec![p.clone()], T0).unwrap();
+        let (first, second) = (dispense(&a, &p, 20.0), dispense(&b, &p, 20.0));
+        // As the sequencer admits a batch: the state moves on between them.
+        let mut admitting = w.state.clone();
+        let leaf = admitting.tip().log.size();
+        assert!(admitting.admit(&first, T0, leaf).is_ok());
+        assert_eq!(
+            admitting.admit(&second, T0, leaf + 1).unwrap_err(),
+            Rejection::FillsExhausted { allowed: 1 }
+        );
+        // A block holding both (a faulty proposer's) fails at the second.
+        match w.block(vec![first, second], T0) {
+            Err(BlockFault::Tx {
+                index: 1,
+                rejection,
+                ..
+            }) => assert_eq!(rejection, Rejection::FillsExhausted { allowed: 1 }),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(w.state.prescription(p.id()).unwrap().fills_used, 0);
+    }
+
+    #[test]
+    fn dispensed_quantity_is_summed_over_every_pharmacy() {
+        let (mut w, [doc, _, a, b]) = pharmacy_world();
+        // 30 tablets a fill, two repeats: 90 tablets in at most 3 fills.
+        let p = rx(&doc, 30.0, 2);
+        w.block(vec![p.clone()], T0).unwrap();
+        // 45 at A (a fill and a half at once), then 40 at B: 85 of 90.
+        w.block(vec![dispense(&a, &p, 45.0)], T0).unwrap();
+        w.block(vec![dispense(&b, &p, 40.0)], T0).unwrap();
+        // 5 remain: 5.5 at A is too much, 5 is not.
+        assert_eq!(
+            rejection(w.block(vec![dispense(&a, &p, 5.5)], T0)),
+            Rejection::DispenseOverQuantity {
+                remaining: "5 {tablet}".into()
+            }
+        );
+        w.block(vec![dispense(&a, &p, 5.0)], T0).unwrap();
+        let r = w.state.prescription(p.id()).unwrap();
+        assert_eq!((r.fills_used, r.dispensed_milli), (3, 90_000));
+    }
+
+    #[test]
+    fn fills_beyond_one_plus_the_repeats_are_refused() {
+        let (mut w, [doc, _, a, b]) = pharmacy_world();
+        // 10 a fill, one repeat: two fills, however small.
+        let p = rx(&doc, 10.0, 1);
+        w.block(vec![p.clone()], T0).unwrap();
+        w.block(vec![dispense(&a, &p, 2.0)], T0).unwrap();
+        w.block(vec![dispense(&b, &p, 3.0)], T0).unwrap();
+        assert_eq!(
+            rejection(w.block(vec![dispense(&a, &p, 1.0)], T0)),
+            Rejection::FillsExhausted { allowed: 2 }
+        );
+    }
+
+    #[test]
+    fn a_dispense_needs_a_committed_prescription() {
+        let (mut w, [doc, _, a, _]) = pharmacy_world();
+        // Never committed.
+        let p = rx(&doc, 20.0, 0);
+        assert_eq!(
+            rejection(w.block(vec![dispense(&a, &p, 1.0)], T0)),
+            Rejection::PrescriptionUnknown(hex_id(p.id()))
+        );
+        // A committed transaction that is not a prescription.
+        let r = report(&doc, T0);
+        w.block(vec![r.clone()], T0).unwrap();
+        assert_eq!(
+            rejection(w.block(vec![dispense(&a, &r, 1.0)], T0)),
+            Rejection::PrescriptionUnknown(hex_id(r.id()))
+        );
+        // The prescription and its dispense may share a block, in that order.
+        w.block(vec![p.clone(), dispense(&a, &p, 20.0)], T0)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_prescription_is_dispensed_only_within_its_validity_period() {
+        let (mut w, [doc, _, a, b]) = pharmacy_world();
+        let p = rx(&doc, 20.0, 1);
+        let later = rx_valid_from(&doc, 20.0, 0, "2023-11-20");
+        w.block(vec![p.clone(), later.clone()], T0).unwrap();
+        // 2023-11-20 starts six days after NOV_14; T0 is on the 14th.
+        assert_eq!(
+            rejection(w.block(vec![dispense(&a, &later, 1.0)], T0)),
+            Rejection::PrescriptionNotYetValid
+        );
+        // The last millisecond of 2023-12-13 is still valid.
+        w.block(vec![dispense_at(&a, &p, 1.0, DEC_14 - 1)], DEC_14 - 1)
+            .unwrap();
+        // 00:00 on 2023-12-14 is not, by the block's time...
+        assert_eq!(
+            rejection(w.block(vec![dispense_at(&b, &p, 1.0, DEC_14)], DEC_14)),
+            Rejection::PrescriptionExpired
+        );
+        // ...nor by whenHandedOver, backdated or not.
+        let mut out_of_range = dispense_payload(&p, 1.0, DEC_14);
+        out_of_range["whenHandedOver"] = json!("2023-11-13T23:59:59Z");
+        let tx = Transaction::sign(&b, kind::DISPENSE, DEC_14 - 1, &out_of_range).unwrap();
+        assert_eq!(
+            rejection(w.block(vec![tx], DEC_14 - 1)),
+            Rejection::PrescriptionNotYetValid
+        );
+        // A hand-over later than the block's time and the skew (5 min) is
+        // not recorded yet; at the skew's edge it is.
+        let mut ahead = dispense_payload(&p, 1.0, T0);
+        ahead["whenHandedOver"] = json!(medledger_health::calendar::instant_of_ms(
+            (DEC_14 - 1 + DEFAULT_MAX_SKEW_MS + 1) as i64
+        ));
+        let tx = Transaction::sign(&b, kind::DISPENSE, DEC_14 - 1, &ahead).unwrap();
+        assert_eq!(
+            rejection(w.block(vec![tx], DEC_14 - 1)),
+            Rejection::HandedOverFuture {
+                max_skew_ms: DEFAULT_MAX_SKEW_MS
+            }
+        );
+        // A prescription already expired when written is refused.
+        let stale = Transaction::sign(&doc, kind::PRESCRIPTION, DEC_14, &{
+            let mut v: serde_json::Value = serde_json::from_slice(p.payload_jcs()).unwrap();
+            v["authoredOn"] = json!("2023-12-14");
+            v
+        })
+        .unwrap();
+        assert_eq!(
+            rejection(w.block(vec![stale], DEC_14)),
+            Rejection::PrescriptionExpired
+        );
+    }
+
+    #[test]
+    fn a_dispense_is_of_the_prescribed_patient_substance_and_unit() {
+        let (mut w, [doc, _, a, _]) = pharmacy_world();
+        let p = rx(&doc, 20.0, 0);
+        w.block(vec![p.clone()], T0).unwrap();
+        let cases: [(&str, serde_json::Value, Rejection); 3] = [
+            (
+                "/subject/reference",
+                json!(format!("Patient/{Q}")),
+                Rejection::PrescriptionPatient,
+            ),
+            (
+                "/medicationCodeableConcept/coding/0/code",
+                json!("N02AB03"),
+                Rejection::DispenseMedication {
+                    atc: MORPHINE.into(),
+                },
+            ),
+            (
+                "/quantity",
+                quantity(20.0, "mg"),
+                Rejection::DispenseUnit {
+                    unit: "{tablet}".into(),
+                },
+            ),
+        ];
+        for (pointer, value, want) in cases {
+            let mut v = dispense_payload(&p, 20.0, T0);
+            *v.pointer_mut(pointer).unwrap() = value;
+            let tx = Transaction::sign(&a, kind::DISPENSE, T0, &v).unwrap();
+            assert_eq!(rejection(w.block(vec![tx], T0)), want, "{pointer}");
+        }
+        // Nothing was dispensed by the refused ones.
+        w.block(vec![dispense(&a, &p, 20.0)], T0).unwrap();
+    }
+
+    #[test]
+    fn only_doctors_prescribe_and_only_pharmacies_dispense() {
+        let (mut w, [doc, _, a, _]) = pharmacy_world();
+        let p = rx(&doc, 20.0, 0);
+        let by_pharmacy = rx(&a, 20.0, 0);
+        assert_eq!(
+            rejection(w.block(vec![by_pharmacy], T0)),
+            Rejection::RoleNotAllowed {
+                role: Role::Pharmacy,
+                kind: kind::PRESCRIPTION.into()
+            }
+        );
+        w.block(vec![p.clone()], T0).unwrap();
+        assert_eq!(
+            rejection(w.block(vec![dispense(&doc, &p, 20.0)], T0)),
+            Rejection::RoleNotAllowed {
+                role: Role::Doctor,
+                kind: kind::DISPENSE.into()
+            }
+        );
+    }
+
+    #[test]
+    fn only_the_prescriber_cancels_and_a_cancelled_prescription_is_not_dispensed() {
+        let (mut w, [doc, other, a, _]) = pharmacy_world();
+        let p = rx(&doc, 20.0, 2);
+        w.block(vec![p.clone(), dispense(&a, &p, 20.0)], T0)
+            .unwrap();
+        assert_eq!(
+            rejection(w.block(vec![cancel(&other, &p, P)], T0)),
+            Rejection::NotPrescriber
+        );
+        assert_eq!(
+            rejection(w.block(vec![cancel(&doc, &p, Q)], T0)),
+            Rejection::PrescriptionPatient
+        );
+        w.block(vec![cancel(&doc, &p, P)], T0).unwrap();
+        assert_eq!(
+            rejection(w.block(vec![dispense(&a, &p, 20.0)], T0)),
+            Rejection::PrescriptionCancelled
+        );
+        // Once is enough.
+        let again = Transaction::sign(
+            &doc,
+            kind::PRESCRIPTION_CANCEL,
+            T0 + 1,
+            &json!({
+            "prescription": hex_id(p.id()), "patient": P}),
+        )
+        .unwrap();
+        assert_eq!(
+            rejection(w.block(vec![again], T0 + 1)),
+            Rejection::PrescriptionCancelled
+        );
+        let r = w.state.prescription(p.id()).unwrap();
+        assert_eq!((r.fills_used, r.cancelled_at.is_some()), (1, true));
+    }
+
+    #[test]
+    fn prescriptions_and_dispenses_may_not_be_redacted() {
+        for k in kind::MEDICATION {
+            assert!(!may_redact(k), "{k}");
+        }
     }
 }

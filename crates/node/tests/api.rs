@@ -25,7 +25,7 @@ use medledger_health::pseudonym::{Identifier, PseudonymKey};
 use medledger_ledger::{
     ALERT_READERS, BREAK_GLASS_READERS, DEFAULT_MAX_SKEW_MS, DIRECTORY_READERS, DONOR_READERS,
     FHIR_WRITERS, Ledger, PSEUDONYM_MAKERS, RECORD_READERS, Rejection, Role, allowed_roles, kind,
-    now_ms, read_key_file,
+    may_read_kind, now_ms, read_key_file,
 };
 use medledger_node::http::{AppState, Budgets, OPENAPI, PEER_TIMEOUT, node_cosigner, router};
 use medledger_node::{
@@ -1019,7 +1019,22 @@ async fn roles_md_endpoint_matrix_holds_for_every_caller_and_endpoint() {
             if let (Some(readers), Some(role)) =
                 (readers, Role::ALL.iter().find(|r| r.as_str() == col))
             {
-                let want = if readers.contains(role) { "200" } else { "403" };
+                // The sample record is a medical report and the sample
+                // Bundle holds an Observation: a role let in at the door may
+                // still be refused those (a pharmacy reads and writes only
+                // prescriptions and dispenses).
+                let sample = match (method.as_str(), template.as_str()) {
+                    ("get", "/v1/transactions/{id}") => may_read_kind(*role, kind::MEDICAL_REPORT),
+                    ("post", "/fhir") => {
+                        allowed_roles(kind::FHIR_OBSERVATION).is_some_and(|r| r.contains(role))
+                    }
+                    _ => true,
+                };
+                let want = if readers.contains(role) && sample {
+                    "200"
+                } else {
+                    "403"
+                };
                 assert_eq!(
                     cell, want,
                     "ROLES.md {template} × {col} disagrees with api.rs"
@@ -1165,8 +1180,228 @@ fn payload_for(kind: &str, doctor: &SigningKey, victim: &SigningKey) -> Value {
                           {"url": "urn:medledger:records-returned", "valueUnsignedInt": 1},
                           {"url": "urn:medledger:records-withheld", "valueUnsignedInt": 0}]
         }),
+        kind::PRESCRIPTION => prescription_payload(0),
         other => panic!("no sample payload for {other}"),
     }
+}
+
+/// The ATC code of morphine.
+const MORPHINE: &str = "N02AA01";
+
+/// A prescription for PATIENT_P of 20 tablets of morphine a fill, with
+/// `repeats` repeats, valid from today (UTC) for 30 days.
+fn prescription_payload(repeats: u32) -> Value {
+    let day = |d: u64| medledger_health::calendar::date_of_ms(now_ms() + d * 86_400_000);
+    json!({
+        "resourceType": "MedicationRequest",
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": format!("Patient/{PATIENT_P}")},
+        "authoredOn": day(0),
+        "medicationCodeableConcept": {"coding": [
+            {"system": "http://www.whocc.no/atc", "code": MORPHINE, "display": "morphine"}]},
+        "dosageInstruction": [{
+            "timing": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}},
+            "doseAndRate": [{"doseQuantity": {"value": 1, "unit": "tablet",
+                "system": "http://unitsofmeasure.org", "code": "{tablet}"}}]
+        }],
+        "dispenseRequest": {
+            "validityPeriod": {"start": day(0), "end": day(29)},
+            "numberOfRepeatsAllowed": repeats,
+            "quantity": {"value": 20, "unit": "tablet",
+                "system": "http://unitsofmeasure.org", "code": "{tablet}"}
+        }
+    })
+}
+
+/// A dispense of `qty` tablets of morphine for PATIENT_P against `rx`,
+/// handed over now.
+fn dispense_payload(rx: &Transaction, qty: f64) -> Value {
+    dispense_of(&id_hex(rx), qty)
+}
+
+/// [`dispense_payload`] against the prescription with id `rx`.
+fn dispense_of(rx: &str, qty: f64) -> Value {
+    json!({
+        "resourceType": "MedicationDispense",
+        "status": "completed",
+        "subject": {"reference": format!("Patient/{PATIENT_P}")},
+        "medicationCodeableConcept": {"coding": [{"system": "http://www.whocc.no/atc", "code": MORPHINE}]},
+        "authorizingPrescription": [{"reference": format!("MedicationRequest/{rx}")}],
+        "quantity": {"value": qty, "unit": "tablet",
+            "system": "http://unitsofmeasure.org", "code": "{tablet}"},
+        "whenHandedOver": medledger_health::calendar::instant_of_ms(now_ms() as i64)
+    })
+}
+
+#[tokio::test]
+async fn prescriptions_and_dispenses_go_through_fhir_and_v1_under_the_dispensing_rules() {
+    let node = start();
+    let (doctor, other_doctor) = (new_key(), new_key());
+    let (pharmacy, second) = (new_key(), new_key());
+    node.submit_ok(&[
+        register_tx(&node.admin, &doctor, Role::Doctor),
+        register_tx(&node.admin, &other_doctor, Role::Doctor),
+        register_tx(&node.admin, &pharmacy, Role::Pharmacy),
+        register_tx(&node.admin, &second, Role::Pharmacy),
+    ])
+    .await;
+    node.hold_key(&doctor);
+    node.hold_key(&pharmacy);
+    let (doctor_token, pharmacy_token) = (node.token(&doctor), node.token(&pharmacy));
+
+    // The doctor prescribes through FHIR: a single fill.
+    let r = node
+        .fhir_post_with(
+            "/fhir/MedicationRequest",
+            &doctor_token,
+            &prescription_payload(0),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let rx_id = r.json()["id"].as_str().unwrap().to_owned();
+    let location = r.headers[header::LOCATION].to_str().unwrap().to_owned();
+    assert!(
+        location.ends_with(&format!("/MedicationRequest/{rx_id}/_history/1")),
+        "{location}"
+    );
+
+    // The pharmacy reads it, and fills it through FHIR.
+    let read = node
+        .get(
+            &format!("/fhir/MedicationRequest/{rx_id}"),
+            Some(&pharmacy_token),
+        )
+        .await;
+    assert_eq!(read.status, 200, "{}", read.text());
+    assert_eq!(
+        read.json()["medicationCodeableConcept"]["coding"][0]["code"],
+        MORPHINE
+    );
+    let fill = dispense_of(&rx_id, 20.0);
+    let r = node
+        .fhir_post_with("/fhir/MedicationDispense", &pharmacy_token, &fill, &[])
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    // A second pharmacy's signed dispense of the same single fill is refused,
+    // and a FHIR one too, as a business rule.
+    let again = signed(&second, kind::DISPENSE, &fill);
+    node.post_json(&wire(&again))
+        .await
+        .expect(422, "fills_exhausted");
+    let r = node
+        .fhir_post_with("/fhir/MedicationDispense", &pharmacy_token, &fill, &[])
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(r.json()["issue"][0]["code"], "business-rule");
+
+    // Both are in the patient's medication record, for the pharmacy too.
+    for (ty, n) in [("MedicationRequest", 1), ("MedicationDispense", 1)] {
+        let b = node
+            .get(
+                &format!("/fhir/{ty}?patient={PATIENT_P}"),
+                Some(&pharmacy_token),
+            )
+            .await;
+        assert_eq!(b.status, 200, "{}", b.text());
+        assert_eq!(b.json()["total"], n, "{ty}");
+    }
+    // The pharmacy reads nothing else of the patient's.
+    let report = signed(&doctor, kind::MEDICAL_REPORT, &report_payload());
+    node.submit_ok(std::slice::from_ref(&report)).await;
+    node.get(
+        &format!("/v1/transactions/{}", id_hex(&report)),
+        Some(&pharmacy_token),
+    )
+    .await
+    .expect(403, "forbidden");
+    node.get("/v1/export", Some(&pharmacy_token))
+        .await
+        .expect(403, "forbidden");
+
+    // A signed prescription through /v1 with repeats; only its prescriber
+    // cancels it, and nothing is dispensed after.
+    let repeat = signed(&doctor, kind::PRESCRIPTION, &prescription_payload(2));
+    node.submit_ok(std::slice::from_ref(&repeat)).await;
+    node.submit_ok(&[signed(
+        &second,
+        kind::DISPENSE,
+        &dispense_payload(&repeat, 20.0),
+    )])
+    .await;
+    let cancel =
+        json!({"prescription": id_hex(&repeat), "patient": PATIENT_P, "reason": "therapy changed"});
+    node.post_json(&wire(&signed(
+        &other_doctor,
+        kind::PRESCRIPTION_CANCEL,
+        &cancel,
+    )))
+    .await
+    .expect(403, "not_prescriber");
+    node.submit_ok(&[signed(&doctor, kind::PRESCRIPTION_CANCEL, &cancel)])
+        .await;
+    node.post_json(&wire(&signed(
+        &second,
+        kind::DISPENSE,
+        &dispense_payload(&repeat, 20.0),
+    )))
+    .await
+    .expect(422, "prescription_cancelled");
+    // A dispense without a prescription, and one of more than remains.
+    let unknown = signed(&doctor, kind::MEDICAL_REPORT, &report_payload());
+    node.post_json(&wire(&signed(
+        &second,
+        kind::DISPENSE,
+        &dispense_payload(&unknown, 1.0),
+    )))
+    .await
+    .expect(422, "prescription_unknown");
+    let big = signed(&doctor, kind::PRESCRIPTION, &prescription_payload(1));
+    node.submit_ok(std::slice::from_ref(&big)).await;
+    // Two fills of 20: 41 is more than the 40 prescribed.
+    node.post_json(&wire(&signed(
+        &second,
+        kind::DISPENSE,
+        &dispense_payload(&big, 41.0),
+    )))
+    .await
+    .expect(422, "dispense_over_quantity");
+
+    // Bad input gets a clear OperationOutcome, and /v1 a fhir_invalid problem.
+    let mut no_atc = prescription_payload(0);
+    no_atc["medicationCodeableConcept"]["coding"][0]["system"] = json!("http://snomed.info/sct");
+    let r = node
+        .fhir_post_with("/fhir/MedicationRequest", &doctor_token, &no_atc, &[])
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(
+        r.json()["issue"][0]["expression"][0],
+        "MedicationRequest.medicationCodeableConcept.coding"
+    );
+    let mut negative = prescription_payload(0);
+    negative["dispenseRequest"]["quantity"]["value"] = json!(-20);
+    node.post_json(&wire(&signed(&doctor, kind::PRESCRIPTION, &negative)))
+        .await
+        .expect(422, "fhir_invalid");
+    // A pharmacy may not prescribe, through FHIR or signed.
+    let r = node
+        .fhir_post_with(
+            "/fhir/MedicationRequest",
+            &pharmacy_token,
+            &prescription_payload(0),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    node.post_json(&wire(&signed(
+        &pharmacy,
+        kind::PRESCRIPTION,
+        &prescription_payload(0),
+    )))
+    .await
+    .expect(403, "role_not_allowed");
 }
 
 #[tokio::test]
@@ -1202,6 +1437,11 @@ async fn roles_md_kind_table_matches_allowed_roles_and_the_ledger() {
         &payload_for(kind::EPIDEMIC_REPORT, &doctor, &victim),
     );
     node.submit_ok(std::slice::from_ref(&erasable)).await;
+    // The doctor's prescriptions, for the pharmacy to fill and the doctor
+    // to cancel.
+    let to_fill = signed(&doctor, kind::PRESCRIPTION, &prescription_payload(0));
+    let to_cancel = signed(&doctor, kind::PRESCRIPTION, &prescription_payload(1));
+    node.submit_ok(&[to_fill.clone(), to_cancel.clone()]).await;
 
     let (header, rows) = md_table("kind");
     let expected_columns: Vec<&str> = std::iter::once("kind")
@@ -1246,6 +1486,10 @@ async fn roles_md_kind_table_matches_allowed_roles_and_the_ledger() {
                     "basis": "entered-in-error", "reason": "inaccurate"}),
                 (_, kind::ERASURE_REQUEST) => json!({"targets": [id_hex(&erasable)],
                     "basis": "gdpr-art-17", "patient": "MFRGGZDFMZTWQ2LKNNWG23TPOA"}),
+                (_, kind::DISPENSE) => dispense_payload(&to_fill, 20.0),
+                (_, kind::PRESCRIPTION_CANCEL) => {
+                    json!({"prescription": id_hex(&to_cancel), "patient": PATIENT_P})
+                }
                 _ => payload_for(k, &doctor, &victim),
             };
             txs.push(signed(key, k, &payload));
@@ -3735,8 +3979,9 @@ async fn roles_md_purpose_table_matches_the_policy_and_every_read() {
     register_roles(&node, &keys).await;
     let doctor = keys["doctor"].1.clone();
     let tx = report_about(&doctor, PATIENT_P);
-    node.submit_ok(std::slice::from_ref(&tx)).await;
-    let uri = format!("/v1/transactions/{}", id_hex(&tx));
+    // A pharmacy reads prescriptions only: it reads this one instead.
+    let rx = signed(&doctor, kind::PRESCRIPTION, &prescription_payload(0));
+    node.submit_ok(&[tx.clone(), rx.clone()]).await;
     let (header, rows) = md_table("role");
     assert_eq!(header[..2], ["role", "default"]);
     let listed: BTreeSet<&str> = rows.iter().map(|r| r[0].as_str()).collect();
@@ -3751,6 +3996,11 @@ async fn roles_md_purpose_table_matches_the_policy_and_every_read() {
         };
         assert_eq!(row[1], allowed[0].code(), "{name}'s default");
         let token = node.token(key);
+        let sample = match may_read_kind(*role, kind::MEDICAL_REPORT) {
+            true => &tx,
+            false => &rx,
+        };
+        let uri = format!("/v1/transactions/{}", id_hex(sample));
         for (col, cell) in header.iter().zip(row).skip(2) {
             let purpose = Purpose::parse(col).unwrap_or_else(|| panic!("column {col}"));
             assert_eq!(cell == "yes", allowed.contains(&purpose), "{name} × {col}");

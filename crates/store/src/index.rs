@@ -35,6 +35,9 @@ const CHOSEN: TableDefinition<&str, &[u8; 32]> = TableDefinition::new("chosen_do
 /// Leaf of a break-glass access entry → its encoded record (the entry and
 /// its review, once reviewed).
 const BREAK_GLASS: TableDefinition<u64, &[u8]> = TableDefinition::new("break_glass");
+/// Prescription transaction id → its encoded record (what it allows and
+/// what was dispensed against it, cancelled or not).
+const PRESCRIPTIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("prescriptions");
 /// Leaf → (kind, patient pseudonym or "", whether its payload is erased):
 /// what a redaction's target is.
 const TX_META: TableDefinition<u64, (&str, &str, bool)> = TableDefinition::new("tx_meta");
@@ -80,6 +83,10 @@ pub type ParticipantRecord = ([u8; 32], Vec<u8>);
 /// A break-glass record: the entry's leaf and its encoded record.
 pub type BreakGlassRecord = (u64, Vec<u8>);
 
+/// A prescription record: the prescription's transaction id and its
+/// encoded record.
+pub type PrescriptionEntry = ([u8; 32], Vec<u8>);
+
 /// The directory records a block changes: participants, chosen doctors and
 /// break-glass entries, as they stand after the block.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -92,6 +99,8 @@ pub struct Directory {
     pub break_glass: Vec<BreakGlassRecord>,
     /// Transactions the block's redactions erase.
     pub redacted: Vec<RedactedEntry>,
+    /// Prescriptions created, filled or cancelled: id → encoded record.
+    pub prescriptions: Vec<PrescriptionEntry>,
 }
 
 /// A block's entry in the index.
@@ -175,6 +184,8 @@ pub struct BlockIndex {
     pub break_glass: Vec<BreakGlassRecord>,
     /// Transactions its redactions erase.
     pub redacted: Vec<RedactedEntry>,
+    /// Prescriptions it creates, fills or cancels: id → encoded record.
+    pub prescriptions: Vec<PrescriptionEntry>,
 }
 
 /// A secondary index to query.
@@ -271,6 +282,7 @@ impl Index {
             let mut glass = w.open_table(BREAK_GLASS)?;
             let mut meta_t = w.open_table(TX_META)?;
             let mut redacted = w.open_table(REDACTED)?;
+            let mut rx = w.open_table(PRESCRIPTIONS)?;
             for b in blocks {
                 let e = &b.block;
                 bl.insert(
@@ -347,6 +359,9 @@ impl Index {
                 for (leaf, rec) in &b.break_glass {
                     glass.insert(leaf, rec.as_slice())?;
                 }
+                for (id, rec) in &b.prescriptions {
+                    rx.insert(id, rec.as_slice())?;
+                }
             }
             meta.insert(INDEXED_BLOCKS, last.block.height + 1)?;
         }
@@ -380,6 +395,7 @@ impl Index {
         w.delete_table(BREAK_GLASS)?;
         w.delete_table(TX_META)?;
         w.delete_table(REDACTED)?;
+        w.delete_table(PRESCRIPTIONS)?;
         Self::create_tables(&w)?;
         w.commit()?;
         Ok(())
@@ -401,7 +417,20 @@ impl Index {
         w.open_table(BREAK_GLASS)?;
         w.open_table(TX_META)?;
         w.open_table(REDACTED)?;
+        w.open_table(PRESCRIPTIONS)?;
         Ok(())
+    }
+
+    /// Every prescription record, by id.
+    pub fn prescriptions(&self) -> Result<Vec<PrescriptionEntry>, IndexError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(PRESCRIPTIONS)?;
+        let mut out = Vec::with_capacity(t.len()? as usize);
+        for item in t.iter()? {
+            let (k, v) = item?;
+            out.push((*k.value(), v.value().to_vec()));
+        }
+        Ok(out)
     }
 
     /// What the index knows of the transaction `id`, if it is indexed.
@@ -648,6 +677,8 @@ mod tests {
             // A record per block, the later one rewriting leaf 1's.
             break_glass: vec![(1, format!("open {height}").into_bytes())],
             redacted: Vec::new(),
+            // Likewise, the later block's record of prescription 5 wins.
+            prescriptions: vec![([5; 32], format!("filled {height}").into_bytes())],
         };
         index
             .apply(
@@ -707,6 +738,10 @@ mod tests {
             index.break_glass(0, 10, |_| true).unwrap(),
             vec![(1, b"open 1".to_vec())]
         );
+        assert_eq!(
+            index.prescriptions().unwrap(),
+            vec![([5; 32], b"filled 1".to_vec())]
+        );
         assert!(index.break_glass(2, 10, |_| true).unwrap().is_empty());
         assert!(
             index
@@ -743,6 +778,7 @@ mod tests {
             chosen: Vec::new(),
             break_glass: Vec::new(),
             redacted,
+            prescriptions: Vec::new(),
         };
         let mut a = tx(0, 1, "medical_report", Some("P"), 10);
         a.codes = vec!["SECRETCODE".into(), "I10".into()];

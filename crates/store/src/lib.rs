@@ -16,7 +16,7 @@ pub use backend::{Backend, BackendFactory, FileBackend, FileFactory, sync_dir};
 // The redb indexes: blocks, transactions, participants and lookups by term.
 pub use index::{
     BlockEntry, BlockIndex, BreakGlassRecord, By, Directory, Index, IndexError, ParticipantRecord,
-    RedactedEntry, TxEntry, TxFacts,
+    PrescriptionEntry, RedactedEntry, TxEntry, TxFacts,
 };
 // The Merkle log's subtree files.
 pub use merkle_store::MerkleStore;

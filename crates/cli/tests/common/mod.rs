@@ -636,3 +636,44 @@ pub fn issue_token(dir: &Path, key: &SigningKey) -> String {
     );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
+
+/// The pseudonym the e-prescription tests prescribe for.
+pub const RX_PATIENT: &str = "MFRGGZDFMZTWQ2LKNNWG23TPOA";
+
+/// A MedicationRequest for [`RX_PATIENT`]: 20 tablets of morphine
+/// (N02AA01) a fill with `repeats` repeats, valid from today (UTC) for 30
+/// days.
+pub fn prescription_payload(repeats: u32) -> Value {
+    let day = |d: u64| medledger_health::calendar::date_of_ms(now_ms() + d * 86_400_000);
+    json!({
+        "resourceType": "MedicationRequest",
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": format!("Patient/{RX_PATIENT}")},
+        "authoredOn": day(0),
+        "medicationCodeableConcept": {"coding": [{"system": "http://www.whocc.no/atc", "code": "N02AA01"}]},
+        "dosageInstruction": [{
+            "timing": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "d"}},
+            "doseAndRate": [{"doseQuantity": {"value": 1, "system": "http://unitsofmeasure.org", "code": "{tablet}"}}]
+        }],
+        "dispenseRequest": {
+            "validityPeriod": {"start": day(0), "end": day(29)},
+            "numberOfRepeatsAllowed": repeats,
+            "quantity": {"value": 20, "system": "http://unitsofmeasure.org", "code": "{tablet}"}
+        }
+    })
+}
+
+/// A MedicationDispense of `qty` tablets against the prescription with
+/// transaction id `rx` (hex), handed over now.
+pub fn dispense_payload(rx: &str, qty: u32) -> Value {
+    json!({
+        "resourceType": "MedicationDispense",
+        "status": "completed",
+        "subject": {"reference": format!("Patient/{RX_PATIENT}")},
+        "medicationCodeableConcept": {"coding": [{"system": "http://www.whocc.no/atc", "code": "N02AA01"}]},
+        "authorizingPrescription": [{"reference": format!("MedicationRequest/{rx}")}],
+        "quantity": {"value": qty, "system": "http://unitsofmeasure.org", "code": "{tablet}"},
+        "whenHandedOver": medledger_health::calendar::instant_of_ms(now_ms() as i64)
+    })
+}

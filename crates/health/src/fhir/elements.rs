@@ -164,7 +164,7 @@ pub(super) struct Quantity<'a> {
     pub(super) code: Option<&'a str>,
 }
 
-fn quantity<'a>(v: &'a Value, path: &str) -> Result<Quantity<'a>, FhirError> {
+pub(super) fn quantity<'a>(v: &'a Value, path: &str) -> Result<Quantity<'a>, FhirError> {
     let Some(q) = v.as_object() else {
         return Err(structure(path, format!("{path} must be a Quantity object")));
     };

@@ -1,8 +1,9 @@
 //! FHIR R4 resource rules.
 //!
 //! FHIR resources are stored as transaction payloads (the resource JSON
-//! itself) under the kinds [`KIND_OBSERVATION`], [`KIND_CONDITION`] and
-//! [`KIND_IMMUNIZATION`]. This module decides which resources are accepted
+//! itself) under the kinds [`KIND_OBSERVATION`], [`KIND_CONDITION`],
+//! [`KIND_IMMUNIZATION`], [`KIND_PRESCRIPTION`] (MedicationRequest) and
+//! [`KIND_DISPENSE`] (MedicationDispense). This module decides which resources are accepted
 //! ([`validate`]), extracts what the indexes need ([`Summary`]), parses
 //! transaction and batch Bundles, and reads FHIR dates. What the node's
 //! `/fhir` facade answers with (OperationOutcome, CapabilityStatement,
@@ -23,6 +24,7 @@ mod elements;
 mod error;
 mod identifier;
 mod immunization;
+mod medication;
 mod observation;
 mod search;
 mod storage;
@@ -35,13 +37,14 @@ pub use condition::is_icd10;
 pub use dates::{DateParam, date_matches, date_range};
 pub use error::FhirError;
 pub use identifier::MAX_IDENTIFIERS;
+pub use medication::{MedicationFacts, is_medication_unit};
 pub(crate) use observation::{DIASTOLIC, Measure, SYSTOLIC, measure_of};
 pub use search::{
     Clause, Modifier, ParamType, Query, RESULT_PARAMS, SearchParam, SearchParamError,
     search_params, split_values,
 };
 pub use storage::{
-    KIND_CONDITION, KIND_IMMUNIZATION, KIND_OBSERVATION, Summary, for_storage, kind_of,
-    resource_type_of,
+    KIND_CONDITION, KIND_DISPENSE, KIND_IMMUNIZATION, KIND_OBSERVATION, KIND_PRESCRIPTION, Summary,
+    for_storage, kind_of, resource_type_of,
 };
-pub use validate::validate;
+pub use validate::{validate, validate_with_facts};

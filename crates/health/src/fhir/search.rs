@@ -169,12 +169,81 @@ static IMMUNIZATION: &[SearchParam] = &[
     CLINICAL_IDENTIFIER,
 ];
 
+const MEDICATION_CODE: SearchParam = param(
+    "code",
+    ParamType::Token,
+    Field::Code,
+    "http://hl7.org/fhir/SearchParameter/medications-code",
+    "the ATC code, http://www.whocc.no/atc|N02AA01 or N02AA01; comma for OR; :not, :missing",
+);
+const MEDICATION_IDENTIFIER: SearchParam = param(
+    "identifier",
+    ParamType::Token,
+    Field::Identifier,
+    "http://hl7.org/fhir/SearchParameter/medications-identifier",
+    IDENTIFIER_DOC,
+);
+
+static MEDICATION_REQUEST: &[SearchParam] = &[
+    param(
+        "subject",
+        ParamType::Reference,
+        Field::Patient,
+        "http://hl7.org/fhir/SearchParameter/MedicationRequest-subject",
+        PATIENT_DOC,
+    ),
+    param(
+        "patient",
+        ParamType::Reference,
+        Field::Patient,
+        "http://hl7.org/fhir/SearchParameter/medications-patient",
+        PATIENT_DOC,
+    ),
+    MEDICATION_CODE,
+    param(
+        "date",
+        ParamType::Date,
+        Field::Date,
+        "http://hl7.org/fhir/SearchParameter/MedicationRequest-authoredon",
+        "authoredOn; prefixes as for every date",
+    ),
+    MEDICATION_IDENTIFIER,
+];
+
+static MEDICATION_DISPENSE: &[SearchParam] = &[
+    param(
+        "subject",
+        ParamType::Reference,
+        Field::Patient,
+        "http://hl7.org/fhir/SearchParameter/MedicationDispense-subject",
+        PATIENT_DOC,
+    ),
+    param(
+        "patient",
+        ParamType::Reference,
+        Field::Patient,
+        "http://hl7.org/fhir/SearchParameter/medications-patient",
+        PATIENT_DOC,
+    ),
+    MEDICATION_CODE,
+    param(
+        "date",
+        ParamType::Date,
+        Field::Date,
+        "http://hl7.org/fhir/SearchParameter/MedicationDispense-whenhandedover",
+        "whenHandedOver; prefixes as for every date",
+    ),
+    MEDICATION_IDENTIFIER,
+];
+
 /// The search parameters of a resource type; none for a type not stored.
 pub fn search_params(resource_type: &str) -> &'static [SearchParam] {
     match resource_type {
         "Observation" => OBSERVATION,
         "Condition" => CONDITION,
         "Immunization" => IMMUNIZATION,
+        "MedicationRequest" => MEDICATION_REQUEST,
+        "MedicationDispense" => MEDICATION_DISPENSE,
         _ => &[],
     }
 }
@@ -616,7 +685,13 @@ mod tests {
 
     #[test]
     fn every_type_stored_has_its_parameters() {
-        for rt in ["Observation", "Condition", "Immunization"] {
+        for rt in [
+            "Observation",
+            "Condition",
+            "Immunization",
+            "MedicationRequest",
+            "MedicationDispense",
+        ] {
             let names: Vec<_> = search_params(rt).iter().map(|p| p.name).collect();
             assert!(names.contains(&"date"), "{rt}");
             assert!(names.contains(&"identifier"), "{rt}");

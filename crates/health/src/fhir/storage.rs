@@ -10,6 +10,10 @@ pub const KIND_OBSERVATION: &str = "fhir.observation";
 pub const KIND_CONDITION: &str = "fhir.condition";
 /// Ledger kind of a stored Immunization.
 pub const KIND_IMMUNIZATION: &str = "fhir.immunization";
+/// Ledger kind of a MedicationRequest: an e-prescription.
+pub const KIND_PRESCRIPTION: &str = crate::prescription::PRESCRIPTION;
+/// Ledger kind of a MedicationDispense: a dispense against a prescription.
+pub const KIND_DISPENSE: &str = crate::prescription::DISPENSE;
 
 /// The ledger kind for a resourceType name, or `None` if not accepted.
 pub fn kind_of(resource_type: &str) -> Option<&'static str> {
@@ -17,6 +21,8 @@ pub fn kind_of(resource_type: &str) -> Option<&'static str> {
         "Observation" => Some(KIND_OBSERVATION),
         "Condition" => Some(KIND_CONDITION),
         "Immunization" => Some(KIND_IMMUNIZATION),
+        "MedicationRequest" => Some(KIND_PRESCRIPTION),
+        "MedicationDispense" => Some(KIND_DISPENSE),
         _ => None,
     }
 }
@@ -28,6 +34,8 @@ pub fn resource_type_of(kind: &str) -> Option<&'static str> {
         KIND_OBSERVATION => Some("Observation"),
         KIND_CONDITION => Some("Condition"),
         KIND_IMMUNIZATION => Some("Immunization"),
+        KIND_PRESCRIPTION => Some("MedicationRequest"),
+        KIND_DISPENSE => Some("MedicationDispense"),
         _ => None,
     }
 }
@@ -37,7 +45,8 @@ pub fn resource_type_of(kind: &str) -> Option<&'static str> {
 pub struct Summary {
     /// One of the `KIND_*` constants.
     pub kind: &'static str,
-    /// `Observation`, `Condition` or `Immunization`.
+    /// `Observation`, `Condition`, `Immunization`, `MedicationRequest` or
+    /// `MedicationDispense`.
     pub resource_type: &'static str,
     /// The pseudonym from the `Patient/<pseudonym>` subject or patient
     /// reference.
@@ -45,11 +54,12 @@ pub struct Summary {
     /// The clinically relevant time as given (a validated FHIR dateTime):
     /// `effectiveDateTime` or `effectivePeriod.start` (Observation),
     /// `onsetDateTime` or else `recordedDate` (Condition),
-    /// `occurrenceDateTime` (Immunization).
+    /// `occurrenceDateTime` (Immunization), `authoredOn`
+    /// (MedicationRequest), `whenHandedOver` (MedicationDispense).
     pub date: Option<String>,
     /// `(system, code)` of every coding of the main code that has both
-    /// (`Observation.code`, `Condition.code`, `Immunization.vaccineCode`),
-    /// in document order.
+    /// (`Observation.code`, `Condition.code`, `Immunization.vaccineCode`,
+    /// `medicationCodeableConcept`), in document order.
     pub codes: Vec<(String, String)>,
     /// `vital-signs` or `laboratory` for Observations, `None` otherwise.
     pub category: Option<&'static str>,
@@ -86,7 +96,13 @@ mod tests {
 
     #[test]
     fn kinds_round_trip() {
-        for rt in ["Observation", "Condition", "Immunization"] {
+        for rt in [
+            "Observation",
+            "Condition",
+            "Immunization",
+            "MedicationRequest",
+            "MedicationDispense",
+        ] {
             let kind = kind_of(rt).unwrap();
             assert_eq!(resource_type_of(kind), Some(rt));
         }

@@ -8,6 +8,9 @@ use super::elements::is_type_name;
 use super::error::{FhirError, rule};
 use super::identifier::business_identifiers;
 use super::immunization::validate_immunization;
+use super::medication::{
+    MedicationFacts, validate_medication_dispense, validate_medication_request,
+};
 use super::observation::validate_observation;
 use super::storage::Summary;
 
@@ -28,6 +31,12 @@ pub(super) const IDENTIFYING_PATIENT_ELEMENTS: &[&str] = &[
 /// when an element has the wrong JSON type, a 422 error when a rule is
 /// broken. Structural problems are reported before rule violations.
 pub fn validate(v: &Value) -> Result<Summary, FhirError> {
+    validate_with_facts(v).map(|(summary, _)| summary)
+}
+
+/// [`validate`], also giving what the ledger's state machine needs of a
+/// MedicationRequest or MedicationDispense (`None` for other resources).
+pub fn validate_with_facts(v: &Value) -> Result<(Summary, Option<MedicationFacts>), FhirError> {
     let Some(obj) = v.as_object() else {
         return Err(FhirError::new(
             400,
@@ -47,15 +56,20 @@ pub fn validate(v: &Value) -> Result<Summary, FhirError> {
             ));
         }
     };
-    let mut summary = match rt {
-        "Observation" => validate_observation(obj),
-        "Condition" => validate_condition(obj),
-        "Immunization" => validate_immunization(obj),
-        "Patient" => Err(patient_refusal(obj)),
-        other => Err(unsupported_type(other)),
-    }?;
+    let (mut summary, facts) =
+        match rt {
+            "Observation" => validate_observation(obj).map(|s| (s, None)),
+            "Condition" => validate_condition(obj).map(|s| (s, None)),
+            "Immunization" => validate_immunization(obj).map(|s| (s, None)),
+            "MedicationRequest" => validate_medication_request(obj)
+                .map(|(s, p)| (s, Some(MedicationFacts::Request(p)))),
+            "MedicationDispense" => validate_medication_dispense(obj)
+                .map(|(s, d)| (s, Some(MedicationFacts::Dispense(d)))),
+            "Patient" => Err(patient_refusal(obj)),
+            other => Err(unsupported_type(other)),
+        }?;
     summary.identifiers = business_identifiers(obj, summary.resource_type)?;
-    Ok(summary)
+    Ok((summary, facts))
 }
 
 /// Why a Patient resource is refused.
@@ -87,6 +101,8 @@ pub(super) fn unsupported_type(rt: &str) -> FhirError {
     rule(
         "not-supported",
         "resourceType",
-        format!("{what}; the ledger stores Observation, Condition and Immunization"),
+        format!(
+            "{what}; the ledger stores Observation, Condition, Immunization, MedicationRequest and MedicationDispense"
+        ),
     )
 }

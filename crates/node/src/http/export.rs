@@ -254,10 +254,18 @@ pub(crate) async fn export(
     let ex = export.clone();
     let (note, size, withheld, entries) = blocking(move || {
         let reader = access::reader(&st, &headers)?;
-        if reader.participant.role == Role::Patient {
-            return Err(Problem::forbidden(
-                "a patient reads their own records through their history or $everything",
-            ));
+        match reader.participant.role {
+            Role::Patient => {
+                return Err(Problem::forbidden(
+                    "a patient reads their own records through their history or $everything",
+                ));
+            }
+            Role::Pharmacy => {
+                return Err(Problem::forbidden(
+                    "a pharmacy reads the prescriptions it fills one by one, never in bulk",
+                ));
+            }
+            _ => {}
         }
         crate::http::request::may_read_kind(&reader.participant, kind)?;
         let store = st.log.store();

@@ -116,6 +116,7 @@ pub fn submit_problem(e: &SubmitError) -> Problem {
             | Rejection::DevicePatient
             | Rejection::NotChosenDoctor
             | Rejection::RegistrarNotAllowed
+            | Rejection::NotPrescriber
             | Rejection::RoleNotAllowed { .. } => StatusCode::FORBIDDEN,
             Rejection::Duplicate => StatusCode::CONFLICT,
             Rejection::Stale { .. }
@@ -146,7 +147,17 @@ pub fn submit_problem(e: &SubmitError) -> Problem {
             | Rejection::AlreadyRedacted(_)
             | Rejection::RedactionPatient(_)
             | Rejection::RedactedKind(_)
-            | Rejection::RedactionRequest => StatusCode::UNPROCESSABLE_ENTITY,
+            | Rejection::RedactionRequest
+            | Rejection::PrescriptionUnknown(_)
+            | Rejection::PrescriptionNotYetValid
+            | Rejection::PrescriptionExpired
+            | Rejection::PrescriptionCancelled
+            | Rejection::PrescriptionPatient
+            | Rejection::DispenseMedication { .. }
+            | Rejection::DispenseUnit { .. }
+            | Rejection::FillsExhausted { .. }
+            | Rejection::DispenseOverQuantity { .. }
+            | Rejection::HandedOverFuture { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         },
     };
     let mut p = Problem::new(status, e.code(), e.to_string());

@@ -387,8 +387,12 @@ pub(crate) fn parse_u64(name: &str, v: Option<&str>) -> ApiResult<Option<u64>> {
 /// for donor readers only, whatever else the role may read.
 pub(crate) fn may_read_kind(reader: &Participant, kind: &str) -> Result<(), Problem> {
     if !medledger_ledger::may_read_kind(reader.role, kind) {
+        let what = match reader.role {
+            Role::Pharmacy => "records other than prescriptions and dispenses",
+            _ => "the organ-donor registry",
+        };
         return Err(Problem::forbidden(format!(
-            "role {} may not read the organ-donor registry",
+            "role {} may not read {what}",
             reader.role
         )));
     }

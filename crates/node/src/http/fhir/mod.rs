@@ -1,7 +1,9 @@
 //! The FHIR R4 facade under `/fhir`.
 //!
 //! Resources are stored as the payloads of ledger transactions (kinds
-//! `fhir.observation`, `fhir.condition`, `fhir.immunization`); a resource's
+//! `fhir.observation`, `fhir.condition`, `fhir.immunization`, and
+//! `prescription` for a MedicationRequest, `dispense` for a
+//! MedicationDispense); a resource's
 //! id is its transaction id. FHIR clients do not sign: a write is
 //! authenticated by a bearer token, and the node signs it with the key it
 //! holds for that participant (an integration account registered like any
@@ -363,6 +365,7 @@ fn submit_error(e: &SubmitError) -> FhirError {
             Rejection::UnknownAuthor
             | Rejection::RevokedAuthor
             | Rejection::DevicePatient
+            | Rejection::NotPrescriber
             | Rejection::RoleNotAllowed { .. } => {
                 FhirError::new(403, "forbidden", None, r.to_string())
             }
@@ -1260,6 +1263,8 @@ fn everything_blocking(
         fhir::KIND_OBSERVATION,
         fhir::KIND_CONDITION,
         fhir::KIND_IMMUNIZATION,
+        fhir::KIND_PRESCRIPTION,
+        fhir::KIND_DISPENSE,
     ];
     let mut judge = access::Judge::new(state, &reader);
     let by = By::Patient(patient);

@@ -157,7 +157,13 @@ fn interactions(codes: &[&str]) -> Value {
 
 /// The types stored, each with its search parameters from the table the
 /// search code uses (`fhir::search_params`), so the two cannot drift.
-const STORED_TYPES: [&str; 3] = ["Observation", "Condition", "Immunization"];
+const STORED_TYPES: [&str; 5] = [
+    "Observation",
+    "Condition",
+    "Immunization",
+    "MedicationRequest",
+    "MedicationDispense",
+];
 
 fn stored_type(ty: &str) -> Value {
     let params: Vec<Value> = fhir::search_params(ty)
@@ -519,6 +525,12 @@ mod tests {
         assert!(names("Condition").contains(&"date".to_owned()));
         assert!(names("Immunization").contains(&"date".to_owned()));
         assert!(names("Immunization").contains(&"vaccine-code".to_owned()));
+        for t in ["MedicationRequest", "MedicationDispense"] {
+            assert_eq!(
+                names(t),
+                ["subject", "patient", "code", "date", "identifier"]
+            );
+        }
         assert_eq!(find("Patient")["operation"][0]["name"], "everything");
     }
 
