@@ -1655,6 +1655,54 @@ mod tests {
         assert_eq!(ledger.store.last().unwrap().header().height, 0);
     }
 
+    #[test]
+    fn records_read_by_leaf_or_id_are_those_of_their_whole_block() {
+        let dir = tempfile::tempdir().unwrap();
+        Ledger::init(dir.path(), "test.example/reads", "Test").unwrap();
+        let admin = read_key_file(&dir.path().join("admin.key")).unwrap();
+        let mut ledger = Ledger::open(dir.path()).unwrap();
+        let time = ledger.state.block_time(now_ms());
+        let registers = (10..14u8)
+            .map(|i| {
+                let key = keys::public_key(&SigningKey::from_bytes(&[i; 32]));
+                Transaction::sign(
+                    &admin,
+                    kind::REGISTER,
+                    time,
+                    &serde_json::json!({"key": key, "role": "doctor",
+                        "institution": "Test", "label": format!("d{i}")}),
+                )
+                .unwrap()
+            })
+            .collect();
+        commit_txs(&mut ledger, registers, true).unwrap();
+        let store = &ledger.store;
+        let mut whole = Vec::new();
+        for height in 0..=1 {
+            let block = store.block(height).unwrap();
+            let first = block.header.header().first_leaf;
+            whole.extend(
+                (first..)
+                    .zip(block.txs)
+                    .map(|(leaf, tx)| (tx, leaf, height)),
+            );
+        }
+        assert!(whole.len() >= 5);
+        let size = whole.len() as u64;
+        // Runs within a block, across blocks, backwards and repeated.
+        let leaves = [size - 1, 0, size - 2, size - 1, 1, size - 4];
+        let read = store.transactions_at(&leaves).unwrap();
+        let expected: Vec<_> = leaves.iter().map(|&l| whole[l as usize].clone()).collect();
+        assert_eq!(read, expected);
+        for (tx, leaf, height) in &whole {
+            assert_eq!(
+                store.transaction(tx.id()).unwrap(),
+                Some((tx.clone(), *leaf, *height))
+            );
+        }
+        assert!(store.transactions_at(&[size]).is_err());
+    }
+
     /// Seals and commits `txs` as the next block, admitting each on the
     /// state with the index as its lookup; with `apply`, as a node would.
     fn commit_txs(
