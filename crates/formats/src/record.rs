@@ -13,6 +13,7 @@
 
 use crate::block::{Block, BlockError, SealedHeader};
 use crate::tx::{Transaction, TxError};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Record kind: the payloads and salts of one block.
 pub const KIND_PAYLOADS: u8 = 1;
@@ -233,6 +234,49 @@ pub fn decode_block_stubs(body: &[u8]) -> Result<(SealedHeader, Vec<TxStub>), Re
 /// Decodes a block from its block record and payloads record bodies,
 /// checking every transaction's canonical form and commitment (not signatures).
 pub fn decode_block(block_body: &[u8], payloads_body: &[u8]) -> Result<Block, RecordError> {
+    let mut txs = Vec::new();
+    let header = decode_with(block_body, payloads_body, |_| true, |_, tx| txs.push(tx))?;
+    Ok(Block { header, txs })
+}
+
+/// Decodes a block's sealed header and only its transactions at log
+/// indexes `leaves`, in the order given (`None` for an index outside the
+/// block). Those are checked as [`decode_block`] checks every one; the
+/// others are stepped over by their lengths, so that reading one record
+/// does not parse and hash the whole block. Both bodies are still walked
+/// to the end, so their framing is checked as a whole.
+pub fn decode_block_txs(
+    block_body: &[u8],
+    payloads_body: &[u8],
+    leaves: &[u64],
+) -> Result<(SealedHeader, Vec<Option<Transaction>>), RecordError> {
+    let first = decode_block_header(block_body)?.header().first_leaf;
+    let position = |leaf: u64| usize::try_from(leaf.checked_sub(first)?).ok();
+    let wanted: BTreeSet<usize> = leaves.iter().filter_map(|&l| position(l)).collect();
+    let mut found = BTreeMap::new();
+    let header = decode_with(
+        block_body,
+        payloads_body,
+        |index| wanted.contains(&index),
+        |index, tx| {
+            found.insert(index, tx);
+        },
+    )?;
+    let txs = leaves
+        .iter()
+        .map(|&l| found.get(&position(l)?).cloned())
+        .collect();
+    Ok((header, txs))
+}
+
+/// Walks both record bodies of a block, checking their framing and counts,
+/// and hands `put` each transaction whose place in the block `keep` asks for.
+fn decode_with(
+    block_body: &[u8],
+    payloads_body: &[u8],
+    keep: impl Fn(usize) -> bool,
+    mut put: impl FnMut(usize, Transaction),
+) -> Result<SealedHeader, RecordError> {
     let mut r = Reader(block_body);
     let jcs = r.bytes()?;
     let sig = r.array::<64>()?;
@@ -255,20 +299,20 @@ pub fn decode_block(block_body: &[u8], payloads_body: &[u8]) -> Result<Block, Re
             payloads: pcount as u64,
         });
     }
-    // Counts come from disk; cap the reservation by what the bytes can hold.
-    let mut txs = Vec::with_capacity(count.min(block_body.len() / 68));
     for index in 0..count {
         let header_jcs = r.bytes()?;
         let signature = r.array::<64>()?;
         let salt = p.array::<16>()?;
-        let payload = p.bytes()?.to_vec();
-        let tx = Transaction::from_stored(header_jcs, signature, salt, payload)
-            .map_err(|error| RecordError::Tx { index, error })?;
-        txs.push(tx);
+        let payload = p.bytes()?;
+        if keep(index) {
+            let tx = Transaction::from_stored(header_jcs, signature, salt, payload.to_vec())
+                .map_err(|error| RecordError::Tx { index, error })?;
+            put(index, tx);
+        }
     }
     r.finish()?;
     p.finish()?;
-    Ok(Block { header, txs })
+    Ok(header)
 }
 
 #[cfg(test)]
@@ -332,6 +376,48 @@ mod tests {
         assert_eq!(
             decode_block(&body, &payloads[..payloads.len() - 1]),
             Err(RecordError::Truncated)
+        );
+    }
+
+    #[test]
+    fn chosen_transactions_decode_as_the_whole_block_does() {
+        let mut b = block();
+        b.header = {
+            let mut h = b.header.header().clone();
+            h.first_leaf = 10;
+            SealedHeader::seal(h, &SigningKey::from_bytes(&[6; 32])).unwrap()
+        };
+        let (mut body, mut payloads) = (Vec::new(), Vec::new());
+        encode_block(&b, &mut body);
+        encode_payloads(&b, &mut payloads);
+        let (header, txs) = decode_block_txs(&body, &payloads, &[12, 10, 12, 9, 13]).unwrap();
+        assert_eq!(header, b.header);
+        assert_eq!(
+            txs,
+            vec![
+                Some(b.txs[2].clone()),
+                Some(b.txs[0].clone()),
+                Some(b.txs[2].clone()),
+                None,
+                None
+            ]
+        );
+        // The framing of both records is checked whole, whatever is chosen.
+        for n in 0..body.len() {
+            assert!(decode_block_txs(&body[..n], &payloads, &[10]).is_err());
+        }
+        assert_eq!(
+            decode_block_txs(&body, &payloads[..payloads.len() - 1], &[10]),
+            Err(RecordError::Truncated)
+        );
+        // A changed payload fails its own read, not the others'.
+        let mut bad = payloads.clone();
+        let at = 12 + 16 + 4;
+        bad[at] ^= 1;
+        assert!(decode_block_txs(&body, &bad, &[10]).is_err());
+        assert_eq!(
+            decode_block_txs(&body, &bad, &[11]).unwrap().1,
+            vec![Some(b.txs[1].clone())]
         );
     }
 

@@ -839,21 +839,37 @@ impl Store {
             .map_err(|error| LedgerError::Record { location, error })
     }
 
+    /// Reads the block at `height` and decodes only its transactions at
+    /// log indexes `leaves`, in that order.
+    fn block_txs(&self, height: u64, leaves: &[u64]) -> Result<Vec<Transaction>, LedgerError> {
+        let (_, stored) = self.stored(height)?;
+        let (_, txs) =
+            record::decode_block_txs(&stored.block, &stored.payloads, leaves).map_err(|error| {
+                self.damage(height, &error, format!("record does not decode: {error}"))
+            })?;
+        leaves
+            .iter()
+            .zip(txs)
+            .map(|(leaf, tx)| tx.ok_or_else(|| LedgerError::NotFound(format!("leaf {leaf}"))))
+            .collect()
+    }
+
+    /// The block height of log index `leaf`.
+    fn height_of(&self, leaf: u64) -> Result<u64, LedgerError> {
+        self.index
+            .height_of_leaf(leaf)?
+            .ok_or_else(|| LedgerError::NotFound(format!("block of leaf {leaf}")))
+    }
+
     /// Finds a transaction by id: the transaction, its log index and block height.
     pub fn transaction(&self, id: &Hash) -> Result<Option<(Transaction, u64, u64)>, LedgerError> {
         let Some(leaf) = self.index.leaves_of(&[id])?[0] else {
             return Ok(None);
         };
-        let height = self
-            .index
-            .height_of_leaf(leaf)?
-            .ok_or_else(|| LedgerError::NotFound(format!("block of leaf {leaf}")))?;
-        let block = self.block(height)?;
-        let first = block.header.header().first_leaf;
-        let tx = block
-            .txs
-            .into_iter()
-            .nth((leaf - first) as usize)
+        let height = self.height_of(leaf)?;
+        let tx = self
+            .block_txs(height, &[leaf])?
+            .pop()
             .ok_or_else(|| LedgerError::NotFound(format!("leaf {leaf}")))?;
         if tx.id() != id {
             // Its header or signature changed on disk (with a fixed CRC):
@@ -865,32 +881,27 @@ impl Store {
     }
 
     /// The transactions at log indexes `leaves`, each with its block height,
-    /// in the order given. A block holding several of them is read once.
+    /// in the order given. A run of them in one block reads that block once
+    /// and decodes only them.
     pub fn transactions_at(
         &self,
         leaves: &[u64],
     ) -> Result<Vec<(Transaction, u64, u64)>, LedgerError> {
         let mut out = Vec::with_capacity(leaves.len());
-        let mut cached: Option<(u64, Block)> = None;
-        for &leaf in leaves {
-            let height = self
-                .index
-                .height_of_leaf(leaf)?
-                .ok_or_else(|| LedgerError::NotFound(format!("block of leaf {leaf}")))?;
-            if cached.as_ref().map(|(h, _)| *h) != Some(height) {
-                cached = Some((height, self.block(height)?));
-            }
-            let block = &cached
-                .as_ref()
-                .ok_or_else(|| LedgerError::NotFound(format!("block {height}")))?
-                .1;
-            let first = block.header.header().first_leaf;
-            let tx = block
-                .txs
-                .get((leaf - first) as usize)
-                .cloned()
-                .ok_or_else(|| LedgerError::NotFound(format!("leaf {leaf}")))?;
-            out.push((tx, leaf, height));
+        let heights = leaves
+            .iter()
+            .map(|&leaf| self.height_of(leaf))
+            .collect::<Result<Vec<_>, _>>()?;
+        for run in heights.chunk_by(|a, b| a == b) {
+            let height = run[0];
+            let start = out.len();
+            let run_leaves = &leaves[start..start + run.len()];
+            let txs = self.block_txs(height, run_leaves)?;
+            out.extend(
+                txs.into_iter()
+                    .zip(run_leaves)
+                    .map(|(tx, &leaf)| (tx, leaf, height)),
+            );
         }
         Ok(out)
     }
@@ -1766,6 +1777,54 @@ mod tests {
         );
         // Nothing was written: the tip is still genesis.
         assert_eq!(ledger.store.last().unwrap().header().height, 0);
+    }
+
+    #[test]
+    fn records_read_by_leaf_or_id_are_those_of_their_whole_block() {
+        let dir = tempfile::tempdir().unwrap();
+        Ledger::init(dir.path(), "test.example/reads", "Test").unwrap();
+        let admin = read_key_file(&dir.path().join("admin.key")).unwrap();
+        let mut ledger = Ledger::open(dir.path()).unwrap();
+        let time = ledger.state.block_time(now_ms());
+        let registers = (10..14u8)
+            .map(|i| {
+                let key = keys::public_key(&SigningKey::from_bytes(&[i; 32]));
+                Transaction::sign(
+                    &admin,
+                    kind::REGISTER,
+                    time,
+                    &serde_json::json!({"key": key, "role": "doctor",
+                        "institution": "Test", "label": format!("d{i}")}),
+                )
+                .unwrap()
+            })
+            .collect();
+        commit_txs(&mut ledger, registers, true).unwrap();
+        let store = &ledger.store;
+        let mut whole = Vec::new();
+        for height in 0..=1 {
+            let block = store.block(height).unwrap();
+            let first = block.header.header().first_leaf;
+            whole.extend(
+                (first..)
+                    .zip(block.txs)
+                    .map(|(leaf, tx)| (tx, leaf, height)),
+            );
+        }
+        assert!(whole.len() >= 5);
+        let size = whole.len() as u64;
+        // Runs within a block, across blocks, backwards and repeated.
+        let leaves = [size - 1, 0, size - 2, size - 1, 1, size - 4];
+        let read = store.transactions_at(&leaves).unwrap();
+        let expected: Vec<_> = leaves.iter().map(|&l| whole[l as usize].clone()).collect();
+        assert_eq!(read, expected);
+        for (tx, leaf, height) in &whole {
+            assert_eq!(
+                store.transaction(tx.id()).unwrap(),
+                Some((tx.clone(), *leaf, *height))
+            );
+        }
+        assert!(store.transactions_at(&[size]).is_err());
     }
 
     /// Seals and commits `txs` as the next block, admitting each on the

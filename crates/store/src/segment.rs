@@ -114,24 +114,38 @@ enum Bad {
 }
 
 fn parse_at(data: &[u8], at: usize) -> Result<Parsed<'_>, Bad> {
-    let head = data.get(at..at + RECORD_HEADER).ok_or(Bad::Short)?;
+    let head = data
+        .get(at..at + RECORD_HEADER)
+        .and_then(|h| <&[u8; RECORD_HEADER]>::try_from(h).ok())
+        .ok_or(Bad::Short)?;
+    let (kind, len) = record_head(head)?;
+    let end = at + RECORD_HEADER + len;
+    let body = data.get(at + RECORD_HEADER..end).ok_or(Bad::Short)?;
+    check_crc(head, body)?;
+    Ok(Parsed { kind, body, end })
+}
+
+/// A record header's kind and body length, each checked.
+fn record_head(head: &[u8; RECORD_HEADER]) -> Result<(u8, usize), Bad> {
     let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
     let kind = head[4];
-    let crc = u32::from_le_bytes([head[5], head[6], head[7], head[8]]);
     if kind != KIND_PAYLOADS && kind != KIND_BLOCK {
         return Err(Bad::Invalid("unknown record kind"));
     }
     if len > MAX_RECORD {
         return Err(Bad::Invalid("record length out of range"));
     }
-    let end = at + RECORD_HEADER + len;
-    let body = data.get(at + RECORD_HEADER..end).ok_or(Bad::Short)?;
-    let mut c = crc32c::crc32c(&head[..5]);
-    c = crc32c::crc32c_append(c, body);
+    Ok((kind, len))
+}
+
+/// Checks a record's checksum, over its kind, length and body.
+fn check_crc(head: &[u8; RECORD_HEADER], body: &[u8]) -> Result<(), Bad> {
+    let crc = u32::from_le_bytes([head[5], head[6], head[7], head[8]]);
+    let c = crc32c::crc32c_append(crc32c::crc32c(&head[..5]), body);
     if c != crc {
         return Err(Bad::Invalid("checksum mismatch"));
     }
-    Ok(Parsed { kind, body, end })
+    Ok(())
 }
 
 /// Result of walking one segment's bytes pair by pair.
@@ -776,13 +790,17 @@ impl SegmentLog {
             if len > MAX_RECORD {
                 return Err(corrupt("record length out of range"));
             }
-            let mut rec = head.to_vec();
-            rec.resize(RECORD_HEADER + len, 0);
+            // The body is read straight into the buffer that is returned:
+            // a block record holds up to thousands of transactions, and a
+            // read of one of them should not copy them all twice.
+            let mut body = vec![0u8; len];
             backend
-                .read_at(at + RECORD_HEADER as u64, &mut rec[RECORD_HEADER..])
+                .read_at(at + RECORD_HEADER as u64, &mut body)
                 .map_err(io_err(&path))?;
-            let p = parse_at(&rec, 0).map_err(|_| corrupt("damaged record"))?;
-            Ok((p.body.to_vec(), at + p.end as u64))
+            record_head(&head)
+                .and_then(|_| check_crc(&head, &body))
+                .map_err(|_| corrupt("damaged record"))?;
+            Ok((body, at + (RECORD_HEADER + len) as u64))
         };
         let (payloads, next) = read_record(location.offset)?;
         let (block, _) = read_record(next)?;
