@@ -901,10 +901,20 @@ fn key_file(root: &Path, name: &str, key: &SigningKey) -> PathBuf {
     f
 }
 
-#[test]
-fn a_patient_sees_who_read_their_records_every_entry_proven_and_consistent() {
-    let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("data");
+/// A stopped node's ledger where a doctor writes about the patient with
+/// `report_payload(0)`'s pseudonym, and that patient, registered by the
+/// pseudonymization authority, holds a key.
+struct PatientLedger {
+    dir: PathBuf,
+    vkey: String,
+    admin: SigningKey,
+    patient: SigningKey,
+    doctor: SigningKey,
+    pseudonym: String,
+}
+
+fn patient_ledger(root: &Path) -> PatientLedger {
+    let dir = root.join("data");
     let vkey = init(&dir);
     let new_key = || keys::generate().unwrap();
     let (authority, patient, doctor) = (new_key(), new_key(), new_key());
@@ -927,6 +937,27 @@ fn a_patient_sees_who_read_their_records_every_entry_proven_and_consistent() {
         Some(&pseudonym),
     ));
     assert!(import(&dir, &[reg], 1).output.status.success());
+    PatientLedger {
+        dir,
+        vkey,
+        admin,
+        patient,
+        doctor,
+        pseudonym,
+    }
+}
+
+#[test]
+fn a_patient_sees_who_read_their_records_every_entry_proven_and_consistent() {
+    let root = tempfile::tempdir().unwrap();
+    let PatientLedger {
+        dir,
+        vkey,
+        patient,
+        doctor,
+        pseudonym,
+        ..
+    } = patient_ledger(root.path());
     let report = report_tx(&doctor, 0);
     let ids = import(&dir, &[line(&report)], 1).ids();
     let patient_key = key_file(root.path(), "patient", &patient);
@@ -1111,33 +1142,20 @@ fn participant_register_help_lists_every_role() {
 #[test]
 fn a_patient_gets_an_erasure_receipt_that_verifies_offline_and_any_change_to_it_is_refused() {
     let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("data");
-    let vkey = init(&dir);
-    let new_key = || keys::generate().unwrap();
-    let (authority, patient, doctor, dpo) = (new_key(), new_key(), new_key(), new_key());
-    let admin = admin_key(&dir);
-    let pseudonym = report_payload(0)["patient"].as_str().unwrap().to_owned();
-    let regs = [
-        line(&register_role(
-            &admin,
-            &authority,
-            Role::PseudonymizationAuthority,
-            None,
-        )),
-        line(&register_role(&admin, &doctor, Role::Doctor, None)),
-        line(&register_role(
-            &admin,
-            &dpo,
-            Role::DataProtectionOfficer,
-            None,
-        )),
-    ];
-    assert!(import(&dir, &regs, 8).output.status.success());
+    let PatientLedger {
+        dir,
+        vkey,
+        admin,
+        patient,
+        doctor,
+        pseudonym,
+    } = patient_ledger(root.path());
+    let dpo = keys::generate().unwrap();
     let reg = line(&register_role(
-        &authority,
-        &patient,
-        Role::Patient,
-        Some(&pseudonym),
+        &admin,
+        &dpo,
+        Role::DataProtectionOfficer,
+        None,
     ));
     assert!(import(&dir, &[reg], 1).output.status.success());
     let (erased, kept) = (report_tx(&doctor, 0), report_tx(&doctor, 0));

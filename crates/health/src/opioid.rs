@@ -418,16 +418,6 @@ fn round_mme(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
 }
 
-/// True for a WHO ATC level-5 code: letter, two digits, two letters, two digits.
-pub fn is_atc_substance_code(atc: &str) -> bool {
-    let b = atc.as_bytes();
-    b.len() == 7
-        && b[0].is_ascii_uppercase()
-        && b[1..3].iter().all(u8::is_ascii_digit)
-        && b[3..5].iter().all(u8::is_ascii_uppercase)
-        && b[5..7].iter().all(u8::is_ascii_digit)
-}
-
 /// True for an opioid in the sense of this module (see the module's
 /// decisions): ATC `N02A*`, codeine `R05DA04`, hydrocodone `R05DA03` or
 /// methadone `N07BC02`.
@@ -465,7 +455,7 @@ impl Prescription {
     /// Checks what the rules rely on: an ATC substance code, a positive
     /// finite dose and an end not before the start.
     pub fn validate(&self) -> Result<(), RecordError> {
-        if !is_atc_substance_code(&self.atc) {
+        if !crate::prescription::is_atc_substance(&self.atc) {
             return Err(RecordError::BadAtc(self.atc.clone()));
         }
         let bad_dose = |e| RecordError::BadDose(self.id.clone(), e);

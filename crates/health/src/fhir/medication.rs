@@ -325,24 +325,39 @@ fn validity(req: &Map<String, Value>, path: &str) -> Result<(i64, i64), FhirErro
     Ok((from, until))
 }
 
+/// What both medication resources open with, in the order the other
+/// resources check it: the common rules, the structure, no contained
+/// resources, a pseudonym `subject` and a status among `statuses`. Returns
+/// the walk (its rule failures are reported last), the patient and the raw
+/// `time_field`.
+fn opening<'a>(
+    obj: &'a Map<String, Value>,
+    rt: &str,
+    time_field: &str,
+    statuses: &[&str],
+) -> Result<(Walk, String, Option<&'a str>), FhirError> {
+    common_rules(obj, rt)?;
+    let subject = opt_ref(obj, "subject", rt)?;
+    let time = get_str(obj, time_field, rt)?;
+    let mut walk = Walk::of(obj, rt);
+    if let Some(e) = walk.structure.take() {
+        return Err(e);
+    }
+    refuse_contained(obj, rt)?;
+    let patient = patient_reference(rt, "subject", subject.as_ref())?;
+    check_status(
+        get_str(obj, "status", rt)?,
+        statuses,
+        &format!("{rt}.status"),
+    )?;
+    Ok((walk, patient, time))
+}
+
 pub(super) fn validate_medication_request(
     obj: &Map<String, Value>,
 ) -> Result<(Summary, Prescription), FhirError> {
     const RT: &str = "MedicationRequest";
-    common_rules(obj, RT)?;
-    let subject = opt_ref(obj, "subject", RT)?;
-    let authored = get_str(obj, "authoredOn", RT)?;
-    let walk = Walk::of(obj, RT);
-    if let Some(e) = walk.structure {
-        return Err(e);
-    }
-    refuse_contained(obj, RT)?;
-    let patient = patient_reference(RT, "subject", subject.as_ref())?;
-    check_status(
-        get_str(obj, "status", RT)?,
-        &["active"],
-        "MedicationRequest.status",
-    )?;
+    let (walk, patient, authored) = opening(obj, RT, "authoredOn", &["active"])?;
     fixed(obj, "intent", RT, "order")?;
     let (atc, codes) = medication(obj, RT)?;
     let authored = check_date_time(authored, "MedicationRequest.authoredOn")?;
@@ -433,20 +448,7 @@ pub(super) fn validate_medication_dispense(
     obj: &Map<String, Value>,
 ) -> Result<(Summary, Dispense), FhirError> {
     const RT: &str = "MedicationDispense";
-    common_rules(obj, RT)?;
-    let subject = opt_ref(obj, "subject", RT)?;
-    let handed = get_str(obj, "whenHandedOver", RT)?;
-    let walk = Walk::of(obj, RT);
-    if let Some(e) = walk.structure {
-        return Err(e);
-    }
-    refuse_contained(obj, RT)?;
-    let patient = patient_reference(RT, "subject", subject.as_ref())?;
-    check_status(
-        get_str(obj, "status", RT)?,
-        &["completed"],
-        "MedicationDispense.status",
-    )?;
+    let (walk, patient, handed) = opening(obj, RT, "whenHandedOver", &["completed"])?;
     let (atc, codes) = medication(obj, RT)?;
 
     const AP: &str = "MedicationDispense.authorizingPrescription";
