@@ -220,6 +220,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         ));
     }
     let mut accepted = 0usize;
+    let bar = crate::progress(Some(signed.len() as u64), "records");
     for chunk in signed.chunks(1000) {
         let txs = chunk
             .iter()
@@ -230,11 +231,13 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
                 Ok(_) => accepted += 1,
                 Err(r) => {
                     refused += 1;
-                    eprintln!("refused: {}: {}", r.code, r.detail);
+                    bar.suspend(|| eprintln!("refused: {}: {}", r.code, r.detail));
                 }
             }
         }
+        bar.inc(chunk.len() as u64);
     }
+    bar.finish_and_clear();
     sink.close()?;
     println!(
         "{}",

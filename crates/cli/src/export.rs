@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -1158,20 +1158,6 @@ fn verify_export(a: &VerifyArgs, manifest: &Path) -> Checked<(String, RedactedRo
     ))
 }
 
-/// A progress bar over the log's leaves on a terminal (verifying a large
-/// export through a node takes a while), else nothing.
-fn progress(leaves: u64) -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    indicatif::ProgressBar::new(leaves).with_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} leaf {human_pos}/{human_len}  {per_sec}  eta {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    )
-}
-
 /// Walks the manifest's leaves, the file's rows and the ledger together.
 fn check_rows(
     manifest: &Path,
@@ -1205,7 +1191,8 @@ fn check_rows(
     };
     let mut stopped = None;
     let mut seen = false;
-    let bar = progress(size);
+    // Verifying a large export through a node takes a while.
+    let bar = crate::progress(Some(size), "leaves of the log");
     let parsed = {
         let reader = BufReader::new(
             File::open(manifest)

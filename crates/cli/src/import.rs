@@ -15,7 +15,6 @@
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use ed25519_dalek::SigningKey;
-use indicatif::{ProgressBar, ProgressStyle};
 use medledger_client::Client;
 use medledger_formats::merkle::Hash;
 use medledger_formats::tx::{Transaction, TxWire};
@@ -28,7 +27,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -722,6 +721,29 @@ fn numbered(r: impl BufRead) -> impl Iterator<Item = Result<(usize, Vec<u8>)>> {
         .filter(|l| !matches!(l, Ok((_, b)) if b.iter().all(u8::is_ascii_whitespace)))
 }
 
+/// How many rows the input files hold, when that is cheap to know: signed
+/// lines and CSV records are counted in a pass over the files (much faster
+/// than checking and signing them). FHIR inputs, where one line may be a
+/// Bundle of many rows, and stdin have no total.
+fn total_rows(args: &ImportArgs) -> Result<Option<u64>> {
+    let mut total = 0u64;
+    for path in &args.files {
+        let format = match args.format {
+            Format::Auto => detect(path)?,
+            f => f,
+        };
+        total += match format {
+            Format::Signed => lines(path)?.count() as u64,
+            Format::Csv => csv::Reader::from_path(path)
+                .with_context(|| format!("opening {}", path.display()))?
+                .byte_records()
+                .count() as u64,
+            _ => return Ok(None),
+        };
+    }
+    Ok((!args.files.is_empty()).then_some(total))
+}
+
 fn detect(path: &Path) -> Result<Format> {
     let name = path.to_string_lossy().to_ascii_lowercase();
     if name.ends_with(".csv") {
@@ -900,22 +922,7 @@ pub fn run(args: ImportArgs) -> Result<ExitCode> {
     }
     let mut journal = report.as_deref().map(Journal::open).transpose()?;
     let sink = Sink::open(args.url.as_deref(), args.vkey.as_deref(), &args.data_dir)?;
-    let bar = if std::io::stderr().is_terminal() {
-        ProgressBar::new_spinner().with_style(
-            ProgressStyle::with_template("{spinner} {human_pos} rows  {rate}  {elapsed}")
-                .map(|s| {
-                    s.with_key(
-                        "rate",
-                        |st: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                            let _ = write!(w, "{}/s", indicatif::HumanCount(st.per_sec() as u64));
-                        },
-                    )
-                })
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        )
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = crate::progress(total_rows(&args)?, "rows");
     let mut tally = Tally::default();
     let mut out = std::io::stdout().lock();
     let batch = args.batch.max(1);

@@ -26,6 +26,33 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// A progress bar on a terminal, else nothing: `total` items (or a
+/// spinner when the total is not known), with the rate as a whole count
+/// ("4,500/s") and, given a total, the time left.
+pub(crate) fn progress(total: Option<u64>, what: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let (bar, template) = match total {
+        Some(n) => (
+            indicatif::ProgressBar::new(n),
+            format!("{{bar:40}} {{human_pos}}/{{human_len}} {what}  {{rate}}  eta {{eta}}"),
+        ),
+        None => (
+            indicatif::ProgressBar::new_spinner(),
+            format!("{{spinner}} {{human_pos}} {what}  {{rate}}  {{elapsed}}"),
+        ),
+    };
+    let rate = |st: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+        let _ = write!(w, "{}/s", indicatif::HumanCount(st.per_sec() as u64));
+    };
+    bar.with_style(
+        indicatif::ProgressStyle::with_template(&template)
+            .map(|s| s.with_key("rate", rate))
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    )
+}
+
 #[derive(Parser)]
 #[command(
     name = "medledger",
