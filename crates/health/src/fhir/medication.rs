@@ -10,7 +10,7 @@ use super::elements::{
     opt_ref, patient_reference, quantity, refuse_contained,
 };
 use super::error::{FhirError, rule, structure};
-use super::observation::UCUM;
+use super::observation::check_ucum_system;
 use super::storage::{KIND_DISPENSE, KIND_PRESCRIPTION, Summary};
 use crate::prescription::{
     ATC, Amount, Dispense, MAX_REPEATS, MAX_VALIDITY_DAYS, Prescription, is_atc_substance, is_tx_id,
@@ -110,17 +110,7 @@ fn amount(obj: &Map<String, Value>, key: &str, path: &str) -> Result<Amount, Fhi
             ),
         ));
     }
-    if q.system != Some(UCUM) {
-        return Err(rule(
-            if q.system.is_none() {
-                "required"
-            } else {
-                "value"
-            },
-            format!("{p}.system"),
-            format!("{p}.system must be {UCUM}"),
-        ));
-    }
+    check_ucum_system(q.system, &p)?;
     Ok(Amount {
         milli,
         unit: code.to_owned(),
@@ -519,6 +509,8 @@ mod tests {
     use super::*;
     use crate::fhir::validate_with_facts;
     use serde_json::json;
+
+    const UCUM: &str = "http://unitsofmeasure.org";
 
     const P: &str = "MFRGGZDFMZTWQ2LKNNWG23TPOA";
 

@@ -15,6 +15,23 @@ use super::storage::{KIND_OBSERVATION, Summary};
 
 pub(super) const LOINC: &str = "http://loinc.org";
 pub(super) const UCUM: &str = "http://unitsofmeasure.org";
+
+/// A quantity's `system` must be UCUM: missing is `required`, another one
+/// is `value`.
+pub(super) fn check_ucum_system(system: Option<&str>, path: &str) -> Result<(), FhirError> {
+    if system == Some(UCUM) {
+        return Ok(());
+    }
+    Err(rule(
+        if system.is_none() {
+            "required"
+        } else {
+            "value"
+        },
+        format!("{path}.system"),
+        format!("{path}.system must be {UCUM}"),
+    ))
+}
 pub(super) const OBSERVATION_CATEGORY: &str =
     "http://terminology.hl7.org/CodeSystem/observation-category";
 
@@ -382,17 +399,7 @@ fn check_quantity(q: &Quantity<'_>, measure: Measure, path: &str) -> Result<(), 
             format!("a {} is recorded in UCUM unit {names}", measure.name()),
         ));
     };
-    if q.system != Some(UCUM) {
-        return Err(rule(
-            if q.system.is_none() {
-                "required"
-            } else {
-                "value"
-            },
-            format!("{path}.system"),
-            format!("{path}.system must be {UCUM}"),
-        ));
-    }
+    check_ucum_system(q.system, path)?;
     if !(u.min..=u.max).contains(&value) {
         return Err(rule(
             "value",

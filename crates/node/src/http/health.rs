@@ -123,24 +123,11 @@ pub(crate) fn checkpoint_for(store: &Store, as_of: Option<u64>) -> Result<(Note,
 
 /// A record with its receipt against `checkpoint`.
 pub(crate) fn record_json(store: &Store, r: &Record, checkpoint: &Note) -> Result<Value, Problem> {
-    let mut proof = store
-        .receipt(r.leaf, Some(checkpoint))
-        .map_err(ledger_err)?;
-    proof.extra = Some(r.tx.leaf_preimage());
-    let payload: Value =
+    let mut v = crate::http::record::proven_json(store, r, checkpoint)?;
+    v["payload"] =
         serde_json::from_slice(r.tx.payload_jcs()).map_err(|e| Problem::internal(e.to_string()))?;
-    let h = r.tx.header();
-    Ok(json!({
-        "id": hex::encode(r.tx.id()),
-        "index": r.leaf,
-        "height": r.height,
-        "kind": h.kind,
-        "author": h.author,
-        "time": h.time,
-        "payload": payload,
-        "salt": hex::encode(r.tx.salt()),
-        "receipt": proof.render(),
-    }))
+    v["salt"] = json!(hex::encode(r.tx.salt()));
+    Ok(v)
 }
 
 /// One page of a patient's history or access log, as the query asks.

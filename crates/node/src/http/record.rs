@@ -74,6 +74,14 @@ pub(crate) fn tombstone_json(
     r: &Record,
     checkpoint: &Note,
 ) -> Result<Value, Problem> {
+    let mut v = proven_json(store, r, checkpoint)?;
+    v["redacted"] = redaction_of(store, r.leaf)?;
+    Ok(v)
+}
+
+/// What was logged of a record, with its receipt against `checkpoint`: id,
+/// index, height and the signed header's kind, author and time.
+pub(crate) fn proven_json(store: &Store, r: &Record, checkpoint: &Note) -> Result<Value, Problem> {
     let mut proof = store
         .receipt(r.leaf, Some(checkpoint))
         .map_err(ledger_err)?;
@@ -86,7 +94,6 @@ pub(crate) fn tombstone_json(
         "kind": h.kind,
         "author": h.author,
         "time": h.time,
-        "redacted": redaction_of(store, r.leaf)?,
         "receipt": proof.render(),
     }))
 }
